@@ -1,0 +1,51 @@
+"""The ``corpusbeam`` command line: thin argument parsing over typed library functions.
+
+Each subcommand lives in its own module with two functions, ``add_parser(subparsers)``
+and ``run(args) -> int``; this module only wires them together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from inference.errors import CorpusbeamError
+from pipeline import cmd_endpoint
+
+__all__ = ["build_parser", "main"]
+
+_COMMANDS = (cmd_endpoint,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="corpusbeam",
+        description="Turn a corpus of documents and images into a searchable vector index.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in _COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.run(args) or 0)
+    except CorpusbeamError as exc:
+        print(f"corpusbeam: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
