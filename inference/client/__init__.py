@@ -1,0 +1,41 @@
+"""The embeddings client: both routes, every request option, honest retries, many in flight.
+
+from inference.client import ClientSettings, EmbeddingsClient, EnvApiKey
+
+settings = ClientSettings(endpoint="https://...", credential=EnvApiKey(var="AZURE_AI_KEY"),
+                          encoding_format="int8", input_type="document")
+with EmbeddingsClient(settings) as client:
+    result = client.embed_texts(["a text", "another"])
+    result.vectors  # (2, d) int8, in input order
+"""
+
+from inference.client.core import AsyncEmbeddingsClient, ClientStats, estimate_tokens
+from inference.client.credentials import ApiKey, EntraToken, EnvApiKey
+from inference.client.images import ImageInput, image_data_url, sniff_image_format
+from inference.client.responses import EmbeddingsResult, Usage, parse_error
+from inference.client.retry import RetryPolicy, retry_after_seconds
+from inference.client.settings import DEFAULT_API_VERSION, ClientSettings, Timeouts
+from inference.client.sync import EmbeddingsClient
+from inference.client.throttle import Throttle
+
+__all__ = [
+    "DEFAULT_API_VERSION",
+    "ApiKey",
+    "AsyncEmbeddingsClient",
+    "ClientSettings",
+    "ClientStats",
+    "EmbeddingsClient",
+    "EmbeddingsResult",
+    "EntraToken",
+    "EnvApiKey",
+    "ImageInput",
+    "RetryPolicy",
+    "Throttle",
+    "Timeouts",
+    "Usage",
+    "estimate_tokens",
+    "image_data_url",
+    "parse_error",
+    "retry_after_seconds",
+    "sniff_image_format",
+]
