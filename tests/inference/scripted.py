@@ -1,0 +1,90 @@
+"""A scripted endpoint on loopback, for answers the reference endpoint never gives.
+
+It is a real HTTP server (uvicorn): each request takes the next scripted answer, or,
+once the script is used up, gets a valid embeddings answer (one float per input, the
+input's position). Used to test retry-header variants (``x-ms-retry-after-ms``, an
+HTTP-date ``Retry-After``) and statuses (403, 408, 502, 504) the reference endpoint
+has no reason to send.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import uvicorn
+
+
+@dataclass
+class Answer:
+    status: int
+    body: object = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ScriptedEndpoint:
+    def __init__(self) -> None:
+        self.script: deque[Answer] = deque()
+        self.requests: list[dict] = []
+        self.url = ""
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        payload = json.loads(body) if body else None
+        self.requests.append({"path": scope["path"], "headers": headers, "body": payload})
+        if self.script:
+            answer = self.script.popleft()
+        else:
+            n = len(payload["input"])
+            answer = Answer(
+                200,
+                {
+                    "id": "scripted",
+                    "object": "list",
+                    "model": "scripted",
+                    "usage": {"prompt_tokens": n, "total_tokens": n},
+                    "data": [
+                        {"index": i, "object": "embedding", "embedding": [float(i)]}
+                        for i in range(n)
+                    ],
+                },
+            )
+        content = json.dumps(answer.body).encode()
+        raw_headers = [(b"content-type", b"application/json")]
+        raw_headers += [(k.encode(), v.encode()) for k, v in answer.headers.items()]
+        await send({"type": "http.response.start", "status": answer.status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": content})
+
+
+@contextlib.contextmanager
+def scripted_endpoint() -> Iterator[ScriptedEndpoint]:
+    app = ScriptedEndpoint()
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("scripted endpoint did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    app.url = f"http://127.0.0.1:{port}"
+    try:
+        yield app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
