@@ -43,6 +43,7 @@ __all__ = [
     "natural_dtype",
     "quantize",
     "unpack_bits",
+    "wire_values",
     "wire_width",
 ]
 
@@ -112,15 +113,26 @@ def quantize(xb: np.ndarray, encoding: str) -> np.ndarray:
     return (q + 128).astype(np.uint8)
 
 
-def encode(xb: np.ndarray, encoding: str) -> list:
-    """Float vectors ``(n, d)`` to one JSON-ready embedding a row, in ``encoding``."""
+def wire_values(xb: np.ndarray, encoding: str) -> np.ndarray | list[str]:
+    """Float vectors ``(n, d)`` to the values sent on the wire, as numpy where possible.
+
+    A numpy array (float32, int8, uint8, or int16 for binary) for the number formats, a
+    list of strings for base64. ``orjson`` with ``OPT_SERIALIZE_NUMPY`` writes the arrays
+    directly, float32 in their shortest exact form.
+    """
     q = quantize(xb, encoding)
     if encoding == "base64":
         le = q.astype("<f4", copy=False)
         return [base64.b64encode(row.tobytes()).decode("ascii") for row in le]
     if encoding == "binary":
-        return (q.astype(np.int16) - 128).tolist()
-    return q.tolist()
+        return q.astype(np.int16) - 128
+    return q
+
+
+def encode(xb: np.ndarray, encoding: str) -> list:
+    """Float vectors ``(n, d)`` to one JSON-ready embedding a row (Python lists)."""
+    values = wire_values(xb, encoding)
+    return values if isinstance(values, list) else values.tolist()
 
 
 def decode(items: Sequence[object], encoding: str, *, dimensions: int | None = None) -> np.ndarray:

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import orjson
 
 from inference import codec
 from inference.errors import (
@@ -191,8 +192,8 @@ def parse_embeddings(
 ) -> EmbeddingsResult:
     """A 200 answer to an embeddings request, checked and decoded in input order."""
     try:
-        body = json.loads(content)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError as exc:
         raise ResponseFormatError(f"the answer is not JSON ({exc})") from None
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise ResponseFormatError("the answer has no 'data' list")

@@ -166,3 +166,17 @@ def test_unknown_format_and_non_list_payload():
 def test_empty_batch_decodes_to_an_empty_array():
     out = codec.decode([], "float", dimensions=4)
     assert out.shape == (0, 4) and out.dtype == np.float32
+
+
+@pytest.mark.parametrize("fmt", codec.ENCODINGS)
+def test_wire_values_serialise_like_encode(fmt):
+    import json
+
+    import orjson
+
+    xb = np.random.default_rng(2).standard_normal((4, 16)).astype(np.float32)
+    fast = orjson.loads(orjson.dumps(codec.wire_values(xb, fmt), option=orjson.OPT_SERIALIZE_NUMPY))
+    slow = json.loads(json.dumps(codec.encode(xb, fmt)))
+    # float32 written in shortest form by orjson: other digits, the same float32 values.
+    np.testing.assert_array_equal(codec.decode(fast, fmt), codec.decode(slow, fmt))
+    np.testing.assert_array_equal(codec.decode(fast, fmt), codec.quantize(xb, fmt))
