@@ -59,7 +59,13 @@ from inference.errors import (
     UnprocessableError,
 )
 
-__all__ = ["AsyncEmbeddingsClient", "ClientStats", "ErrorMode", "estimate_tokens"]
+__all__ = [
+    "AsyncEmbeddingsClient",
+    "ClientStats",
+    "ErrorMode",
+    "estimate_tokens",
+    "pack_requests",
+]
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +178,10 @@ class AsyncEmbeddingsClient:
                 raise ConfigError(f"texts[{i}]", type(text).__name__, "must be a string")
         opts = self._options(TEXT_ROUTE, input_type, dimensions, encoding_format)
         costs = [estimate_tokens(t) for t in texts]
-        return await self._embed(list(texts), costs, opts, errors, self.settings.max_inputs)
+        s = self.settings
+        return await self._embed(
+            list(texts), costs, opts, errors, s.max_inputs, s.max_request_tokens, costs
+        )
 
     async def embed_images(
         self,
@@ -187,8 +196,12 @@ class AsyncEmbeddingsClient:
         inputs = [im if isinstance(im, ImageInput) else ImageInput(image=im) for im in images]
         wire = [im.to_wire() for im in inputs]
         costs = [estimate_tokens(w.get("text", "")) + 1000 for w in wire]
+        sizes = [len(w["image"]) + len(w.get("text", "")) for w in wire]
         opts = self._options(IMAGE_ROUTE, input_type, dimensions, encoding_format)
-        return await self._embed(wire, costs, opts, errors, self.settings.max_images)
+        s = self.settings
+        return await self._embed(
+            wire, costs, opts, errors, s.max_images, s.max_request_bytes, sizes
+        )
 
     async def info(self) -> dict:
         """The endpoint's ``GET /info``: model name, type and provider."""
@@ -207,12 +220,14 @@ class AsyncEmbeddingsClient:
             codec.wire_width(enc, dims)
         return _Options(route, enc, dims, input_type or s.input_type)
 
-    async def _embed(self, items, costs, opts, errors, per_request) -> EmbeddingsResult:
+    async def _embed(
+        self, items, costs, opts, errors, max_count, max_weight, weights
+    ) -> EmbeddingsResult:
         n = len(items)
         rows: dict[int, np.ndarray] = {}
         failures: dict[int, Exception] = {}
         meta: list[EmbeddingsResult] = []
-        chunks = [list(range(i, min(n, i + per_request))) for i in range(0, n, per_request)]
+        chunks = pack_requests(weights, max_count, max_weight)
         await asyncio.gather(
             *(
                 self._embed_chunk(c, items, costs, opts, errors, rows, failures, meta)
@@ -416,6 +431,25 @@ class AsyncEmbeddingsClient:
             request_id_of(response.headers),
         )
         return response
+
+
+def pack_requests(weights: Sequence[int], max_count: int, max_weight: int | None) -> list:
+    """Consecutive positions grouped into requests of at most ``max_count`` inputs and,
+    when given, ``max_weight`` total weight (estimated tokens, or bytes for images).
+    An input heavier than ``max_weight`` goes alone: the endpoint decides about it."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    total = 0
+    for i, w in enumerate(weights):
+        full = len(current) >= max_count
+        if current and (full or (max_weight is not None and total + w > max_weight)):
+            groups.append(current)
+            current, total = [], 0
+        current.append(i)
+        total += w
+    if current:
+        groups.append(current)
+    return groups
 
 
 def _caused_by_inputs(exc: StatusError) -> bool:

@@ -40,7 +40,9 @@ class ClientSettings:
     ``/images/embeddings``). ``credential`` is an ``ApiKey``, ``EnvApiKey``, ``EntraToken``
     or None for an open endpoint. ``extras`` are extra body keys sent to the model; with
     them, ``extra_parameters`` defaults to ``pass-through``. ``max_inputs`` is the most
-    inputs sent in one request (Cohere on Azure: 96; one image a request for Cohere v3).
+    inputs sent in one request (Cohere on Azure: 96; one image a request for Cohere v3);
+    requests are also packed under ``max_request_tokens`` estimated tokens (texts) and
+    ``max_request_bytes`` of data URLs (images).
     """
 
     endpoint: str
@@ -58,6 +60,8 @@ class ClientSettings:
     max_concurrency: int = 8
     max_inputs: int = 96
     max_images: int = 96
+    max_request_tokens: int | None = None
+    max_request_bytes: int | None = 4_000_000
     rpm: float | None = None
     tpm: float | None = None
 
@@ -80,6 +84,9 @@ class ClientSettings:
             codec.wire_width(self.encoding_format, self.dimensions)
         for name in ("max_concurrency", "max_inputs", "max_images"):
             if getattr(self, name) < 1:
+                raise ConfigError(name, getattr(self, name), "must be at least 1")
+        for name in ("max_request_tokens", "max_request_bytes"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(name, getattr(self, name), "must be at least 1")
         for name in ("rpm", "tpm"):
             value = getattr(self, name)
