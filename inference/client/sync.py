@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -32,7 +33,9 @@ class EmbeddingsClient:
         )
         self._thread.start()
         self._client = AsyncEmbeddingsClient(settings, **kwargs)
-        self._closed = False
+        # Closed on close(), or when garbage collected: a Beam worker may never call
+        # teardown, and an abandoned client must not leak its loop thread and sockets.
+        self._finalizer = weakref.finalize(self, _shutdown, self._loop, self._thread, self._client)
 
     @property
     def settings(self) -> ClientSettings:
@@ -43,7 +46,7 @@ class EmbeddingsClient:
         return self._client.stats
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._closed:
+        if not self._finalizer.alive:
             coro.close()
             raise RuntimeError("the client is closed")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
@@ -90,13 +93,8 @@ class EmbeddingsClient:
         return self._run(self._client.info())
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._run(self._client.aclose())
-        self._closed = True
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()
+        """Close connections and stop the loop thread; safe to call twice."""
+        self._finalizer()
 
     def __enter__(self) -> EmbeddingsClient:
         return self
@@ -106,3 +104,26 @@ class EmbeddingsClient:
 
     def __repr__(self) -> str:
         return repr(self._client).replace("AsyncEmbeddingsClient", "EmbeddingsClient")
+
+
+async def _aclose(client: AsyncEmbeddingsClient) -> None:
+    await client.aclose()
+    for _ in range(3):  # let the transports finish closing before the loop stops
+        await asyncio.sleep(0)
+
+
+def _shutdown(
+    loop: asyncio.AbstractEventLoop, thread: threading.Thread, client: AsyncEmbeddingsClient
+) -> None:
+    if loop.is_closed():
+        return
+    if threading.current_thread() is thread:  # collected on the loop thread itself
+        loop.create_task(_aclose(client)).add_done_callback(lambda _: loop.stop())
+        return
+    try:
+        asyncio.run_coroutine_threadsafe(_aclose(client), loop).result(timeout=30)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        if not thread.is_alive():
+            loop.close()
