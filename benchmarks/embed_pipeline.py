@@ -1,0 +1,83 @@
+"""EmbedTexts in a Beam pipeline against a latency-bound endpoint.
+
+50,000 short documents go through ``EmbedTexts`` on the DirectRunner, then on its
+multi-processing mode with 2 workers. The endpoint adds 200 ms to every request and
+serves at most 8 at once, so the limit is 8 x 96 / 0.2 s = 3,840 inputs a second.
+Prints inputs a second and the ratio to that limit (target >= 0.8) for each runner.
+
+    python -m benchmarks.embed_pipeline [--docs 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from inference.client import ClientSettings
+from inference.server import EndpointConfig, running_endpoint
+from transforms import Document, EmbedTexts
+
+LATENCY_S, CONCURRENCY, BATCH = 0.2, 8, 96
+LIMIT = CONCURRENCY * BATCH / LATENCY_S
+RUNNERS = {
+    "DirectRunner": ["--runner=DirectRunner"],
+    "DirectRunner multi_processing x2": [
+        "--runner=DirectRunner",
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers=2",
+    ],
+}
+
+
+def emit(**fields: object) -> None:
+    print(json.dumps({"benchmark": "embed_pipeline", **fields}), flush=True)
+
+
+def documents(n: int) -> list[Document]:
+    return [
+        Document.of(document_id=f"d{i}", uri=f"mem://d{i}", text=f"doc {i} topic {i % 97}")
+        for i in range(n)
+    ]
+
+
+def run_once(url: str, n: int, options: list[str]) -> tuple[float, int]:
+    settings = ClientSettings(endpoint=url, max_concurrency=CONCURRENCY, max_inputs=BATCH)
+    p = beam.Pipeline(options=PipelineOptions(options))
+    embedded, failures = p | beam.Create(documents(n), reshuffle=False) | EmbedTexts(settings)
+    counted = embedded | beam.combiners.Count.Globally()
+    counted | beam.Map(
+        lambda c, n=n: (
+            None if c == n else (_ for _ in ()).throw(AssertionError(f"embedded {c} of {n}"))
+        )
+    )
+    start = time.perf_counter()
+    p.run().wait_until_finish()
+    return time.perf_counter() - start, n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=50_000)
+    args = parser.parse_args()
+    cfg = EndpointConfig(latency_ms=(LATENCY_S * 1000,) * 2, max_concurrency=CONCURRENCY)
+    with running_endpoint(cfg, subprocess=True) as ep:
+        for name, options in RUNNERS.items():
+            elapsed, n = run_once(ep.url, args.docs, options)
+            rate = n / elapsed
+            emit(
+                metric="inputs_per_second",
+                runner=name,
+                value=round(rate, 1),
+                unit="inputs/s",
+                seconds=round(elapsed, 2),
+                limit=LIMIT,
+                ratio_to_limit=round(rate / LIMIT, 3),
+            )
+
+
+if __name__ == "__main__":
+    main()
