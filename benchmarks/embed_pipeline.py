@@ -37,23 +37,21 @@ def emit(**fields: object) -> None:
     print(json.dumps({"benchmark": "embed_pipeline", **fields}), flush=True)
 
 
-def documents(n: int) -> list[Document]:
-    return [
-        Document.of(document_id=f"d{i}", uri=f"mem://d{i}", text=f"doc {i} topic {i % 97}")
-        for i in range(n)
-    ]
+def document(i: int) -> Document:
+    return Document.of(document_id=f"d{i}", uri=f"mem://d{i}", text=f"doc {i} topic {i % 97}")
+
+
+def check_count(count: int, n: int) -> None:
+    if count != n:
+        raise AssertionError(f"embedded {count} of {n} documents")
 
 
 def run_once(url: str, n: int, options: list[str]) -> tuple[float, int]:
     settings = ClientSettings(endpoint=url, max_concurrency=CONCURRENCY, max_inputs=BATCH)
     p = beam.Pipeline(options=PipelineOptions(options))
-    embedded, failures = p | beam.Create(documents(n), reshuffle=False) | EmbedTexts(settings)
-    counted = embedded | beam.combiners.Count.Globally()
-    counted | beam.Map(
-        lambda c, n=n: (
-            None if c == n else (_ for _ in ()).throw(AssertionError(f"embedded {c} of {n}"))
-        )
-    )
+    documents = p | beam.Create(range(n)) | "Documents" >> beam.Map(document)
+    embedded, _ = documents | EmbedTexts(settings)
+    _ = embedded | beam.combiners.Count.Globally() | beam.Map(check_count, n)
     start = time.perf_counter()
     p.run().wait_until_finish()
     return time.perf_counter() - start, n
