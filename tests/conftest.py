@@ -60,3 +60,11 @@ def data_url(image: Image.Image, fmt: str = "PNG", **save) -> str:
     buf = io.BytesIO()
     image.save(buf, fmt, **save)
     return f"data:image/{fmt.lower()};base64,{base64.b64encode(buf.getvalue()).decode()}"
+
+
+@pytest.fixture(scope="session")
+def minilm_endpoint() -> Iterator[RunningEndpoint]:
+    """all-MiniLM-L6-v2 behind the endpoint; the model loads once a session."""
+    pytest.importorskip("sentence_transformers", reason="needs the minilm extra")
+    with running_endpoint(EndpointConfig(model="minilm")) as ep:
+        yield ep

@@ -182,7 +182,8 @@ def _run_child(config: EndpointConfig, log_level: str, timeout: float) -> Iterat
             lines.put(line)
         lines.put(None)
 
-    threading.Thread(target=pump, name="corpusbeam-endpoint-stdout", daemon=True).start()
+    pump_thread = threading.Thread(target=pump, name="corpusbeam-endpoint-stdout", daemon=True)
+    pump_thread.start()
     try:
         url = _read_url(lines, timeout)
         endpoint = RunningEndpoint(url=url, config=config, api_key=config.api_key)
@@ -195,6 +196,9 @@ def _run_child(config: EndpointConfig, log_level: str, timeout: float) -> Iterat
         except sp.TimeoutExpired:
             proc.kill()
             proc.wait()
+        pump_thread.join(timeout=5)  # it ends at EOF, now that the child is gone
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def _read_url(lines: queue.Queue[str | None], timeout: float) -> str:
