@@ -4,8 +4,9 @@ Text: feature hashing. The features of a text are its lower-cased word unigrams,
 bigrams, and byte 3-, 4- and 5-grams of the lower-cased, space-padded UTF-8 text. Each
 feature is hashed to 64 bits with a stable hash (CRC-32 for words, a polynomial rolling hash
 for byte n-grams, both finished with the splitmix64 mixer; never Python's salted ``hash``),
-which picks a dimension (low bits) and a sign (top bit). A feature seen c times weighs
-``1 + log(c)``. The three groups (unigrams, bigrams, n-grams) are normalised separately and
+which picks a dimension (low bits) and a sign (top bit). The signed count c in each
+dimension becomes ``sign(c) * (1 + log|c|)`` (sublinear tf: a feature seen c times weighs
+``1 + log(c)`` unless it shares the dimension with another). The three groups (unigrams, bigrams, n-grams) are normalised separately and
 added with weights 1, 0.5 and 1. Texts that share words and spellings land close; unrelated
 texts are nearly orthogonal.
 
@@ -54,9 +55,18 @@ def _mix(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(31))
 
 
-def _ngram_hashes(data: bytes) -> np.ndarray:
-    b = np.frombuffer(data, dtype=np.uint8).astype(np.uint64)
-    out = []
+def _ngram_hashes(padded: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Byte 3-, 4- and 5-gram hashes of each text, and the row each came from.
+
+    The texts are joined with one separator byte between them (row -1) and an n-gram is kept
+    when its first and last byte belong to the same row, so none crosses a boundary.
+    """
+    lengths = np.array([len(p) for p in padded], dtype=np.intp)
+    b = np.frombuffer(b"\x00".join(padded), dtype=np.uint8).astype(np.uint64)
+    rows = np.repeat(np.arange(len(padded), dtype=np.intp), lengths + 1)[: len(b)]
+    sep_at = np.cumsum(lengths + 1)[:-1] - 1
+    rows[sep_at] = -1
+    hashes, owners = [], []
     for n in _NGRAMS:
         m = len(b) - n + 1
         if m <= 0:
@@ -64,8 +74,12 @@ def _ngram_hashes(data: bytes) -> np.ndarray:
         h = np.full(m, np.uint64(n), dtype=np.uint64)
         for k in range(n):
             h = h * _PRIME + b[k : k + m]
-        out.append(_mix(h))
-    return np.concatenate(out) if out else np.empty(0, np.uint64)
+        keep = (rows[:m] == rows[n - 1 : n - 1 + m]) & (rows[:m] >= 0)
+        hashes.append(_mix(h[keep]))
+        owners.append(rows[:m][keep])
+    if not hashes:
+        return np.empty(0, np.uint64), np.empty(0, np.intp)
+    return np.concatenate(hashes), np.concatenate(owners)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -101,28 +115,40 @@ class HashModel:
     def count_tokens(self, text: str) -> int:
         return tokens.count_tokens(text)
 
-    def _hashed(self, hashes: np.ndarray) -> np.ndarray:
-        vec = np.zeros(self.native_dimensions, dtype=np.float64)
-        if hashes.size == 0:
-            return vec
-        uniq, counts = np.unique(hashes, return_counts=True)
-        idx = (uniq % np.uint64(self.native_dimensions)).astype(np.intp)
-        sign = np.where((uniq >> np.uint64(63)) == 1, -1.0, 1.0)
-        np.add.at(vec, idx, sign * (1.0 + np.log(counts)))
-        return _unit(vec)
-
-    def _text_vector(self, text: str) -> np.ndarray:
-        ws = tokens.words(text)
-        uni = _mix(np.array([zlib.crc32(w.encode("utf-8")) for w in ws], dtype=np.uint64))
-        bi = _mix(uni[:-1] * _PRIME + (uni[1:] ^ np.uint64(0x9E3779B97F4A7C15)))
-        padded = " " + " ".join(text.lower().split()) + " "
-        grams = _ngram_hashes(padded.encode("utf-8"))
-        groups = (uni, bi, grams)
-        vec = sum(w * self._hashed(h) for w, h in zip(_GROUP_WEIGHTS, groups, strict=True))
-        return _unit(vec) if np.any(vec) else self._fallback.astype(np.float64)
+    def _text_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """``(n, d)`` float64 text vectors: all features of the batch hashed at once."""
+        n, d = len(texts), self.native_dimensions
+        per_text = [tokens.words(t) for t in texts]
+        word_rows = np.repeat(np.arange(n, dtype=np.intp), [len(ws) for ws in per_text])
+        crcs = [zlib.crc32(w.encode("utf-8")) for ws in per_text for w in ws]
+        uni = _mix(np.array(crcs, dtype=np.uint64))
+        same = word_rows[:-1] == word_rows[1:]  # bigrams never span two texts
+        bi = _mix(uni[:-1][same] * _PRIME + (uni[1:][same] ^ np.uint64(0x9E3779B97F4A7C15)))
+        padded = [(" " + " ".join(t.lower().split()) + " ").encode("utf-8") for t in texts]
+        grams, gram_rows = _ngram_hashes(padded)
+        h = np.concatenate([uni, bi, grams])
+        r = np.concatenate([word_rows, word_rows[:-1][same], gram_rows])
+        g = np.repeat(np.arange(3, dtype=np.intp), [len(uni), len(bi), len(grams)])
+        # Signed counts per (text, group, dimension) in one bincount, then sublinear tf.
+        idx = (h % np.uint64(d)).astype(np.intp)
+        sign = np.where((h >> np.uint64(63)) == 1, -1.0, 1.0)
+        flat = (r * 3 + g) * d + idx
+        counts = np.bincount(flat, weights=sign, minlength=n * 3 * d).reshape(n, 3, d)
+        magnitude = np.abs(counts)
+        parts = np.sign(counts) * np.where(
+            magnitude > 0, 1.0 + np.log(np.maximum(magnitude, 1.0)), 0.0
+        )
+        norms = np.linalg.norm(parts, axis=2, keepdims=True)
+        parts = np.divide(parts, norms, out=np.zeros_like(parts), where=norms > 0)
+        vecs = np.einsum("ngd,g->nd", parts, np.array(_GROUP_WEIGHTS))
+        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+        empty = norms[:, 0] == 0
+        vecs = np.divide(vecs, norms, out=np.zeros_like(vecs), where=norms > 0)
+        vecs[empty] = self._fallback
+        return vecs
 
     def embed_texts(self, texts: Sequence[str], input_type: str) -> np.ndarray:
-        out = np.stack([self._text_vector(t) for t in texts]) if texts else self._empty()
+        out = self._text_vectors(texts) if texts else self._empty()
         return self._typed(out, input_type)
 
     # -- images -------------------------------------------------------------------------
@@ -155,7 +181,7 @@ class HashModel:
         for image, text in zip(images, texts, strict=True):
             vec = self._image_vector(image)
             if text:
-                vec = _unit(vec + self._text_vector(text))
+                vec = _unit(vec + self._text_vectors([text])[0])
             rows.append(vec)
         out = np.stack(rows) if rows else self._empty()
         return self._typed(out, input_type)

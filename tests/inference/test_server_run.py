@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -102,3 +103,13 @@ def test_inference_imports_no_beam_and_nothing_from_pipeline():
 def test_config_errors_from_the_corpusbeam_command(argv, capsys):
     assert corpusbeam_main(["endpoint", *argv]) == 2
     assert "dimensions=256" in capsys.readouterr().err
+
+
+def test_answers_are_not_held_back_by_nagle(endpoint, client):
+    # A listening socket made with proto 0 gets no TCP_NODELAY from asyncio, and every
+    # answer then waits ~40 ms for a delayed ACK; 20 round trips would take ~0.8 s.
+    client.get("/info")
+    started = time.perf_counter()
+    for _ in range(20):
+        client.get("/info")
+    assert time.perf_counter() - started < 0.4
