@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 
 import numpy as np
@@ -215,3 +217,22 @@ def test_metrics_text_format(bare_client):
 
 def test_api_version_constant():
     assert API_VERSION == "2024-05-01-preview"
+
+
+def test_request_log_line_names_deployment_and_pass_through_but_not_the_key(client, caplog):
+    caplog.set_level(logging.INFO, logger="inference.server")
+    r = client.post(
+        "/embeddings",
+        headers={"azureml-model-deployment": "blue-7", "extra-parameters": "pass-through"},
+        json={"input": ["x"], "truncate": "END"},
+    )
+    assert r.status_code == 200
+    rid = r.headers["x-request-id"]
+    deadline = time.monotonic() + 5  # the server logs just after the answer has gone out
+    while not (lines := [m.getMessage() for m in caplog.records if rid in m.getMessage()]):
+        assert time.monotonic() < deadline, "no request log line"
+        time.sleep(0.01)
+    (line,) = lines
+    assert line.startswith("POST /embeddings 200 ")
+    assert "deployment=blue-7" in line and "pass_through=truncate" in line
+    assert KEY not in caplog.text
