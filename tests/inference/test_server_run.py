@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from pipeline.cli import main as corpusbeam_main
 from pipeline.demo import run_demo
 
 V = {"api-version": API_VERSION}
+ROOT = str(Path(__file__).resolve().parents[2])  # the repository, for child processes
 
 
 def test_subprocess_endpoint_with_a_key_from_the_environment():
@@ -38,7 +40,7 @@ def test_subprocess_endpoint_with_a_key_from_the_environment():
 
 
 def test_python_dash_m_prints_its_url_and_stops_on_sigterm():
-    env = {**os.environ, "PYTHONPATH": os.getcwd(), "MY_ENDPOINT_KEY": "k"}
+    env = {**os.environ, "PYTHONPATH": ROOT, "MY_ENDPOINT_KEY": "k"}
     with subprocess.Popen(
         [sys.executable, "-m", "inference.server", "--port", "0", "--api-key-env",
          "MY_ENDPOINT_KEY", "--log-level", "warning"],
@@ -60,7 +62,7 @@ def test_python_dash_m_prints_its_url_and_stops_on_sigterm():
 def test_a_bad_flag_value_exits_2_naming_it():
     r = subprocess.run(
         [sys.executable, "-m", "inference.server", "--port", "0", "--faults", "boom=1"],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()},
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT},
     )  # fmt: skip
     assert r.returncode == 2
     assert "faults" in r.stderr and "boom=1" in r.stderr
@@ -95,7 +97,7 @@ def test_inference_imports_no_beam_and_nothing_from_pipeline():
         "print(bad); sys.exit(1 if bad else 0)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": os.getcwd()})  # fmt: skip
+                       env={**os.environ, "PYTHONPATH": ROOT})  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
 
 
