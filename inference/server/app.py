@@ -34,7 +34,7 @@ from starlette.routing import Route
 
 from inference import codec
 from inference.errors import StatusError
-from inference.server.config import EndpointConfig
+from inference.server.config import DEFAULT_MAX_INPUT_TOKENS, EndpointConfig
 from inference.server.errors import error_body, error_response, reject
 from inference.server.images import decode_image, patch_count
 from inference.server.metrics import Metrics
@@ -61,7 +61,7 @@ class _State:
 
 def _effective_token_limit(config: EndpointConfig, model: EmbeddingModel) -> int:
     limits = [v for v in (config.max_input_tokens, model.max_input_tokens) if v is not None]
-    return min(limits) if limits else 512
+    return min(limits) if limits else DEFAULT_MAX_INPUT_TOKENS
 
 
 def create_app(config: EndpointConfig, *, model: EmbeddingModel | None = None):
@@ -166,18 +166,21 @@ def _check_access(state: _State, request: Request) -> None:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    too_large = reject(
-        413, "request_too_large", f"the request body is over {limit} bytes", target="body"
-    )
+    """The body, refused with 413 as soon as it is known to be over ``limit`` bytes."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    size = int(declared) if declared is not None and declared.isdigit() else 0
+    chunks = []
+    if size <= limit:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                break
+            chunks.append(chunk)
+    if size > limit:
+        raise reject(
+            413, "request_too_large", f"the request body is over {limit} bytes", target="body"
+        )
     return b"".join(chunks)
 
 

@@ -32,6 +32,11 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+def _number(value: float) -> str:
+    """Counts exactly (``:g`` would print 1234567 as 1.23457e+06)."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
 class Metrics:
     """Thread-safe counters, rendered by ``render``."""
 
@@ -55,7 +60,7 @@ class Metrics:
                 if n != name:
                     continue
                 label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-                lines.append(f"{n}{{{label_text}}} {value:g}")
+                lines.append(f"{n}{{{label_text}}} {_number(value)}")
         return "\n".join(lines) + "\n"
 
 

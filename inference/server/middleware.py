@@ -10,8 +10,8 @@ Faults (embeddings routes only, decided in arrival order by ``FaultPicker``):
 
 - ``500`` / ``503``: answered at once in the spec's error shape;
 - ``drop``: the TCP connection is closed with no answer at all;
-- ``truncate``: the app's 200 answer is sent with its full ``Content-Length`` but only half
-  of the body, then the connection is closed;
+- ``truncate``: the app's answer (200, for a valid request) is sent with its full
+  ``Content-Length`` but only half of the body, then the connection is closed;
 - ``stall``: the answer comes after ``stall_seconds``.
 
 Drop and truncate close the socket itself: under uvicorn the ``send`` callable is a method
@@ -149,6 +149,13 @@ class EndpointMiddleware:
             )
             await send({"type": "http.response.body", "body": body})
         elif fault == "drop":
+            # Read the request first: closing a socket with unread bytes sends a reset (RST)
+            # rather than a plain close (FIN).
+            message: Message = {"more_body": True}
+            while message.get("more_body", False):
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
             await _close_connection(raw_send, receive)
         elif fault == "truncate":
             await self._truncate(scope, receive, raw_send, send)

@@ -56,7 +56,7 @@ class RunningEndpoint:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening-ready TCP socket on host:port (port 0: a free one)."""
+    """A listening TCP socket on host:port (port 0: a free one), for uvicorn to serve."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto must be IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections
     # only then, and without it every answer (headers and body written apart) waits ~40 ms
@@ -68,7 +68,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise ConfigError("port", port, f"cannot listen on {host}:{port} ({exc})") from None
-    sock.set_inheritable(True)
+    sock.listen(2048)  # connections queue from now on, even before uvicorn serves them
     return sock
 
 

@@ -131,9 +131,7 @@ class FaultPicker:
             status_pick = self._rng.random()
         for upto, kind in self._cumulative:
             if u < upto:
-                return (
-                    "500"
-                    if kind == "5xx" and status_pick < 0.5
-                    else ("503" if kind == "5xx" else kind)
-                )
+                if kind == "5xx":
+                    return "500" if status_pick < 0.5 else "503"
+                return kind
         return None

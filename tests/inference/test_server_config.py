@@ -232,3 +232,12 @@ def test_metrics_render_and_parse():
     assert parsed['corpusbeam_requests_total{route="/embeddings",status="200"}'] == 1
     assert parsed['corpusbeam_tokens_total{route="/embeddings"}'] == 7
     assert parsed['corpusbeam_errors_total{code="we\\"ird"}'] == 1
+
+
+def test_metrics_print_large_counts_exactly():
+    m = Metrics()
+    m.inc("corpusbeam_tokens_total", 12_345_678, route="/embeddings")
+    m.inc("corpusbeam_tokens_total", 0.5, route="/x")
+    text = m.render()
+    assert 'corpusbeam_tokens_total{route="/embeddings"} 12345678\n' in text
+    assert 'corpusbeam_tokens_total{route="/x"} 0.5\n' in text
