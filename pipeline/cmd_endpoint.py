@@ -1,18 +1,26 @@
-"""``corpusbeam endpoint``: serve the local reference embeddings endpoint."""
+"""``corpusbeam endpoint``: serve the local reference embeddings endpoint.
+
+The flags are ``inference.server.cli``'s, shared with ``python -m inference.server``.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from inference.server.cli import add_arguments, run_from_args
+
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("endpoint", help="serve the local reference embeddings endpoint")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8088)
+    p = sub.add_parser(
+        "endpoint",
+        help="serve the local reference embeddings endpoint",
+        description="Serve the Azure AI Model Inference embeddings API from a local model.",
+    )
+    add_arguments(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("the local reference endpoint is being built (issue 2)")
+    return run_from_args(args)

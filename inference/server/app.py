@@ -1,0 +1,294 @@
+"""The ASGI app: the Azure AI Model Inference embeddings routes over a local model.
+
+Routes (all but ``/metrics`` need the ``api-version`` query parameter, any non-empty value,
+and the API key when one is configured, as ``api-key: KEY`` or ``Authorization: Bearer KEY``):
+
+- ``POST /embeddings``: ``{input: [str] | str, dimensions?, encoding_format?, input_type?,
+  model?}``;
+- ``POST /images/embeddings``: ``{input: [{image: data URL, text?}], ...}``;
+- ``GET /info``: ``{model_name, model_type, model_provider_name}``;
+- ``GET /metrics``: Prometheus text (no api-version or key: scrapers send neither).
+
+A request goes: auth, api-version, ``extra-parameters``, body size, body checks
+(``inference.server.validation``), per-input limits (tokens, images), rate budgets, then the
+concurrency slot, the configured latency, and the model in a worker thread. Every error is
+``{"error": {"code", "message", "target"?}}`` with ``x-ms-error-code``. Faults, request ids
+and the request log are added around the app by ``inference.server.middleware``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from inference import codec
+from inference.errors import StatusError
+from inference.server.config import DEFAULT_MAX_INPUT_TOKENS, EndpointConfig
+from inference.server.errors import error_body, error_response, reject
+from inference.server.images import decode_image, patch_count
+from inference.server.metrics import Metrics
+from inference.server.middleware import EndpointMiddleware, log_fields
+from inference.server.models import EmbeddingModel, load_model
+from inference.server.shaping import FaultPicker, LatencyPicker, RateBudget
+from inference.server.validation import EmbedRequest, check_extra_parameters, parse_body
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("inference.server")
+
+
+@dataclass
+class _State:
+    config: EndpointConfig
+    model: EmbeddingModel
+    metrics: Metrics
+    budget: RateBudget
+    latency: LatencyPicker
+    max_input_tokens: int
+    slots: asyncio.Semaphore | None = None  # made on first use, inside the event loop
+
+
+def _effective_token_limit(config: EndpointConfig, model: EmbeddingModel) -> int:
+    limits = [v for v in (config.max_input_tokens, model.max_input_tokens) if v is not None]
+    return min(limits) if limits else DEFAULT_MAX_INPUT_TOKENS
+
+
+def create_app(config: EndpointConfig, *, model: EmbeddingModel | None = None):
+    """The endpoint as an ASGI app; the model is loaded now (pass one to share it)."""
+    model = model if model is not None else load_model(config)
+    metrics = Metrics()
+    state = _State(
+        config=config,
+        model=model,
+        metrics=metrics,
+        budget=RateBudget(rpm=config.rpm, tpm=config.tpm),
+        latency=LatencyPicker(config.latency_ms, config.seed),
+        max_input_tokens=_effective_token_limit(config, model),
+    )
+
+    async def text_route(request: Request) -> Response:
+        return await _embed(state, request, image_route=False)
+
+    async def image_route(request: Request) -> Response:
+        return await _embed(state, request, image_route=True)
+
+    async def info(request: Request) -> Response:
+        _check_access(state, request)
+        kind = "embeddings" if "text" in model.modalities else "image_embeddings"
+        return JSONResponse(
+            {"model_name": model.name, "model_type": kind, "model_provider_name": model.provider}
+        )
+
+    async def metrics_route(request: Request) -> Response:
+        return PlainTextResponse(
+            metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    async def status_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StatusError)
+        return error_response(exc)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        return JSONResponse(
+            error_body(code, str(exc.detail)),
+            status_code=exc.status_code,
+            headers={**(exc.headers or {}), "x-ms-error-code": code},
+        )
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error answering %s", request.url.path)
+        return JSONResponse(
+            error_body("internal_server_error", "the endpoint failed unexpectedly"),
+            status_code=500,
+            headers={"x-ms-error-code": "internal_server_error"},
+        )
+
+    app = Starlette(
+        routes=[
+            Route("/embeddings", text_route, methods=["POST"]),
+            Route("/images/embeddings", image_route, methods=["POST"]),
+            Route("/info", info, methods=["GET"]),
+            Route("/metrics", metrics_route, methods=["GET"]),
+        ],
+        exception_handlers={
+            StatusError: status_error,
+            HTTPException: http_error,
+            Exception: server_error,
+        },
+    )
+    return EndpointMiddleware(
+        app,
+        metrics=metrics,
+        faults=FaultPicker(config.faults, config.seed),
+        stall_seconds=config.stall_seconds,
+        fault_paths=frozenset({"/embeddings", "/images/embeddings"}),
+    )
+
+
+def _check_access(state: _State, request: Request) -> None:
+    """401 without the configured key; then 400 without ``api-version``."""
+    key = state.config.api_key
+    if key is not None:
+        offered = [request.headers.get("api-key")]
+        auth = request.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer":
+            offered.append(token.strip())
+        expected = key.encode("utf-8")
+        if not any(
+            o is not None and hmac.compare_digest(o.encode("utf-8"), expected) for o in offered
+        ):
+            raise reject(
+                401,
+                "unauthorized",
+                "missing or wrong credential: send api-key: KEY or Authorization: Bearer KEY",
+            )
+    if not request.query_params.get("api-version"):
+        raise reject(
+            400,
+            "missing_api_version",
+            "the api-version query parameter is required, e.g. ?api-version=2024-05-01-preview",
+            target="api-version",
+        )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to be over ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    size = int(declared) if declared is not None and declared.isdigit() else 0
+    chunks = []
+    if size <= limit:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                break
+            chunks.append(chunk)
+    if size > limit:
+        raise reject(
+            413, "request_too_large", f"the request body is over {limit} bytes", target="body"
+        )
+    return b"".join(chunks)
+
+
+async def _embed(state: _State, request: Request, *, image_route: bool) -> Response:
+    cfg, model = state.config, state.model
+    _check_access(state, request)
+    if image_route and "image" not in model.modalities:
+        raise reject(
+            404,
+            "modality_not_supported",
+            f"{model.name} does not embed images; use /embeddings",
+            target="input",
+        )
+    extra_mode = check_extra_parameters(request.headers.get("extra-parameters"))
+    fields = log_fields(request.scope)
+    fields["deployment"] = request.headers.get("azureml-model-deployment")
+    raw = await _read_body(request, cfg.max_request_bytes)
+    req = parse_body(
+        raw,
+        image_route=image_route,
+        extra_mode=extra_mode,
+        model=model,
+        max_inputs=cfg.max_inputs,
+        blocked_words=cfg.blocked_words,
+    )
+    if req.extra_keys:
+        fields["pass_through"] = ",".join(req.extra_keys)
+    images, tokens, patches = await run_in_threadpool(_prepare, state, req)
+    if cfg.tpm is not None and tokens > cfg.tpm:
+        raise reject(
+            413,
+            "request_too_large",
+            f"the request has {tokens} tokens, more than the {cfg.tpm} a minute allowed",
+            target="input",
+        )
+    wait = state.budget.admit(tokens)
+    if wait is not None:
+        raise reject(
+            429,
+            "too_many_requests",
+            f"rate limit exceeded; retry after {wait:.3f} seconds",
+            retry_after=wait,
+        )
+    if state.slots is None and cfg.max_concurrency is not None:
+        state.slots = asyncio.Semaphore(cfg.max_concurrency)
+    if state.slots is not None:
+        async with state.slots:
+            xb = await _run_model(state, req, images)
+    else:
+        xb = await _run_model(state, req, images)
+    route = request.url.path
+    state.metrics.inc("corpusbeam_inputs_total", len(req.texts), route=route)
+    state.metrics.inc("corpusbeam_tokens_total", tokens, route=route)
+    usage: dict[str, int] = {"prompt_tokens": tokens, "total_tokens": tokens}
+    if image_route:
+        usage.update(prompt_patches=patches, total_patches=patches)
+    data = codec.encode(xb, req.encoding_format)
+    return JSONResponse(
+        {
+            "id": fields.get("request_id") or str(uuid.uuid4()),
+            "object": "list",
+            "data": [
+                {"index": i, "object": "embedding", "embedding": e} for i, e in enumerate(data)
+            ],
+            "model": model.name,
+            "usage": usage,
+        }
+    )
+
+
+def _prepare(state: _State, req: EmbedRequest) -> tuple[list | None, int, int]:
+    """Per-input limits (worker thread): token counts, and images decoded and checked."""
+    cfg, model, limit = state.config, state.model, state.max_input_tokens
+    total = 0
+    for i, text in enumerate(req.texts):
+        if text is None:
+            continue
+        n = model.count_tokens(text)
+        if n > limit:
+            target = f"input[{i}].text" if req.images is not None else f"input[{i}]"
+            raise reject(
+                413,
+                "input_too_long",
+                f"input {i} has {n} tokens, at most {limit} allowed",
+                target=target,
+                value=n,
+            )
+        total += n
+    if req.images is None:
+        return None, total, 0
+    images = [
+        decode_image(url, index=i, max_bytes=cfg.max_image_bytes, max_pixels=cfg.max_image_pixels)
+        for i, url in enumerate(req.images)
+    ]
+    patches = sum(patch_count(im) for im in images)
+    return images, total + patches, patches
+
+
+async def _run_model(state: _State, req: EmbedRequest, images: list | None) -> np.ndarray:
+    if state.latency.enabled:
+        await asyncio.sleep(state.latency.next())
+    if images is None:
+        xb = await run_in_threadpool(state.model.embed_texts, list(req.texts), req.input_type)
+    else:
+        xb = await run_in_threadpool(
+            state.model.embed_images, images, list(req.texts), req.input_type
+        )
+    if req.dimensions != xb.shape[1]:
+        xb = xb[:, : req.dimensions]
+        xb = xb / np.maximum(np.linalg.norm(xb, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(xb, dtype=np.float32)

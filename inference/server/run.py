@@ -1,0 +1,217 @@
+"""Starting the endpoint: ``serve`` (blocking, for the command line) and ``running_endpoint``.
+
+``running_endpoint(config)`` runs uvicorn on 127.0.0.1 on a free port, in a background
+thread (default) or in a child process (``subprocess=True``: ``python -m inference.server``
+with the same settings as flags, so a benchmark's client does not share the server's GIL).
+It yields once ``GET /info`` answers and stops the server cleanly on exit. The child gets the
+API key through an environment variable, never on its command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import socket
+import subprocess as sp
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from inference.errors import ConfigError
+from inference.server.app import create_app
+from inference.server.config import EndpointConfig
+from inference.server.metrics import parse_metrics
+
+__all__ = ["API_VERSION", "KEY_ENV", "RunningEndpoint", "bind_socket", "running_endpoint", "serve"]
+
+API_VERSION = "2024-05-01-preview"
+KEY_ENV = "CORPUSBEAM_ENDPOINT_KEY"  # how running_endpoint hands the key to a child process
+_READY_LINE = "corpusbeam endpoint: listening on "
+
+
+@dataclass(frozen=True)
+class RunningEndpoint:
+    """A started endpoint: its ``url``, and ``metrics()`` read from ``/metrics``."""
+
+    url: str
+    config: EndpointConfig
+    api_key: str | None = field(default=None, repr=False)
+
+    def headers(self) -> dict[str, str]:
+        """Headers that authenticate to this endpoint (empty without a key)."""
+        return {} if self.api_key is None else {"api-key": self.api_key}
+
+    def metrics(self) -> dict[str, float]:
+        """The counters of ``/metrics`` as ``{'name{labels}': value}``."""
+        response = httpx.get(f"{self.url}/metrics", timeout=10)
+        response.raise_for_status()
+        return parse_metrics(response.text)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: a free one), for uvicorn to serve."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto must be IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections
+    # only then, and without it every answer (headers and body written apart) waits ~40 ms
+    # for the client's delayed ACK (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError("port", port, f"cannot listen on {host}:{port} ({exc})") from None
+    sock.listen(2048)  # connections queue from now on, even before uvicorn serves them
+    return sock
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _uvicorn_config(app, log_level: str, *, own_logging: bool) -> uvicorn.Config:
+    kwargs = {} if own_logging else {"log_config": None}
+    return uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,  # the endpoint writes its own request line
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+        **kwargs,
+    )
+
+
+def serve(
+    config: EndpointConfig, *, host: str = "127.0.0.1", port: int = 8088, log_level: str = "info"
+) -> None:
+    """Load the model, listen, print the URL, and serve until interrupted."""
+    app = create_app(config)
+    sock = bind_socket(host, port)
+    print(f"{_READY_LINE}{_url(sock)}", flush=True)
+    server = uvicorn.Server(_uvicorn_config(app, log_level, own_logging=True))
+    server.run(sockets=[sock])
+
+
+def _wait_ready(url: str, headers: dict[str, str], alive, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise ConfigError("endpoint", url, "the server stopped while starting")
+        try:
+            r = httpx.get(
+                f"{url}/info", params={"api-version": API_VERSION}, headers=headers, timeout=2
+            )
+            if r.status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.02)
+    raise ConfigError("endpoint", url, f"did not answer /info within {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def running_endpoint(
+    config: EndpointConfig,
+    *,
+    subprocess: bool = False,
+    log_level: str = "warning",
+    startup_timeout: float = 120.0,
+) -> Iterator[RunningEndpoint]:
+    """The endpoint on 127.0.0.1, a free port, until the ``with`` block ends."""
+    runner = _run_child if subprocess else _run_thread
+    with runner(config, log_level, startup_timeout) as endpoint:
+        yield endpoint
+
+
+@contextlib.contextmanager
+def _run_thread(
+    config: EndpointConfig, log_level: str, timeout: float
+) -> Iterator[RunningEndpoint]:
+    app = create_app(config)
+    sock = bind_socket("127.0.0.1", 0)
+    url = _url(sock)
+    server = uvicorn.Server(_uvicorn_config(app, log_level, own_logging=False))
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="corpusbeam-endpoint", daemon=True
+    )
+    thread.start()
+    endpoint = RunningEndpoint(url=url, config=config, api_key=config.api_key)
+    try:
+        _wait_ready(url, endpoint.headers(), thread.is_alive, timeout)
+        yield endpoint
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@contextlib.contextmanager
+def _run_child(config: EndpointConfig, log_level: str, timeout: float) -> Iterator[RunningEndpoint]:
+    from inference.server.cli import config_to_args
+
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    args = config_to_args(config)
+    if config.api_key is not None:
+        env[KEY_ENV] = config.api_key
+        args += ["--api-key-env", KEY_ENV]
+    cmd = [
+        sys.executable,
+        "-m",
+        "inference.server",
+        *args,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--log-level",
+        log_level,
+    ]
+    proc = sp.Popen(cmd, env=env, stdout=sp.PIPE, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    pump_thread = threading.Thread(target=pump, name="corpusbeam-endpoint-stdout", daemon=True)
+    pump_thread.start()
+    try:
+        url = _read_url(lines, timeout)
+        endpoint = RunningEndpoint(url=url, config=config, api_key=config.api_key)
+        _wait_ready(url, endpoint.headers(), lambda: proc.poll() is None, timeout)
+        yield endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except sp.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        pump_thread.join(timeout=5)  # it ends at EOF, now that the child is gone
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _read_url(lines: queue.Queue[str | None], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise ConfigError("endpoint", "subprocess", "did not start in time") from None
+        if line is None:
+            raise ConfigError("endpoint", "subprocess", "exited while starting")
+        if line.startswith(_READY_LINE):
+            return line[len(_READY_LINE) :].strip()

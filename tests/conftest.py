@@ -1,0 +1,70 @@
+"""Shared fixtures: the local reference endpoint on loopback, started once a session.
+
+``endpoint`` is the hash model with an API key, a blocked word and small limits (so each
+limit is cheap to hit); tests that need other settings (rate budgets, faults) start their own
+with ``running_endpoint``, which takes a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from PIL import Image
+
+from inference.server import API_VERSION, EndpointConfig, running_endpoint
+from inference.server.run import RunningEndpoint
+
+KEY = "test-key-0123456789"
+BLOCKED = "forbiddenword"
+SMALL_LIMITS = {
+    "max_inputs": 16,
+    "max_input_tokens": 64,
+    "max_request_bytes": 512 * 1024,
+    "max_image_bytes": 100_000,
+    "max_image_pixels": 1_000_000,
+}
+
+
+@pytest.fixture(scope="session")
+def endpoint() -> Iterator[RunningEndpoint]:
+    config = EndpointConfig(api_key=KEY, blocked_words=(BLOCKED,), **SMALL_LIMITS)
+    with running_endpoint(config) as ep:
+        yield ep
+
+
+@pytest.fixture(scope="session")
+def client(endpoint: RunningEndpoint) -> Iterator[httpx.Client]:
+    """Authenticated, with api-version: the happy path."""
+    with httpx.Client(
+        base_url=endpoint.url,
+        headers={"api-key": KEY},
+        params={"api-version": API_VERSION},
+        timeout=30,
+    ) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def bare_client(endpoint: RunningEndpoint) -> Iterator[httpx.Client]:
+    """Neither a key nor api-version: each test adds what it means to."""
+    with httpx.Client(base_url=endpoint.url, timeout=30) as c:
+        yield c
+
+
+def data_url(image: Image.Image, fmt: str = "PNG", **save) -> str:
+    """``image`` as a ``data:image/<fmt>;base64,`` URL."""
+    buf = io.BytesIO()
+    image.save(buf, fmt, **save)
+    return f"data:image/{fmt.lower()};base64,{base64.b64encode(buf.getvalue()).decode()}"
+
+
+@pytest.fixture(scope="session")
+def minilm_endpoint() -> Iterator[RunningEndpoint]:
+    """all-MiniLM-L6-v2 behind the endpoint; the model loads once a session."""
+    pytest.importorskip("sentence_transformers", reason="needs the minilm extra")
+    with running_endpoint(EndpointConfig(model="minilm")) as ep:
+        yield ep

@@ -1,0 +1,38 @@
+"""The benchmarks still run and keep their output convention (benchmarks/README.md)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import codec_decode, endpoint_rps
+
+
+def _records(capsys) -> list[dict]:
+    lines = capsys.readouterr().out.splitlines()
+    records = [json.loads(line) for line in lines]
+    for r in records:
+        assert {"benchmark", "metric", "value", "unit"} <= set(r)
+        assert r["value"] > 0
+    return records
+
+
+def test_codec_decode_quick(capsys):
+    codec_decode.main(["--quick"])
+    records = _records(capsys)
+    assert len(records) == 6
+    assert all(r["baseline"] and r["ratio"] > 0 for r in records)
+
+
+@pytest.mark.slow
+def test_endpoint_rps_quick(capsys):
+    endpoint_rps.main(["--quick", "--clients", "2"])
+    records = _records(capsys)
+    assert [r["metric"] for r in records] == [
+        "info_requests_per_s",
+        "batch96_requests_per_s",
+        "batch96_vectors_per_s",
+        "batch1_requests_per_s",
+        "batch1_vectors_per_s",
+    ]
