@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -237,17 +238,18 @@ async def _embed(state: _State, request: Request, *, image_route: bool) -> Respo
     usage: dict[str, int] = {"prompt_tokens": tokens, "total_tokens": tokens}
     if image_route:
         usage.update(prompt_patches=patches, total_patches=patches)
-    data = codec.encode(xb, req.encoding_format)
-    return JSONResponse(
-        {
-            "id": fields.get("request_id") or str(uuid.uuid4()),
-            "object": "list",
-            "data": [
-                {"index": i, "object": "embedding", "embedding": e} for i, e in enumerate(data)
-            ],
-            "model": model.name,
-            "usage": usage,
-        }
+    data = codec.wire_values(xb, req.encoding_format)
+    body = {
+        "id": fields.get("request_id") or str(uuid.uuid4()),
+        "object": "list",
+        "data": [{"index": i, "object": "embedding", "embedding": e} for i, e in enumerate(data)],
+        "model": model.name,
+        "usage": usage,
+    }
+    # orjson writes the numpy rows directly (float32 in shortest exact form): ~40x faster
+    # than json on a 96 x 256 float answer, which made the endpoint CPU-bound.
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json"
     )
 
 
