@@ -6,9 +6,10 @@ feature is hashed to 64 bits with a stable hash (CRC-32 for words, a polynomial 
 for byte n-grams, both finished with the splitmix64 mixer; never Python's salted ``hash``),
 which picks a dimension (low bits) and a sign (top bit). The signed count c in each
 dimension becomes ``sign(c) * (1 + log|c|)`` (sublinear tf: a feature seen c times weighs
-``1 + log(c)`` unless it shares the dimension with another). The three groups (unigrams, bigrams, n-grams) are normalised separately and
-added with weights 1, 0.5 and 1. Texts that share words and spellings land close; unrelated
-texts are nearly orthogonal.
+``1 + log(c)`` unless it shares the dimension with another). The three groups (unigrams,
+bigrams, n-grams) are normalised separately and added with weights 1, 0.5 and 1. All texts of
+a batch are hashed together, in a handful of numpy calls. Texts that share words and
+spellings land close; unrelated texts are nearly orthogonal.
 
 Images: colour and layout. The image (alpha composited on white) is reduced to an 8x8 grid
 of mean YCbCr colours, a 4x4x4 RGB colour histogram, and 8x8 luma gradients; the groups are

@@ -4,7 +4,8 @@ An input's ``image`` must be ``data:image/<format>;base64,<data>``. The decoded 
 checked against ``max_image_bytes`` before decoding (from the base64 length), and the pixel
 count against ``max_image_pixels`` from the header, before any pixel is decoded. Anything
 Pillow cannot read is ``invalid_image`` (400); a size over a limit is ``image_too_large``
-(413, so a client knows to send less).
+(413, so a client knows to send less). A decoded image is turned upright (EXIF orientation)
+and converted to RGB, or RGBA when it has transparency, so models see one of two modes.
 
 Patches (for ``usage.prompt_patches``): the model sees each image scaled so that its longer
 side is 224 pixels (the aspect ratio kept), cut into 16x16 patches; an image costs
@@ -19,7 +20,7 @@ import io
 import math
 import re
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from inference.errors import StatusError
 from inference.server.errors import reject
@@ -67,7 +68,20 @@ def decode_image(url: str, *, index: int, max_bytes: int, max_pixels: int) -> Im
         raise reject(
             400, "invalid_image", f"image cannot be decoded ({type(exc).__name__})", target=target
         ) from None
-    return image
+    try:
+        return _normalise(image)
+    except (OSError, ValueError) as exc:
+        raise reject(
+            400, "invalid_image", f"image cannot be converted ({type(exc).__name__})", target=target
+        ) from None
+
+
+def _normalise(image: Image.Image) -> Image.Image:
+    """Upright (EXIF orientation applied), in RGB, or RGBA when it has transparency."""
+    image = ImageOps.exif_transpose(image)
+    transparent = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    mode = "RGBA" if transparent else "RGB"
+    return image if image.mode == mode else image.convert(mode)
 
 
 def _too_large(target: str, message: str) -> StatusError:

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -352,3 +353,24 @@ def test_wrong_method_is_405_in_spec_shape(client):
     r = client.get("/embeddings")
     assert_error(r, 405, "method_not_allowed")
     assert "POST" in r.headers["allow"]
+
+
+@pytest.mark.parametrize("mode", ["I;16", "F", "CMYK", "LA", "1", "P"])
+def test_unusual_image_modes_are_embedded(client, mode):
+    base = scene(0, (100, 80))
+    im = base.convert("L").convert(mode) if mode in ("I;16", "F") else base.convert(mode)
+    fmt = "TIFF" if mode in ("F", "CMYK") else "PNG"
+    r = client.post("/images/embeddings", json={"input": [{"image": data_url(im, fmt)}]})
+    assert r.status_code == 200, r.text
+
+
+def test_exif_orientation_is_applied(client):
+    im = scene(1)
+    rotated = im.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 8  # "rotate 90 CW to view": undoes the ROTATE_90 (counter-clockwise) above
+    urls = [data_url(im, "JPEG", quality=95), data_url(rotated, "JPEG", quality=95, exif=exif)]
+    body = client.post("/images/embeddings", json={"input": [{"image": u} for u in urls]}).json()
+    a, b = (np.array(d["embedding"]) for d in body["data"])
+    assert a @ b > 0.95
+    assert body["usage"]["prompt_patches"] == 2 * 14 * 11  # both seen as 320x240
