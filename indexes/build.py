@@ -225,8 +225,8 @@ def _is_ivf(index) -> bool:
     return True
 
 
-def _codes_and_ids(index, spec: IndexSpec) -> tuple[np.ndarray, np.ndarray]:
-    """All stored vectors (natural dtype) and ids of an IDMap-wrapped, non-IVF index."""
+def _stored_and_ids(index, spec: IndexSpec) -> tuple[np.ndarray, np.ndarray]:
+    """What a non-IVF, IDMap-wrapped index stores (as FAISS takes it back) and its ids."""
     ids = faiss.vector_to_array(index.id_map).astype(np.int64)
     inner = index.index
     n = inner.ntotal
@@ -234,13 +234,8 @@ def _codes_and_ids(index, spec: IndexSpec) -> tuple[np.ndarray, np.ndarray]:
         inner = faiss.downcast_IndexBinary(inner)
         if isinstance(inner, faiss.IndexBinaryHNSW):
             inner = faiss.downcast_IndexBinary(inner.storage)
-        codes = faiss.vector_to_array(inner.xb).reshape(n, -1)
-        return codes, ids
-    x = inner.reconstruct_n(0, n)
-    if spec.family == "int8":
-        x = np.rint(x).astype(np.int16)
-        x = (x + 128).astype(np.uint8) if spec.encoding == "uint8" else x.astype(np.int8)
-    return x, ids
+        return faiss.vector_to_array(inner.xb).reshape(n, -1), ids
+    return inner.reconstruct_n(0, n), ids
 
 
 def merge_indexes(indexes: Sequence, spec: IndexSpec):
@@ -261,8 +256,8 @@ def merge_indexes(indexes: Sequence, spec: IndexSpec):
         return first
     merged = make_index(spec)
     for index in indexes:
-        x, ids = _codes_and_ids(index, spec)
-        add_vectors(merged, x, ids, spec)
+        x, ids = _stored_and_ids(index, spec)
+        merged.add_with_ids(x, ids)
     return merged
 
 

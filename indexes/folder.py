@@ -45,7 +45,7 @@ from indexes.filters import filter_ids
 from indexes.ids import chunk_ids
 from indexes.manifest import Manifest, check_expected, sanitize_endpoint
 from indexes.search import RescoreStore, SearchResult, index_id_view, search
-from indexes.tune import exact_search, tune_index
+from indexes.tune import reference_neighbours, tune_index
 from inference import codec
 from inference.errors import ConfigError, IndexFolderError
 
@@ -372,25 +372,9 @@ def _evaluate_build(index, spec, xb, ids, rescore_vectors, store, xq_eval, confi
         rows = build.training_sample(xb.shape[0], config.eval_queries, seed=config.seed + 1)
         xq = xb[rows] if rescore_vectors is None else rescore_vectors[rows].astype(np.float32)
         source = "sampled from the indexed vectors"
-    # The reference: exact search over the best representation the folder holds.
-    if rescore_vectors is not None and rescore_vectors.dtype == np.float32:
-        ref, ref_x = (
-            "exact inner product, float vectors",
-            build.prepare_vectors(rescore_vectors, "float", d),
-        )
-        ref_q, ref_family = build.prepare_vectors(np.asarray(xq, np.float32), "float", d), "float"
-    elif rescore_vectors is not None:
-        ref, ref_x = "exact inner product, int8 vectors", rescore_vectors.astype(np.float32)
-        ref_q, ref_family = np.asarray(xq, np.float32), "int8"
-    else:
-        ref = {
-            "float": "exact inner product, float vectors",
-            "int8": "exact inner product, int8 vectors",
-            "binary": "exact Hamming distance",
-        }[spec.family]
-        ref_x = build.prepare_vectors(xb, spec.encoding, d)
-        ref_q, ref_family = build.prepare_queries(xq, spec.encoding, d), spec.family
-    _, I_gt = exact_search(ref_x, ids, ref_q, config.k, family=ref_family)
+    I_gt, ref = reference_neighbours(
+        xb, ids, xq, config.k, encoding=spec.encoding, d=d, rescore_vectors=rescore_vectors
+    )
     tuned = tune_index(
         index,
         spec,
@@ -534,6 +518,7 @@ def open_index(
             raise IndexFolderError(f"{folder}: file {name} has the wrong size (damaged?)")
         if verify and _sha256(p) != info.get("sha256"):
             raise IndexFolderError(f"{folder}: file {name} fails its sha256 check (damaged?)")
+    _check_vectors_schema(folder, manifest)
     spec = IndexSpec(
         encoding=manifest.encoding,
         dimensions=manifest.dimensions,
@@ -558,3 +543,18 @@ def open_index(
             f"d={manifest.dimensions}, {manifest.count}"
         )
     return IndexFolder(folder, manifest, index, spec)
+
+
+def _check_vectors_schema(folder: Path, manifest: Manifest) -> None:
+    """vectors.parquet must hold the manifest's encoding at its width."""
+    try:
+        schema = pq.read_schema(folder / VECTORS)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise IndexFolderError(f"{folder}: cannot read {VECTORS} ({exc})") from None
+    rdtype = None if manifest.rescore is None else np.dtype(manifest.rescore["dtype"])
+    want = vectors_schema(manifest.encoding, manifest.dimensions, rdtype)
+    if not schema.remove_metadata().equals(want):
+        raise IndexFolderError(
+            f"{folder}: {VECTORS} holds {schema.field('vector').type}, not "
+            f"{manifest.encoding} vectors of {manifest.dimensions} dimensions"
+        )

@@ -9,6 +9,7 @@ from what the caller will query it with. The endpoint is stored without credenti
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -46,7 +47,8 @@ class Manifest:
     ``files`` maps each file name (relative to the folder) to ``{"sha256", "bytes"}``;
     ``index_files`` names the FAISS file(s); ``rescore`` is None or ``{"file", "dtype",
     "factor"}``; ``recall`` is None or ``{"k", "value", "queries", "reference",
-    "source"}``.
+    "source", "rescored"}``; ``digest`` is the sha256 of all other fields, so a reader
+    detects an edited manifest (the other files are covered by ``files``).
     """
 
     model: str
@@ -68,6 +70,7 @@ class Manifest:
     latency_ms: float | None = None
     files: dict[str, dict] = field(default_factory=dict)
     created: str = field(default_factory=_now)
+    digest: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -89,9 +92,20 @@ class Manifest:
             raise ConfigError("endpoint", "<redacted>", "must not carry credentials or a query")
         object.__setattr__(self, "index_files", tuple(self.index_files))
 
-    def to_json(self) -> str:
+    def _body(self) -> dict:
         data = asdict(self)
         data["index_files"] = list(self.index_files)
+        data.pop("digest")
+        return data
+
+    def compute_digest(self) -> str:
+        """sha256 of every other field, canonical JSON: an edited manifest is detected."""
+        canon = json.dumps(self._body(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canon.encode()).hexdigest()
+
+    def to_json(self) -> str:
+        data = self._body()
+        data["digest"] = self.compute_digest()
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
@@ -113,9 +127,12 @@ class Manifest:
         if unknown:
             raise IndexFolderError(f"manifest.json has unknown fields {unknown}")
         try:
-            return cls(**data)
+            manifest = cls(**data)
         except (ConfigError, TypeError) as exc:
             raise IndexFolderError(f"manifest.json is invalid: {exc}") from None
+        if manifest.digest != manifest.compute_digest():
+            raise IndexFolderError("manifest.json was modified after it was written (digest)")
+        return manifest
 
 
 def check_expected(

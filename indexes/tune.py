@@ -2,9 +2,11 @@
 
 ``tune_index`` tries the search parameter's values in increasing order on held-out
 queries, measuring recall@k against exact search (``IndexFlatIP`` / ``IndexBinaryFlat``
-over the same vectors) and the latency of one query at a time; it keeps the largest value
-within the latency budget, stopping once recall reaches ``target_recall``. autofaiss tunes
-for latency alone and never measures recall; we record both.
+over the same vectors) and the latency of one query at a time. It stops at the latency
+budget, at ``target_recall``, or when recall has plateaued (gained less than ``plateau``
+over two steps: the codes, not the search, limit it), then keeps the cheapest value whose
+recall is within ``plateau`` of the best seen (or reaches the target). autofaiss tunes
+for latency alone and never measures recall; we record both, with every trial.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from dataclasses import dataclass, field
 import faiss
 import numpy as np
 
-from indexes.choose import IndexSpec
+from indexes.build import prepare_queries, prepare_vectors
+from indexes.choose import IndexSpec, family_of
 from indexes.search import RescoreStore, search, set_search_params
 from inference.errors import ConfigError
 
@@ -24,6 +27,7 @@ __all__ = [
     "exact_search",
     "measure",
     "recall_at_k",
+    "reference_neighbours",
     "tune_index",
 ]
 
@@ -48,6 +52,43 @@ def exact_search(
     index.add(xb)
     D, rows = index.search(xq, k)
     return D, np.where(rows >= 0, ids[np.maximum(rows, 0)], -1)
+
+
+def reference_neighbours(
+    xb: np.ndarray,
+    ids: np.ndarray,
+    xq: np.ndarray,
+    k: int,
+    *,
+    encoding: str,
+    d: int,
+    rescore_vectors: np.ndarray | None = None,
+) -> tuple[np.ndarray, str]:
+    """True k nearest ids of ``xq`` by exact search over the most precise vectors there
+    are: float rescoring vectors, else int8 ones, else the index's own encoding.
+    Returns (I_gt, a description of the reference)."""
+    if rescore_vectors is not None and rescore_vectors.dtype == np.float32:
+        ref = "exact inner product, float vectors"
+        xr = prepare_vectors(rescore_vectors, "float", d)
+        qr = prepare_queries(np.asarray(xq, dtype=np.float32), "float", d)
+        family = "float"
+    elif rescore_vectors is not None:
+        ref = "exact inner product, int8 vectors"
+        xr = rescore_vectors.astype(np.float32)
+        q = np.asarray(xq)
+        qr = q.astype(np.float32) if q.dtype == np.int8 else prepare_queries(q, "int8", d)
+        family = "int8"
+    else:
+        family = family_of(encoding)
+        ref = {
+            "float": "exact inner product, float vectors",
+            "int8": "exact inner product, int8 vectors",
+            "binary": "exact Hamming distance",
+        }[family]
+        xr = prepare_vectors(xb, encoding, d)
+        qr = prepare_queries(xq, encoding, d)
+    _, I_gt = exact_search(xr, ids, qr, k, family=family)
+    return I_gt, ref
 
 
 def recall_at_k(I: np.ndarray, I_gt: np.ndarray, k: int) -> float:  # noqa: E741
@@ -113,6 +154,7 @@ def tune_index(
     target_recall: float = 0.99,
     rescore: RescoreStore | None = None,
     rescore_factor: int = 4,
+    plateau: float = 0.002,
 ) -> TuneResult:
     """Pick ``spec.search_param``'s value (see the module docstring)."""
     if latency_budget_ms <= 0:
@@ -129,17 +171,18 @@ def tune_index(
     else:
         values = [v for v in _EF if v >= k] or [max(k, 16)]
     trials: list[dict] = []
-    best: dict | None = None
     for v in values:
         params = {spec.search_param: v}
         I, lat = measure(index, spec, xq, k, params=params, **kw)  # noqa: E741
-        trial = {"params": params, "recall": recall_at_k(I, I_gt, k), "latency_ms": lat}
-        trials.append(trial)
-        if best is None or lat <= latency_budget_ms:
-            best = trial
-        if lat > latency_budget_ms or trial["recall"] >= target_recall:
+        trials.append({"params": params, "recall": recall_at_k(I, I_gt, k), "latency_ms": lat})
+        if lat > latency_budget_ms or trials[-1]["recall"] >= target_recall:
             break
-    assert best is not None
+        # Recall has plateaued (quantisation, not search, limits it): stop widening.
+        if len(trials) >= 3 and trials[-1]["recall"] - trials[-3]["recall"] < plateau:
+            break
+    within = [t for t in trials if t["latency_ms"] <= latency_budget_ms] or trials[:1]
+    top = max(t["recall"] for t in within)
+    best = next(t for t in within if t["recall"] >= min(top - plateau, target_recall))
     set_params = best["params"]
     set_search_params(index, set_params)
     return TuneResult(
