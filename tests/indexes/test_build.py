@@ -1,6 +1,8 @@
 """Every index type and encoding against exact IndexFlat / IndexBinaryFlat on seeded data;
 shards merged (in memory, on disk, or grouped) equal one build."""
 
+import itertools
+
 import faiss
 import numpy as np
 import pytest
@@ -141,7 +143,7 @@ def test_four_shards_merged_equal_one_build(xb, xq, encoding, factory, params):
     blob = build.serialize_index(build.train_index(spec, x, seed=0))
     bounds = np.linspace(0, len(x), 5).astype(int)
     shards = []
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+    for lo, hi in itertools.pairwise(bounds):
         shard = build.deserialize_index(blob, encoding)
         build.add_vectors(shard, x[lo:hi], ids[lo:hi], spec)
         shards.append(shard)
@@ -165,7 +167,8 @@ def test_ondisk_merge_and_shard_group_equal_one_build(xb, xq, tmp_path):
         paths.append(tmp_path / f"shard-{s}.faiss")
         build.write_index(shard, paths[-1])
         shards.append(shard)
-    build.merge_ondisk(build.deserialize_index(blob, "float"), paths, tmp_path / "index.faiss", spec)
+    empty = build.deserialize_index(blob, "float")
+    build.merge_ondisk(empty, paths, tmp_path / "index.faiss", spec)
     ondisk = build.read_index(tmp_path / "index.faiss", "float")
     group = build.shard_group(shards, spec)
     a = search(one, xq, 10, encoding="float", d=d, params={"nprobe": 8})
@@ -178,7 +181,7 @@ def test_ondisk_merge_and_shard_group_equal_one_build(xb, xq, tmp_path):
 def test_serialise_round_trip_and_bad_bytes(xb):
     from inference.errors import IndexFolderError
 
-    spec, index = _build(codec.quantize(xb, "ubinary"), "ubinary", "BFlat", xb.shape[1])
+    _, index = _build(codec.quantize(xb, "ubinary"), "ubinary", "BFlat", xb.shape[1])
     again = build.deserialize_index(build.serialize_index(index), "ubinary")
     assert again.ntotal == index.ntotal
     with pytest.raises(IndexFolderError):

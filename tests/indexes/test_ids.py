@@ -26,9 +26,7 @@ def test_duplicate_chunk_is_an_error():
         chunk_ids(["a", "a"], [0, 0])
 
 
-@pytest.mark.parametrize(
-    ("doc", "chunk"), [("", 0), ("a", -1), ("a", 1.5), ("a", True), (None, 0)]
-)
+@pytest.mark.parametrize(("doc", "chunk"), [("", 0), ("a", -1), ("a", 1.5), ("a", True), (None, 0)])
 def test_bad_inputs_name_the_field(doc, chunk):
     with pytest.raises(ConfigError):
         chunk_id(doc, chunk)
