@@ -6,9 +6,9 @@ better) for float and int8 indexes, Hamming distance (lower is better) for binar
 and inner product with the float query once rescored.
 
 Filtering: ``allowed_ids`` (from ``indexes.filters``) becomes an ``IDSelectorBatch``
-inside the search for every index type that takes one; binary IVF and HNSW indexes
-refuse selectors, so there the search oversamples and drops disallowed ids, and the
-result says ``filter_mode="oversample"``.
+inside the search for every index type that takes one (shard groups included); binary
+IVF and HNSW indexes refuse selectors, so there the search oversamples and drops
+disallowed ids, and the result says ``filter_mode="oversample"``.
 
 Rescoring: ``rescore`` (a ``RescoreStore``: int8 or float32 vectors by id) fetches
 ``rescore_factor * k`` candidates from the compact index and ranks them by the dot
@@ -108,7 +108,9 @@ def index_id_view(index) -> np.ndarray | None:
 
 
 def _inner(index):
-    """The index that does the searching, under IDMap / PreTransform wrappers."""
+    """The index that does the searching, under IDMap / PreTransform / Shards wrappers."""
+    if isinstance(index, faiss.IndexShards | faiss.IndexBinaryShards):
+        return _inner(index.at(0))
     if isinstance(index, faiss.IndexBinary):
         index = faiss.downcast_IndexBinary(index)
         if isinstance(index, faiss.IndexBinaryIDMap | faiss.IndexBinaryIDMap2):
@@ -158,9 +160,7 @@ def _search_parameters(index, params: dict[str, int], sel):
 
 
 def _filterable(index) -> bool:
-    if isinstance(index, faiss.IndexBinaryShards | faiss.IndexShards):
-        return False
-    if isinstance(index, faiss.IndexBinary):
+    if isinstance(index, faiss.IndexBinary | faiss.IndexBinaryShards):
         return isinstance(_inner(index), faiss.IndexBinaryFlat)
     return True
 
@@ -175,7 +175,7 @@ def _raw_search(index, x: np.ndarray, k: int, params: dict[str, int], allowed):
         return D, I, "none"
     if _filterable(index):
         sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
-        if isinstance(index, faiss.IndexBinary):
+        if isinstance(index, faiss.IndexBinary | faiss.IndexBinaryShards):
             if params:
                 set_search_params(index, params)
             D, I = index.search(x, k, params=faiss.SearchParameters(sel=sel))  # noqa: E741

@@ -103,6 +103,11 @@ def test_sharded_folders_equal_one_build(tmp_path, xb, xq, metadata, encoding, c
     a = open_index(tmp_path / "one").search(xq, 10, params=params)
     b = open_index(tmp_path / "many").search(xq, 10, params=params)
     np.testing.assert_array_equal(a.I, b.I)
+    where = {"lang": "fr", "year": {"$lt": 2010}}
+    fa = open_index(tmp_path / "one").search(xq, 10, params=params, filter=where)
+    fb = open_index(tmp_path / "many").search(xq, 10, params=params, filter=where)
+    np.testing.assert_array_equal(fa.I, fb.I)
+    assert fb.filter_mode == ("oversample" if "BIVF" in many.index_factory else "selector")
     if many.layout == "single":
         folder = open_index(tmp_path / "many")
         ids, _, _ = folder.vectors()
