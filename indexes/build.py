@@ -13,8 +13,10 @@ int8 twin), or the packed bytes.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import faiss
@@ -41,6 +43,21 @@ __all__ = [
 ]
 
 _ADD_BATCH = 65_536
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Keep FAISS's C-level notices (on-disk lists resized or relocated) off stdout, where
+    they would corrupt a command's JSON output; they go to stderr instead."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _check_2d(x: np.ndarray, name: str, width: int | None) -> np.ndarray:
@@ -210,7 +227,8 @@ def read_index(path: str | os.PathLike, encoding: str, *, mmap: bool = False):
         flags = faiss.IO_FLAG_ONDISK_SAME_DIR
         if mmap:
             flags |= faiss.IO_FLAG_MMAP
-        return faiss.read_index(path, flags)
+        with _quiet_stdout():
+            return faiss.read_index(path, flags)
     except RuntimeError as exc:
         raise IndexFolderError(f"cannot read index {path}: {_last_line(exc)}") from None
 
@@ -278,7 +296,8 @@ def merge_ondisk(
         raise ConfigError("factory", spec.factory, "on-disk merge needs a float or int8 IVF index")
     index_path = Path(index_path)
     ivfdata = index_path.with_name(index_path.name + ".ivfdata")
-    _faiss_merge_ondisk(trained, [os.fspath(p) for p in shard_paths], os.fspath(ivfdata))
+    with _quiet_stdout():
+        _faiss_merge_ondisk(trained, [os.fspath(p) for p in shard_paths], os.fspath(ivfdata))
     # The index refers to the lists file by name; keep it relative (same directory).
     lists = faiss.extract_index_ivf(trained).invlists
     faiss.downcast_InvertedLists(lists).filename = ivfdata.name

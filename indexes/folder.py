@@ -280,7 +280,7 @@ def build_folder(
     bounds = np.linspace(0, n, config.shards + 1).astype(int)
     shard_dir = out / "shards"
     shard_files: list[str] = []
-    if config.shards > 1 or config.merge != "memory":
+    if config.merge != "memory":
         shard_dir.mkdir()
     shards = []
     for s in range(config.shards):
