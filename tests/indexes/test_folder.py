@@ -238,3 +238,9 @@ def test_sanitize_endpoint():
             metric="inner_product",
             endpoint=ENDPOINT,
         )
+
+
+def test_open_memory_mapped(float_folder, xq):
+    a = open_index(float_folder).search(xq, 5)
+    b = open_index(float_folder, mmap=True, verify=False).search(xq, 5)
+    np.testing.assert_array_equal(a.I, b.I)
