@@ -4,6 +4,8 @@
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from indexes import build
 from indexes.choose import choose_index
@@ -126,3 +128,18 @@ def test_folder_filter_uses_metadata(tmp_path, xb, xq, metadata):
     for hits in folder.lookup(res.I):
         for row in hits:
             assert row["lang"] == "fr" and row["year"] >= 2010
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    years=st.lists(st.integers(1990, 2030), min_size=1, max_size=40),
+    langs=st.lists(st.sampled_from(["en", "fr", "de", None]), min_size=40, max_size=40),
+    pick=st.lists(st.sampled_from(["en", "fr", "de"]), max_size=3),
+    lo=st.integers(1990, 2030),
+)
+def test_filters_agree_with_plain_python(years, langs, pick, lo):
+    n = len(years)
+    table = pa.table({"id": pa.array(range(n), pa.int64()), "year": years, "lang": langs[:n]})
+    expr = {"$or": [{"lang": {"$in": pick}}, {"year": {"$gte": lo}}]}
+    want = [i for i in range(n) if (langs[i] is not None and langs[i] in pick) or years[i] >= lo]
+    assert filter_ids(table, expr).tolist() == want
