@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from inference.errors import CorpusbeamError
-from pipeline import cmd_demo, cmd_endpoint
+from pipeline import cmd_demo, cmd_endpoint, cmd_evaluate
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (cmd_demo, cmd_endpoint)
+_COMMANDS = (cmd_demo, cmd_endpoint, cmd_evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

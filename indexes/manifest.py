@@ -1,0 +1,151 @@
+"""``manifest.json``: what an index folder holds, enough to refuse the wrong one.
+
+A frozen dataclass, written as sorted, indented JSON. ``Manifest.from_json`` validates
+every field and raises IndexFolderError for anything missing, mistyped or from a newer
+format; ``check_expected`` refuses a folder whose model, encoding or dimensions differ
+from what the caller will query it with. The endpoint is stored without credentials
+(user info, query string and fragment are dropped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
+
+from inference import codec
+from inference.errors import ConfigError, IndexFolderError
+
+__all__ = ["FORMAT_VERSION", "LAYOUTS", "Manifest", "check_expected", "sanitize_endpoint"]
+
+FORMAT_VERSION = 1
+LAYOUTS = ("single", "ondisk", "shards")
+INPUT_TYPES = ("text", "query", "document")
+
+
+def sanitize_endpoint(url: str | None) -> str | None:
+    """An endpoint URL without user info, query string or fragment (where keys hide)."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Manifest:
+    """Everything a reader needs to check before trusting an index folder.
+
+    ``files`` maps each file name (relative to the folder) to ``{"sha256", "bytes"}``;
+    ``index_files`` names the FAISS file(s); ``rescore`` is None or ``{"file", "dtype",
+    "factor"}``; ``recall`` is None or ``{"k", "value", "queries", "reference",
+    "source", "rescored"}``; ``digest`` is the sha256 of all other fields, so a reader
+    detects an edited manifest (the other files are covered by ``files``).
+    """
+
+    model: str
+    dimensions: int
+    encoding: str
+    index_factory: str
+    count: int
+    metric: str
+    format_version: int = FORMAT_VERSION
+    endpoint: str | None = None
+    api_version: str | None = None
+    input_type: str | None = None
+    normalized: bool = False
+    search_params: dict[str, int] = field(default_factory=dict)
+    layout: str = "single"
+    index_files: tuple[str, ...] = ("index.faiss",)
+    rescore: dict | None = None
+    recall: dict | None = None
+    latency_ms: float | None = None
+    files: dict[str, dict] = field(default_factory=dict)
+    created: str = field(default_factory=_now)
+    digest: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise ConfigError("model", self.model, "must be a non-empty string")
+        if isinstance(self.dimensions, bool) or not isinstance(self.dimensions, int):
+            raise ConfigError("dimensions", self.dimensions, "must be an integer")
+        codec.wire_width(self.encoding, self.dimensions)
+        if self.input_type is not None and self.input_type not in INPUT_TYPES:
+            raise ConfigError("input_type", self.input_type, f"must be one of {INPUT_TYPES}")
+        if self.layout not in LAYOUTS:
+            raise ConfigError("layout", self.layout, f"must be one of {LAYOUTS}")
+        if self.metric not in ("inner_product", "hamming"):
+            raise ConfigError("metric", self.metric, "must be inner_product or hamming")
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
+            raise ConfigError("count", self.count, "must be a non-negative integer")
+        if not self.index_files:
+            raise ConfigError("index_files", self.index_files, "names no index file")
+        if self.endpoint is not None and sanitize_endpoint(self.endpoint) != self.endpoint:
+            raise ConfigError("endpoint", "<redacted>", "must not carry credentials or a query")
+        object.__setattr__(self, "index_files", tuple(self.index_files))
+
+    def _body(self) -> dict:
+        data = asdict(self)
+        data["index_files"] = list(self.index_files)
+        data.pop("digest")
+        return data
+
+    def compute_digest(self) -> str:
+        """sha256 of every other field, canonical JSON: an edited manifest is detected."""
+        canon = json.dumps(self._body(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canon.encode()).hexdigest()
+
+    def to_json(self) -> str:
+        data = self._body()
+        data["digest"] = self.compute_digest()
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise IndexFolderError(f"manifest.json is not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise IndexFolderError("manifest.json must hold a JSON object")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise IndexFolderError(
+                f"manifest format_version {version!r} is not supported (this reader: "
+                f"{FORMAT_VERSION})"
+            )
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise IndexFolderError(f"manifest.json has unknown fields {unknown}")
+        try:
+            manifest = cls(**data)
+        except (ConfigError, TypeError) as exc:
+            raise IndexFolderError(f"manifest.json is invalid: {exc}") from None
+        if manifest.digest != manifest.compute_digest():
+            raise IndexFolderError("manifest.json was modified after it was written (digest)")
+        return manifest
+
+
+def check_expected(
+    manifest: Manifest,
+    *,
+    encoding: str | None = None,
+    model: str | None = None,
+    dimensions: int | None = None,
+) -> None:
+    """Raise IndexFolderError if the folder was built for something else."""
+    for name, want in (("encoding", encoding), ("model", model), ("dimensions", dimensions)):
+        have = getattr(manifest, name)
+        if want is not None and want != have:
+            raise IndexFolderError(
+                f"index folder was built with {name}={have!r}, expected {name}={want!r}"
+            )

@@ -1,0 +1,194 @@
+"""After the build: exact ground truth, recall@k, latency, and nprobe / efSearch tuning.
+
+``tune_index`` tries the search parameter's values in increasing order on held-out
+queries, measuring recall@k against exact search (``IndexFlatIP`` / ``IndexBinaryFlat``
+over the same vectors) and the latency of one query at a time. It stops at the latency
+budget, at ``target_recall``, or when recall has plateaued (gained less than ``plateau``
+over two steps: the codes, not the search, limit it), then keeps the cheapest value whose
+recall is within ``plateau`` of the best seen (or reaches the target). autofaiss tunes
+for latency alone and never measures recall; we record both, with every trial.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import faiss
+import numpy as np
+
+from indexes.build import prepare_queries, prepare_vectors
+from indexes.choose import IndexSpec, family_of
+from indexes.search import RescoreStore, search, set_search_params
+from inference.errors import ConfigError
+
+__all__ = [
+    "TuneResult",
+    "exact_search",
+    "measure",
+    "recall_at_k",
+    "reference_neighbours",
+    "tune_index",
+]
+
+_NPROBE = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+_EF = (16, 32, 64, 128, 256, 512, 1024)
+
+
+def exact_search(
+    xb: np.ndarray, ids: np.ndarray, xq: np.ndarray, k: int, *, family: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest of prepared queries ``xq`` among prepared vectors ``xb``: inner
+    product for float / int8 (as float32), Hamming for packed bits. Returns D, I (ids)."""
+    if xb.ndim != 2 or xq.ndim != 2 or xb.shape[1] != xq.shape[1]:
+        raise ConfigError("xq", xq.shape, f"does not match xb {xb.shape}")
+    if ids.shape != (xb.shape[0],):
+        raise ConfigError("ids", ids.shape, f"expected ({xb.shape[0]},)")
+    k = min(k, xb.shape[0])
+    if family == "binary":
+        index = faiss.IndexBinaryFlat(xb.shape[1] * 8)
+    else:
+        index = faiss.IndexFlatIP(xb.shape[1])
+    index.add(xb)
+    D, rows = index.search(xq, k)
+    return D, np.where(rows >= 0, ids[np.maximum(rows, 0)], -1)
+
+
+def reference_neighbours(
+    xb: np.ndarray,
+    ids: np.ndarray,
+    xq: np.ndarray,
+    k: int,
+    *,
+    encoding: str,
+    d: int,
+    rescore_vectors: np.ndarray | None = None,
+) -> tuple[np.ndarray, str]:
+    """True k nearest ids of ``xq`` by exact search over the most precise vectors there
+    are: float rescoring vectors, else int8 ones, else the index's own encoding.
+    Returns (I_gt, a description of the reference)."""
+    if rescore_vectors is not None and rescore_vectors.dtype == np.float32:
+        ref = "exact inner product, float vectors"
+        xr = prepare_vectors(rescore_vectors, "float", d)
+        qr = prepare_queries(np.asarray(xq, dtype=np.float32), "float", d)
+        family = "float"
+    elif rescore_vectors is not None:
+        ref = "exact inner product, int8 vectors"
+        xr = rescore_vectors.astype(np.float32)
+        q = np.asarray(xq)
+        qr = q.astype(np.float32) if q.dtype == np.int8 else prepare_queries(q, "int8", d)
+        family = "int8"
+    else:
+        family = family_of(encoding)
+        ref = {
+            "float": "exact inner product, float vectors",
+            "int8": "exact inner product, int8 vectors",
+            "binary": "exact Hamming distance",
+        }[family]
+        xr = prepare_vectors(xb, encoding, d)
+        qr = prepare_queries(xq, encoding, d)
+    _, I_gt = exact_search(xr, ids, qr, k, family=family)
+    return I_gt, ref
+
+
+def recall_at_k(I: np.ndarray, I_gt: np.ndarray, k: int) -> float:  # noqa: E741
+    """Mean fraction of the true k nearest (``I_gt``) found in the first k of ``I``."""
+    if I.shape[0] != I_gt.shape[0]:
+        raise ConfigError("I", I.shape, f"expected {I_gt.shape[0]} rows like I_gt")
+    hits = 0
+    for got, want in zip(I[:, :k], I_gt[:, :k], strict=True):
+        want = want[want >= 0]
+        hits += np.intersect1d(got[got >= 0], want).size
+    total = sum(int((row[:k] >= 0).sum()) for row in I_gt)
+    return hits / total if total else 1.0
+
+
+def measure(
+    index,
+    spec: IndexSpec,
+    xq: np.ndarray,
+    k: int,
+    *,
+    params: dict[str, int] | None = None,
+    rescore: RescoreStore | None = None,
+    rescore_factor: int = 4,
+    latency_queries: int = 100,
+) -> tuple[np.ndarray, float]:
+    """Search all ``xq`` at once for I, then time up to ``latency_queries`` single-query
+    searches; returns (I, mean latency in ms a query)."""
+    kw = {
+        "encoding": spec.encoding,
+        "d": spec.dimensions,
+        "params": params,
+        "rescore": rescore,
+        "rescore_factor": rescore_factor,
+    }
+    res = search(index, xq, k, **kw)
+    m = min(latency_queries, xq.shape[0])
+    t0 = time.perf_counter()
+    for i in range(m):
+        search(index, xq[i : i + 1], k, **kw)
+    latency = (time.perf_counter() - t0) * 1000 / max(m, 1)
+    return res.I, latency
+
+
+@dataclass(frozen=True, kw_only=True)
+class TuneResult:
+    """Chosen parameters with their recall@k and latency; every trial for the record."""
+
+    params: dict[str, int]
+    recall: float
+    latency_ms: float
+    k: int
+    trials: list[dict] = field(default_factory=list)
+
+
+def tune_index(
+    index,
+    spec: IndexSpec,
+    xq: np.ndarray,
+    I_gt: np.ndarray,
+    *,
+    k: int = 10,
+    latency_budget_ms: float = 10.0,
+    target_recall: float = 0.99,
+    rescore: RescoreStore | None = None,
+    rescore_factor: int = 4,
+    plateau: float = 0.002,
+) -> TuneResult:
+    """Pick ``spec.search_param``'s value (see the module docstring)."""
+    if latency_budget_ms <= 0:
+        raise ConfigError("latency_budget_ms", latency_budget_ms, "must be positive")
+    if not 0 < target_recall <= 1:
+        raise ConfigError("target_recall", target_recall, "must be in (0, 1]")
+    kw = {"rescore": rescore, "rescore_factor": rescore_factor}
+    if spec.search_param is None:
+        I, lat = measure(index, spec, xq, k, **kw)  # noqa: E741
+        r = recall_at_k(I, I_gt, k)
+        return TuneResult(params={}, recall=r, latency_ms=lat, k=k, trials=[])
+    if spec.search_param == "nprobe":
+        values = [v for v in _NPROBE if v <= spec.nlist] or [1]
+    else:
+        values = [v for v in _EF if v >= k] or [max(k, 16)]
+    trials: list[dict] = []
+    for v in values:
+        params = {spec.search_param: v}
+        I, lat = measure(index, spec, xq, k, params=params, **kw)  # noqa: E741
+        trials.append({"params": params, "recall": recall_at_k(I, I_gt, k), "latency_ms": lat})
+        if lat > latency_budget_ms or trials[-1]["recall"] >= target_recall:
+            break
+        # Recall has plateaued (quantisation, not search, limits it): stop widening.
+        if len(trials) >= 3 and trials[-1]["recall"] - trials[-3]["recall"] < plateau:
+            break
+    within = [t for t in trials if t["latency_ms"] <= latency_budget_ms] or trials[:1]
+    top = max(t["recall"] for t in within)
+    best = next(t for t in within if t["recall"] >= min(top - plateau, target_recall))
+    set_params = best["params"]
+    set_search_params(index, set_params)
+    return TuneResult(
+        params=dict(set_params),
+        recall=float(best["recall"]),
+        latency_ms=float(best["latency_ms"]),
+        k=k,
+        trials=trials,
+    )

@@ -1,0 +1,39 @@
+"""``corpusbeam evaluate``: recall@k and latency of an index folder against exact search."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from indexes.evaluate import evaluate_folder
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="measure recall@k and latency of an index folder")
+    p.add_argument("folder", help="index folder (with manifest.json)")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--queries", type=int, default=200, help="queries sampled from the folder")
+    p.add_argument("--query-file", help="a .npy file of (nq, d) query vectors instead")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-rescore", action="store_true", help="search the index alone")
+    p.add_argument("--no-verify", action="store_true", help="skip the sha256 checks")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    xq = np.load(args.query_file, allow_pickle=False) if args.query_file else None
+    result = evaluate_folder(
+        args.folder,
+        xq=xq,
+        k=args.k,
+        n_queries=args.queries,
+        seed=args.seed,
+        rescore=False if args.no_rescore else None,
+        verify=not args.no_verify,
+    )
+    print(json.dumps(result, indent=2))
+    return 0

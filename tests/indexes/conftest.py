@@ -1,0 +1,46 @@
+"""Seeded, clustered data shared by the index tests (small: the whole suite runs in seconds)."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import pytest
+
+faiss.omp_set_num_threads(1)
+
+N = 3000
+D = 32
+
+
+def clustered(n: int, d: int, seed: int) -> np.ndarray:
+    """Unit vectors around 40 cluster centres in a 12-dimensional subspace, plus noise."""
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(1234).standard_normal((40, 12)).astype(np.float32)
+    proj = np.random.default_rng(4321).standard_normal((12, d)).astype(np.float32)
+    z = centres[rng.integers(0, 40, n)] + 0.5 * rng.standard_normal((n, 12), dtype=np.float32)
+    x = z @ proj + 0.1 * rng.standard_normal((n, d), dtype=np.float32)
+    faiss.normalize_L2(x)
+    return x
+
+
+@pytest.fixture(scope="session")
+def xb() -> np.ndarray:
+    return clustered(N, D, seed=0)
+
+
+@pytest.fixture(scope="session")
+def xq() -> np.ndarray:
+    return clustered(50, D, seed=1)
+
+
+@pytest.fixture(scope="session")
+def metadata() -> dict:
+    return {
+        "document_id": [f"doc-{i // 4}" for i in range(N)],
+        "chunk": [i % 4 for i in range(N)],
+        "uri": [f"file:///corpus/doc-{i // 4}.txt" for i in range(N)],
+        "modality": ["text"] * N,
+        "text": [f"passage {i}" for i in range(N)],
+        "lang": ["en" if i % 3 else "fr" for i in range(N)],
+        "year": [2000 + i % 25 for i in range(N)],
+    }
