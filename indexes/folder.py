@@ -86,7 +86,8 @@ class BuildConfig:
     memory-mapped) or ``none`` (keep the shards, search them together).
     ``eval_queries`` held-out queries measure recall@``k`` against exact search;
     ``rescore_factor`` candidates a result are rescored when rescoring vectors are given
-    (default 4 for int8 indexes, 10 for binary ones: bits lose more).
+    (default 4 for int8 indexes, 20 for binary ones: bits lose more; on MiniLM
+    embeddings 10 candidates a result kept 0.948 of exact float recall@10, 20 kept 0.977).
     """
 
     memory_budget: int = DEFAULT_MEMORY_BUDGET
@@ -328,7 +329,7 @@ def build_folder(
     if rescore_vectors is not None:
         np.save(out / RESCORE, rescore_vectors, allow_pickle=False)
         store = RescoreStore(ids, np.load(out / RESCORE, mmap_mode="r"), dimensions=dimensions)
-        factor = config.rescore_factor or (10 if spec.family == "binary" else 4)
+        factor = config.rescore_factor or (20 if spec.family == "binary" else 4)
         rescore_info = {"file": RESCORE, "dtype": str(rdtype), "factor": factor}
 
     recall, latency, params = _evaluate_build(

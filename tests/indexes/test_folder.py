@@ -185,7 +185,7 @@ def test_binary_folder_keeps_rescoring_vectors(tmp_path, xb, metadata):
     m = _build(
         tmp_path / "b", xb[:800], small, "ubinary", rescore_vectors=codec.quantize(xb[:800], "int8")
     )
-    assert m.rescore == {"file": "rescore.npy", "dtype": "int8", "factor": 10}
+    assert m.rescore == {"file": "rescore.npy", "dtype": "int8", "factor": 20}
     schema = pq.read_schema(tmp_path / "b" / "vectors.parquet")
     assert schema.field("vector").type == pa.list_(pa.uint8(), xb.shape[1] // 8)
     assert schema.field("rescore").type == pa.list_(pa.int8(), xb.shape[1])
