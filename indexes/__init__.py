@@ -47,6 +47,7 @@ from indexes.manifest import FORMAT_VERSION, Manifest, check_expected, sanitize_
 from indexes.search import RescoreStore, SearchResult, index_id_view, set_search_params
 from indexes.tune import (
     TuneResult,
+    drop_ids,
     exact_search,
     measure,
     recall_at_k,
@@ -73,6 +74,7 @@ __all__ = [
     "chunk_id",
     "chunk_ids",
     "deserialize_index",
+    "drop_ids",
     "evaluate_folder",
     "exact_search",
     "family_of",

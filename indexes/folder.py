@@ -368,15 +368,24 @@ def _evaluate_build(index, spec, xb, ids, rescore_vectors, store, xq_eval, confi
     if config.eval_queries == 0 and xq_eval is None:
         return None, None, {}
     d = spec.dimensions
+    exclude = None
     if xq_eval is not None:
         xq = np.asarray(xq_eval)
         source = "given"
     else:
         rows = build.training_sample(xb.shape[0], config.eval_queries, seed=config.seed + 1)
         xq = xb[rows] if rescore_vectors is None else rescore_vectors[rows].astype(np.float32)
-        source = "sampled from the indexed vectors"
+        exclude = ids[rows]
+        source = "sampled from the indexed vectors, each left out of its own results"
     I_gt, ref = reference_neighbours(
-        xb, ids, xq, config.k, encoding=spec.encoding, d=d, rescore_vectors=rescore_vectors
+        xb,
+        ids,
+        xq,
+        config.k,
+        encoding=spec.encoding,
+        d=d,
+        rescore_vectors=rescore_vectors,
+        exclude=exclude,
     )
     tuned = tune_index(
         index,
@@ -388,6 +397,7 @@ def _evaluate_build(index, spec, xb, ids, rescore_vectors, store, xq_eval, confi
         target_recall=config.target_recall,
         rescore=store,
         rescore_factor=rescore_info["factor"] if rescore_info else 1,
+        exclude=exclude,
     )
     recall = {
         "k": config.k,
