@@ -276,61 +276,16 @@ def build_folder(
     )
     if config.merge == "ondisk" and (spec.family == "binary" or not spec.nlist):
         raise ConfigError("merge", "ondisk", f"needs a float or int8 IVF index, not {spec.factory}")
-    trained = build.train_index(spec, xb, seed=config.seed)
-    blob = build.serialize_index(trained)
-    bounds = np.linspace(0, n, config.shards + 1).astype(int)
-    shard_dir = out / "shards"
-    shard_files: list[str] = []
-    if config.merge != "memory":
-        shard_dir.mkdir()
-    shards = []
-    for s in range(config.shards):
-        lo, hi = bounds[s], bounds[s + 1]
-        shard = build.deserialize_index(blob, encoding)
-        build.add_vectors(shard, xb[lo:hi], ids[lo:hi], spec)
-        if shard_dir.exists():
-            name = f"shards/shard-{s:05d}.faiss"
-            build.write_index(shard, out / name)
-            shard_files.append(name)
-        shards.append(shard)
-    if config.merge == "none":
-        layout, index_files = "shards", tuple(shard_files)
-        index = build.shard_group(shards, spec) if len(shards) > 1 else shards[0]
-    elif config.merge == "ondisk":
-        layout, index_files = "ondisk", (INDEX,)
-        del shards
-        ivfdata = build.merge_ondisk(
-            build.deserialize_index(blob, encoding),
-            [out / f for f in shard_files],
-            out / INDEX,
-            spec,
-        )
-        index_files = (INDEX, ivfdata)
-        shutil.rmtree(shard_dir)
-        index = build.read_index(out / INDEX, encoding)
-    else:
-        layout = "single"
-        index = build.merge_indexes(shards, spec) if len(shards) > 1 else shards[0]
-        if shard_dir.exists():
-            shutil.rmtree(shard_dir)
-        build.write_index(index, out / INDEX)
-        index_files = (INDEX,)
+    index, layout, index_files = _build_index(out, xb, ids, spec, config)
 
-    # Parquet: metadata and the vectors themselves, sorted by id.
-    pq.write_table(table, out / METADATA)
-    rdtype = None if rescore_vectors is None else rescore_vectors.dtype
-    vcols = [pa.array(ids, type=pa.int64()), _fixed_list(xb, _ARROW[xb.dtype])]
-    if rescore_vectors is not None:
-        vcols.append(_fixed_list(rescore_vectors, _ARROW[rescore_vectors.dtype]))
-    vschema = vectors_schema(encoding, dimensions, rdtype)
-    pq.write_table(pa.Table.from_arrays(vcols, schema=vschema), out / VECTORS)
+    _write_tables(out, table, ids, xb, rescore_vectors, encoding, dimensions)
     store = None
     rescore_info = None
     if rescore_vectors is not None:
         np.save(out / RESCORE, rescore_vectors, allow_pickle=False)
         store = RescoreStore(ids, np.load(out / RESCORE, mmap_mode="r"), dimensions=dimensions)
         factor = config.rescore_factor or (20 if spec.family == "binary" else 4)
-        rescore_info = {"file": RESCORE, "dtype": str(rdtype), "factor": factor}
+        rescore_info = {"file": RESCORE, "dtype": str(rescore_vectors.dtype), "factor": factor}
 
     recall, latency, params = _evaluate_build(
         index, spec, xb, ids, rescore_vectors, store, xq_eval, config, rescore_info
@@ -361,6 +316,74 @@ def build_folder(
     )
     (out / MANIFEST).write_text(manifest.to_json())
     return manifest
+
+
+def _build_index(
+    out: Path, xb: np.ndarray, ids: np.ndarray, spec: IndexSpec, config: BuildConfig
+) -> tuple[object, str, tuple[str, ...]]:
+    """Train once, add ``config.shards`` pieces from the serialised trained index (as
+    workers would), then merge or group them; returns (index, layout, index_files)."""
+    encoding = spec.encoding
+    n = xb.shape[0]
+    trained = build.train_index(spec, xb, seed=config.seed)
+    blob = build.serialize_index(trained)
+    bounds = np.linspace(0, n, config.shards + 1).astype(int)
+    shard_dir = out / "shards"
+    shard_files: list[str] = []
+    if config.merge != "memory":
+        shard_dir.mkdir()
+    shards = []
+    for s in range(config.shards):
+        lo, hi = bounds[s], bounds[s + 1]
+        shard = build.deserialize_index(blob, encoding)
+        build.add_vectors(shard, xb[lo:hi], ids[lo:hi], spec)
+        if shard_dir.exists():
+            name = f"shards/shard-{s:05d}.faiss"
+            build.write_index(shard, out / name)
+            shard_files.append(name)
+        shards.append(shard)
+    if config.merge == "none":
+        layout, index_files = "shards", tuple(shard_files)
+        index = build.shard_group(shards, spec) if len(shards) > 1 else shards[0]
+    elif config.merge == "ondisk":
+        layout = "ondisk"
+        del shards
+        ivfdata = build.merge_ondisk(
+            build.deserialize_index(blob, encoding),
+            [out / f for f in shard_files],
+            out / INDEX,
+            spec,
+        )
+        index_files = (INDEX, ivfdata)
+        shutil.rmtree(shard_dir)
+        index = build.read_index(out / INDEX, encoding)
+    else:
+        layout = "single"
+        index = build.merge_indexes(shards, spec) if len(shards) > 1 else shards[0]
+        if shard_dir.exists():
+            shutil.rmtree(shard_dir)
+        build.write_index(index, out / INDEX)
+        index_files = (INDEX,)
+    return index, layout, tuple(index_files)
+
+
+def _write_tables(
+    out: Path,
+    table: pa.Table,
+    ids: np.ndarray,
+    xb: np.ndarray,
+    rescore_vectors: np.ndarray | None,
+    encoding: str,
+    dimensions: int,
+) -> None:
+    """metadata.parquet and vectors.parquet (explicit schema, fixed-size lists)."""
+    pq.write_table(table, out / METADATA)
+    rdtype = None if rescore_vectors is None else rescore_vectors.dtype
+    vcols = [pa.array(ids, type=pa.int64()), _fixed_list(xb, _ARROW[xb.dtype])]
+    if rescore_vectors is not None:
+        vcols.append(_fixed_list(rescore_vectors, _ARROW[rescore_vectors.dtype]))
+    vschema = vectors_schema(encoding, dimensions, rdtype)
+    pq.write_table(pa.Table.from_arrays(vcols, schema=vschema), out / VECTORS)
 
 
 def _evaluate_build(index, spec, xb, ids, rescore_vectors, store, xq_eval, config, rescore_info):
