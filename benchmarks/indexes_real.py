@@ -99,10 +99,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--passages", type=int, default=25_000)
     ap.add_argument("--queries", type=int, default=1000)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="threads for embedding")
+    ap.add_argument("--search-threads", type=int, default=1, help="FAISS threads")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "corpusbeam-bench"))
     args = ap.parse_args()
-    faiss.omp_set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.search_threads)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     tag = f"minilm-{args.passages}-{args.queries}"
