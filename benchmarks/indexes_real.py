@@ -126,6 +126,7 @@ def main() -> None:
         "corpus_size": len(corpus),
         "n": len(passages),
         "nq": len(queries),
+        "search_threads": args.search_threads,
     }
     emit("corpus_read_time", round(time.perf_counter() - t0, 1), "s", **common)
     if f_xb.exists() and f_xq.exists() and json.loads(f_txt.read_text()) == passages[:50]:
