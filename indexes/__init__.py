@@ -41,6 +41,7 @@ from indexes.folder import (
     build_folder,
     metadata_table,
     open_index,
+    rebuild_folder,
 )
 from indexes.ids import check_ids, chunk_id, chunk_ids
 from indexes.manifest import FORMAT_VERSION, Manifest, check_expected, sanitize_endpoint
@@ -90,6 +91,7 @@ __all__ = [
     "prepare_queries",
     "prepare_vectors",
     "read_index",
+    "rebuild_folder",
     "recall_at_k",
     "reference_neighbours",
     "sanitize_endpoint",

@@ -56,6 +56,7 @@ __all__ = [
     "build_folder",
     "metadata_table",
     "open_index",
+    "rebuild_folder",
 ]
 
 MANIFEST = "manifest.json"
@@ -594,3 +595,28 @@ def _check_vectors_schema(folder: Path, manifest: Manifest) -> None:
             f"{folder}: {VECTORS} holds {schema.field('vector').type}, not "
             f"{manifest.encoding} vectors of {manifest.dimensions} dimensions"
         )
+
+
+def rebuild_folder(
+    src: str | os.PathLike, dst: str | os.PathLike, *, config: BuildConfig | None = None
+) -> Manifest:
+    """A new folder at ``dst`` from the vectors and metadata stored in ``src`` (verified
+    first): another index type, budget or sharding, without embedding anything again."""
+    old = open_index(src)
+    m = old.manifest
+    _, xb, rv = old.vectors()
+    if rv is not None and family_of(m.encoding) == "int8":
+        rv = None  # the int8 twin is made again from the vectors
+    return build_folder(
+        dst,
+        xb,
+        old.metadata(),
+        encoding=m.encoding,
+        model=m.model,
+        dimensions=m.dimensions,
+        endpoint=m.endpoint,
+        api_version=m.api_version,
+        input_type=m.input_type,
+        rescore_vectors=rv,
+        config=config,
+    )
