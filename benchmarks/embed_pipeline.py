@@ -46,11 +46,13 @@ def check_count(count: int, n: int) -> None:
         raise AssertionError(f"embedded {count} of {n} documents")
 
 
-def run_once(url: str, n: int, options: list[str]) -> tuple[float, int]:
-    settings = ClientSettings(endpoint=url, max_concurrency=CONCURRENCY, max_inputs=BATCH)
+def run_once(
+    url: str, n: int, options: list[str], concurrency: int = CONCURRENCY
+) -> tuple[float, int]:
+    settings = ClientSettings(endpoint=url, max_concurrency=concurrency, max_inputs=BATCH)
     p = beam.Pipeline(options=PipelineOptions(options))
     documents = p | beam.Create(range(n)) | "Documents" >> beam.Map(document)
-    embedded, _ = documents | EmbedTexts(settings)
+    embedded, _ = documents | EmbedTexts(settings, batch_size=CONCURRENCY * BATCH)
     _ = embedded | beam.combiners.Count.Globally() | beam.Map(check_count, n)
     start = time.perf_counter()
     p.run().wait_until_finish()
@@ -60,21 +62,31 @@ def run_once(url: str, n: int, options: list[str]) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=50_000)
+    parser.add_argument(
+        "--client-concurrency",
+        default="8,10",
+        help="requests each worker keeps in flight; above the endpoint's 8 slots, its queue "
+        "never runs dry while the worker is busy with Beam's own work",
+    )
     args = parser.parse_args()
     cfg = EndpointConfig(latency_ms=(LATENCY_S * 1000,) * 2, max_concurrency=CONCURRENCY)
     with running_endpoint(cfg, subprocess=True) as ep:
         for name, options in RUNNERS.items():
-            elapsed, n = run_once(ep.url, args.docs, options)
-            rate = n / elapsed
-            emit(
-                metric="inputs_per_second",
-                runner=name,
-                value=round(rate, 1),
-                unit="inputs/s",
-                seconds=round(elapsed, 2),
-                limit=LIMIT,
-                ratio_to_limit=round(rate / LIMIT, 3),
-            )
+            for concurrency in map(int, args.client_concurrency.split(",")):
+                elapsed, n = run_once(ep.url, args.docs, options, concurrency)
+                rate = n / elapsed
+                emit(
+                    metric="inputs_per_second",
+                    runner=name,
+                    client_concurrency=concurrency,
+                    endpoint_slots=CONCURRENCY,
+                    value=round(rate, 1),
+                    unit="inputs/s",
+                    seconds=round(elapsed, 2),
+                    limit=LIMIT,
+                    ratio_to_limit=round(rate / LIMIT, 3),
+                    note="wall time of the whole pipeline, start-up included",
+                )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ variable's name), and a literal key is refused when the pipeline is built.
 
 from __future__ import annotations
 
+import collections
 import pickle
 import threading
 import time
@@ -24,6 +25,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.util import BatchElements
 from apache_beam.utils import shared
+from apache_beam.utils.windowed_value import WindowedValue
 
 from inference.client import ClientSettings, ClientStats, EmbeddingsClient, ImageInput
 from inference.errors import ConfigError
@@ -33,6 +35,7 @@ from transforms.read import FAILURES, Outputs
 __all__ = ["EmbedImages", "EmbedTexts"]
 
 NAMESPACE = "corpusbeam"
+_MAX_PENDING = 2  # batches submitted and not yet emitted, a DoFn instance
 _COUNTED = ("requests", "retries", "throttled", "splits", "prompt_tokens", "prompt_patches")
 
 
@@ -84,18 +87,39 @@ class _EmbedFn(beam.DoFn):
     def teardown(self) -> None:
         self._handle = None  # the last reference gone, the client closes itself
 
-    def process(self, batch: list) -> Iterator:
+    def start_bundle(self) -> None:
+        self._pending: collections.deque = collections.deque()
+
+    def process(
+        self, batch: list, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam
+    ) -> Iterator:
+        """Submit the batch and return to Beam at once; emit batches as they finish.
+
+        At most ``_MAX_PENDING`` batches are outstanding, so the client always has the
+        next batch's requests queued while this one's are in flight: no idle gap between
+        batches while Beam hands over outputs and gathers inputs.
+        """
         if not batch:  # BatchElements can emit an empty batch; nothing to do
             return
         assert self._handle is not None
         client = self._handle.client
-        started = time.monotonic()
         if self._modality == "image":
             inputs = [ImageInput(image=item.data, text=item.text) for item in batch]
-            result = client.embed_images(inputs, errors="collect")
+            future = client.submit_images(inputs, errors="collect")
         else:
-            result = client.embed_texts([item.text for item in batch], errors="collect")
+            future = client.submit_texts([item.text for item in batch], errors="collect")
+        self._pending.append((batch, future, time.monotonic(), timestamp, window))
+        while self._pending and (len(self._pending) > _MAX_PENDING or self._pending[0][1].done()):
+            yield from self._emit(*self._pending.popleft())
+
+    def finish_bundle(self) -> Iterator:
+        while self._pending:
+            yield from self._emit(*self._pending.popleft())
+
+    def _emit(self, batch, future, started, timestamp, window) -> Iterator:
+        result = future.result()  # raises what no input can fix (401, 404, a bad parameter)
         self._latency.update(int((time.monotonic() - started) * 1000))
+        assert self._handle is not None
         for name, delta in self._handle.deltas().items():
             if delta:
                 self._counters[name].inc(delta)
@@ -104,9 +128,11 @@ class _EmbedFn(beam.DoFn):
         for position, item in enumerate(batch):
             error = result.failures.get(position)
             if error is not None:
-                yield beam.pvalue.TaggedOutput(FAILURES, _embed_failure(item, error))
+                value = WindowedValue(_embed_failure(item, error), timestamp, (window,))
+                yield beam.pvalue.TaggedOutput(FAILURES, value)
             else:
-                yield embedded_from(item, result.vectors[position], self._modality)
+                embedded = embedded_from(item, result.vectors[position], self._modality)
+                yield WindowedValue(embedded, timestamp, (window,))
 
     def display_data(self) -> dict:
         s = self._settings

@@ -11,6 +11,7 @@ import asyncio
 import threading
 import weakref
 from collections.abc import Coroutine, Sequence
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from inference.client.core import AsyncEmbeddingsClient, ClientStats, ErrorMode
@@ -68,6 +69,25 @@ class EmbeddingsClient:
                 encoding_format=encoding_format,
                 errors=errors,
             )
+        )
+
+    def submit_texts(self, texts: Sequence[str], **options: Any) -> Future[EmbeddingsResult]:
+        """Start ``embed_texts`` and return at once: a Future of its result. Lets a caller
+        (a Beam DoFn) prepare the next batch while this one's requests are in flight."""
+        if not self._finalizer.alive:
+            raise RuntimeError("the client is closed")
+        return asyncio.run_coroutine_threadsafe(
+            self._client.embed_texts(texts, **options), self._loop
+        )
+
+    def submit_images(
+        self, images: Sequence[ImageInput | bytes | str], **options: Any
+    ) -> Future[EmbeddingsResult]:
+        """Start ``embed_images`` and return a Future of its result (see submit_texts)."""
+        if not self._finalizer.alive:
+            raise RuntimeError("the client is closed")
+        return asyncio.run_coroutine_threadsafe(
+            self._client.embed_images(images, **options), self._loop
         )
 
     def embed_images(
