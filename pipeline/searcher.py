@@ -23,7 +23,7 @@ Scores are "higher is better" everywhere: the inner product (cosine for the unit
 of float indexes, the rescored dot product for binary and int8 folders), or for a binary
 index searched without rescoring ``1 - 2 * hamming / d``, the cosine of the +-1 vectors.
 ``search_all`` merges the hits of several folders by score when their scores are
-comparable (same model, dimensions and kind of score) and refuses otherwise.
+comparable (same model, dimensions and ``score_kind``) and refuses otherwise.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ __all__ = [
     "HIT_FIELDS",
     "Hit",
     "Searcher",
+    "check_mergeable",
+    "embed_for",
     "merge_hits",
     "read_current",
     "resolve_index_folder",
@@ -203,9 +205,22 @@ class Searcher:
 
     @property
     def score_kind(self) -> tuple[str, int, str]:
-        """(model, dimensions, "cosine" or "hamming"): hits merge only when these match."""
-        kind = "hamming" if self.manifest.metric == "hamming" and not self.rescores else "cosine"
-        return (self.manifest.model, self.dimensions, kind)
+        """(model, dimensions, kind): hits merge by score only when these match.
+
+        kind: ``cosine`` (a float index, or rescoring against float vectors),
+        ``int8-dot`` (rescoring against int8 vectors: near the cosine, but clipped values
+        make it smaller, so it is not mixed with exact cosines), ``hamming``.
+        """
+        m = self.manifest
+        if self.rescores:
+            kind = "cosine" if m.rescore["dtype"] == "float32" else "int8-dot"
+        elif m.metric == "hamming":
+            kind = "hamming"
+        elif family_of(m.encoding) == "int8":
+            kind = "int8-dot"
+        else:
+            kind = "cosine"
+        return (m.model, m.dimensions, kind)
 
     def embedder(self) -> QueryEmbedder:
         """The query embedder for this index (started on first use for ``local://``)."""
@@ -323,8 +338,8 @@ def _open(path: Path, *, verify: bool, mmap: bool) -> IndexFolder:
         return open_index(path, verify=verify, mmap=True)
     except IndexFolderError:
         # Some index types cannot be mapped; read them instead (a damaged folder fails
-        # again below, with the same message).
-        return open_index(path, verify=False)
+        # again here, with the same message).
+        return open_index(path, verify=verify)
 
 
 def _texts(texts: Sequence[str]) -> list[str]:
@@ -370,6 +385,43 @@ def merge_hits(lists: Sequence[Sequence[Hit]], k: int) -> list[Hit]:
     return merged[:k]
 
 
+def check_mergeable(searchers: Sequence[Searcher]) -> None:
+    """Raise ConfigError naming the first index whose scores cannot be merged with the
+    first one's (another model, dimension count, or kind of score)."""
+    if not searchers:
+        raise ConfigError("searchers", [], "no index to search")
+    first = searchers[0]
+    for s in searchers[1:]:
+        if s.score_kind != first.score_kind:
+            raise ConfigError(
+                "index",
+                s.name,
+                f"scores of {s.score_kind} cannot be merged with {first.name}'s "
+                f"{first.score_kind}; search it on its own",
+            )
+
+
+def embed_for(
+    searchers: Sequence[Searcher],
+    query: str | None = None,
+    *,
+    image: ImageInput | bytes | str | os.PathLike | None = None,
+) -> list[np.ndarray]:
+    """The (1, width) query vector for each searcher; each distinct (endpoint,
+    dimensions, encoding) embeds the query once."""
+    _one_query(query, image, None)
+    cache: dict[tuple, np.ndarray] = {}
+    out = []
+    for s in searchers:
+        key = (id(s.embedder()), s.dimensions, s.query_encoding)
+        if key not in cache and query is not None:
+            cache[key] = s.embed_texts([query])
+        elif key not in cache:
+            cache[key] = s.embed_images([image])
+        out.append(cache[key])
+    return out
+
+
 def search_all(
     searchers: Sequence[Searcher],
     query: str | None = None,
@@ -383,31 +435,16 @@ def search_all(
 
     Scores are comparable only between folders with the same ``score_kind`` (model,
     dimensions, cosine or hamming); otherwise ConfigError names the first folder that
-    differs. Each distinct (endpoint, dimensions, encoding) embeds the query once.
+    differs (``check_mergeable``). The query is embedded once per distinct endpoint,
+    dimensions and encoding (``embed_for``).
     """
-    if not searchers:
-        raise ConfigError("searchers", [], "no index to search")
     _one_query(query, image, vector)
-    first = searchers[0]
-    for s in searchers[1:]:
-        if s.score_kind != first.score_kind:
-            raise ConfigError(
-                "index",
-                s.name,
-                f"scores of {s.score_kind} cannot be merged with {first.name}'s "
-                f"{first.score_kind}; search it on its own",
-            )
-    cache: dict[tuple, np.ndarray] = {}
-    lists = []
-    for s in searchers:
-        if vector is not None:
-            xq = np.asarray(vector)
-        else:
-            key = (id(s.embedder()), s.dimensions, s.query_encoding)
-            if key not in cache and query is not None:
-                cache[key] = s.embed_texts([query])
-            elif key not in cache:
-                cache[key] = s.embed_images([image])
-            xq = cache[key]
-        lists.append(s.search_vectors(xq, k, filter=filter)[0])
+    check_mergeable(searchers)
+    if vector is not None:
+        vectors = [np.asarray(vector)] * len(searchers)
+    else:
+        vectors = embed_for(searchers, query, image=image)
+    lists = [
+        s.search_vectors(xq, k, filter=filter)[0] for s, xq in zip(searchers, vectors, strict=True)
+    ]
     return merge_hits(lists, k)
