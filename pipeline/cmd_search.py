@@ -38,7 +38,7 @@ def credential_from_args(args: argparse.Namespace) -> EnvApiKey | None:
         return None
     if not os.environ.get(args.api_key_env):
         raise ConfigError("api_key_env", args.api_key_env, "is not set or empty")
-    return EnvApiKey(args.api_key_env)
+    return EnvApiKey(var=args.api_key_env)
 
 
 def _filter(text: str | None) -> dict | None:

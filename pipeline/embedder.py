@@ -94,7 +94,7 @@ class EmbedderPool:
     """Query embedders by endpoint, shared by every index folder that uses the same one.
 
     ``endpoint``: a URL that overrides every manifest's (with ``credential``, e.g.
-    ``EnvApiKey("VAR")``). Thread-safe; ``close()`` closes the clients and stops any local
+    ``EnvApiKey(var="VAR")``). Thread-safe; ``close()`` closes the clients and stops any local
     endpoint the pool started.
     """
 
