@@ -192,6 +192,9 @@ def _column_array(table: pa.Table, name: str, dtype: np.dtype) -> np.ndarray:
 # ------------------------------------------------------------------ writing
 
 
+column_array = _column_array  # public: indexes.assemble reads shards' vectors with it
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -214,8 +217,12 @@ def build_folder(
     rescore_vectors: np.ndarray | None = None,
     xq_eval: np.ndarray | None = None,
     config: BuildConfig | None = None,
+    prebuilt: tuple[IndexSpec, Any] | None = None,
 ) -> Manifest:
     """Build an index folder at ``path`` (which must not exist or be empty).
+
+    ``prebuilt``: an index already holding ``xb`` under the metadata's ids, with its spec
+    (``indexes.assemble`` merges shards built on workers into one), written as it is.
 
     ``xb``: vectors in ``encoding``'s natural dtype, one row per metadata row.
     ``rescore_vectors``: optional (n, d) int8 or float32 copy for rescoring (for binary
@@ -265,55 +272,64 @@ def build_folder(
     if rescore_vectors is not None:
         rescore_vectors = rescore_vectors[order]
 
-    spec = choose_index(
-        n,
-        dimensions,
-        encoding,
-        memory_budget=config.memory_budget,
-        factory=config.factory,
-        train_per_centroid=config.train_per_centroid,
-    )
-    if config.merge == "ondisk" and (spec.family == "binary" or not spec.nlist):
-        raise ConfigError("merge", "ondisk", f"needs a float or int8 IVF index, not {spec.factory}")
-    trained = build.train_index(spec, xb, seed=config.seed)
-    blob = build.serialize_index(trained)
-    bounds = np.linspace(0, n, config.shards + 1).astype(int)
-    shard_dir = out / "shards"
-    shard_files: list[str] = []
-    if config.merge != "memory":
-        shard_dir.mkdir()
-    shards = []
-    for s in range(config.shards):
-        lo, hi = bounds[s], bounds[s + 1]
-        shard = build.deserialize_index(blob, encoding)
-        build.add_vectors(shard, xb[lo:hi], ids[lo:hi], spec)
-        if shard_dir.exists():
-            name = f"shards/shard-{s:05d}.faiss"
-            build.write_index(shard, out / name)
-            shard_files.append(name)
-        shards.append(shard)
-    if config.merge == "none":
-        layout, index_files = "shards", tuple(shard_files)
-        index = build.shard_group(shards, spec) if len(shards) > 1 else shards[0]
-    elif config.merge == "ondisk":
-        layout, index_files = "ondisk", (INDEX,)
-        del shards
-        ivfdata = build.merge_ondisk(
-            build.deserialize_index(blob, encoding),
-            [out / f for f in shard_files],
-            out / INDEX,
-            spec,
-        )
-        index_files = (INDEX, ivfdata)
-        shutil.rmtree(shard_dir)
-        index = build.read_index(out / INDEX, encoding)
-    else:
-        layout = "single"
-        index = build.merge_indexes(shards, spec) if len(shards) > 1 else shards[0]
-        if shard_dir.exists():
-            shutil.rmtree(shard_dir)
+    if prebuilt is not None:
+        spec, index = prebuilt
+        if index.ntotal != n:
+            raise ConfigError("prebuilt", index.ntotal, f"the index holds {n} vectors?")
         build.write_index(index, out / INDEX)
-        index_files = (INDEX,)
+        layout, index_files = "single", (INDEX,)
+    else:
+        spec = choose_index(
+            n,
+            dimensions,
+            encoding,
+            memory_budget=config.memory_budget,
+            factory=config.factory,
+            train_per_centroid=config.train_per_centroid,
+        )
+        if config.merge == "ondisk" and (spec.family == "binary" or not spec.nlist):
+            raise ConfigError(
+                "merge", "ondisk", f"needs a float or int8 IVF index, not {spec.factory}"
+            )
+        trained = build.train_index(spec, xb, seed=config.seed)
+        blob = build.serialize_index(trained)
+        bounds = np.linspace(0, n, config.shards + 1).astype(int)
+        shard_dir = out / "shards"
+        shard_files: list[str] = []
+        if config.merge != "memory":
+            shard_dir.mkdir()
+        shards = []
+        for s in range(config.shards):
+            lo, hi = bounds[s], bounds[s + 1]
+            shard = build.deserialize_index(blob, encoding)
+            build.add_vectors(shard, xb[lo:hi], ids[lo:hi], spec)
+            if shard_dir.exists():
+                name = f"shards/shard-{s:05d}.faiss"
+                build.write_index(shard, out / name)
+                shard_files.append(name)
+            shards.append(shard)
+        if config.merge == "none":
+            layout, index_files = "shards", tuple(shard_files)
+            index = build.shard_group(shards, spec) if len(shards) > 1 else shards[0]
+        elif config.merge == "ondisk":
+            layout, index_files = "ondisk", (INDEX,)
+            del shards
+            ivfdata = build.merge_ondisk(
+                build.deserialize_index(blob, encoding),
+                [out / f for f in shard_files],
+                out / INDEX,
+                spec,
+            )
+            index_files = (INDEX, ivfdata)
+            shutil.rmtree(shard_dir)
+            index = build.read_index(out / INDEX, encoding)
+        else:
+            layout = "single"
+            index = build.merge_indexes(shards, spec) if len(shards) > 1 else shards[0]
+            if shard_dir.exists():
+                shutil.rmtree(shard_dir)
+            build.write_index(index, out / INDEX)
+            index_files = (INDEX,)
 
     # Parquet: metadata and the vectors themselves, sorted by id.
     pq.write_table(table, out / METADATA)

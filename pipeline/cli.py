@@ -12,11 +12,19 @@ import sys
 from collections.abc import Sequence
 
 from inference.errors import CorpusbeamError
-from pipeline import cmd_demo, cmd_endpoint, cmd_evaluate, cmd_search, cmd_serve
+from pipeline import (
+    cmd_demo,
+    cmd_endpoint,
+    cmd_evaluate,
+    cmd_index,
+    cmd_sample,
+    cmd_search,
+    cmd_serve,
+)
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (cmd_demo, cmd_endpoint, cmd_evaluate, cmd_search, cmd_serve)
+_COMMANDS = (cmd_demo, cmd_endpoint, cmd_evaluate, cmd_index, cmd_sample, cmd_search, cmd_serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "pass_through", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.pipeline_args = extra  # Beam's options, for the commands that run a pipeline
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -106,7 +106,7 @@ class _EmbedFn(beam.DoFn):
             if error is not None:
                 yield beam.pvalue.TaggedOutput(FAILURES, _embed_failure(item, error))
             else:
-                yield _embedded(item, result.vectors[position], self._modality)
+                yield embedded_from(item, result.vectors[position], self._modality)
 
     def display_data(self) -> dict:
         s = self._settings
@@ -133,7 +133,8 @@ def _embed_failure(item, error: Exception) -> Failure:
     return Failure.of(error, source_id=_source_id(item), uri=item.uri, stage="embed")
 
 
-def _embedded(item, vector, modality: str) -> Embedded:
+def embedded_from(item, vector, modality: str) -> Embedded:
+    """The ``Embedded`` element for a chunk, document or image and its vector."""
     if isinstance(item, Chunk):
         return Embedded(
             document_id=item.document_id,

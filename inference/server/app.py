@@ -73,7 +73,7 @@ def create_app(config: EndpointConfig, *, model: EmbeddingModel | None = None):
         config=config,
         model=model,
         metrics=metrics,
-        budget=RateBudget(rpm=config.rpm, tpm=config.tpm),
+        budget=RateBudget(rpm=config.rpm, tpm=config.tpm, window=config.rate_window_seconds),
         latency=LatencyPicker(config.latency_ms, config.seed),
         max_input_tokens=_effective_token_limit(config, model),
     )

@@ -102,6 +102,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--rpm", type=int, default=None, help="requests a minute, then 429")
     s.add_argument("--tpm", type=int, default=None, help="tokens a minute, then 429")
     s.add_argument(
+        "--rate-window-seconds",
+        type=float,
+        default=60.0,
+        help="the window --rpm and --tpm count over (60; shorter for tests)",
+    )
+    s.add_argument(
         "--faults",
         default="",
         metavar="SPEC",
@@ -130,6 +136,7 @@ def config_from_args(args: argparse.Namespace) -> EndpointConfig:
         max_concurrency=args.max_concurrency,
         rpm=args.rpm,
         tpm=args.tpm,
+        rate_window_seconds=args.rate_window_seconds,
         faults=parse_faults(args.faults),
         stall_seconds=args.stall_seconds,
         seed=args.seed,
@@ -160,6 +167,7 @@ def config_to_args(config: EndpointConfig) -> list[str]:
     f: FaultRates = config.faults
     faults = f"5xx={f.server_error!r},drop={f.drop!r},truncate={f.truncate!r},stall={f.stall!r}"
     args += ["--faults", faults, "--stall-seconds", repr(float(config.stall_seconds))]
+    args += ["--rate-window-seconds", repr(float(config.rate_window_seconds))]
     args += ["--max-inputs", str(config.max_inputs)]
     args += ["--max-request-bytes", str(config.max_request_bytes)]
     args += ["--max-image-bytes", str(config.max_image_bytes)]

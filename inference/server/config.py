@@ -127,6 +127,7 @@ class EndpointConfig:
     max_concurrency: int | None = None
     rpm: int | None = None
     tpm: int | None = None
+    rate_window_seconds: float = 60.0
     faults: FaultRates = field(default_factory=FaultRates)
     stall_seconds: float = 30.0
     seed: int = 0
@@ -157,6 +158,9 @@ class EndpointConfig:
             "max_image_pixels",
         ):
             _positive_int(name, getattr(self, name))
+        window = self.rate_window_seconds
+        if isinstance(window, bool) or not isinstance(window, int | float) or not window > 0:
+            raise ConfigError("rate_window_seconds", window, "must be a positive number")
         if not isinstance(self.faults, FaultRates):
             raise ConfigError("faults", self.faults, "must be a FaultRates")
         if (

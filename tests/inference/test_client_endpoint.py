@@ -9,7 +9,6 @@ from email.utils import formatdate
 
 import numpy as np
 import pytest
-from inference.server import EndpointConfig, FaultRates, running_endpoint
 
 from inference import codec
 from inference.client import (
@@ -36,6 +35,7 @@ from inference.errors import (
     StatusError,
     UnprocessableError,
 )
+from inference.server import EndpointConfig, FaultRates, running_endpoint
 from tests.inference.faketime import FakeTime
 from tests.inference.scripted import Answer, scripted_endpoint
 from tests.inference.test_client_parts import FakeTokenCredential

@@ -54,6 +54,8 @@ def faulty_endpoint():
         dimensions=32,
         faults=FaultRates(server_error=0.08, drop=0.05, truncate=0.03, stall=0.03),
         stall_seconds=3.0,
+        rpm=6,  # a budget of 6 requests a second: 429s with Retry-After
+        rate_window_seconds=1.0,
         blocked_words=("forbidden",),
         seed=11,
     )
@@ -96,6 +98,7 @@ def test_every_input_ends_embedded_or_failed_exactly_once(tmp_path, faulty_endpo
     }
     assert counters["inputs_embedded"] == N_DOCS - 1 and counters["inputs_failed"] == 1
     assert counters["retries"] > 0 and counters["requests"] > N_DOCS // 8
+    assert counters.get("throttled", 0) > 0
     assert counters["splits"] >= 1 and counters["prompt_tokens"] > 0
 
 

@@ -1,0 +1,113 @@
+"""Assembling an index folder from shards built elsewhere (by the index job's workers).
+
+Each shard is three files: the FAISS shard (a copy of one trained index with that
+shard's vectors added), its metadata and its vectors (Parquet). ``assemble_folder``
+merges the shard indexes and writes the folder exactly as ``build_folder`` does:
+same files, same manifest, same recall measurement. Files are read through a
+``read`` callable, so shards may live on any filesystem the caller can read.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from indexes import build
+from indexes.choose import IndexSpec
+from indexes.folder import BuildConfig, build_folder, column_array
+from indexes.manifest import Manifest
+from inference import codec
+from inference.errors import IndexFolderError
+
+__all__ = ["assemble_folder", "expand_metadata_json"]
+
+
+def _read_local(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def _default_reader() -> Callable[[str], bytes]:
+    try:  # any Beam filesystem when Beam is installed (it is, for the index job)
+        from apache_beam.io.filesystems import FileSystems
+    except ImportError:  # pragma: no cover
+        return _read_local
+
+    def read(path: str) -> bytes:
+        with FileSystems.open(path) as f:
+            return f.read()
+
+    return read
+
+
+def expand_metadata_json(table: pa.Table) -> pa.Table:
+    """Turn a ``metadata_json`` column (one JSON object a row) into one column a key.
+
+    Values keep their types where a column's values agree, else become strings.
+    """
+    if "metadata_json" not in table.column_names:
+        return table
+    rows = [json.loads(s) if s else {} for s in table.column("metadata_json").to_pylist()]
+    table = table.drop_columns(["metadata_json"])
+    keys = sorted({k for r in rows for k in r} - set(table.column_names))
+    for key in keys:
+        values = [r.get(key) for r in rows]
+        try:
+            column = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            column = pa.array([None if v is None else str(v) for v in values], type=pa.string())
+        table = table.append_column(key, column)
+    return table
+
+
+def assemble_folder(
+    path: str | os.PathLike,
+    *,
+    spec: IndexSpec,
+    trained: bytes,
+    shards: Sequence[dict],
+    model: str,
+    endpoint: str | None = None,
+    api_version: str | None = None,
+    input_type: str | None = None,
+    config: BuildConfig | None = None,
+    read: Callable[[str], bytes] | None = None,
+) -> Manifest:
+    """Merge ``shards`` (dicts with ``index``, ``metadata`` and ``vectors`` file paths) into
+    an index folder at ``path``. ``trained`` is the serialised empty trained index they
+    were all copied from."""
+    read = read or _default_reader()
+    if not shards:
+        raise IndexFolderError("no shards to assemble")
+    dtype = codec.natural_dtype(spec.encoding)
+    parts, tables, xbs = [], [], []
+    for shard in shards:
+        parts.append(build.deserialize_index(read(shard["index"]), spec.encoding))
+        tables.append(pq.read_table(io.BytesIO(read(shard["metadata"]))))
+        vt = pq.read_table(io.BytesIO(read(shard["vectors"])))
+        xbs.append(column_array(vt, "vector", dtype))
+        if not np.array_equal(vt.column("id").to_numpy(), tables[-1].column("id").to_numpy()):
+            raise IndexFolderError(f"shard {shard['index']}: vectors and metadata ids differ")
+    table = expand_metadata_json(pa.concat_tables(tables, promote_options="default"))
+    xb = np.concatenate(xbs)
+    index = build.merge_indexes(parts, spec) if len(parts) > 1 else parts[0]
+    del trained  # the merge needs only the shards; kept in the signature for on-disk merges
+    return build_folder(
+        path,
+        xb,
+        table,
+        encoding=spec.encoding,
+        model=model,
+        dimensions=spec.dimensions,
+        endpoint=endpoint,
+        api_version=api_version,
+        input_type=input_type,
+        config=config,
+        prebuilt=(spec, index),
+    )

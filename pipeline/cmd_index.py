@@ -1,0 +1,124 @@
+"""``corpusbeam index`` and ``corpusbeam retry-failures``: run the index job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import fields
+
+from indexes.choose import DEFAULT_MEMORY_BUDGET
+from inference.codec import ENCODINGS
+from inference.errors import ConfigError
+from pipeline import versions
+from pipeline.index_job import IndexJobConfig, IndexJobResult, run_index_job
+
+__all__ = ["add_parser", "parse_bytes", "run", "run_retry"]
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_bytes(text: str) -> int:
+    """``1G``, ``512M``, ``2048`` -> bytes."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 512M or 2G)")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "index",
+        help="embed a corpus and write a new index version",
+        description="Read INPUT patterns (files, folders, globs; local, gs://, s3://), embed "
+        "them and write a new index version under --output. Beam options (--runner=..., "
+        "--direct_num_workers=..., --temp_location=...) pass through to the pipeline; "
+        "write them as --option=value.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--output", "-o", required=True, help="output folder (versions + CURRENT)")
+    e = p.add_argument_group(
+        "endpoint (default: the local reference endpoint, started for the run)"
+    )
+    e.add_argument("--endpoint", help="base URL of an Azure AI Model Inference endpoint")
+    e.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the key")
+    e.add_argument("--local-model", default="hash", choices=("hash", "minilm"))
+    e.add_argument("--model")
+    e.add_argument("--deployment", help="azureml-model-deployment header")
+    e.add_argument("--api-version", default=IndexJobConfig.api_version)
+    e.add_argument("--encoding-format", default="float", choices=ENCODINGS)
+    e.add_argument("--dimensions", type=int)
+    e.add_argument("--input-type", default="document", choices=("document", "text", "query"))
+    c = p.add_argument_group("chunking and batching")
+    c.add_argument("--max-tokens", type=int, default=512, help="chunk size (estimated tokens)")
+    c.add_argument("--overlap-tokens", type=int)
+    c.add_argument("--max-inputs", type=int, default=96, help="inputs a request")
+    c.add_argument("--max-concurrency", type=int, default=8, help="requests in flight a worker")
+    c.add_argument("--text-field", default="text", help="text field of JSONL/CSV/Parquet records")
+    c.add_argument("--id-field", default="id", help="id field of records")
+    i = p.add_argument_group("index")
+    i.add_argument("--index", default="auto", help="'auto' or a FAISS factory string")
+    i.add_argument("--memory-budget", type=parse_bytes, default=DEFAULT_MEMORY_BUDGET)
+    i.add_argument("--shards", type=int, default=8, help="shards built on the workers")
+    i.add_argument(
+        "--no-reuse",
+        dest="reuse",
+        action="store_false",
+        help="embed everything again, even unchanged chunks",
+    )
+    i.add_argument("--json", action="store_true", help="print the run report as JSON")
+    p.set_defaults(run=run, pass_through=True)
+
+    r = sub.add_parser(
+        "retry-failures",
+        help="run the last index job again: failed and changed inputs are embedded",
+    )
+    r.add_argument("output", metavar="DIR")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(run=run_retry, pass_through=True)
+
+
+def _config(args: argparse.Namespace) -> IndexJobConfig:
+    names = {f.name for f in fields(IndexJobConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    values["inputs"] = tuple(args.inputs)
+    values["pipeline_args"] = tuple(getattr(args, "pipeline_args", ()))
+    return IndexJobConfig(**values)
+
+
+def _print(result: IndexJobResult, as_json: bool) -> int:
+    report = result.report
+    if as_json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+        return result.exit_code
+    c, r, s = report["counts"], report["requests"], report["seconds"]
+    print(f"version {result.version} -> {result.folder}")
+    print(
+        f"  read {c['documents_read']} documents and {c['images_read']} images, "
+        f"{c['chunks']} chunks; embedded {c['embedded']}, reused {c['reused']}, "
+        f"failed {c['failed']}; indexed {c['indexed']} ({report['index']['factory']})"
+    )
+    print(
+        f"  {r['requests']} requests, {r['retries']} retries, {r['throttled_429']} throttled, "
+        f"{r['prompt_tokens']} tokens; {s['total']:.1f}s"
+    )
+    if c["failed"]:
+        print(f"  failed inputs: {result.folder / 'failures.parquet'}", file=sys.stderr)
+    return result.exit_code
+
+
+def run(args: argparse.Namespace) -> int:
+    return _print(run_index_job(_config(args)), args.json)
+
+
+def run_retry(args: argparse.Namespace) -> int:
+    live = versions.current_version(args.output)
+    if live is None:
+        raise ConfigError("output", args.output, "has no index version to retry")
+    job = json.loads((live / "report.json").read_text())["job"]
+    job["inputs"] = tuple(job["inputs"])
+    job["pipeline_args"] = tuple(getattr(args, "pipeline_args", ())) or tuple(job["pipeline_args"])
+    job["output"] = args.output
+    job["reuse"] = True
+    return _print(run_index_job(IndexJobConfig(**job)), args.json)

@@ -1,0 +1,21 @@
+"""``corpusbeam sample DIR``: write the bundled sample corpus."""
+
+from __future__ import annotations
+
+import argparse
+
+from pipeline.sample_corpus import write_sample
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sample", help="write the bundled sample corpus into a folder")
+    p.add_argument("folder", metavar="DIR")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    root = write_sample(args.folder)
+    print(f"wrote the sample corpus to {root}")
+    return 0

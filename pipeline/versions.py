@@ -1,0 +1,137 @@
+"""Versioned output folders: each run writes a new version; ``CURRENT`` names the live one.
+
+    OUTPUT/
+      CURRENT              the live version's name, replaced atomically (temp + os.replace)
+      versions/<name>/     one complete index folder per successful run
+      versions/<name>.partial/   a run in progress (or killed): never served
+      .lock                held (flock) by the run writing this output
+
+A run builds in ``<name>.partial`` and renames it to ``<name>`` only when it is
+complete, then switches ``CURRENT``. A killed run leaves a ``.partial`` folder behind
+and ``CURRENT`` untouched, so the last good version keeps serving; the next run clears
+stale partial folders under the lock. Readers resolve ``OUTPUT`` through ``CURRENT``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from inference.errors import ConfigError, IndexFolderError
+
+__all__ = [
+    "CURRENT",
+    "acquire_lock",
+    "current_version",
+    "new_version_name",
+    "publish",
+    "resolve_index_folder",
+]
+
+CURRENT = "CURRENT"
+VERSIONS = "versions"
+PARTIAL = ".partial"
+LOCK = ".lock"
+KEEP_VERSIONS = 3
+
+
+def new_version_name() -> str:
+    """A sortable, unique version name: ``vYYYYMMDDTHHMMSSZ-<6 hex>``."""
+    return f"v{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+
+
+def current_version(output: str | os.PathLike) -> Path | None:
+    """The live version's folder, or None when the output has none yet."""
+    out = Path(output)
+    pointer = out / CURRENT
+    if not pointer.is_file():
+        return None
+    name = pointer.read_text().strip()
+    folder = out / VERSIONS / name
+    if not name or not folder.is_dir():
+        raise IndexFolderError(f"{pointer} names {name!r}, which is not a version folder")
+    return folder
+
+
+def resolve_index_folder(path: str | os.PathLike) -> Path:
+    """An index folder itself, or the live version of an output folder."""
+    p = Path(path)
+    if (p / "manifest.json").is_file():
+        return p
+    live = current_version(p)
+    if live is None:
+        raise IndexFolderError(f"{p} is neither an index folder nor an output with {CURRENT}")
+    return live
+
+
+@contextlib.contextmanager
+def acquire_lock(output: str | os.PathLike) -> Iterator[Path]:
+    """Hold the output's lock for a run; a second run fails at once with a clear error.
+
+    The lock is an ``flock`` on ``OUTPUT/.lock``: the operating system releases it when
+    the process dies, so a killed run never leaves the output locked.
+    """
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    handle = open(out / LOCK, "a+")  # noqa: SIM115 - held for the with-block's lifetime
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                "output", os.fspath(out), "another run is writing this output (it holds .lock)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        _clear_partials(out)
+        yield out
+    finally:
+        handle.close()
+
+
+def partial_folder(output: str | os.PathLike, name: str) -> Path:
+    """Where a run builds version ``name`` until it is complete."""
+    folder = Path(output) / VERSIONS / f"{name}{PARTIAL}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def publish(output: str | os.PathLike, partial: Path, name: str) -> Path:
+    """Make a complete version live: rename it into place, then switch CURRENT atomically."""
+    out = Path(output)
+    final = out / VERSIONS / name
+    os.replace(partial, final)
+    tmp = out / f".{CURRENT}.{os.getpid()}.tmp"
+    tmp.write_text(name + "\n")
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, out / CURRENT)
+    _prune(out, keep=KEEP_VERSIONS, live=name)
+    return final
+
+
+def _clear_partials(out: Path) -> None:
+    versions = out / VERSIONS
+    if versions.is_dir():
+        for p in versions.iterdir():
+            if p.name.endswith(PARTIAL):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _prune(out: Path, *, keep: int, live: str) -> None:
+    """Keep the newest ``keep`` complete versions (always the live one)."""
+    done = sorted(
+        (p for p in (out / VERSIONS).iterdir() if p.is_dir() and not p.name.endswith(PARTIAL)),
+        key=lambda p: p.name,
+    )
+    for p in done[:-keep]:
+        if p.name != live:
+            shutil.rmtree(p, ignore_errors=True)

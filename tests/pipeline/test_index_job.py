@@ -1,0 +1,196 @@
+"""The index job end to end: real pipelines on each offline runner, real FAISS folders,
+the local reference endpoint; versions, reuse, failures, locks and a killed run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from indexes.folder import open_index
+from inference.client import ClientSettings, EmbeddingsClient
+from inference.errors import ConfigError
+from inference.server import EndpointConfig, running_endpoint
+from pipeline import versions
+from pipeline.cli import main
+from pipeline.index_job import IndexJobConfig, run_index_job
+from pipeline.sample_corpus import EXPECTED, write_sample
+from tests.transforms.pipelines import RUNNERS
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def job(corpus, output, *, runner="direct", **kw) -> IndexJobConfig:
+    return IndexJobConfig(
+        inputs=(str(corpus),), output=str(output), pipeline_args=tuple(RUNNERS[runner]), **kw
+    )
+
+
+def embedding_requests(ep) -> int:
+    m = ep.metrics()
+    return int(sum(v for k, v in m.items() if "requests_total" in k and "embeddings" in k))
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    return write_sample(tmp_path_factory.mktemp("sample") / "corpus")
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    with running_endpoint(EndpointConfig(dimensions=64)) as ep:
+        yield ep
+
+
+def folder_content(output):
+    folder = open_index(versions.resolve_index_folder(output))
+    ids, xb, _ = folder.vectors()
+    meta = folder.metadata().sort_by("id").select(["id", "document_id", "chunk", "text"])
+    return ids, xb, meta.to_pylist(), folder.manifest
+
+
+def test_the_sample_indexes_and_each_query_finds_its_document(sample, tmp_path):
+    result = run_index_job(job(sample, tmp_path / "out"))
+    assert result.exit_code == 0 and result.report["counts"]["failed"] == 0
+    folder = open_index(versions.resolve_index_folder(tmp_path / "out"))
+    m = folder.manifest
+    assert m.endpoint == "local://hash" and m.model and m.input_type == "document"
+    assert m.count == result.report["counts"]["indexed"] == 32
+    with running_endpoint(EndpointConfig(model="hash")) as ep:
+        with EmbeddingsClient(ClientSettings(endpoint=ep.url)) as client:
+            xq = client.embed_texts(
+                [q for q, _ in EXPECTED], input_type="query", dimensions=m.dimensions
+            ).vectors
+    res = folder.search(xq, k=3)
+    top = [rows[0]["document_id"] for rows in folder.lookup(res.I)]
+    assert top == [doc for _, doc in EXPECTED]
+
+
+def test_runners_build_the_same_index(sample, tmp_path, endpoint):
+    contents = {}
+    for runner in ("direct", "multiprocess", "portable"):
+        result = run_index_job(
+            job(sample, tmp_path / runner, runner=runner, endpoint=endpoint.url, shards=3)
+        )
+        assert result.exit_code == 0
+        contents[runner] = folder_content(tmp_path / runner)
+    ids, xb, meta, manifest = contents["direct"]
+    assert len(ids) == 32 and manifest.endpoint == endpoint.url
+    for runner in ("multiprocess", "portable"):
+        other_ids, other_xb, other_meta, _ = contents[runner]
+        np.testing.assert_array_equal(other_ids, ids)
+        np.testing.assert_array_equal(other_xb, xb)
+        assert other_meta == meta
+
+
+def test_unchanged_rerun_sends_no_request_and_changes_are_incremental(tmp_path, endpoint):
+    corpus = write_sample(tmp_path / "corpus")
+    out = tmp_path / "out"
+    first = run_index_job(job(corpus, out, endpoint=endpoint.url))
+    before = embedding_requests(endpoint)
+    again = run_index_job(job(corpus, out, endpoint=endpoint.url))
+    assert embedding_requests(endpoint) == before
+    assert again.report["requests"]["requests"] == 0
+    assert again.report["counts"]["reused"] == first.report["counts"]["embedded"] == 32
+    assert again.version != first.version and versions.current_version(out) == again.folder
+    # Reused vectors are the first run's, bit for bit.
+    np.testing.assert_array_equal(open_index(first.folder).vectors()[1], folder_content(out)[1])
+
+    (corpus / "animals" / "cats.md").write_text("Cats now chase laser pointers all day.")
+    (corpus / "animals" / "dogs.md").unlink()
+    (corpus / "new.txt").write_text("A brand new document about lighthouses.")
+    third = run_index_job(job(corpus, out, endpoint=endpoint.url))
+    c = third.report["counts"]
+    assert (c["embedded"], c["deleted"], c["reused"], c["indexed"]) == (2, 1, 30, 32)
+    docs = {row["document_id"] for row in folder_content(out)[2]}
+    assert "animals/dogs.md" not in docs and "new.txt" in docs
+
+
+def test_failed_inputs_exit_3_and_are_listed(tmp_path, endpoint):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "good.txt").write_text("A good document.")
+    (corpus / "bad.txt").write_bytes(b"\xff\xfe\x00binary")
+    (corpus / "weird.xyz").write_text("?")
+    code = main(
+        [
+            "index",
+            str(corpus),
+            "--output",
+            str(tmp_path / "out"),
+            "--endpoint",
+            endpoint.url,
+            "--runner=DirectRunner",
+        ]
+    )
+    assert code == 3
+    live = versions.current_version(tmp_path / "out")
+    failures = pq.read_table(live / "failures.parquet").to_pylist()
+    assert [(f["source_id"], f["stage"]) for f in failures] == [
+        ("bad.txt", "read"),
+        ("weird.xyz", "read"),
+    ]
+    assert "binary content" in failures[0]["message"]
+    # Fixed by the user, retry-failures embeds it and exits 0.
+    (corpus / "bad.txt").write_text("Now a fine document.")
+    (corpus / "weird.xyz").unlink()
+    assert main(["retry-failures", str(tmp_path / "out")]) == 0
+    assert open_index(versions.resolve_index_folder(tmp_path / "out")).manifest.count == 2
+
+
+def test_a_second_run_on_the_same_output_is_refused(tmp_path, endpoint):
+    with versions.acquire_lock(tmp_path / "out"):
+        with pytest.raises(ConfigError, match="another run is writing this output"):
+            run_index_job(
+                job(write_sample(tmp_path / "c"), tmp_path / "out", endpoint=endpoint.url)
+            )
+
+
+def test_a_killed_run_leaves_the_last_version_serving(tmp_path):
+    corpus = write_sample(tmp_path / "corpus")
+    out = tmp_path / "out"
+    with running_endpoint(EndpointConfig(latency_ms=(1500, 1500))) as slow:
+        first = run_index_job(job(corpus, out, endpoint=slow.url))
+        (corpus / "animals" / "cats.md").write_text("Changed cats.")
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "index",
+                str(corpus),
+                "--output",
+                str(out),
+                "--endpoint",
+                slow.url,
+                "--runner=DirectRunner",
+            ],
+            cwd=REPO,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while not list((out / "versions").glob("*-staging.partial")):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        time.sleep(0.5)  # into the pipeline: its embedding requests take 1.5 s each
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert versions.current_version(out) == first.folder
+    assert list((out / "versions").glob("*.partial"))  # the killed run's leftovers
+    folder = open_index(versions.resolve_index_folder(out))
+    assert folder.manifest.count == 32 and folder.search(folder.vectors()[1][:1], k=1).I[0, 0] >= 0
+    with running_endpoint(EndpointConfig()) as ep:
+        done = run_index_job(job(corpus, out, endpoint=ep.url, reuse=False))
+    assert done.exit_code == 0 and versions.current_version(out) == done.folder
+    assert not list((out / "versions").glob("*.partial"))
+    texts = {r["document_id"]: r["text"] for r in folder_content(out)[2]}
+    assert texts["animals/cats.md"] == "Changed cats."

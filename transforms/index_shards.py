@@ -1,0 +1,268 @@
+"""BuildIndexShards: the index built on the workers, in shards, for one final merge.
+
+    embedded --Count------------\
+    embedded --Sample(random)----> Train (one worker): choose the index, train it
+    embedded --by id % shards--> GroupByKey --> AddShard (each worker, its shards):
+               copy of the trained index + add_with_ids; write shard files
+
+Only the training sample (at most ``train_sample`` vectors) meets on one worker; each
+shard holds ``1/shards`` of the vectors. A shard is three files in ``staging``:
+``shard-NNNNN.faiss``, ``.metadata.parquet`` and ``.vectors.parquet``. Grouping by id
+also catches duplicates (the same document id twice in the corpus): the first, by URI,
+is kept and the others go to the failures output.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from indexes import build
+from indexes.choose import IndexSpec, choose_index
+from indexes.ids import chunk_id
+from inference import codec
+from inference.errors import ConfigError
+from transforms.elements import Embedded, Failure
+from transforms.read import FAILURES, Outputs
+
+__all__ = [
+    "BuildIndexShards",
+    "ShardFiles",
+    "load_trained",
+    "metadata_row",
+    "shard_tables",
+]
+
+TRAIN_SAMPLE = 100_000
+
+ShardFiles = dict  # {"shard", "count", "index", "metadata", "vectors"}
+
+
+def metadata_row(e: Embedded, id_: int) -> dict:
+    """One row of metadata.parquet for an embedded chunk or image."""
+    return {
+        "id": id_,
+        "document_id": e.document_id,
+        "chunk": e.chunk_index,
+        "uri": e.uri,
+        "modality": e.modality,
+        "text": e.text,
+        "char_start": e.start,
+        "char_end": e.end,
+        "content_hash": e.content_hash,
+        "metadata_json": json.dumps(e.metadata, sort_keys=True, default=str),
+    }
+
+
+def shard_tables(items: list[tuple[int, Embedded]], encoding: str) -> tuple[pa.Table, np.ndarray]:
+    """(metadata table, vectors array) for a shard's (id, Embedded) pairs, in id order."""
+    items = sorted(items, key=lambda t: t[0])
+    rows = [metadata_row(e, i) for i, e in items]
+    table = pa.Table.from_pylist(rows, schema=SHARD_METADATA_SCHEMA)
+    if items:
+        xb = np.stack([np.asarray(e.vector) for _, e in items])
+    else:
+        xb = np.empty((0, 0), dtype=codec.natural_dtype(encoding))
+    return table, xb.astype(codec.natural_dtype(encoding), copy=False)
+
+
+SHARD_METADATA_SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("document_id", pa.string()),
+        ("chunk", pa.int32()),
+        ("uri", pa.string()),
+        ("modality", pa.string()),
+        ("text", pa.string()),
+        ("char_start", pa.int64()),
+        ("char_end", pa.int64()),
+        ("content_hash", pa.string()),
+        ("metadata_json", pa.string()),
+    ]
+)
+
+
+def _keyed(e: Embedded, shards: int) -> tuple[int, tuple[int, Embedded]]:
+    id_ = chunk_id(e.document_id, e.chunk_index)
+    return id_ % shards, (id_, e)
+
+
+def _dimensions(vector: np.ndarray, encoding: str) -> int:
+    width = int(np.asarray(vector).shape[-1])
+    return width * 8 if encoding in codec.BIT_ENCODINGS else width
+
+
+def _train(_, count: int, sample: list, settings: dict) -> dict | None:
+    """Choose the index for ``count`` vectors and train it on the random sample."""
+    if count == 0 or not sample:
+        return None
+    encoding = settings["encoding"]
+    d = _dimensions(sample[0], encoding)
+    spec = choose_index(
+        count,
+        d,
+        encoding,
+        memory_budget=settings["memory_budget"],
+        factory=settings["factory"],
+        train_per_centroid=settings["train_per_centroid"],
+    )
+    xs = np.stack([np.asarray(v) for v in sample]).astype(codec.natural_dtype(encoding))
+    trained = build.train_index(spec, xs, seed=settings["seed"])
+    return {"spec": asdict(spec), "blob": build.serialize_index(trained)}
+
+
+class _AddShardFn(beam.DoFn):
+    def __init__(self, staging: str, encoding: str) -> None:
+        self._staging = staging.rstrip("/")
+        self._encoding = encoding
+
+    def process(self, element: tuple[int, Iterable], trained: dict | None) -> Iterator:
+        shard, group = element
+        if trained is None:  # pragma: no cover - no vectors means no groups
+            return
+        spec = IndexSpec(**trained["spec"])
+        kept: dict[int, Embedded] = {}
+        for id_, e in sorted(group, key=lambda t: (t[0], t[1].uri)):
+            if id_ in kept:
+                first = kept[id_]
+                yield beam.pvalue.TaggedOutput(
+                    FAILURES,
+                    Failure.of(
+                        f"duplicate id: chunk {e.chunk_index} of {e.document_id!r} also comes "
+                        f"from {first.uri}; ids must be unique (kept the first)",
+                        source_id=f"{e.document_id}#{e.chunk_index}",
+                        uri=e.uri,
+                        stage="index",
+                    ),
+                )
+                continue
+            kept[id_] = e
+        table, xb = shard_tables(list(kept.items()), self._encoding)
+        ids = table.column("id").to_numpy()
+        index = build.deserialize_index(trained["blob"], self._encoding)
+        build.add_vectors(index, xb, ids, spec)
+        base = f"{self._staging}/shard-{shard:05d}"
+        files = {
+            "index": f"{base}.faiss",
+            "metadata": f"{base}.metadata.parquet",
+            "vectors": f"{base}.vectors.parquet",
+        }
+        _write(files["index"], build.serialize_index(index))
+        _write(files["metadata"], _parquet(table))
+        vectors = pa.table(
+            {
+                "id": pa.array(ids, type=pa.int64()),
+                "vector": pa.FixedSizeListArray.from_arrays(
+                    pa.array(np.ascontiguousarray(xb).reshape(-1)), xb.shape[1]
+                ),
+            }
+        )
+        _write(files["vectors"], _parquet(vectors))
+        yield {"shard": shard, "count": len(kept), **files}
+
+
+TRAINED_INDEX = "trained.faiss"
+TRAINED_SPEC = "spec.json"
+
+
+def _save_trained(trained: dict | None, staging: str) -> None:
+    """The trained empty index and its spec, for the final merge (``load_trained``)."""
+    if trained is not None:
+        _write(f"{staging.rstrip('/')}/{TRAINED_INDEX}", trained["blob"])
+        _write(f"{staging.rstrip('/')}/{TRAINED_SPEC}", json.dumps(trained["spec"]).encode())
+
+
+def load_trained(staging: str) -> tuple[IndexSpec, bytes] | None:
+    """What ``BuildIndexShards`` trained, or None when there was nothing to index."""
+    spec_path = f"{staging.rstrip('/')}/{TRAINED_SPEC}"
+    if not FileSystems.exists(spec_path):
+        return None
+    with FileSystems.open(spec_path) as f:
+        spec = IndexSpec(**json.loads(f.read()))
+    with FileSystems.open(f"{staging.rstrip('/')}/{TRAINED_INDEX}") as f:
+        return spec, f.read()
+
+
+def _parquet(table: pa.Table) -> bytes:
+    out = io.BytesIO()
+    pq.write_table(table, out)
+    return out.getvalue()
+
+
+def _write(path: str, data: bytes) -> None:
+    with FileSystems.create(path) as f:
+        f.write(data)
+
+
+class BuildIndexShards(beam.PTransform):
+    """Build the index for ``Embedded`` elements on the workers: count them, train the
+    chosen index once on a random sample, add the vectors shard by shard (``shards``
+    groups by id) and write each shard's files under ``staging``. Returns
+    ``Outputs(main=shard file dicts, failures)``, plus ``trained`` (the spec and the
+    serialised trained index) on ``self.trained`` for the final merge.
+    """
+
+    def __init__(
+        self,
+        staging: str,
+        *,
+        encoding: str,
+        factory: str | None = None,
+        memory_budget: int,
+        train_per_centroid: int = 64,
+        shards: int = 8,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        codec.check_encoding(encoding)
+        if shards < 1:
+            raise ConfigError("shards", shards, "must be at least 1")
+        self._staging = staging
+        self._encoding = encoding
+        self._shards = shards
+        self._settings = {
+            "encoding": encoding,
+            "factory": factory,
+            "memory_budget": memory_budget,
+            "train_per_centroid": train_per_centroid,
+            "seed": seed,
+        }
+        self.trained: beam.PCollection | None = None
+
+    def expand(self, embedded: beam.PCollection) -> Outputs:
+        count = embedded | "Count" >> beam.combiners.Count.Globally()
+        sample = (
+            embedded
+            | "Vectors" >> beam.Map(lambda e: e.vector)
+            | "Sample" >> beam.combiners.Sample.FixedSizeGlobally(TRAIN_SAMPLE)
+        )
+        self.trained = (
+            embedded.pipeline
+            | "Once" >> beam.Create([None])
+            | "Train"
+            >> beam.Map(
+                _train,
+                beam.pvalue.AsSingleton(count),
+                beam.pvalue.AsSingleton(sample),
+                self._settings,
+            )
+        )
+        _ = self.trained | "SaveTrained" >> beam.Map(_save_trained, self._staging)
+        shards = (
+            embedded
+            | "ById" >> beam.Map(_keyed, self._shards)
+            | "Group" >> beam.GroupByKey()
+            | "AddShard"
+            >> beam.ParDo(
+                _AddShardFn(self._staging, self._encoding), beam.pvalue.AsSingleton(self.trained)
+            ).with_outputs(FAILURES, main="shards")
+        )
+        return Outputs(shards.shards, shards.failures)
