@@ -21,7 +21,8 @@ from pathlib import Path
 
 from inference.errors import CorpusbeamError
 from pipeline.embedder import EmbedderPool
-from pipeline.searcher import MANIFEST, Searcher, read_current
+from pipeline.searcher import MANIFEST, Searcher
+from pipeline.versions import read_current
 
 __all__ = ["LiveIndex"]
 

@@ -11,7 +11,7 @@
 
 ``path`` is an index folder (``manifest.json``) or the output directory of
 ``corpusbeam index`` (``CURRENT`` names the live version under ``versions/``);
-``resolve_index_folder`` decides which. The folder is verified and opened with
+``pipeline.versions.resolve_index_folder`` decides which. The folder is verified and opened with
 ``indexes.open_index`` (memory-mapped where the index type allows it).
 
 Queries are embedded with ``input_type="query"``, the manifest's ``dimensions`` and
@@ -29,7 +29,6 @@ comparable (same model, dimensions and ``score_kind``) and refuses otherwise.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +45,7 @@ from inference.client import ImageInput
 from inference.client.credentials import Credential
 from inference.errors import ConfigError, IndexFolderError
 from pipeline.embedder import EmbedderPool, QueryEmbedder
+from pipeline.versions import resolve_index_folder
 
 __all__ = [
     "HIT_FIELDS",
@@ -54,54 +54,12 @@ __all__ = [
     "check_mergeable",
     "embed_for",
     "merge_hits",
-    "read_current",
     "resolve_index_folder",
     "search_all",
 ]
 
-CURRENT = "CURRENT"
-VERSIONS = "versions"
 MANIFEST = "manifest.json"
 HIT_FIELDS = ("id", "document_id", "uri", "text")  # metadata columns lifted into a Hit
-_VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def read_current(root: str | os.PathLike) -> str | None:
-    """The version named by ``root/CURRENT``, or None when there is no such file."""
-    path = Path(root) / CURRENT
-    try:
-        name = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise IndexFolderError(f"{path}: cannot be read ({exc.strerror})") from None
-    if not _VERSION_NAME.match(name):
-        raise IndexFolderError(f"{path}: {name!r} is not a version name")
-    return name
-
-
-def resolve_index_folder(path: str | os.PathLike) -> Path:
-    """The index folder to open for ``path``.
-
-    ``path`` itself when it holds ``manifest.json``; ``path/versions/<CURRENT>`` when it
-    holds a ``CURRENT`` file (the layout ``corpusbeam index --output`` writes). Anything
-    else raises IndexFolderError saying what was looked for.
-    """
-    root = Path(path)
-    if not root.is_dir():
-        raise IndexFolderError(f"{root}: no such directory")
-    if (root / MANIFEST).is_file():
-        return root
-    version = read_current(root)
-    if version is None:
-        raise IndexFolderError(
-            f"{root} is neither an index folder ({MANIFEST}) nor an index output directory "
-            f"({CURRENT} naming a folder under {VERSIONS}/)"
-        )
-    folder = root / VERSIONS / version
-    if not folder.is_dir():
-        raise IndexFolderError(f"{root}: {CURRENT} names {version!r}, but {folder} is missing")
-    return folder
 
 
 @dataclass(frozen=True, kw_only=True)
