@@ -40,7 +40,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--poll-interval", type=float, default=1.0, help="seconds between CURRENT checks (0: off)"
     )
     p.add_argument(
-        "--threads", type=int, default=None, help="FAISS threads a query (default: FAISS's)"
+        "--threads",
+        type=int,
+        default=1,
+        help="FAISS threads a query (default 1: concurrent requests use the cores)",
     )
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 checks")
     p.add_argument("--log-level", default="info")
@@ -60,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
         poll_interval=args.poll_interval,
         api_key=key,
     )
-    if args.threads:
-        faiss.omp_set_num_threads(args.threads)
+    if args.threads < 1:
+        raise ConfigError("threads", args.threads, "must be at least 1")
+    faiss.omp_set_num_threads(args.threads)
     serve(
         args.dirs,
         config=config,
