@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 
-import faiss
-
 from inference.errors import ConfigError
 from pipeline.cmd_search import add_endpoint_arguments, credential_from_args
 from pipeline.service import DEFAULT_MAX_K, ServiceConfig
@@ -61,11 +59,9 @@ def run(args: argparse.Namespace) -> int:
         max_query_chars=args.max_query_chars,
         max_request_bytes=args.max_request_bytes,
         poll_interval=args.poll_interval,
+        faiss_threads=args.threads,
         api_key=key,
     )
-    if args.threads < 1:
-        raise ConfigError("threads", args.threads, "must be at least 1")
-    faiss.omp_set_num_threads(args.threads)
     serve(
         args.dirs,
         config=config,

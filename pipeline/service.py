@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio.to_thread
+import faiss
 import numpy as np
 import orjson
 from starlette.applications import Starlette
@@ -75,8 +76,10 @@ class ServiceConfig:
     ``max_request_bytes``: largest ``POST /search`` body (an image query's data URL is
     the large one); ``max_query_chars``: longest text query; ``max_k``: most hits asked
     for; ``default_k``: when the body gives none; ``poll_interval``: seconds between
-    ``CURRENT`` checks (0 turns polling off); ``api_key``: required by ``/search`` and
-    ``/indexes`` (never shown by ``repr``).
+    ``CURRENT`` checks (0 turns polling off); ``faiss_threads``: OpenMP threads a search
+    (1: concurrent requests use the cores; None: FAISS's default), set in each worker
+    thread, since OpenMP keeps the setting per thread; ``api_key``: required by
+    ``/search`` and ``/indexes`` (never shown by ``repr``).
     """
 
     max_request_bytes: int = 8 * 1024 * 1024
@@ -84,6 +87,7 @@ class ServiceConfig:
     max_k: int = DEFAULT_MAX_K
     default_k: int = 10
     poll_interval: float = 1.0
+    faiss_threads: int | None = 1
     api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -93,6 +97,12 @@ class ServiceConfig:
                 raise ConfigError(name, value, "must be a positive integer")
         if self.default_k > self.max_k:
             raise ConfigError("default_k", self.default_k, f"must be <= max_k ({self.max_k})")
+        if self.faiss_threads is not None and (
+            isinstance(self.faiss_threads, bool)
+            or not isinstance(self.faiss_threads, int)
+            or self.faiss_threads < 1
+        ):
+            raise ConfigError("faiss_threads", self.faiss_threads, "must be >= 1 or None")
         if not (0 <= self.poll_interval < math.inf):
             raise ConfigError("poll_interval", self.poll_interval, "must be >= 0 seconds")
         if self.api_key is not None and not self.api_key:
@@ -244,6 +254,8 @@ class _Service:
 
     def answer(self, q: _Query, searchers: list[Searcher]) -> dict:
         """Embed, search, merge (runs in a worker thread)."""
+        if self.config.faiss_threads is not None:
+            faiss.omp_set_num_threads(self.config.faiss_threads)  # per thread in OpenMP
         t0 = time.perf_counter()
         embed_s = None
         if q.vector is not None:
