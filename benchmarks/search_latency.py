@@ -112,6 +112,7 @@ def build(root: Path, n: int, d: int) -> None:
 def _stats(latencies: list[float], wall: float) -> dict:
     ms = np.asarray(latencies) * 1000
     return {
+        "loadavg_1m": round(os.getloadavg()[0], 2),  # a shared machine: say how busy
         "p50_ms": round(float(np.percentile(ms, 50)), 3),
         "p99_ms": round(float(np.percentile(ms, 99)), 3),
         "qps": round(len(latencies) / wall, 1),
@@ -198,6 +199,7 @@ def added(folder, url: str, xq: np.ndarray, bodies: list[dict], k: int) -> dict:
         "service_search_p50_ms": round(float(np.median(h)), 3),
         "http_and_json_p50_ms": round(float(np.median(s - h)), 3),
         "concurrency": 1,
+        "loadavg_1m": round(os.getloadavg()[0], 2),
         "method": "interleaved direct/service per query vector; median of differences",
         "target": "< 2 ms",
     }
