@@ -81,6 +81,11 @@ def test_filters(http):
         "/search", json={"query": "x", "index": "texts", "filter": {"lang": {"$near": 1}}}
     )
     assert r.status_code == 400 and "$near" in r.json()["error"]["message"]
+    # A value of the wrong type for the column: pyarrow's error, converted and named.
+    body = {"query": "x", "index": "texts", "filter": {"year": {"$gt": "z"}}}
+    r = http.post("/search", json=body)
+    assert r.status_code == 400 and r.json()["error"]["target"] == "filter"
+    assert "year" in r.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(
