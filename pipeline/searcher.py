@@ -28,6 +28,7 @@ comparable (same model, dimensions and ``score_kind``) and refuses otherwise.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ __all__ = [
     "resolve_index_folder",
     "search_all",
 ]
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 HIT_FIELDS = ("id", "document_id", "uri", "text")  # metadata columns lifted into a Hit
@@ -304,9 +307,10 @@ def _open(path: Path, *, verify: bool, mmap: bool) -> IndexFolder:
         return open_index(path, verify=verify)
     try:
         return open_index(path, verify=verify, mmap=True)
-    except IndexFolderError:
+    except IndexFolderError as exc:
         # Some index types cannot be mapped; read them instead (a damaged folder fails
         # again here, with the same message).
+        log.info("%s: opening without memory-mapping (%s)", path, exc)
         return open_index(path, verify=verify)
 
 
