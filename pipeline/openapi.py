@@ -40,6 +40,7 @@ def openapi_document(config: Any) -> dict:
         "type": "object",
         "additionalProperties": False,
         "description": "exactly one of query, image, vector",
+        "oneOf": [{"required": ["query"]}, {"required": ["image"]}, {"required": ["vector"]}],
         "properties": {
             "query": {"type": "string", "minLength": 1, "maxLength": config.max_query_chars},
             "image": {"type": "string", "description": "data:image/<png|jpeg|webp|gif>;base64,..."},

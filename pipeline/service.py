@@ -209,6 +209,8 @@ class _Service:
         if flt is not None and (not isinstance(flt, dict) or not flt):
             raise _Refused(400, "invalid_filter", "filter must be a non-empty object", "filter")
         index = data.get("index")
+        if index is not None and not isinstance(index, str):
+            raise _Refused(400, "invalid_request", "index must be an index's name", "index")
         if index is not None and index not in self.indexes:
             raise _Refused(
                 404, "index_not_found", f"no index {index!r}; have {sorted(self.indexes)}", "index"
@@ -360,9 +362,10 @@ def _vector(value: object) -> np.ndarray:
         raise _Refused(
             400, "invalid_vector", "vector must be a non-empty list of numbers", "vector"
         )
-    x = np.asarray(value, dtype=np.float32)[None, :]
-    if not np.isfinite(x).all():
-        raise _Refused(400, "invalid_vector", "vector must be finite", "vector")
+    x = np.asarray(value, dtype=np.float64)[None, :]
+    if not np.isfinite(x).all() or np.abs(x).max() > np.finfo(np.float32).max:
+        raise _Refused(400, "invalid_vector", "vector must be finite float32 numbers", "vector")
+    x = x.astype(np.float32)
     return x
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -101,11 +103,13 @@ def test_filters(http):
         ({"query": "a", "colour": 1}, 400, "unknown_field", "colour"),
         ({"vector": [0.1] * (D + 1), "index": "texts"}, 400, "invalid_vector", "vector"),
         ({"vector": ["a"]}, 400, "invalid_vector", "vector"),
+        ({"vector": [-1.7976931348623157e308] * D}, 400, "invalid_vector", "vector"),
         ({"image": "http://example.com/x.png"}, 400, "invalid_image", "image"),
         ({"image": "data:image/png;base64,!!!"}, 400, "invalid_image", "image"),
         ({"image": data_url(b"not an image at all")}, 400, "invalid_image", "image"),
         ({"query": "a", "filter": []}, 400, "invalid_filter", "filter"),
         ({"query": "a", "index": "nope"}, 404, "index_not_found", "index"),
+        ({"query": "a", "index": ["texts"]}, 400, "invalid_request", "index"),
     ],
 )
 def test_limits_and_bad_requests_are_clear_4xx(http, body, status, code, target):
@@ -192,3 +196,25 @@ def test_service_config_is_validated():
 def test_vector_scores_are_plain_json_numbers(http):
     r = http.post("/search", json={"vector": list(np.ones(D)), "k": 2, "index": "texts"})
     assert r.status_code == 200 and isinstance(r.json()["hits"][0]["score"], float)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_service_conforms_to_its_openapi_document(service, tmp_path):
+    """Schemathesis reads /openapi.json and fuzzes every route: no 5xx, every answer as
+    documented (status, content type, body). positive_data_acceptance is off: the schema
+    admits images that are not images and vectors of the wrong length, refused by design."""
+    cmd = [
+        sys.executable, "-m", "schemathesis.cli", "run", f"{service.url}/openapi.json",
+        "--checks", "all",
+        "--exclude-checks", "positive_data_acceptance",
+        "--max-examples", "25",
+        "--seed", "1",
+        "--workers", "1",
+        "--generation-database", "none",
+        "--request-timeout", "10",
+        "--no-color",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=110, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
+    assert "5 selected" in result.stdout and " passed" in result.stdout
