@@ -1,10 +1,11 @@
 """Assembling an index folder from shards built elsewhere (by the index job's workers).
 
-Each shard is three files: the FAISS shard (a copy of one trained index with that
-shard's vectors added), its metadata and its vectors (Parquet). ``assemble_folder``
-merges the shard indexes and writes the folder exactly as ``build_folder`` does:
-same files, same manifest, same recall measurement. Files are read through a
-``read`` callable, so shards may live on any filesystem the caller can read.
+Each shard is its metadata and its vectors (Parquet) and, for IVF indexes, a FAISS
+shard (a copy of the trained index with that shard's vectors added). ``assemble_folder``
+merges IVF shards' inverted lists, or adds every vector once to a flat or graph index
+(which cannot merge shards without re-adding them anyway), and writes the folder
+exactly as ``build_folder`` does: same files, same manifest, same recall measurement.
+Files are read through a ``read`` callable, so shards may live on any filesystem.
 """
 
 from __future__ import annotations
@@ -79,16 +80,17 @@ def assemble_folder(
     config: BuildConfig | None = None,
     read: Callable[[str], bytes] | None = None,
 ) -> Manifest:
-    """Merge ``shards`` (dicts with ``index``, ``metadata`` and ``vectors`` file paths) into
-    an index folder at ``path``. ``trained`` is the serialised empty trained index they
-    were all copied from."""
+    """Merge ``shards`` (dicts with ``metadata``, ``vectors`` and, for IVF, ``index`` file
+    paths) into an index folder at ``path``. ``trained`` is the serialised empty trained
+    index the shards were copied from."""
     read = read or _default_reader()
     if not shards:
         raise IndexFolderError("no shards to assemble")
     dtype = codec.natural_dtype(spec.encoding)
     parts, tables, xbs = [], [], []
     for shard in shards:
-        parts.append(build.deserialize_index(read(shard["index"]), spec.encoding))
+        if shard.get("index"):
+            parts.append(build.deserialize_index(read(shard["index"]), spec.encoding))
         tables.append(pq.read_table(io.BytesIO(read(shard["metadata"]))))
         vt = pq.read_table(io.BytesIO(read(shard["vectors"])))
         xbs.append(column_array(vt, "vector", dtype))
@@ -96,8 +98,12 @@ def assemble_folder(
             raise IndexFolderError(f"shard {shard['index']}: vectors and metadata ids differ")
     table = expand_metadata_json(pa.concat_tables(tables, promote_options="default"))
     xb = np.concatenate(xbs)
-    index = build.merge_indexes(parts, spec) if len(parts) > 1 else parts[0]
-    del trained  # the merge needs only the shards; kept in the signature for on-disk merges
+    if parts:  # IVF: the shards' lists merge
+        index = build.merge_indexes(parts, spec) if len(parts) > 1 else parts[0]
+    else:  # flat or graph: one add of every vector, in id order
+        order = np.argsort(table.column("id").to_numpy(), kind="stable")
+        index = build.deserialize_index(trained, spec.encoding)
+        build.add_vectors(index, xb[order], table.column("id").to_numpy()[order], spec)
     return build_folder(
         path,
         xb,

@@ -9,6 +9,7 @@ nothing slips through unconverted.
     ├── ConfigError              a setting or argument is wrong (field, value, reason)
     ├── CodecError               an embeddings payload cannot be encoded or decoded (item index)
     ├── IndexFolderError         an index folder is missing, damaged or mismatched
+    ├── JobError                 a pipeline run failed (the runner's reason, unwrapped)
     └── EmbeddingError           talking to an embeddings endpoint failed
         ├── TransportError       no usable HTTP answer
         │   ├── ConnectError         could not connect, or the connection dropped
@@ -42,6 +43,7 @@ __all__ = [
     "EmbeddingError",
     "EndpointTimeout",
     "IndexFolderError",
+    "JobError",
     "NotFoundError",
     "PayloadTooLargeError",
     "RateLimitError",
@@ -85,6 +87,11 @@ class CodecError(CorpusbeamError, ValueError):
 
 class IndexFolderError(CorpusbeamError):
     """An index folder is missing, damaged, or does not match what the caller expects."""
+
+
+class JobError(CorpusbeamError):
+    """A pipeline run failed; the message is the underlying reason, not the runner's
+    wrapping. Nothing it was writing is served."""
 
 
 class EmbeddingError(CorpusbeamError):

@@ -38,7 +38,7 @@ from indexes.manifest import Manifest
 from inference import codec
 from inference.client import ClientSettings, EmbeddingsClient, EnvApiKey
 from inference.client.settings import DEFAULT_API_VERSION
-from inference.errors import ConfigError, CorpusbeamError
+from inference.errors import ConfigError, CorpusbeamError, JobError
 from inference.server import EndpointConfig, running_endpoint
 from pipeline import versions
 from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_shard_list
@@ -204,8 +204,11 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
             p = beam.Pipeline(options=PipelineOptions(list(cfg.pipeline_args)))
             build_graph(p, graph)
             log.info("running the pipeline (%s)", _runner(cfg.pipeline_args))
-            result = p.run()
-            result.wait_until_finish()
+            try:
+                result = p.run()
+                result.wait_until_finish()
+            except Exception as exc:
+                raise JobError(f"the pipeline failed: {_reason(exc)}") from exc
             counters = _counters(result)
         pipeline_seconds = time.monotonic() - started
         failures = _collect_failures(staging)
@@ -243,6 +246,20 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
         folder = versions.publish(out, work, name)
     code = EXIT_FAILED_INPUTS if failures.num_rows else EXIT_OK
     return IndexJobResult(version=name, folder=folder, exit_code=code, report=report)
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost error's own words: runners wrap a DoFn's error in their own."""
+    seen = exc
+    while seen.__cause__ is not None or seen.__context__ is not None:
+        seen = seen.__cause__ or seen.__context__
+    text = str(seen) or type(seen).__name__
+    if isinstance(seen, CorpusbeamError):
+        return text
+    # The portable runners send the worker's traceback as text: keep its last line.
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    tail = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "")
+    return tail.split(" [while running")[0].strip() or text
 
 
 def _counters(result) -> dict[str, int]:

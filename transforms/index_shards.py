@@ -3,11 +3,13 @@
     embedded --Count------------\
     embedded --Sample(random)----> Train (one worker): choose the index, train it
     embedded --by id % shards--> GroupByKey --> AddShard (each worker, its shards):
-               copy of the trained index + add_with_ids; write shard files
+               copy of the trained index + add_with_ids (IVF); write shard files
 
 Only the training sample (at most ``train_sample`` vectors) meets on one worker; each
 shard holds ``1/shards`` of the vectors. A shard is three files in ``staging``:
-``shard-NNNNN.faiss``, ``.metadata.parquet`` and ``.vectors.parquet``. Grouping by id
+``shard-NNNNN.faiss``, ``.metadata.parquet`` and ``.vectors.parquet``; for flat and
+graph indexes, which cannot merge shards without re-adding every vector, there is no
+``.faiss`` and the final step adds the vectors once. Grouping by id
 also catches duplicates (the same document id twice in the corpus): the first, by URI,
 is kept and the others go to the failures output.
 """
@@ -147,15 +149,20 @@ class _AddShardFn(beam.DoFn):
             kept[id_] = e
         table, xb = shard_tables(list(kept.items()), self._encoding)
         ids = table.column("id").to_numpy()
-        index = build.deserialize_index(trained["blob"], self._encoding)
-        build.add_vectors(index, xb, ids, spec)
         base = f"{self._staging}/shard-{shard:05d}"
         files = {
-            "index": f"{base}.faiss",
+            "index": None,
             "metadata": f"{base}.metadata.parquet",
             "vectors": f"{base}.vectors.parquet",
         }
-        _write(files["index"], build.serialize_index(index))
+        if spec.nlist:
+            # IVF shards merge their inverted lists: add here, on the worker. Flat and
+            # graph indexes cannot merge shards without re-adding every vector, so the
+            # final step builds them once from the shards' vectors instead.
+            index = build.deserialize_index(trained["blob"], self._encoding)
+            build.add_vectors(index, xb, ids, spec)
+            files["index"] = f"{base}.faiss"
+            _write(files["index"], build.serialize_index(index))
         _write(files["metadata"], _parquet(table))
         vectors = pa.table(
             {

@@ -219,22 +219,8 @@ class ReadDocuments(beam.PTransform):
         self._unknown = _check_unknown(unknown_files)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> Outputs:
-        matched = (
-            pbegin
-            | "Patterns" >> beam.Create(self._patterns)
-            | "Match"
-            >> beam.ParDo(_MatchFn("document", self._unknown)).with_outputs(FAILURES, main="files")
-        )
-        parsed = (
-            matched.files
-            | "Reshuffle" >> beam.Reshuffle()
-            | "Parse"
-            >> beam.ParDo(
-                _ReadDocumentsFn(self._fields, self._max_document_bytes, self._max_file_bytes)
-            ).with_outputs(FAILURES, main="documents")
-        )
-        failures = (matched.failures, parsed.failures) | "Failures" >> beam.Flatten()
-        return Outputs(parsed.documents, failures)
+        fn = _ReadDocumentsFn(self._fields, self._max_document_bytes, self._max_file_bytes)
+        return _match_and_read(pbegin, self._patterns, "document", self._unknown, fn)
 
 
 class _ReadImagesFn(beam.DoFn):
@@ -332,22 +318,24 @@ class ReadImages(beam.PTransform):
         self._unknown = _check_unknown(unknown_files)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> Outputs:
-        matched = (
-            pbegin
-            | "Patterns" >> beam.Create(self._patterns)
-            | "Match"
-            >> beam.ParDo(_MatchFn("image", self._unknown)).with_outputs(FAILURES, main="files")
-        )
-        images = (
-            matched.files
-            | "Reshuffle" >> beam.Reshuffle()
-            | "Decode"
-            >> beam.ParDo(_ReadImagesFn(self._limits, self._captions)).with_outputs(
-                FAILURES, main="images"
-            )
-        )
-        failures = (matched.failures, images.failures) | "Failures" >> beam.Flatten()
-        return Outputs(images.images, failures)
+        fn = _ReadImagesFn(self._limits, self._captions)
+        return _match_and_read(pbegin, self._patterns, "image", self._unknown, fn)
+
+
+def _match_and_read(pbegin, patterns: list[str], kind: str, unknown: str, read_fn) -> Outputs:
+    """Patterns -> match (files of ``kind``) -> reshuffle -> ``read_fn``, failures merged."""
+    matched = (
+        pbegin
+        | "Patterns" >> beam.Create(patterns)
+        | "Match" >> beam.ParDo(_MatchFn(kind, unknown)).with_outputs(FAILURES, main="files")
+    )
+    read = (
+        matched.files
+        | "Reshuffle" >> beam.Reshuffle()
+        | "Read" >> beam.ParDo(read_fn).with_outputs(FAILURES, main="items")
+    )
+    failures = (matched.failures, read.failures) | "Failures" >> beam.Flatten()
+    return Outputs(read.items, failures)
 
 
 def _patterns(patterns: str | Sequence[str]) -> list[str]:

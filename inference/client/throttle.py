@@ -126,7 +126,9 @@ class Throttle:
         assert self._cond is not None
         async with self._cond:
             self._in_flight -= 1
-            self._cond.notify_all()
+            # Wake only as many waiters as there are free slots: with hundreds of requests
+            # queued, notify_all would wake them all on every answer.
+            self._cond.notify(max(1, int(self.limit) - self._in_flight))
 
     async def _wait_until_allowed(self, tokens: int) -> None:
         while True:

@@ -194,3 +194,37 @@ def test_a_killed_run_leaves_the_last_version_serving(tmp_path):
     assert not list((out / "versions").glob("*.partial"))
     texts = {r["document_id"]: r["text"] for r in folder_content(out)[2]}
     assert texts["animals/cats.md"] == "Changed cats."
+
+
+def test_ivf_shards_built_on_workers_merge_into_the_same_index(sample, tmp_path, endpoint):
+    ivf = run_index_job(
+        job(sample, tmp_path / "ivf", endpoint=endpoint.url, index="IVF1,Flat", shards=4)
+    )
+    flat = run_index_job(job(sample, tmp_path / "flat", endpoint=endpoint.url, index="Flat"))
+    assert ivf.exit_code == flat.exit_code == 0
+    a, b = open_index(ivf.folder), open_index(flat.folder)
+    assert "IVF1" in a.manifest.index_factory and a.manifest.count == 32
+    ids, xb, _ = b.vectors()
+    # nprobe = nlist: the IVF search is exact, so both folders answer alike.
+    ra = a.search(xb, k=5, params={"nprobe": 1})
+    rb = b.search(xb, k=5)
+    np.testing.assert_array_equal(ra.I[:, 0], rb.I[:, 0])
+    np.testing.assert_array_equal(ra.I[:, 0], ids)
+
+
+def test_a_factory_that_cannot_be_built_fails_the_run_with_its_reason(sample, tmp_path, endpoint):
+    code = main(
+        [
+            "index",
+            str(sample),
+            "--output",
+            str(tmp_path / "out"),
+            "--endpoint",
+            endpoint.url,
+            "--index",
+            "IVF2,Flat",
+            "--runner=DirectRunner",
+        ]
+    )
+    assert code == 2
+    assert versions.current_version(tmp_path / "out") is None
