@@ -44,6 +44,14 @@ def test_search_an_image_and_plain_output(image_folder, tmp_path, capsys):
     assert "img-1" in out and "green ellipse" in out
 
 
+def test_search_an_image_with_its_text(image_folder, tmp_path, capsys):
+    path = tmp_path / "q.png"
+    path.write_bytes(png(2))
+    args = ["search", str(image_folder), "brown stripes", "--image", str(path), "--json"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["hits"][0]["document_id"] == "img-2"
+
+
 def test_search_with_an_explicit_endpoint_and_key(float_folder, endpoint, monkeypatch, capsys):
     monkeypatch.setenv("CLI_SEARCH_KEY", KEY)
     args = ["search", str(float_folder), "the dog eats bones", "--json"]
