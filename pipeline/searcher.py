@@ -136,6 +136,9 @@ class Searcher:
         if rescore and self.folder.manifest.rescore is None:
             raise ConfigError("rescore", rescore, f"index {self.name} holds no rescoring vectors")
         self.rescore = rescore
+        # Map the rescoring vectors now, not at the first query: the index job deletes old
+        # versions, and a mapping made before that keeps working.
+        self.folder.rescore_store()
         self._owns_pool = embedders is None
         self._pool = embedders or EmbedderPool(endpoint=endpoint, credential=credential)
         # One chunk a column: ``take`` on a chunked table copies every chunk first (17 ms

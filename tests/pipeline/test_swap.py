@@ -117,3 +117,14 @@ def test_live_index_refresh_directly(tmp_path, build_text, float_folder):
         assert live.current.embedder() is old.embedder()  # one endpoint for both
         plain = LiveIndex(float_folder, embedders=pool)
         assert plain.follows is False and plain.refresh() is False
+
+
+def test_a_served_version_survives_its_folder_being_deleted(tmp_path, build_text):
+    """The index job keeps three versions and deletes older ones, possibly while a
+    service still answers from one: everything is mapped or read at opening."""
+    root = make_versioned(tmp_path / "out", build_text, "v1", tag="v1", encoding="ubinary")
+    with EmbedderPool() as pool:
+        live = LiveIndex(root, embedders=pool)
+        shutil.rmtree(root / "versions" / "v1")
+        hits = live.current.search("the owl eats mice", k=3)
+        assert live.current.rescores and hits[0].metadata["tag"] == "v1"
