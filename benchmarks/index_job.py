@@ -6,12 +6,18 @@ processes, and reports documents a second and the peak RSS of the job's processe
 Then changes 1% of the documents and runs again: requests sent and the time as a
 fraction of the first run's.
 
+``--shape azure`` runs the reference endpoint with an Azure serverless deployment's
+quotas (1,000 requests and 200,000 tokens a minute, 429 + Retry-After beyond), as a
+real endpoint would be: then embedding, not the machine, sets the first run's pace.
+
     python -m benchmarks.index_job [--docs 100000] [--runners direct,multi] [--quick]
+    python -m benchmarks.index_job --shape azure --docs 30000 --runners direct
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import subprocess
@@ -21,6 +27,7 @@ import time
 from pathlib import Path
 
 from benchmarks._common import emit
+from inference.server import EndpointConfig, running_endpoint
 
 BENCH = "index_job"
 RUNNERS = {
@@ -84,16 +91,28 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--runners", default="direct,multi")
     parser.add_argument("--incremental", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--shape", choices=("none", "azure"), default="none")
     parser.add_argument("--quick", action="store_true", help="2,000 documents, DirectRunner")
     args = parser.parse_args()
     if args.quick:
         args.docs, args.runners = 2_000, "direct"
+    with contextlib.ExitStack() as stack:
+        extra: list[str] = []
+        if args.shape == "azure":
+            ep = stack.enter_context(
+                running_endpoint(EndpointConfig(rpm=1000, tpm=200_000), subprocess=True)
+            )
+            extra = ["--endpoint", ep.url]
+        run_all(args, extra)
+
+
+def run_all(args: argparse.Namespace, extra: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus"
         write_corpus(corpus, args.docs)
         for name in args.runners.split(","):
             out = Path(tmp) / f"out-{name}"
-            report, seconds, peak = run_job(corpus, out, RUNNERS[name])
+            report, seconds, peak = run_job(corpus, out, RUNNERS[name] + extra)
             emit(
                 BENCH,
                 "documents_per_second",
@@ -118,7 +137,7 @@ def main() -> None:
             if args.incremental and name == args.runners.split(",")[0]:
                 changed = set(random.Random(0).sample(range(args.docs), args.docs // 100))
                 write_corpus(corpus, args.docs, changed=changed)
-                again, again_s, _ = run_job(corpus, out, RUNNERS[name])
+                again, again_s, _ = run_job(corpus, out, RUNNERS[name] + extra)
                 emit(
                     BENCH,
                     "incremental_time_ratio",

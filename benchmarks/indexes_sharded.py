@@ -109,6 +109,7 @@ def main() -> None:
         emit("shard_builds_add_time", round(t_shards, 2), "s", **common)
         emit("merge_in_memory_time", round(t_merge, 2), "s", **common)
         params = {"nprobe": 16} if spec.search_param == "nprobe" else {}
+        # Same search on both: identical results are the claim, not speed.
         a = search(one, xq, 10, encoding=encoding, d=args.d, params=params)
         b = search(merged, xq, 10, encoding=encoding, d=args.d, params=params)
         emit(

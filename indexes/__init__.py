@@ -41,12 +41,14 @@ from indexes.folder import (
     build_folder,
     metadata_table,
     open_index,
+    rebuild_folder,
 )
 from indexes.ids import check_ids, chunk_id, chunk_ids
 from indexes.manifest import FORMAT_VERSION, Manifest, check_expected, sanitize_endpoint
 from indexes.search import RescoreStore, SearchResult, index_id_view, set_search_params
 from indexes.tune import (
     TuneResult,
+    drop_ids,
     exact_search,
     measure,
     recall_at_k,
@@ -73,6 +75,7 @@ __all__ = [
     "chunk_id",
     "chunk_ids",
     "deserialize_index",
+    "drop_ids",
     "evaluate_folder",
     "exact_search",
     "family_of",
@@ -88,6 +91,7 @@ __all__ = [
     "prepare_queries",
     "prepare_vectors",
     "read_index",
+    "rebuild_folder",
     "recall_at_k",
     "reference_neighbours",
     "sanitize_endpoint",

@@ -5,7 +5,8 @@ shard (a copy of the trained index with that shard's vectors added). ``assemble_
 merges IVF shards' inverted lists, or adds every vector once to a flat or graph index
 (which cannot merge shards without re-adding them anyway), and writes the folder
 exactly as ``build_folder`` does: same files, same manifest, same recall measurement.
-Files are read through a ``read`` callable, so shards may live on any filesystem.
+Files are read through a ``read`` callable (local files by default; the index job passes
+one that reads any Beam filesystem), so shards may live anywhere.
 """
 
 from __future__ import annotations
@@ -32,19 +33,6 @@ __all__ = ["assemble_folder", "expand_metadata_json"]
 
 def _read_local(path: str) -> bytes:
     return Path(path).read_bytes()
-
-
-def _default_reader() -> Callable[[str], bytes]:
-    try:  # any Beam filesystem when Beam is installed (it is, for the index job)
-        from apache_beam.io.filesystems import FileSystems
-    except ImportError:  # pragma: no cover
-        return _read_local
-
-    def read(path: str) -> bytes:
-        with FileSystems.open(path) as f:
-            return f.read()
-
-    return read
 
 
 def expand_metadata_json(table: pa.Table) -> pa.Table:
@@ -83,7 +71,7 @@ def assemble_folder(
     """Merge ``shards`` (dicts with ``metadata``, ``vectors`` and, for IVF, ``index`` file
     paths) into an index folder at ``path``. ``trained`` is the serialised empty trained
     index the shards were copied from."""
-    read = read or _default_reader()
+    read = read or _read_local
     if not shards:
         raise IndexFolderError("no shards to assemble")
     dtype = codec.natural_dtype(spec.encoding)

@@ -147,7 +147,10 @@ def train_index(spec: IndexSpec, xb: np.ndarray, *, seed: int = 0):
             "xb", xb.shape[0], f"{spec.factory} needs at least {spec.nlist * 30} training vectors"
         )
     rows = training_sample(xb.shape[0], need, seed=seed)
-    xt = prepare_vectors(xb[rows], spec.encoding, spec.dimensions)
+    # A sample that is the whole of xb needs no copy before prepare_vectors makes its own.
+    xs = xb if rows.shape[0] == xb.shape[0] else xb[rows]
+    xt = prepare_vectors(xs, spec.encoding, spec.dimensions)
+    del xs
     _seed_clustering(index, seed)
     index.train(xt)
     return index

@@ -1,8 +1,9 @@
 """Evaluate an index folder: recall@k and latency against exact search.
 
 ``evaluate_folder(path)`` opens and verifies the folder, takes the given queries or a
-seeded sample of its own vectors, computes the exact k nearest from ``vectors.parquet``
-(float, else int8, else Hamming: the most precise vectors the folder holds) and searches
+seeded sample of its own vectors (each left out of its own results), computes the exact
+k nearest from ``vectors.parquet`` (float, else int8, else Hamming: the most precise
+vectors the folder holds) and searches
 the index as a user would (tuned parameters, rescoring when the folder has it). The
 ``corpusbeam evaluate`` command prints the returned dict as JSON.
 """
@@ -16,7 +17,7 @@ import numpy as np
 
 from indexes.build import training_sample
 from indexes.folder import open_index
-from indexes.tune import recall_at_k, reference_neighbours
+from indexes.tune import drop_ids, recall_at_k, reference_neighbours
 from inference.errors import ConfigError
 
 __all__ = ["evaluate_folder"]
@@ -42,17 +43,20 @@ def evaluate_folder(
     folder = open_index(path, verify=verify)
     m = folder.manifest
     ids, xb, rv = folder.vectors()
+    exclude = None
     if xq is None:
         rows = training_sample(ids.shape[0], n_queries, seed=seed)
         xq = xb[rows] if rv is None else rv[rows].astype(np.float32)
-        source = "sampled from the indexed vectors"
+        exclude = ids[rows]
+        source = "sampled from the indexed vectors, each left out of its own results"
     else:
         xq = np.asarray(xq)
         source = "given"
     I_gt, reference = reference_neighbours(
-        xb, ids, xq, k, encoding=m.encoding, d=m.dimensions, rescore_vectors=rv
+        xb, ids, xq, k, encoding=m.encoding, d=m.dimensions, rescore_vectors=rv, exclude=exclude
     )
-    res = folder.search(xq, k, rescore=rescore, params=params)
+    res = folder.search(xq, k + (exclude is not None), rescore=rescore, params=params)
+    I = drop_ids(res.I, exclude, k)  # noqa: E741
     n_lat = min(latency_queries, xq.shape[0])
     t0 = time.perf_counter()
     for i in range(n_lat):
@@ -67,7 +71,7 @@ def evaluate_folder(
         "queries": int(xq.shape[0]),
         "source": source,
         "reference": reference,
-        f"recall_at_{k}": round(recall_at_k(res.I, I_gt, k), 5),
+        f"recall_at_{k}": round(recall_at_k(I, I_gt, k), 5),
         "latency_ms": round(latency, 4),
         "rescored": res.rescored,
         "search_params": {**m.search_params, **(params or {})},

@@ -76,6 +76,9 @@ def _term(table: pa.Table, key: str, value: Any) -> np.ndarray:
         elif op in ("$in", "$nin"):
             if not isinstance(operand, list | tuple):
                 raise ConfigError("filter", {key: value}, f"{op} takes a list")
+            if pa.types.is_null(column.type):  # an all-null column matches nothing
+                mask &= op == "$nin"
+                continue
             try:
                 hit = pc.is_in(column, value_set=pa.array(list(operand), type=column.type))
             except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
@@ -88,6 +91,8 @@ def _term(table: pa.Table, key: str, value: Any) -> np.ndarray:
 
 
 def _compare(column: pa.ChunkedArray, op: str, operand: Any, key: str) -> np.ndarray:
+    if pa.types.is_null(column.type):  # an all-null column: only $ne matches
+        return np.full(len(column), op == "$ne", dtype=bool)
     try:
         result = _COMPARE[op](column, pa.scalar(operand, type=column.type))
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:

@@ -54,8 +54,10 @@ __all__ = [
     "BuildConfig",
     "IndexFolder",
     "build_folder",
+    "column_array",
     "metadata_table",
     "open_index",
+    "rebuild_folder",
 ]
 
 MANIFEST = "manifest.json"
@@ -86,7 +88,8 @@ class BuildConfig:
     memory-mapped) or ``none`` (keep the shards, search them together).
     ``eval_queries`` held-out queries measure recall@``k`` against exact search;
     ``rescore_factor`` candidates a result are rescored when rescoring vectors are given
-    (default 4 for int8 indexes, 10 for binary ones: bits lose more).
+    (default 4 for int8 indexes, 20 for binary ones: bits lose more; on MiniLM
+    embeddings 10 candidates a result kept 0.948 of exact float recall@10, 20 kept 0.977).
     """
 
     memory_budget: int = DEFAULT_MEMORY_BUDGET
@@ -182,7 +185,7 @@ def vectors_schema(encoding: str, d: int, rescore_dtype: np.dtype | None) -> pa.
     return pa.schema(fields)
 
 
-def _column_array(table: pa.Table, name: str, dtype: np.dtype) -> np.ndarray:
+def column_array(table: pa.Table, name: str, dtype: np.dtype) -> np.ndarray:
     col = table.column(name).combine_chunks()
     width = col.type.list_size
     values = col.flatten().to_numpy(zero_copy_only=False)
@@ -190,9 +193,6 @@ def _column_array(table: pa.Table, name: str, dtype: np.dtype) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ writing
-
-
-column_array = _column_array  # public: indexes.assemble reads shards' vectors with it
 
 
 def _sha256(path: Path) -> str:
@@ -275,7 +275,7 @@ def build_folder(
     if prebuilt is not None:
         spec, index = prebuilt
         if index.ntotal != n:
-            raise ConfigError("prebuilt", index.ntotal, f"the index holds {n} vectors?")
+            raise ConfigError("prebuilt", index.ntotal, f"expected an index of {n} vectors")
         build.write_index(index, out / INDEX)
         layout, index_files = "single", (INDEX,)
     else:
@@ -291,61 +291,16 @@ def build_folder(
             raise ConfigError(
                 "merge", "ondisk", f"needs a float or int8 IVF index, not {spec.factory}"
             )
-        trained = build.train_index(spec, xb, seed=config.seed)
-        blob = build.serialize_index(trained)
-        bounds = np.linspace(0, n, config.shards + 1).astype(int)
-        shard_dir = out / "shards"
-        shard_files: list[str] = []
-        if config.merge != "memory":
-            shard_dir.mkdir()
-        shards = []
-        for s in range(config.shards):
-            lo, hi = bounds[s], bounds[s + 1]
-            shard = build.deserialize_index(blob, encoding)
-            build.add_vectors(shard, xb[lo:hi], ids[lo:hi], spec)
-            if shard_dir.exists():
-                name = f"shards/shard-{s:05d}.faiss"
-                build.write_index(shard, out / name)
-                shard_files.append(name)
-            shards.append(shard)
-        if config.merge == "none":
-            layout, index_files = "shards", tuple(shard_files)
-            index = build.shard_group(shards, spec) if len(shards) > 1 else shards[0]
-        elif config.merge == "ondisk":
-            layout, index_files = "ondisk", (INDEX,)
-            del shards
-            ivfdata = build.merge_ondisk(
-                build.deserialize_index(blob, encoding),
-                [out / f for f in shard_files],
-                out / INDEX,
-                spec,
-            )
-            index_files = (INDEX, ivfdata)
-            shutil.rmtree(shard_dir)
-            index = build.read_index(out / INDEX, encoding)
-        else:
-            layout = "single"
-            index = build.merge_indexes(shards, spec) if len(shards) > 1 else shards[0]
-            if shard_dir.exists():
-                shutil.rmtree(shard_dir)
-            build.write_index(index, out / INDEX)
-            index_files = (INDEX,)
+        index, layout, index_files = _build_index(out, xb, ids, spec, config)
 
-    # Parquet: metadata and the vectors themselves, sorted by id.
-    pq.write_table(table, out / METADATA)
-    rdtype = None if rescore_vectors is None else rescore_vectors.dtype
-    vcols = [pa.array(ids, type=pa.int64()), _fixed_list(xb, _ARROW[xb.dtype])]
-    if rescore_vectors is not None:
-        vcols.append(_fixed_list(rescore_vectors, _ARROW[rescore_vectors.dtype]))
-    vschema = vectors_schema(encoding, dimensions, rdtype)
-    pq.write_table(pa.Table.from_arrays(vcols, schema=vschema), out / VECTORS)
+    _write_tables(out, table, ids, xb, rescore_vectors, encoding, dimensions)
     store = None
     rescore_info = None
     if rescore_vectors is not None:
         np.save(out / RESCORE, rescore_vectors, allow_pickle=False)
         store = RescoreStore(ids, np.load(out / RESCORE, mmap_mode="r"), dimensions=dimensions)
-        factor = config.rescore_factor or (10 if spec.family == "binary" else 4)
-        rescore_info = {"file": RESCORE, "dtype": str(rdtype), "factor": factor}
+        factor = config.rescore_factor or (20 if spec.family == "binary" else 4)
+        rescore_info = {"file": RESCORE, "dtype": str(rescore_vectors.dtype), "factor": factor}
 
     recall, latency, params = _evaluate_build(
         index, spec, xb, ids, rescore_vectors, store, xq_eval, config, rescore_info
@@ -378,20 +333,97 @@ def build_folder(
     return manifest
 
 
+def _build_index(
+    out: Path, xb: np.ndarray, ids: np.ndarray, spec: IndexSpec, config: BuildConfig
+) -> tuple[object, str, tuple[str, ...]]:
+    """Train once, add ``config.shards`` pieces from the serialised trained index (as
+    workers would), then merge or group them; returns (index, layout, index_files)."""
+    encoding = spec.encoding
+    n = xb.shape[0]
+    trained = build.train_index(spec, xb, seed=config.seed)
+    blob = build.serialize_index(trained)
+    bounds = np.linspace(0, n, config.shards + 1).astype(int)
+    shard_dir = out / "shards"
+    shard_files: list[str] = []
+    if config.merge != "memory":
+        shard_dir.mkdir()
+    shards = []
+    for s in range(config.shards):
+        lo, hi = bounds[s], bounds[s + 1]
+        shard = build.deserialize_index(blob, encoding)
+        build.add_vectors(shard, xb[lo:hi], ids[lo:hi], spec)
+        if shard_dir.exists():
+            name = f"shards/shard-{s:05d}.faiss"
+            build.write_index(shard, out / name)
+            shard_files.append(name)
+        shards.append(shard)
+    if config.merge == "none":
+        layout, index_files = "shards", tuple(shard_files)
+        index = build.shard_group(shards, spec) if len(shards) > 1 else shards[0]
+    elif config.merge == "ondisk":
+        layout = "ondisk"
+        del shards
+        ivfdata = build.merge_ondisk(
+            build.deserialize_index(blob, encoding),
+            [out / f for f in shard_files],
+            out / INDEX,
+            spec,
+        )
+        index_files = (INDEX, ivfdata)
+        shutil.rmtree(shard_dir)
+        index = build.read_index(out / INDEX, encoding)
+    else:
+        layout = "single"
+        index = build.merge_indexes(shards, spec) if len(shards) > 1 else shards[0]
+        if shard_dir.exists():
+            shutil.rmtree(shard_dir)
+        build.write_index(index, out / INDEX)
+        index_files = (INDEX,)
+    return index, layout, tuple(index_files)
+
+
+def _write_tables(
+    out: Path,
+    table: pa.Table,
+    ids: np.ndarray,
+    xb: np.ndarray,
+    rescore_vectors: np.ndarray | None,
+    encoding: str,
+    dimensions: int,
+) -> None:
+    """metadata.parquet and vectors.parquet (explicit schema, fixed-size lists)."""
+    pq.write_table(table, out / METADATA)
+    rdtype = None if rescore_vectors is None else rescore_vectors.dtype
+    vcols = [pa.array(ids, type=pa.int64()), _fixed_list(xb, _ARROW[xb.dtype])]
+    if rescore_vectors is not None:
+        vcols.append(_fixed_list(rescore_vectors, _ARROW[rescore_vectors.dtype]))
+    vschema = vectors_schema(encoding, dimensions, rdtype)
+    pq.write_table(pa.Table.from_arrays(vcols, schema=vschema), out / VECTORS)
+
+
 def _evaluate_build(index, spec, xb, ids, rescore_vectors, store, xq_eval, config, rescore_info):
     """Tune and measure recall@k on held-out queries; returns (recall dict, latency, params)."""
     if config.eval_queries == 0 and xq_eval is None:
         return None, None, {}
     d = spec.dimensions
+    exclude = None
     if xq_eval is not None:
         xq = np.asarray(xq_eval)
         source = "given"
     else:
         rows = build.training_sample(xb.shape[0], config.eval_queries, seed=config.seed + 1)
         xq = xb[rows] if rescore_vectors is None else rescore_vectors[rows].astype(np.float32)
-        source = "sampled from the indexed vectors"
+        exclude = ids[rows]
+        source = "sampled from the indexed vectors, each left out of its own results"
     I_gt, ref = reference_neighbours(
-        xb, ids, xq, config.k, encoding=spec.encoding, d=d, rescore_vectors=rescore_vectors
+        xb,
+        ids,
+        xq,
+        config.k,
+        encoding=spec.encoding,
+        d=d,
+        rescore_vectors=rescore_vectors,
+        exclude=exclude,
     )
     tuned = tune_index(
         index,
@@ -403,6 +435,7 @@ def _evaluate_build(index, spec, xb, ids, rescore_vectors, store, xq_eval, confi
         target_recall=config.target_recall,
         rescore=store,
         rescore_factor=rescore_info["factor"] if rescore_info else 1,
+        exclude=exclude,
     )
     recall = {
         "k": config.k,
@@ -439,10 +472,10 @@ class IndexFolder:
         """(ids, vectors in the natural dtype, rescore vectors or None) from vectors.parquet."""
         t = pq.read_table(self.path / VECTORS)
         ids = t.column("id").to_numpy()
-        xb = _column_array(t, "vector", codec.natural_dtype(self.manifest.encoding))
+        xb = column_array(t, "vector", codec.natural_dtype(self.manifest.encoding))
         rv = None
         if "rescore" in t.column_names:
-            rv = _column_array(t, "rescore", np.dtype(self.manifest.rescore["dtype"]))
+            rv = column_array(t, "rescore", np.dtype(self.manifest.rescore["dtype"]))
         return ids, xb, rv
 
     def rescore_store(self) -> RescoreStore | None:
@@ -576,3 +609,28 @@ def _check_vectors_schema(folder: Path, manifest: Manifest) -> None:
             f"{folder}: {VECTORS} holds {schema.field('vector').type}, not "
             f"{manifest.encoding} vectors of {manifest.dimensions} dimensions"
         )
+
+
+def rebuild_folder(
+    src: str | os.PathLike, dst: str | os.PathLike, *, config: BuildConfig | None = None
+) -> Manifest:
+    """A new folder at ``dst`` from the vectors and metadata stored in ``src`` (verified
+    first): another index type, budget or sharding, without embedding anything again."""
+    old = open_index(src)
+    m = old.manifest
+    _, xb, rv = old.vectors()
+    if rv is not None and family_of(m.encoding) == "int8":
+        rv = None  # the int8 twin is made again from the vectors
+    return build_folder(
+        dst,
+        xb,
+        old.metadata(),
+        encoding=m.encoding,
+        model=m.model,
+        dimensions=m.dimensions,
+        endpoint=m.endpoint,
+        api_version=m.api_version,
+        input_type=m.input_type,
+        rescore_vectors=rv,
+        config=config,
+    )

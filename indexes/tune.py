@@ -24,6 +24,7 @@ from inference.errors import ConfigError
 
 __all__ = [
     "TuneResult",
+    "drop_ids",
     "exact_search",
     "measure",
     "recall_at_k",
@@ -54,6 +55,21 @@ def exact_search(
     return D, np.where(rows >= 0, ids[np.maximum(rows, 0)], -1)
 
 
+def drop_ids(I: np.ndarray, exclude: np.ndarray | None, k: int) -> np.ndarray:  # noqa: E741
+    """Row i of ``I`` without id ``exclude[i]``, cut to k (padded with -1).
+
+    Queries sampled from the indexed vectors are held out of their own results this way
+    (leave-one-out); otherwise each finds itself and recall looks better than it is.
+    """
+    if exclude is None:
+        return I[:, :k]
+    out = np.full((I.shape[0], k), -1, dtype=np.int64)
+    for i, row in enumerate(I):
+        kept = row[row != exclude[i]][:k]
+        out[i, : kept.size] = kept
+    return out
+
+
 def reference_neighbours(
     xb: np.ndarray,
     ids: np.ndarray,
@@ -63,10 +79,11 @@ def reference_neighbours(
     encoding: str,
     d: int,
     rescore_vectors: np.ndarray | None = None,
+    exclude: np.ndarray | None = None,
 ) -> tuple[np.ndarray, str]:
     """True k nearest ids of ``xq`` by exact search over the most precise vectors there
-    are: float rescoring vectors, else int8 ones, else the index's own encoding.
-    Returns (I_gt, a description of the reference)."""
+    are: float rescoring vectors, else int8 ones, else the index's own encoding; ids in
+    ``exclude`` (one a query) are left out. Returns (I_gt, a description of the reference)."""
     if rescore_vectors is not None and rescore_vectors.dtype == np.float32:
         ref = "exact inner product, float vectors"
         xr = prepare_vectors(rescore_vectors, "float", d)
@@ -87,8 +104,9 @@ def reference_neighbours(
         }[family]
         xr = prepare_vectors(xb, encoding, d)
         qr = prepare_queries(xq, encoding, d)
-    _, I_gt = exact_search(xr, ids, qr, k, family=family)
-    return I_gt, ref
+    extra = 0 if exclude is None else 1
+    _, I_gt = exact_search(xr, ids, qr, k + extra, family=family)
+    return drop_ids(I_gt, exclude, k), ref
 
 
 def recall_at_k(I: np.ndarray, I_gt: np.ndarray, k: int) -> float:  # noqa: E741
@@ -113,9 +131,10 @@ def measure(
     rescore: RescoreStore | None = None,
     rescore_factor: int = 4,
     latency_queries: int = 100,
+    exclude: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Search all ``xq`` at once for I, then time up to ``latency_queries`` single-query
-    searches; returns (I, mean latency in ms a query)."""
+    """Search all ``xq`` at once for I (without the ids in ``exclude``, one a query), then
+    time up to ``latency_queries`` single-query searches; returns (I, mean ms a query)."""
     kw = {
         "encoding": spec.encoding,
         "d": spec.dimensions,
@@ -123,13 +142,13 @@ def measure(
         "rescore": rescore,
         "rescore_factor": rescore_factor,
     }
-    res = search(index, xq, k, **kw)
+    res = search(index, xq, k + (0 if exclude is None else 1), **kw)
     m = min(latency_queries, xq.shape[0])
     t0 = time.perf_counter()
     for i in range(m):
         search(index, xq[i : i + 1], k, **kw)
     latency = (time.perf_counter() - t0) * 1000 / max(m, 1)
-    return res.I, latency
+    return drop_ids(res.I, exclude, k), latency
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,13 +174,14 @@ def tune_index(
     rescore: RescoreStore | None = None,
     rescore_factor: int = 4,
     plateau: float = 0.002,
+    exclude: np.ndarray | None = None,
 ) -> TuneResult:
     """Pick ``spec.search_param``'s value (see the module docstring)."""
     if latency_budget_ms <= 0:
         raise ConfigError("latency_budget_ms", latency_budget_ms, "must be positive")
     if not 0 < target_recall <= 1:
         raise ConfigError("target_recall", target_recall, "must be in (0, 1]")
-    kw = {"rescore": rescore, "rescore_factor": rescore_factor}
+    kw = {"rescore": rescore, "rescore_factor": rescore_factor, "exclude": exclude}
     if spec.search_param is None:
         I, lat = measure(index, spec, xq, k, **kw)  # noqa: E741
         r = recall_at_k(I, I_gt, k)

@@ -28,6 +28,7 @@ from pathlib import Path
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -228,6 +229,7 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
             api_version=cfg.api_version,
             input_type=cfg.input_type,
             config=BuildConfig(memory_budget=cfg.memory_budget),
+            read=_read_any,
         )
         shutil.rmtree(staging)
         pq.write_table(failures, work / "failures.parquet")
@@ -246,6 +248,12 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
         folder = versions.publish(out, work, name)
     code = EXIT_FAILED_INPUTS if failures.num_rows else EXIT_OK
     return IndexJobResult(version=name, folder=folder, exit_code=code, report=report)
+
+
+def _read_any(path: str) -> bytes:
+    """Read a file from any Beam filesystem (the shards' staging may be gs:// or s3://)."""
+    with FileSystems.open(path) as f:
+        return f.read()
 
 
 def _reason(exc: BaseException) -> str:

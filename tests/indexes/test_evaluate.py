@@ -30,6 +30,7 @@ def folder(tmp_path_factory, xb, metadata):
 def test_evaluate_folder_sampled_and_given(folder, xq):
     out = evaluate_folder(folder, n_queries=40)
     assert out["queries"] == 40 and out["rescored"]
+    assert out["source"].endswith("left out of its own results")
     assert out["reference"] == "exact inner product, float vectors"
     assert out["recall_at_10"] >= 0.9 and out["latency_ms"] > 0
     given = evaluate_folder(folder, xq=xq, k=5, rescore=False)

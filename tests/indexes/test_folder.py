@@ -185,7 +185,7 @@ def test_binary_folder_keeps_rescoring_vectors(tmp_path, xb, metadata):
     m = _build(
         tmp_path / "b", xb[:800], small, "ubinary", rescore_vectors=codec.quantize(xb[:800], "int8")
     )
-    assert m.rescore == {"file": "rescore.npy", "dtype": "int8", "factor": 10}
+    assert m.rescore == {"file": "rescore.npy", "dtype": "int8", "factor": 20}
     schema = pq.read_schema(tmp_path / "b" / "vectors.parquet")
     assert schema.field("vector").type == pa.list_(pa.uint8(), xb.shape[1] // 8)
     assert schema.field("rescore").type == pa.list_(pa.int8(), xb.shape[1])
@@ -244,3 +244,24 @@ def test_open_memory_mapped(float_folder, xq):
     a = open_index(float_folder).search(xq, 5)
     b = open_index(float_folder, mmap=True, verify=False).search(xq, 5)
     np.testing.assert_array_equal(a.I, b.I)
+
+
+def test_rebuild_from_stored_vectors(tmp_path, xb, xq, metadata):
+    small = {k: v[:1200] for k, v in metadata.items()}
+    _build(tmp_path / "a", xb[:1200], small, "ubinary", rescore_vectors=xb[:1200])
+    from indexes.folder import rebuild_folder
+
+    m = rebuild_folder(
+        tmp_path / "a", tmp_path / "b", config=BuildConfig(factory="BIVF8", eval_queries=20)
+    )
+    assert m.index_factory == "BIVF8" and m.rescore["dtype"] == "float32"
+    a, b = open_index(tmp_path / "a"), open_index(tmp_path / "b")
+    assert a.metadata().equals(b.metadata())
+    assert (m.model, m.endpoint, m.input_type) == (
+        a.manifest.model,
+        a.manifest.endpoint,
+        a.manifest.input_type,
+    )
+    ra = a.search(xq, 5, filter={"lang": "en"})
+    rb = b.search(xq, 5, filter={"lang": "en"}, params={"nprobe": 8})
+    np.testing.assert_array_equal(ra.I, rb.I)  # exact Hamming + float rescoring both ways

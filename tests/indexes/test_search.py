@@ -86,3 +86,12 @@ def test_tuning_picks_a_value_and_records_recall(xb, xq):
     assert fast.params == {"nprobe": 1}
     with pytest.raises(ConfigError, match="latency_budget_ms"):
         tune_index(index, spec, xq, I_gt, latency_budget_ms=0)
+
+
+def test_drop_ids_leaves_each_query_out_of_its_own_results():
+    from indexes.tune import drop_ids
+
+    I = np.array([[5, 1, 2], [3, 4, 9], [7, 8, -1]])  # noqa: E741
+    out = drop_ids(I, np.array([5, 9, 0]), 2)
+    assert out.tolist() == [[1, 2], [3, 4], [7, 8]]
+    assert drop_ids(I, None, 2).tolist() == [[5, 1], [3, 4], [7, 8]]
