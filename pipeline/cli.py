@@ -12,11 +12,19 @@ import sys
 from collections.abc import Sequence
 
 from inference.errors import CorpusbeamError
-from pipeline import cmd_demo, cmd_endpoint, cmd_evaluate, cmd_index, cmd_sample
+from pipeline import (
+    cmd_demo,
+    cmd_endpoint,
+    cmd_evaluate,
+    cmd_index,
+    cmd_sample,
+    cmd_search,
+    cmd_serve,
+)
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (cmd_demo, cmd_endpoint, cmd_evaluate, cmd_index, cmd_sample)
+_COMMANDS = (cmd_demo, cmd_endpoint, cmd_evaluate, cmd_index, cmd_sample, cmd_search, cmd_serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

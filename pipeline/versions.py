@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ __all__ = [
     "current_version",
     "new_version_name",
     "publish",
+    "read_current",
     "resolve_index_folder",
 ]
 
@@ -39,6 +41,7 @@ VERSIONS = "versions"
 PARTIAL = ".partial"
 LOCK = ".lock"
 KEEP_VERSIONS = 3
+_VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def new_version_name() -> str:
@@ -59,15 +62,43 @@ def current_version(output: str | os.PathLike) -> Path | None:
     return folder
 
 
+def read_current(output: str | os.PathLike) -> str | None:
+    """The version name in ``OUTPUT/CURRENT``, or None when there is no such file.
+
+    A name that is not a plain version name (``v1``, ``v20261122T001500Z-3f2a9c``; no
+    path separators, no ``..``) raises IndexFolderError.
+    """
+    pointer = Path(output) / CURRENT
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise IndexFolderError(f"{pointer}: cannot be read ({exc.strerror})") from None
+    if not _VERSION_NAME.match(name):
+        raise IndexFolderError(f"{pointer}: {name!r} is not a version name")
+    return name
+
+
 def resolve_index_folder(path: str | os.PathLike) -> Path:
-    """An index folder itself, or the live version of an output folder."""
+    """The index folder to open for ``path``: ``path`` itself when it holds
+    ``manifest.json``, else ``path/versions/<CURRENT>``; anything else raises
+    IndexFolderError saying what was looked for."""
     p = Path(path)
+    if not p.is_dir():
+        raise IndexFolderError(f"{p}: no such directory")
     if (p / "manifest.json").is_file():
         return p
-    live = current_version(p)
-    if live is None:
-        raise IndexFolderError(f"{p} is neither an index folder nor an output with {CURRENT}")
-    return live
+    name = read_current(p)
+    if name is None:
+        raise IndexFolderError(
+            f"{p} is neither an index folder (manifest.json) nor an index output directory "
+            f"({CURRENT} naming a folder under {VERSIONS}/)"
+        )
+    folder = p / VERSIONS / name
+    if not folder.is_dir():
+        raise IndexFolderError(f"{p}: {CURRENT} names {name!r}, but {folder} is missing")
+    return folder
 
 
 @contextlib.contextmanager

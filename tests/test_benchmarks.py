@@ -36,3 +36,18 @@ def test_endpoint_rps_quick(capsys):
         "batch1_requests_per_s",
         "batch1_vectors_per_s",
     ]
+
+
+@pytest.mark.slow
+def test_search_latency_quick(capsys):
+    from benchmarks import search_latency
+
+    search_latency.main(["--quick", "--nq", "16"])
+    records = _records(capsys)
+    metrics = [r["metric"] for r in records]
+    assert metrics[:2] == ["float_build_time", "ubinary_build_time"]
+    for enc in ("float", "ubinary"):
+        assert metrics.count(f"{enc}_direct") == metrics.count(f"{enc}_service") == 3
+        assert f"{enc}_embed_share" in metrics
+    added = [r for r in records if r["metric"].endswith("_service_added_latency")]
+    assert len(added) == 2 and all(r["target"] == "< 2 ms" for r in added)

@@ -1,0 +1,446 @@
+"""The search service: an ASGI app (Starlette, served by uvicorn) over live index folders.
+
+Routes:
+
+    POST /search     {"query": text} | {"image": data URL} | {"vector": [...]},
+                     plus "k", "filter", "index"; answers {"hits": [...], "indexes": [...],
+                     "took_ms", "embed_ms"}
+    GET  /indexes    the indexes served: name, root, version, manifest
+    GET  /healthz    the process answers (always 200)
+    GET  /readyz     200 once every index is open and the query embedders are started
+    GET  /metrics    Prometheus text (pipeline.service_metrics)
+    GET  /openapi.json, GET /docs   the OpenAPI 3.1 document and a page rendering it
+
+Without ``"index"`` a query searches every index and merges the hits by score, which
+needs every index to have the same ``Searcher.score_kind`` (model, dimensions, cosine or
+hamming); otherwise the answer is 400 naming the index that differs. Every error is
+``{"error": {"code", "message", "target"?}}``. With ``ServiceConfig.api_key`` set, every
+route but ``/healthz``, ``/readyz``, ``/metrics`` and the docs needs ``api-key: KEY`` or
+``Authorization: Bearer KEY``.
+
+Searching runs in a worker thread (FAISS releases the GIL), so the event loop keeps
+accepting requests. A background task calls ``LiveIndex.refresh()`` every
+``poll_interval`` seconds: new versions swap in without dropping a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio.to_thread
+import faiss
+import numpy as np
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from inference.client.images import sniff_image_format
+from inference.errors import (
+    BadRequestError,
+    ConfigError,
+    CorpusbeamError,
+    EmbeddingError,
+    IndexFolderError,
+    PayloadTooLargeError,
+)
+from pipeline.live import LiveIndex
+from pipeline.openapi import docs_page, openapi_document
+from pipeline.searcher import Searcher, check_mergeable, embed_for, merge_hits
+from pipeline.service_metrics import ServiceMetrics
+
+__all__ = ["DEFAULT_MAX_K", "ServiceConfig", "create_app"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_K = 1000
+_OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
+_BODY_KEYS = frozenset({"query", "image", "vector", "k", "filter", "index"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceConfig:
+    """Limits and settings of the search service; every field validated on construction.
+
+    ``max_request_bytes``: largest ``POST /search`` body (an image query's data URL is
+    the large one); ``max_query_chars``: longest text query; ``max_k``: most hits asked
+    for; ``default_k``: when the body gives none; ``poll_interval``: seconds between
+    ``CURRENT`` checks (0 turns polling off); ``faiss_threads``: OpenMP threads a search
+    (1: concurrent requests use the cores; None: FAISS's default), set in each worker
+    thread, since OpenMP keeps the setting per thread; ``api_key``: required by
+    ``/search`` and ``/indexes`` (never shown by ``repr``).
+    """
+
+    max_request_bytes: int = 8 * 1024 * 1024
+    max_query_chars: int = 4096
+    max_k: int = DEFAULT_MAX_K
+    default_k: int = 10
+    poll_interval: float = 1.0
+    faiss_threads: int | None = 1
+    api_key: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("max_request_bytes", "max_query_chars", "max_k", "default_k"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(name, value, "must be a positive integer")
+        if self.default_k > self.max_k:
+            raise ConfigError("default_k", self.default_k, f"must be <= max_k ({self.max_k})")
+        if self.faiss_threads is not None and (
+            isinstance(self.faiss_threads, bool)
+            or not isinstance(self.faiss_threads, int)
+            or self.faiss_threads < 1
+        ):
+            raise ConfigError("faiss_threads", self.faiss_threads, "must be >= 1 or None")
+        if not (0 <= self.poll_interval < math.inf):
+            raise ConfigError("poll_interval", self.poll_interval, "must be >= 0 seconds")
+        if self.api_key is not None and not self.api_key:
+            raise ConfigError("api_key", "<hidden>", "must be a non-empty string or None")
+
+
+class _Refused(Exception):
+    """An answer other than 200, raised anywhere in a handler."""
+
+    def __init__(self, status: int, code: str, message: str, target: str | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.target = status, code, message, target
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+def _error(exc: _Refused) -> Response:
+    body: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if exc.target:
+        body["target"] = exc.target
+    response = _json({"error": body}, exc.status)
+    if exc.status == 401:
+        response.headers["www-authenticate"] = "Bearer"
+    return response
+
+
+@dataclass
+class _Query:
+    query: str | None
+    image: bytes | None
+    vector: np.ndarray | None
+    k: int
+    filter: dict | None
+    index: str | None
+
+
+class _Service:
+    def __init__(self, indexes: Sequence[LiveIndex], config: ServiceConfig) -> None:
+        names = [live.name for live in indexes]
+        if not indexes:
+            raise ConfigError("indexes", [], "serve at least one index")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError("indexes", dupes, "two indexes have the same name; name them")
+        self.indexes = {live.name: live for live in indexes}
+        self.config = config
+        self.metrics = ServiceMetrics()
+        self.ready = False
+        self.openapi = orjson.dumps(openapi_document(config))
+
+    # ---- plumbing --------------------------------------------------------------------
+
+    def authorised(self, request: Request) -> bool:
+        key = self.config.api_key
+        if key is None or request.url.path in _OPEN_ROUTES:
+            return True
+        given = request.headers.get("api-key")
+        auth = request.headers.get("authorization", "")
+        if given is None and auth[:7].lower() == "bearer ":
+            given = auth[7:].strip()
+        return given is not None and hmac.compare_digest(given.encode(), key.encode())
+
+    async def body(self, request: Request) -> dict:
+        limit = self.config.max_request_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _Refused(413, "request_too_large", f"the body is over {limit} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _Refused(413, "request_too_large", f"the body is over {limit} bytes")
+            chunks.append(chunk)
+        try:
+            data = orjson.loads(b"".join(chunks))
+        except orjson.JSONDecodeError as exc:
+            raise _Refused(400, "invalid_json", f"the body is not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise _Refused(400, "invalid_request", "the body must be a JSON object")
+        return data
+
+    # ---- POST /search ----------------------------------------------------------------
+
+    def parse(self, data: dict) -> _Query:
+        cfg = self.config
+        unknown = sorted(set(data) - _BODY_KEYS)
+        if unknown:
+            raise _Refused(400, "unknown_field", f"unknown fields {unknown}", unknown[0])
+        given = [name for name in ("query", "image", "vector") if data.get(name) is not None]
+        if len(given) != 1:
+            raise _Refused(
+                400, "invalid_request", "give exactly one of query, image, vector", "query"
+            )
+        k = data.get("k", cfg.default_k)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= cfg.max_k:
+            raise _Refused(400, "invalid_k", f"k must be an integer in [1, {cfg.max_k}]", "k")
+        flt = data.get("filter")
+        if flt is not None and (not isinstance(flt, dict) or not flt):
+            raise _Refused(400, "invalid_filter", "filter must be a non-empty object", "filter")
+        index = data.get("index")
+        if index is not None and not isinstance(index, str):
+            raise _Refused(400, "invalid_request", "index must be an index's name", "index")
+        if index is not None and index not in self.indexes:
+            raise _Refused(
+                404, "index_not_found", f"no index {index!r}; have {sorted(self.indexes)}", "index"
+            )
+        query = image = vector = None
+        if "query" in given:
+            query = data["query"]
+            if not isinstance(query, str) or not query.strip():
+                raise _Refused(400, "invalid_query", "query must be a non-empty string", "query")
+            if len(query) > cfg.max_query_chars:
+                raise _Refused(
+                    400,
+                    "query_too_long",
+                    f"query has {len(query)} characters; the limit is {cfg.max_query_chars}",
+                    "query",
+                )
+        elif "image" in given:
+            image = _data_url_bytes(data["image"])
+        else:
+            vector = _vector(data["vector"])
+        return _Query(query, image, vector, k, flt, index)
+
+    def targets(self, q: _Query) -> list[Searcher]:
+        if q.index is not None:
+            searchers = [self.indexes[q.index].current]
+        else:
+            searchers = [live.current for live in self.indexes.values()]
+            try:
+                check_mergeable(searchers)
+            except ConfigError as exc:
+                raise _Refused(400, "indexes_not_mergeable", str(exc), "index") from None
+        if q.vector is not None:
+            for s in searchers:
+                if q.vector.shape[1] != s.dimensions:
+                    raise _Refused(
+                        400,
+                        "invalid_vector",
+                        f"vector has {q.vector.shape[1]} numbers; index {s.name} has "
+                        f"{s.dimensions} dimensions",
+                        "vector",
+                    )
+        return searchers
+
+    def answer(self, q: _Query, searchers: list[Searcher]) -> dict:
+        """Embed, search, merge (runs in a worker thread)."""
+        if self.config.faiss_threads is not None:
+            faiss.omp_set_num_threads(self.config.faiss_threads)  # per thread in OpenMP
+        t0 = time.perf_counter()
+        embed_s = None
+        if q.vector is not None:
+            vectors = [q.vector] * len(searchers)
+        else:
+            vectors = embed_for(searchers, q.query, image=q.image)
+            embed_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        lists = [
+            s.search_vectors(xq, q.k, filter=q.filter)[0]
+            for s, xq in zip(searchers, vectors, strict=True)
+        ]
+        hits = merge_hits(lists, q.k) if len(lists) > 1 else lists[0]
+        index_s = time.perf_counter() - t1
+        self.metrics.timings(embed_s, index_s)
+        return {
+            "hits": [h.to_dict() for h in hits],
+            "indexes": [{"name": s.name, "version": s.version} for s in searchers],
+            "took_ms": round((time.perf_counter() - t0) * 1000, 3),
+            "embed_ms": None if embed_s is None else round(embed_s * 1000, 3),
+        }
+
+    async def search(self, request: Request) -> Response:
+        q = self.parse(await self.body(request))
+        searchers = self.targets(q)
+        try:
+            result = await anyio.to_thread.run_sync(self.answer, q, searchers)
+        except ConfigError as exc:  # a bad filter, an image the endpoint cannot take
+            target = "filter" if exc.field == "filter" else exc.field
+            raise _Refused(400, "invalid_request", str(exc), target) from None
+        except PayloadTooLargeError as exc:
+            raise _Refused(413, "query_too_large", f"the embeddings endpoint: {exc}") from None
+        except BadRequestError as exc:  # refused by the endpoint: content filter, bad image
+            code = exc.code or "query_refused"
+            raise _Refused(400, code, f"the embeddings endpoint refused the query: {exc}") from None
+        except EmbeddingError as exc:
+            raise _Refused(502, "embedding_failed", f"embedding the query failed: {exc}") from None
+        except IndexFolderError as exc:
+            raise _Refused(500, "index_error", str(exc)) from None
+        return _json(result)
+
+    # ---- the other routes ------------------------------------------------------------
+
+    def describe(self) -> dict:
+        return {
+            "indexes": [
+                {
+                    "name": live.name,
+                    "root": str(live.root),
+                    "version": live.version,
+                    "follows_current": live.follows,
+                    "swaps": live.swaps,
+                    "last_error": live.last_error,
+                    "score_kind": list(live.current.score_kind),
+                    "manifest": orjson.loads(live.current.manifest.to_json()),
+                }
+                for live in self.indexes.values()
+            ]
+        }
+
+    async def warm_up(self) -> None:
+        """Start the query embedders (a local endpoint, a client) before saying ready."""
+        for live in self.indexes.values():
+            try:
+                await anyio.to_thread.run_sync(live.current.embedder)
+            except ConfigError as exc:  # no endpoint: vector queries only
+                log.warning("index %s answers vector queries only: %s", live.name, exc)
+        self.ready = True
+
+    async def poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.poll_interval)
+            for live in self.indexes.values():
+                try:
+                    await anyio.to_thread.run_sync(live.refresh)
+                except Exception:  # never let the poller die
+                    log.exception("index %s: refresh failed", live.name)
+
+
+def _data_url_bytes(value: object) -> bytes:
+    if not isinstance(value, str) or not value.startswith("data:image/"):
+        raise _Refused(400, "invalid_image", "image must be a data:image/...;base64, URL", "image")
+    head, sep, payload = value.partition(",")
+    if not sep or not head.endswith(";base64"):
+        raise _Refused(400, "invalid_image", "image must be a base64 data URL", "image")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise _Refused(400, "invalid_image", "image is not valid base64", "image") from None
+    if sniff_image_format(data) is None:
+        raise _Refused(400, "invalid_image", "image is not png, jpeg, webp or gif", "image")
+    return data
+
+
+def _vector(value: object) -> np.ndarray:
+    ok = (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    )
+    if not ok:
+        raise _Refused(
+            400, "invalid_vector", "vector must be a non-empty list of numbers", "vector"
+        )
+    x = np.asarray(value, dtype=np.float64)[None, :]
+    if not np.isfinite(x).all() or np.abs(x).max() > np.finfo(np.float32).max:
+        raise _Refused(400, "invalid_vector", "vector must be finite float32 numbers", "vector")
+    x = x.astype(np.float32)
+    return x
+
+
+def create_app(indexes: Sequence[LiveIndex], config: ServiceConfig | None = None) -> Starlette:
+    """The ASGI app serving ``indexes`` (opened ``LiveIndex`` objects; the caller closes
+    their embedder pool after the app stops)."""
+    service = _Service(indexes, config or ServiceConfig())
+
+    async def search(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            if not service.authorised(request):
+                raise _Refused(401, "unauthorized", "a valid api-key or bearer token is required")
+            response = await service.search(request)
+        except _Refused as exc:
+            response = _error(exc)
+        except CorpusbeamError as exc:
+            response = _error(_Refused(500, "internal_error", str(exc)))
+        service.metrics.request(response.status_code, time.perf_counter() - started)
+        return response
+
+    def guarded(handler):
+        async def route(request: Request) -> Response:
+            if not service.authorised(request):
+                return _error(_Refused(401, "unauthorized", "a valid api-key is required"))
+            return await handler(request)
+
+        return route
+
+    async def indexes_route(request: Request) -> Response:
+        return _json(service.describe())
+
+    async def healthz(request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        if not service.ready:
+            return _json({"status": "starting"}, 503)
+        return _json(
+            {"status": "ready", "indexes": {n: i.version for n, i in service.indexes.items()}}
+        )
+
+    async def metrics(request: Request) -> Response:
+        text = service.metrics.render(service.indexes.values())
+        return Response(text, media_type="text/plain; version=0.0.4")
+
+    async def openapi(request: Request) -> Response:
+        return Response(service.openapi, media_type="application/json")
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(docs_page(openapi_document(service.config)))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.warm_up()
+        poller = None
+        if service.config.poll_interval > 0:
+            poller = asyncio.create_task(service.poll())
+        try:
+            yield
+        finally:
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+
+    routes = [
+        Route("/search", search, methods=["POST"]),
+        Route("/indexes", guarded(indexes_route), methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.service = service
+    return app

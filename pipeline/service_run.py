@@ -1,0 +1,136 @@
+"""Starting the search service: ``serve`` (blocking, for ``corpusbeam serve``) and
+``running_service`` (a background thread on a free loopback port, for tests and
+benchmarks). Both open the indexes as ``LiveIndex`` objects sharing one ``EmbedderPool``
+and close that pool when the server stops."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import httpx
+import uvicorn
+
+from inference.client.credentials import Credential
+from inference.errors import ConfigError
+from inference.server.run import bind_socket
+from pipeline.embedder import EmbedderPool
+from pipeline.live import LiveIndex
+from pipeline.service import ServiceConfig, create_app
+
+__all__ = ["RunningService", "open_live_indexes", "running_service", "serve"]
+
+_READY_LINE = "corpusbeam search: listening on "
+
+
+def open_live_indexes(
+    paths: Sequence[str | os.PathLike],
+    *,
+    embedders: EmbedderPool,
+    names: Sequence[str] | None = None,
+    verify: bool = True,
+    mmap: bool = True,
+) -> list[LiveIndex]:
+    """One ``LiveIndex`` a path; ``names`` (same length) override the directory names."""
+    if names and len(names) != len(paths):
+        raise ConfigError("names", list(names), f"give one name for each of {len(paths)} indexes")
+    return [
+        LiveIndex(
+            p, name=names[i] if names else None, embedders=embedders, verify=verify, mmap=mmap
+        )
+        for i, p in enumerate(paths)
+    ]
+
+
+def _uvicorn(app, log_level: str, *, own_logging: bool) -> uvicorn.Server:
+    kwargs = {} if own_logging else {"log_config": None}
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        **kwargs,
+    )
+    return uvicorn.Server(config)
+
+
+def serve(
+    paths: Sequence[str | os.PathLike],
+    *,
+    config: ServiceConfig,
+    names: Sequence[str] | None = None,
+    endpoint: str | None = None,
+    credential: Credential | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8090,
+    verify: bool = True,
+    log_level: str = "info",
+) -> None:
+    """Open the indexes, listen, print the URL, serve until interrupted."""
+    with EmbedderPool(endpoint=endpoint, credential=credential) as pool:
+        indexes = open_live_indexes(paths, embedders=pool, names=names, verify=verify)
+        app = create_app(indexes, config)
+        sock = bind_socket(host, port)
+        host_, port_ = sock.getsockname()[:2]
+        print(f"{_READY_LINE}http://{host_}:{port_}", flush=True)
+        _uvicorn(app, log_level, own_logging=True).run(sockets=[sock])
+
+
+@dataclass(frozen=True)
+class RunningService:
+    """A started service: its ``url`` and the ``indexes`` it serves."""
+
+    url: str
+    indexes: list[LiveIndex]
+
+
+@contextlib.contextmanager
+def running_service(
+    paths: Sequence[str | os.PathLike],
+    *,
+    config: ServiceConfig | None = None,
+    names: Sequence[str] | None = None,
+    endpoint: str | None = None,
+    credential: Credential | None = None,
+    verify: bool = True,
+    log_level: str = "warning",
+    startup_timeout: float = 60.0,
+) -> Iterator[RunningService]:
+    """The service on 127.0.0.1 (a free port) in a thread, until the block ends."""
+    with EmbedderPool(endpoint=endpoint, credential=credential) as pool:
+        indexes = open_live_indexes(paths, embedders=pool, names=names, verify=verify)
+        app = create_app(indexes, config)
+        sock = bind_socket("127.0.0.1", 0)
+        host, port = sock.getsockname()[:2]
+        url = f"http://{host}:{port}"
+        server = _uvicorn(app, log_level, own_logging=False)
+        thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name="corpusbeam-search", daemon=True
+        )
+        thread.start()
+        try:
+            _wait_ready(url, thread.is_alive, startup_timeout)
+            yield RunningService(url=url, indexes=indexes)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            sock.close()
+
+
+def _wait_ready(url: str, alive, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise ConfigError("service", url, "the server stopped while starting")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.02)
+    raise ConfigError("service", url, f"not ready within {timeout:.0f} s")

@@ -1,0 +1,109 @@
+"""``corpusbeam search`` and ``corpusbeam serve`` through the real command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipeline.cli import main
+from tests.conftest import KEY
+from tests.pipeline.conftest import make_versioned, png
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_search_json_prints_the_hits_shape(float_folder, capsys):
+    assert main(["search", str(float_folder), "the owl eats mice", "-k", "3", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert len(hits) == 3
+    assert set(hits[0]) == {"id", "score", "document_id", "uri", "text", "metadata"}
+    assert hits[0]["text"].startswith("the owl eats mice")
+
+
+def test_search_an_output_dir_with_a_filter(tmp_path, build_text, capsys):
+    root = make_versioned(tmp_path / "out", build_text, "v7", tag="v7")
+    flt = '{"lang": "fr"}'
+    assert main(["search", str(root), "the cat eats fish", "--filter", flt, "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert hits and {h["metadata"]["lang"] for h in hits} == {"fr"}
+    assert {h["metadata"]["tag"] for h in hits} == {"v7"}
+
+
+def test_search_an_image_and_plain_output(image_folder, tmp_path, capsys):
+    path = tmp_path / "q.png"
+    path.write_bytes(png(1))
+    assert main(["search", str(image_folder), "--image", str(path), "-k", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "img-1" in out and "green ellipse" in out
+
+
+def test_search_an_image_with_its_text(image_folder, tmp_path, capsys):
+    path = tmp_path / "q.png"
+    path.write_bytes(png(2))
+    args = ["search", str(image_folder), "brown stripes", "--image", str(path), "--json"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["hits"][0]["document_id"] == "img-2"
+
+
+def test_search_with_an_explicit_endpoint_and_key(float_folder, endpoint, monkeypatch, capsys):
+    monkeypatch.setenv("CLI_SEARCH_KEY", KEY)
+    args = ["search", str(float_folder), "the dog eats bones", "--json"]
+    args += ["--endpoint", endpoint.url, "--api-key-env", "CLI_SEARCH_KEY"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out)["hits"][0]["text"].startswith("the dog eats bones")
+    assert KEY not in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--filter", "{lang"], "filter"),
+        (["--filter", '["en"]'], "JSON object"),
+        (["-k", "0"], "k=0"),
+        (["--api-key-env", "NO_SUCH_VARIABLE_SET"], "NO_SUCH_VARIABLE_SET"),
+    ],
+)
+def test_search_errors_name_the_input(float_folder, capsys, extra, message):
+    assert main(["search", str(float_folder), "the owl", *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_search_refuses_a_folder_that_is_not_one(tmp_path, capsys):
+    assert main(["search", str(tmp_path), "the owl"]) == 2
+    assert "neither an index folder" in capsys.readouterr().err
+    assert main(["search", str(tmp_path)]) == 2
+    assert "give a text" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_serve_command_in_a_child_process(float_folder, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SVC_KEY": "k-123"}
+    cmd = [sys.executable, "-m", "pipeline.cli", "serve", str(float_folder), "--name", "t"]
+    cmd += ["--port", "0", "--service-key-env", "SVC_KEY", "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("corpusbeam search: listening on "), line
+        url = line.rsplit(" ", 1)[1].strip()
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{url}/readyz", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        r = httpx.post(
+            f"{url}/search", json={"query": "the owl eats mice"}, headers={"api-key": "k-123"}
+        )
+        assert r.status_code == 200 and r.json()["hits"][0]["index"] == "t"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        if proc.stdout is not None:
+            proc.stdout.close()

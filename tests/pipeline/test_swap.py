@@ -1,0 +1,130 @@
+"""Version swaps: the service follows CURRENT under load without failing a request."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections import Counter
+
+import httpx
+
+from inference.server.metrics import parse_metrics
+from pipeline.embedder import EmbedderPool
+from pipeline.live import LiveIndex
+from pipeline.service import ServiceConfig
+from pipeline.service_run import running_service
+from tests.pipeline.conftest import flip, make_versioned
+
+QUERY = {"query": "the rabbit eats carrots", "k": 3}
+
+
+def _wait(predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_swap_under_load_fails_no_request(tmp_path, build_text):
+    root = make_versioned(tmp_path / "out", build_text, "v1", tag="v1")
+    config = ServiceConfig(poll_interval=0.05)
+    failures: list[str] = []
+    seen: list[list[str]] = [[] for _ in range(4)]
+    stop = threading.Event()
+
+    def fire(url: str, mine: list[str]) -> None:
+        with httpx.Client(base_url=url, timeout=30) as c:
+            while not stop.is_set():
+                try:
+                    r = c.post("/search", json=QUERY)
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+                    continue
+                if r.status_code != 200:
+                    failures.append(f"{r.status_code} {r.text}")
+                    continue
+                body = r.json()
+                version = body["indexes"][0]["version"]
+                tags = {h["metadata"]["tag"] for h in body["hits"]}
+                if tags != {version}:
+                    failures.append(f"hits of {tags} reported as {version}")
+                mine.append(version)
+
+    with running_service([root], config=config) as svc:
+        threads = [threading.Thread(target=fire, args=(svc.url, seen[i])) for i in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            _wait(lambda: all(len(s) >= 3 for s in seen))
+            build_text(root / "versions" / "v2", tag="v2")  # written while serving v1
+            flip(root, "v2")
+            _wait(lambda: all(s and s[-1] == "v2" for s in seen))
+            time.sleep(0.2)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=30)
+        assert failures == []
+        for versions in seen:
+            # Each client sees v1, then only v2: the swap is atomic and permanent.
+            first_v2 = versions.index("v2")
+            assert set(versions[:first_v2]) == {"v1"} and set(versions[first_v2:]) == {"v2"}
+        counts = Counter(v for s in seen for v in s)
+        assert counts["v1"] >= 12 and counts["v2"] >= 4
+        live = svc.indexes[0]
+        assert live.version == "v2" and live.swaps == 1
+
+
+def test_damaged_new_version_is_skipped_and_the_old_one_kept(tmp_path, build_text):
+    root = make_versioned(tmp_path / "out", build_text, "v1", tag="v1")
+    with running_service([root], config=ServiceConfig(poll_interval=0.05)) as svc:
+        with httpx.Client(base_url=svc.url, timeout=30) as c:
+            bad = root / "versions" / "v2"
+            shutil.copytree(root / "versions" / "v1", bad)
+            (bad / "index.faiss").write_bytes(b"\0" * 16)
+            flip(root, "v2")
+            live = svc.indexes[0]
+            _wait(lambda: live.failed_swaps == 1)
+            r = c.post("/search", json=QUERY)
+            assert r.status_code == 200 and r.json()["indexes"][0]["version"] == "v1"
+            listing = c.get("/indexes").json()["indexes"][0]
+            assert listing["version"] == "v1" and "index.faiss" in listing["last_error"]
+            metrics = parse_metrics(c.get("/metrics").text)
+            assert metrics['corpusbeam_index_swap_failures_total{index="out"}'] == 1
+            time.sleep(0.2)
+            assert live.failed_swaps == 1  # not retried until CURRENT moves again
+            build_text(root / "versions" / "v3", tag="v3")
+            flip(root, "v3")
+            _wait(lambda: live.version == "v3")
+            r = c.post("/search", json=QUERY)
+            assert {h["metadata"]["tag"] for h in r.json()["hits"]} == {"v3"}
+            assert listing["follows_current"] is True
+
+
+def test_live_index_refresh_directly(tmp_path, build_text, float_folder):
+    root = make_versioned(tmp_path / "out", build_text, "v1", tag="v1")
+    with EmbedderPool() as pool:
+        live = LiveIndex(root, embedders=pool)
+        old = live.current
+        assert live.refresh() is False
+        build_text(root / "versions" / "v2", tag="v2")
+        flip(root, "v2")
+        assert live.refresh() is True and live.version == "v2"
+        # The old searcher still answers for whoever holds it.
+        assert old.search("the owl eats mice")[0].metadata["tag"] == "v1"
+        assert live.current.search("the owl eats mice")[0].metadata["tag"] == "v2"
+        assert live.current.embedder() is old.embedder()  # one endpoint for both
+        plain = LiveIndex(float_folder, embedders=pool)
+        assert plain.follows is False and plain.refresh() is False
+
+
+def test_a_served_version_survives_its_folder_being_deleted(tmp_path, build_text):
+    """The index job keeps three versions and deletes older ones, possibly while a
+    service still answers from one: everything is mapped or read at opening."""
+    root = make_versioned(tmp_path / "out", build_text, "v1", tag="v1", encoding="ubinary")
+    with EmbedderPool() as pool:
+        live = LiveIndex(root, embedders=pool)
+        shutil.rmtree(root / "versions" / "v1")
+        hits = live.current.search("the owl eats mice", k=3)
+        assert live.current.rescores and hits[0].metadata["tag"] == "v1"
