@@ -46,11 +46,14 @@ class EmbeddingsClient:
     def stats(self) -> ClientStats:
         return self._client.stats
 
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         if not self._finalizer.alive:
             coro.close()
             raise RuntimeError("the client is closed")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._submit(coro).result()
 
     def embed_texts(
         self,
@@ -74,21 +77,13 @@ class EmbeddingsClient:
     def submit_texts(self, texts: Sequence[str], **options: Any) -> Future[EmbeddingsResult]:
         """Start ``embed_texts`` and return at once: a Future of its result. Lets a caller
         (a Beam DoFn) prepare the next batch while this one's requests are in flight."""
-        if not self._finalizer.alive:
-            raise RuntimeError("the client is closed")
-        return asyncio.run_coroutine_threadsafe(
-            self._client.embed_texts(texts, **options), self._loop
-        )
+        return self._submit(self._client.embed_texts(texts, **options))
 
     def submit_images(
         self, images: Sequence[ImageInput | bytes | str], **options: Any
     ) -> Future[EmbeddingsResult]:
         """Start ``embed_images`` and return a Future of its result (see submit_texts)."""
-        if not self._finalizer.alive:
-            raise RuntimeError("the client is closed")
-        return asyncio.run_coroutine_threadsafe(
-            self._client.embed_images(images, **options), self._loop
-        )
+        return self._submit(self._client.embed_images(images, **options))
 
     def embed_images(
         self,
