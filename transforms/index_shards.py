@@ -1,23 +1,24 @@
 """BuildIndexShards: the index built on the workers, in shards, for one final merge.
 
-    embedded --Count------------\
-    embedded --Sample(random)----> Train (one worker): choose the index, train it
+    embedded --Count--> Choose (the index for that many vectors)
+    embedded --Sample (by id hash, sized by the choice)--> Train (one worker)
     embedded --by id % shards--> GroupByKey --> AddShard (each worker, its shards):
                copy of the trained index + add_with_ids (IVF); write shard files
 
-Only the training sample (at most ``train_sample`` vectors) meets on one worker; each
-shard holds ``1/shards`` of the vectors. A shard is three files in ``staging``:
-``shard-NNNNN.faiss``, ``.metadata.parquet`` and ``.vectors.parquet``; for flat and
-graph indexes, which cannot merge shards without re-adding every vector, there is no
-``.faiss`` and the final step adds the vectors once. Grouping by id
-also catches duplicates (the same document id twice in the corpus): the first, by URI,
-is kept and the others go to the failures output.
+Only the training sample (the chosen index's training size, 30-256 vectors a list)
+meets on one worker; each shard holds ``1/shards`` of the vectors. A shard is files in
+``staging``: ``shard-NNNNN.metadata.parquet`` and ``.vectors.parquet`` and, for IVF
+indexes, ``.faiss``; flat and graph indexes cannot merge shards without re-adding every
+vector, so the final step adds theirs once. Grouping by id also catches duplicates (the
+same document id twice in the corpus): the first, by URI, is kept and the others go to
+the failures output.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 
@@ -43,7 +44,7 @@ __all__ = [
     "shard_tables",
 ]
 
-TRAIN_SAMPLE = 100_000
+_HASH_SPACE = 1 << 32
 
 ShardFiles = dict  # {"shard", "count", "index", "metadata", "vectors"}
 
@@ -102,23 +103,50 @@ def _dimensions(vector: np.ndarray, encoding: str) -> int:
     return width * 8 if encoding in codec.BIT_ENCODINGS else width
 
 
-def _train(_, count: int, sample: list, settings: dict) -> dict | None:
-    """Choose the index for ``count`` vectors and train it on the random sample."""
-    if count == 0 or not sample:
+def _choose(_, count: int, first: list, settings: dict) -> dict | None:
+    """The index to build for ``count`` vectors like ``first[0]``, as a dict."""
+    if count == 0 or not first:
         return None
-    encoding = settings["encoding"]
-    d = _dimensions(sample[0], encoding)
     spec = choose_index(
         count,
-        d,
-        encoding,
+        _dimensions(first[0], settings["encoding"]),
+        settings["encoding"],
         memory_budget=settings["memory_budget"],
         factory=settings["factory"],
         train_per_centroid=settings["train_per_centroid"],
     )
-    xs = np.stack([np.asarray(v) for v in sample]).astype(codec.natural_dtype(encoding))
-    trained = build.train_index(spec, xs, seed=settings["seed"])
-    return {"spec": asdict(spec), "blob": build.serialize_index(trained)}
+    return asdict(spec)
+
+
+def _keep_rate(spec: dict) -> float:
+    """Bernoulli rate that yields at least ``train_size`` vectors (mean + 6 sd above it)."""
+    size = spec["train_size"]
+    if not size or spec["count"] <= 0:
+        return 0.0
+    return min(1.0, (size + 6 * math.sqrt(size) + 10) / spec["count"])
+
+
+def _sampled(e: Embedded, spec: dict | None) -> Iterator[np.ndarray]:
+    """The vector of ``e`` if it is in the training sample: decided by its id's hash, so
+    the same corpus trains on the same vectors on every runner."""
+    if spec is None:
+        return
+    rate = _keep_rate(spec)
+    if rate and (chunk_id(e.document_id, e.chunk_index) % _HASH_SPACE) < rate * _HASH_SPACE:
+        yield np.asarray(e.vector)
+
+
+def _train(spec: dict | None, sample: list, settings: dict) -> dict | None:
+    """Train the chosen index on the sample (a random one, never the first rows)."""
+    if spec is None:
+        return None
+    index_spec = IndexSpec(**spec)
+    xs = np.stack(sample).astype(codec.natural_dtype(settings["encoding"])) if sample else None
+    if xs is None:  # an index that needs no training still gets built from an empty sample
+        width = codec.wire_width(index_spec.encoding, index_spec.dimensions)
+        xs = np.empty((0, width), dtype=codec.natural_dtype(settings["encoding"]))
+    trained = build.train_index(index_spec, xs, seed=settings["seed"])
+    return {"spec": spec, "blob": build.serialize_index(trained)}
 
 
 class _AddShardFn(beam.DoFn):
@@ -246,21 +274,29 @@ class BuildIndexShards(beam.PTransform):
 
     def expand(self, embedded: beam.PCollection) -> Outputs:
         count = embedded | "Count" >> beam.combiners.Count.Globally()
-        sample = (
+        first = (
             embedded
             | "Vectors" >> beam.Map(lambda e: e.vector)
-            | "Sample" >> beam.combiners.Sample.FixedSizeGlobally(TRAIN_SAMPLE)
+            | "First" >> beam.combiners.Sample.FixedSizeGlobally(1)
         )
-        self.trained = (
+        spec = (
             embedded.pipeline
             | "Once" >> beam.Create([None])
-            | "Train"
+            | "Choose"
             >> beam.Map(
-                _train,
+                _choose,
                 beam.pvalue.AsSingleton(count),
-                beam.pvalue.AsSingleton(sample),
+                beam.pvalue.AsSingleton(first),
                 self._settings,
             )
+        )
+        sample = (
+            embedded
+            | "Sample" >> beam.FlatMap(_sampled, beam.pvalue.AsSingleton(spec))
+            | "SampleList" >> beam.combiners.ToList()
+        )
+        self.trained = spec | "Train" >> beam.Map(
+            _train, beam.pvalue.AsSingleton(sample), self._settings
         )
         _ = self.trained | "SaveTrained" >> beam.Map(_save_trained, self._staging)
         shards = (
