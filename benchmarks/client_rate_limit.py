@@ -12,15 +12,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 
+from benchmarks._common import emit as _emit
 from inference.client import AsyncEmbeddingsClient, ClientSettings
 from inference.server import EndpointConfig, running_endpoint
 
 
 def emit(**fields: object) -> None:
-    print(json.dumps({"benchmark": "client_rate_limit", **fields}), flush=True)
+    """One result line, through the shared convention (benchmarks/README.md)."""
+    fields = dict(fields)
+    _emit(
+        "client_rate_limit",
+        fields.pop("metric"),
+        fields.pop("value"),
+        fields.pop("unit", ""),
+        **fields,
+    )
 
 
 async def run(url: str, seconds: float, workers: int) -> tuple[int, int, float]:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 
+from benchmarks._common import emit as _emit
 from inference.client import AsyncEmbeddingsClient, ClientSettings
 from inference.server import EndpointConfig, running_endpoint
 
@@ -23,7 +23,15 @@ LIMIT = CONCURRENCY * BATCH / LATENCY_S
 
 
 def emit(**fields: object) -> None:
-    print(json.dumps({"benchmark": "client_throughput", **fields}), flush=True)
+    """One result line, through the shared convention (benchmarks/README.md)."""
+    fields = dict(fields)
+    _emit(
+        "client_throughput",
+        fields.pop("metric"),
+        fields.pop("value"),
+        fields.pop("unit", ""),
+        **fields,
+    )
 
 
 def texts(n: int) -> list[str]:

@@ -11,12 +11,12 @@ Prints inputs a second and the ratio to that limit (target >= 0.8) for each runn
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from benchmarks._common import emit as _emit
 from inference.client import ClientSettings
 from inference.server import EndpointConfig, running_endpoint
 from transforms import Document, EmbedTexts
@@ -34,7 +34,15 @@ RUNNERS = {
 
 
 def emit(**fields: object) -> None:
-    print(json.dumps({"benchmark": "embed_pipeline", **fields}), flush=True)
+    """One result line, through the shared convention (benchmarks/README.md)."""
+    fields = dict(fields)
+    _emit(
+        "embed_pipeline",
+        fields.pop("metric"),
+        fields.pop("value"),
+        fields.pop("unit", ""),
+        **fields,
+    )
 
 
 def document(i: int) -> Document:
