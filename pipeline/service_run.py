@@ -50,6 +50,8 @@ def _uvicorn(app, log_level: str, *, own_logging: bool) -> uvicorn.Server:
     kwargs = {} if own_logging else {"log_config": None}
     config = uvicorn.Config(
         app,
+        http="auto",  # httptools when installed (a dependency): ~1 ms less a request than h11
+        loop="auto",  # uvloop likewise
         log_level=log_level,
         access_log=False,
         lifespan="on",

@@ -81,6 +81,10 @@ def _uvicorn_config(app, log_level: str, *, own_logging: bool) -> uvicorn.Config
     kwargs = {} if own_logging else {"log_config": None}
     return uvicorn.Config(
         app,
+        # Pinned: dropped connections and truncated bodies (the faults) are made on h11's
+        # transport; "auto" would switch to httptools/uvloop when installed.
+        http="h11",
+        loop="asyncio",
         log_level=log_level,
         access_log=False,  # the endpoint writes its own request line
         lifespan="off",
