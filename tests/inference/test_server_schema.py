@@ -17,13 +17,12 @@ the spec (errors in its ErrorResponse shape), schema-invalid requests are reject
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import KEY
+from tests.schemathesis_run import run_schemathesis
 
 SPEC = (
     Path(__file__).resolve().parents[1]
@@ -35,20 +34,12 @@ SPEC = (
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_embeddings_operations_conform_to_the_spec(endpoint, tmp_path):
-    cmd = [
-        sys.executable, "-m", "schemathesis.cli", "run", str(SPEC),
+    result = run_schemathesis(
+        str(SPEC),
         "--url", endpoint.url,
         "--include-path-regex", r"^/(images/)?embeddings$",
         "--header", f"api-key: {KEY}",
-        "--checks", "all",
-        "--exclude-checks", "positive_data_acceptance",
-        "--max-examples", "25",
-        "--seed", "1",
-        "--workers", "1",
-        "--generation-database", "none",
-        "--request-timeout", "10",
-        "--no-color",
-    ]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=110, cwd=tmp_path)
+        cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
     assert "2 selected" in result.stdout and " passed" in result.stdout

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
@@ -17,6 +15,7 @@ from inference.server.metrics import parse_metrics
 from pipeline.service import ServiceConfig
 from pipeline.service_run import RunningService, running_service
 from tests.pipeline.conftest import D, png
+from tests.schemathesis_run import run_schemathesis
 
 SERVICE_KEY = "service-key-0123"
 LIMITS = ServiceConfig(max_k=50, max_query_chars=200, max_request_bytes=64 * 1024, poll_interval=0)
@@ -204,17 +203,6 @@ def test_service_conforms_to_its_openapi_document(service, tmp_path):
     """Schemathesis reads /openapi.json and fuzzes every route: no 5xx, every answer as
     documented (status, content type, body). positive_data_acceptance is off: the schema
     admits images that are not images and vectors of the wrong length, refused by design."""
-    cmd = [
-        sys.executable, "-m", "schemathesis.cli", "run", f"{service.url}/openapi.json",
-        "--checks", "all",
-        "--exclude-checks", "positive_data_acceptance",
-        "--max-examples", "25",
-        "--seed", "1",
-        "--workers", "1",
-        "--generation-database", "none",
-        "--request-timeout", "10",
-        "--no-color",
-    ]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=110, cwd=tmp_path)
+    result = run_schemathesis(f"{service.url}/openapi.json", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
     assert "5 selected" in result.stdout and " passed" in result.stdout
