@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-import httpx
 import uvicorn
 
 from inference.client.credentials import Credential
 from inference.errors import ConfigError
-from inference.server.run import bind_socket
+from inference.server.run import bind_socket, uvicorn_in_thread, wait_until_ready
 from pipeline.embedder import EmbedderPool
 from pipeline.live import LiveIndex
 from pipeline.service import ServiceConfig, create_app
@@ -107,32 +104,7 @@ def running_service(
     with EmbedderPool(endpoint=endpoint, credential=credential) as pool:
         indexes = open_live_indexes(paths, embedders=pool, names=names, verify=verify)
         app = create_app(indexes, config)
-        sock = bind_socket("127.0.0.1", 0)
-        host, port = sock.getsockname()[:2]
-        url = f"http://{host}:{port}"
         server = _uvicorn(app, log_level, own_logging=False)
-        thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name="corpusbeam-search", daemon=True
-        )
-        thread.start()
-        try:
-            _wait_ready(url, thread.is_alive, startup_timeout)
+        with uvicorn_in_thread(server, name="corpusbeam-search") as (url, alive):
+            wait_until_ready(f"{url}/readyz", alive, startup_timeout, what="service")
             yield RunningService(url=url, indexes=indexes)
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
-            sock.close()
-
-
-def _wait_ready(url: str, alive, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive():
-            raise ConfigError("service", url, "the server stopped while starting")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.02)
-    raise ConfigError("service", url, f"not ready within {timeout:.0f} s")

@@ -17,7 +17,7 @@ import subprocess as sp
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,21 +104,55 @@ def serve(
     server.run(sockets=[sock])
 
 
-def _wait_ready(url: str, headers: dict[str, str], alive, timeout: float) -> None:
+def wait_until_ready(
+    url: str,
+    alive: Callable[[], bool],
+    timeout: float,
+    *,
+    what: str,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Poll ``url`` until it answers 200; raise ConfigError if the server dies or times out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not alive():
-            raise ConfigError("endpoint", url, "the server stopped while starting")
+            raise ConfigError(what, url, "the server stopped while starting")
         try:
-            r = httpx.get(
-                f"{url}/info", params={"api-version": API_VERSION}, headers=headers, timeout=2
-            )
-            if r.status_code == 200:
+            if httpx.get(url, params=params, headers=headers, timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.02)
-    raise ConfigError("endpoint", url, f"did not answer /info within {timeout:.0f} s")
+    raise ConfigError(what, url, f"did not answer within {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def uvicorn_in_thread(
+    server: uvicorn.Server, *, name: str
+) -> Iterator[tuple[str, Callable[[], bool]]]:
+    """Serve ``server`` on 127.0.0.1 (a free port) in a daemon thread until the block ends;
+    yields its URL and a liveness check. The socket listens before the thread starts."""
+    sock = bind_socket("127.0.0.1", 0)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=name, daemon=True)
+    thread.start()
+    try:
+        yield _url(sock), thread.is_alive
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def _wait_for_info(url: str, endpoint: RunningEndpoint, alive, timeout: float) -> None:
+    wait_until_ready(
+        f"{url}/info",
+        alive,
+        timeout,
+        what="endpoint",
+        params={"api-version": API_VERSION},
+        headers=endpoint.headers(),
+    )
 
 
 @contextlib.contextmanager
@@ -139,22 +173,11 @@ def running_endpoint(
 def _run_thread(
     config: EndpointConfig, log_level: str, timeout: float
 ) -> Iterator[RunningEndpoint]:
-    app = create_app(config)
-    sock = bind_socket("127.0.0.1", 0)
-    url = _url(sock)
-    server = uvicorn.Server(_uvicorn_config(app, log_level, own_logging=False))
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="corpusbeam-endpoint", daemon=True
-    )
-    thread.start()
-    endpoint = RunningEndpoint(url=url, config=config, api_key=config.api_key)
-    try:
-        _wait_ready(url, endpoint.headers(), thread.is_alive, timeout)
+    server = uvicorn.Server(_uvicorn_config(create_app(config), log_level, own_logging=False))
+    with uvicorn_in_thread(server, name="corpusbeam-endpoint") as (url, alive):
+        endpoint = RunningEndpoint(url=url, config=config, api_key=config.api_key)
+        _wait_for_info(url, endpoint, alive, timeout)
         yield endpoint
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 @contextlib.contextmanager
@@ -194,7 +217,7 @@ def _run_child(config: EndpointConfig, log_level: str, timeout: float) -> Iterat
     try:
         url = _read_url(lines, timeout)
         endpoint = RunningEndpoint(url=url, config=config, api_key=config.api_key)
-        _wait_ready(url, endpoint.headers(), lambda: proc.poll() is None, timeout)
+        _wait_for_info(url, endpoint, lambda: proc.poll() is None, timeout)
         yield endpoint
     finally:
         proc.terminate()

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import uvicorn
+
+from inference.server.run import uvicorn_in_thread
 
 
 @dataclass
@@ -72,19 +73,13 @@ class ScriptedEndpoint:
 @contextlib.contextmanager
 def scripted_endpoint() -> Iterator[ScriptedEndpoint]:
     app = ScriptedEndpoint()
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    config = uvicorn.Config(app, host="127.0.0.1", log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("scripted endpoint did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    app.url = f"http://127.0.0.1:{port}"
-    try:
+    with uvicorn_in_thread(server, name="scripted-endpoint") as (url, alive):
+        deadline = time.monotonic() + 10
+        while not server.started:  # any request would consume a scripted answer
+            if time.monotonic() > deadline or not alive():
+                raise RuntimeError("scripted endpoint did not start")
+            time.sleep(0.01)
+        app.url = url
         yield app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
