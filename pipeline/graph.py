@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 
 from inference.client import ClientSettings
 from transforms import (
@@ -29,7 +28,6 @@ from transforms import (
     ReadDocuments,
     ReadImages,
 )
-from transforms.embed import NAMESPACE
 from transforms.index_shards import BuildIndexShards
 from transforms.reuse import ReuseVectors
 
@@ -63,17 +61,6 @@ class GraphConfig:
     previous: str | None
 
 
-class _Count(beam.DoFn):
-    """Pass elements through, counting them in a ``corpusbeam`` counter."""
-
-    def __init__(self, name: str) -> None:
-        self._counter = Metrics.counter(NAMESPACE, name)
-
-    def process(self, element):
-        self._counter.inc()
-        yield element
-
-
 def _failure_row(f) -> dict:
     return {
         "source_id": f.source_id,
@@ -90,12 +77,9 @@ def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
         list(cfg.inputs), text_field=cfg.text_field, id_field=cfg.id_field
     )
     images, image_failures = p | "ReadImages" >> ReadImages(list(cfg.inputs), unknown_files="skip")
-    docs = docs | "CountDocuments" >> beam.ParDo(_Count("documents_read"))
-    images = images | "CountImages" >> beam.ParDo(_Count("images_read"))
     chunks, chunk_failures = docs | "Chunk" >> ChunkDocuments(
         max_tokens=cfg.max_tokens, overlap_tokens=cfg.overlap_tokens
     )
-    chunks = chunks | "CountChunks" >> beam.ParDo(_Count("chunks"))
     reused = []
     if cfg.previous:
         items = (chunks, images) | "Items" >> beam.Flatten()

@@ -35,13 +35,14 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from indexes.assemble import assemble_folder
 from indexes.choose import DEFAULT_MEMORY_BUDGET
 from indexes.folder import BuildConfig
-from indexes.manifest import Manifest
+from indexes.manifest import Manifest, sanitize_endpoint
 from inference import codec
 from inference.client import ClientSettings, EmbeddingsClient, EnvApiKey
 from inference.client.settings import DEFAULT_API_VERSION
 from inference.errors import ConfigError, CorpusbeamError, JobError
 from inference.server import EndpointConfig, running_endpoint
 from pipeline import versions
+from pipeline.embedder import LOCAL_SCHEME
 from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_shard_list
 from transforms.index_shards import load_trained
 
@@ -133,7 +134,7 @@ def _endpoint(cfg: IndexJobConfig) -> Iterator[tuple[ClientSettings, str, str]]:
     if cfg.endpoint is None:
         with running_endpoint(EndpointConfig(model=cfg.local_model), subprocess=True) as ep:
             settings = ClientSettings(endpoint=ep.url, **common)
-            yield settings, f"local://{cfg.local_model}", _model_name(settings, cfg)
+            yield settings, f"{LOCAL_SCHEME}{cfg.local_model}", _model_name(settings, cfg)
         return
     credential = EnvApiKey(var=cfg.api_key_env) if cfg.api_key_env else None
     settings = ClientSettings(endpoint=cfg.endpoint, credential=credential, **common)
@@ -165,17 +166,11 @@ def _reusable(previous: Path | None, cfg: IndexJobConfig, endpoint: str, model: 
         and manifest.encoding == cfg.encoding_format
         and manifest.input_type == cfg.input_type
         and (cfg.dimensions is None or manifest.dimensions == cfg.dimensions)
-        and (manifest.endpoint or "") == _sanitized(endpoint)
+        and (manifest.endpoint or "") == (sanitize_endpoint(endpoint) or "")
     )
     if not same:
         log.info("not reusing %s: it was embedded with other settings", previous.name)
     return previous if same else None
-
-
-def _sanitized(endpoint: str) -> str:
-    from indexes.manifest import sanitize_endpoint
-
-    return sanitize_endpoint(endpoint) or ""
 
 
 def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import apache_beam as beam
+from apache_beam.metrics import Metrics
 
 from transforms.chunking import TokenEstimator, estimate_tokens, split_text
-from transforms.elements import Chunk, Document, Failure, content_hash
+from transforms.elements import NAMESPACE, Chunk, Document, Failure, content_hash
 from transforms.read import FAILURES, Outputs
 
 __all__ = ["ChunkDocuments"]
@@ -18,6 +19,7 @@ class _ChunkFn(beam.DoFn):
         self._max_tokens = max_tokens
         self._overlap = overlap_tokens
         self._estimate = estimate
+        self._chunks = Metrics.counter(NAMESPACE, "chunks")
 
     def process(self, doc: Document) -> Iterator:
         try:
@@ -34,6 +36,7 @@ class _ChunkFn(beam.DoFn):
             return
         for index, (start, end) in enumerate(spans):
             text = doc.text[start:end]
+            self._chunks.inc()
             yield Chunk(
                 document_id=doc.document_id,
                 chunk_index=index,

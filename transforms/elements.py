@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 Metadata = dict[str, object]
+NAMESPACE = "corpusbeam"  # the Beam metrics namespace of every corpusbeam transform
 
 
 def content_hash(data: str | bytes) -> str:

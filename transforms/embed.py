@@ -29,12 +29,11 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from inference.client import ClientSettings, ClientStats, EmbeddingsClient, ImageInput
 from inference.errors import ConfigError
-from transforms.elements import Chunk, Document, Embedded, Failure, ImageItem
+from transforms.elements import NAMESPACE, Chunk, Document, Embedded, Failure, ImageItem
 from transforms.read import FAILURES, Outputs
 
 __all__ = ["EmbedImages", "EmbedTexts"]
 
-NAMESPACE = "corpusbeam"
 _MAX_PENDING = 2  # batches submitted and not yet emitted, a DoFn instance
 _COUNTED = ("requests", "retries", "throttled", "splits", "prompt_tokens", "prompt_patches")
 

@@ -38,15 +38,12 @@ from transforms.read import FAILURES, Outputs
 
 __all__ = [
     "BuildIndexShards",
-    "ShardFiles",
     "load_trained",
     "metadata_row",
     "shard_tables",
 ]
 
 _HASH_SPACE = 1 << 32
-
-ShardFiles = dict  # {"shard", "count", "index", "metadata", "vectors"}
 
 
 def metadata_row(e: Embedded, id_: int) -> dict:

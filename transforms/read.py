@@ -24,9 +24,10 @@ from typing import NamedTuple
 import apache_beam as beam
 from apache_beam.io.filesystem import FileMetadata
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 
 from inference.errors import ConfigError
-from transforms.elements import Failure, ImageItem, content_hash
+from transforms.elements import NAMESPACE, Failure, ImageItem, content_hash
 from transforms.formats import (
     DOCUMENT_EXTENSIONS,
     IMAGE_EXTENSIONS,
@@ -150,6 +151,7 @@ class _ReadDocumentsFn(beam.DoFn):
         self._fields = fields
         self._max_document_bytes = max_document_bytes
         self._max_file_bytes = max_file_bytes
+        self._read = Metrics.counter(NAMESPACE, "documents_read")
 
     def process(self, element: tuple[FileMetadata, str]) -> Iterator:
         meta, rel = element
@@ -175,7 +177,11 @@ class _ReadDocumentsFn(beam.DoFn):
             fields=self._fields,
             max_document_bytes=self._max_document_bytes,
         ):
-            yield beam.pvalue.TaggedOutput(FAILURES, item) if isinstance(item, Failure) else item
+            if isinstance(item, Failure):
+                yield beam.pvalue.TaggedOutput(FAILURES, item)
+            else:
+                self._read.inc()
+                yield item
 
     def display_data(self) -> dict:
         return {
@@ -228,6 +234,7 @@ class _ReadImagesFn(beam.DoFn):
         self._limits = limits
         self._captions_path = captions
         self._captions: dict[str, str] = {}
+        self._read = Metrics.counter(NAMESPACE, "images_read")
 
     def setup(self) -> None:
         if self._captions_path:
@@ -242,6 +249,7 @@ class _ReadImagesFn(beam.DoFn):
         except (InvalidImage, OSError, ValueError) as exc:
             yield _failure(exc, rel, meta.path, "read")
             return
+        self._read.inc()
         yield ImageItem(
             document_id=rel,
             uri=meta.path,

@@ -17,8 +17,8 @@ from apache_beam.metrics import Metrics
 
 from indexes.ids import chunk_id
 from inference import codec
-from transforms.elements import Chunk, ImageItem
-from transforms.embed import NAMESPACE, embedded_from
+from transforms.elements import NAMESPACE, Chunk, ImageItem
+from transforms.embed import embedded_from
 
 __all__ = ["ReuseVectors"]
 
