@@ -13,22 +13,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from functools import partial
 
 from benchmarks._common import emit as _emit
 from inference.client import AsyncEmbeddingsClient, ClientSettings
 from inference.server import EndpointConfig, running_endpoint
 
-
-def emit(**fields: object) -> None:
-    """One result line, through the shared convention (benchmarks/README.md)."""
-    fields = dict(fields)
-    _emit(
-        "client_rate_limit",
-        fields.pop("metric"),
-        fields.pop("value"),
-        fields.pop("unit", ""),
-        **fields,
-    )
+emit = partial(_emit, "client_rate_limit")  # emit(metric=..., value=..., unit=..., **extra)
 
 
 async def run(url: str, seconds: float, workers: int) -> tuple[int, int, float]:
@@ -80,7 +71,11 @@ def main() -> None:
         throttled=throttled,
         successes=ok,
     )
-    emit(metric="server_counters", value={k: v for k, v in server_429.items() if "429" in k})
+    emit(
+        metric="server_counters",
+        unit="counts",
+        value={k: v for k, v in server_429.items() if "429" in k},
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from functools import partial
 
 from benchmarks._common import emit as _emit
 from inference.client import AsyncEmbeddingsClient, ClientSettings
@@ -22,16 +23,7 @@ LATENCY_S, CONCURRENCY, BATCH = 0.2, 8, 96
 LIMIT = CONCURRENCY * BATCH / LATENCY_S
 
 
-def emit(**fields: object) -> None:
-    """One result line, through the shared convention (benchmarks/README.md)."""
-    fields = dict(fields)
-    _emit(
-        "client_throughput",
-        fields.pop("metric"),
-        fields.pop("value"),
-        fields.pop("unit", ""),
-        **fields,
-    )
+emit = partial(_emit, "client_throughput")  # emit(metric=..., value=..., unit=..., **extra)
 
 
 def texts(n: int) -> list[str]:

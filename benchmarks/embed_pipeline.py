@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -33,16 +34,7 @@ RUNNERS = {
 }
 
 
-def emit(**fields: object) -> None:
-    """One result line, through the shared convention (benchmarks/README.md)."""
-    fields = dict(fields)
-    _emit(
-        "embed_pipeline",
-        fields.pop("metric"),
-        fields.pop("value"),
-        fields.pop("unit", ""),
-        **fields,
-    )
+emit = partial(_emit, "embed_pipeline")  # emit(metric=..., value=..., unit=..., **extra)
 
 
 def document(i: int) -> Document:
