@@ -67,7 +67,7 @@ def run_job(corpus: Path, output: Path, options: list[str]) -> tuple[dict, float
     cmd = [
         sys.executable,
         "-m",
-        "pipeline.cli",
+        "cli.main",
         "index",
         str(corpus),
         "--output",

@@ -252,7 +252,7 @@ class _Server:
 
     def __init__(self, dirs: list[Path], endpoint: str) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        cmd = [sys.executable, "-m", "pipeline.cli", "serve", *map(str, dirs), "--port", "0"]
+        cmd = [sys.executable, "-m", "cli.main", "serve", *map(str, dirs), "--port", "0"]
         cmd += ["--endpoint", endpoint, "--no-verify", "--poll-interval", "0", "--threads", "1"]
         cmd += ["--log-level", "warning"]
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)

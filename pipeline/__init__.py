@@ -1,8 +1,5 @@
-"""The assembled jobs, query-time search and the ``corpusbeam`` command line.
-
-Search: ``pipeline.searcher`` (``Searcher``, ``search_all``), ``pipeline.embedder``
-(query embedding), ``pipeline.live`` (following ``CURRENT``), ``pipeline.service`` and
-``pipeline.service_run`` (the HTTP service).
-"""
+"""The assembled Beam jobs: the index job (``index_job``: configuration, run, report) and
+its pipeline graph (``graph``), built from ``transforms`` over ``inference`` and
+``indexes``; the bundled sample corpus (``sample_corpus``)."""
 
 __all__: list[str] = []

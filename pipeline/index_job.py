@@ -32,6 +32,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from indexes import versions
 from indexes.assemble import assemble_folder
 from indexes.choose import DEFAULT_MEMORY_BUDGET
 from indexes.folder import BuildConfig
@@ -41,9 +42,8 @@ from inference.client import ClientSettings, EmbeddingsClient, EnvApiKey
 from inference.client.settings import DEFAULT_API_VERSION
 from inference.errors import ConfigError, CorpusbeamError, JobError
 from inference.server import EndpointConfig, running_endpoint
-from pipeline import versions
-from pipeline.embedder import LOCAL_SCHEME
 from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_shard_list
+from retrieval.embedder import LOCAL_SCHEME
 from transforms.index_shards import load_trained
 
 __all__ = ["EXIT_FAILED_INPUTS", "EXIT_OK", "IndexJobConfig", "IndexJobResult", "run_index_job"]

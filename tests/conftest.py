@@ -18,6 +18,9 @@ from PIL import Image
 from inference.server import API_VERSION, EndpointConfig, running_endpoint
 from inference.server.run import RunningEndpoint
 
+# Index folders (float, binary, int8, images) shared by the retrieval and CLI tests.
+pytest_plugins = ["tests.folders"]
+
 KEY = "test-key-0123456789"
 BLOCKED = "forbiddenword"
 SMALL_LIMITS = {

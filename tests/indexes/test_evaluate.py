@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
+from cli.main import main
 from indexes.evaluate import evaluate_folder
 from indexes.folder import BuildConfig, build_folder
 from inference import codec
 from inference.errors import ConfigError
-from pipeline.cli import main
 
 
 @pytest.fixture(scope="module")

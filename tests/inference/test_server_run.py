@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cli.main import build_parser
+from cli.main import main as corpusbeam_main
 from inference.server import API_VERSION, EndpointConfig, running_endpoint
 from inference.server.cli import add_arguments
-from pipeline.cli import build_parser
-from pipeline.cli import main as corpusbeam_main
-from pipeline.demo import run_demo
+from inference.server.demo import run_demo
 
 V = {"api-version": API_VERSION}
 ROOT = str(Path(__file__).resolve().parents[2])  # the repository, for child processes

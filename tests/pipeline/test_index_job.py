@@ -14,12 +14,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from cli.main import main
+from indexes import versions
 from indexes.folder import open_index
 from inference.client import ClientSettings, EmbeddingsClient
 from inference.errors import ConfigError
 from inference.server import EndpointConfig, running_endpoint
-from pipeline import versions
-from pipeline.cli import main
 from pipeline.index_job import IndexJobConfig, run_index_job
 from pipeline.sample_corpus import EXPECTED, write_sample
 from tests.transforms.pipelines import RUNNERS
@@ -163,7 +163,7 @@ def test_a_killed_run_leaves_the_last_version_serving(tmp_path):
             [
                 sys.executable,
                 "-m",
-                "pipeline.cli",
+                "cli.main",
                 "index",
                 str(corpus),
                 "--output",

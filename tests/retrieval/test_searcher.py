@@ -10,7 +10,7 @@ import pytest
 from indexes import build_folder, open_index
 from inference.client import EnvApiKey
 from inference.errors import AuthenticationError, ConfigError, IndexFolderError
-from pipeline.searcher import (
+from retrieval.searcher import (
     Hit,
     Searcher,
     check_mergeable,
@@ -19,7 +19,7 @@ from pipeline.searcher import (
     search_all,
 )
 from tests.conftest import KEY
-from tests.pipeline.conftest import D, corpus, flip, make_versioned, png
+from tests.folders import D, corpus, flip, make_versioned, png
 
 
 def test_resolve_index_folder_takes_a_folder_or_an_output_dir(float_folder, tmp_path, build_text):

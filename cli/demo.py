@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from pipeline.demo import run_demo
+from inference.server.demo import run_demo
 
 __all__ = ["add_parser", "run"]
 

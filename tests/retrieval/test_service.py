@@ -12,9 +12,9 @@ import pytest
 from indexes import open_index
 from inference.errors import ConfigError
 from inference.server.metrics import parse_metrics
-from pipeline.service import ServiceConfig
-from pipeline.service_run import RunningService, running_service
-from tests.pipeline.conftest import D, png
+from retrieval.service.app import ServiceConfig
+from retrieval.service.run import RunningService, running_service
+from tests.folders import D, png
 from tests.schemathesis_run import run_schemathesis
 
 SERVICE_KEY = "service-key-0123"

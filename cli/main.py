@@ -11,20 +11,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from cli import demo, endpoint, evaluate, index, sample, search, serve
 from inference.errors import CorpusbeamError
-from pipeline import (
-    cmd_demo,
-    cmd_endpoint,
-    cmd_evaluate,
-    cmd_index,
-    cmd_sample,
-    cmd_search,
-    cmd_serve,
-)
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (cmd_demo, cmd_endpoint, cmd_evaluate, cmd_index, cmd_sample, cmd_search, cmd_serve)
+_COMMANDS = (demo, endpoint, evaluate, index, sample, search, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""``corpusbeam serve``: the search service (``pipeline.service``) over index folders.
+"""``corpusbeam serve``: the search service (``retrieval.service.app``) over index folders.
 
     corpusbeam serve DIR... [--name NAME]... [--host 127.0.0.1] [--port 8090]
                      [--endpoint URL --api-key-env VAR] [--service-key-env VAR]
@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from cli.search import add_endpoint_arguments, credential_from_args
 from inference.errors import ConfigError
-from pipeline.cmd_search import add_endpoint_arguments, credential_from_args
-from pipeline.service import DEFAULT_MAX_K, ServiceConfig
-from pipeline.service_run import serve
+from retrieval.service.app import DEFAULT_MAX_K, ServiceConfig
+from retrieval.service.run import serve
 
 __all__ = ["add_parser", "run"]
 

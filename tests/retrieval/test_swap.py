@@ -10,11 +10,11 @@ from collections import Counter
 import httpx
 
 from inference.server.metrics import parse_metrics
-from pipeline.embedder import EmbedderPool
-from pipeline.live import LiveIndex
-from pipeline.service import ServiceConfig
-from pipeline.service_run import running_service
-from tests.pipeline.conftest import flip, make_versioned
+from retrieval.embedder import EmbedderPool
+from retrieval.live import LiveIndex
+from retrieval.service.app import ServiceConfig
+from retrieval.service.run import running_service
+from tests.folders import flip, make_versioned
 
 QUERY = {"query": "the rabbit eats carrots", "k": 3}
 

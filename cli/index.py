@@ -8,10 +8,10 @@ import re
 import sys
 from dataclasses import fields
 
+from indexes import versions
 from indexes.choose import DEFAULT_MEMORY_BUDGET
 from inference.codec import ENCODINGS
 from inference.errors import ConfigError
-from pipeline import versions
 from pipeline.index_job import IndexJobConfig, IndexJobResult, run_index_job
 
 __all__ = ["add_parser", "parse_bytes", "run", "run_retry"]

@@ -1,6 +1,6 @@
 """Query-time retrieval over one index folder: embed the query, search, rescore, look up.
 
-    from pipeline.searcher import Searcher
+    from retrieval.searcher import Searcher
 
     with Searcher("out/index") as s:                # an index folder, or an index job's DIR
         hits = s.search("how do I reset it?", k=5, filter={"lang": "en"})
@@ -11,13 +11,13 @@
 
 ``path`` is an index folder (``manifest.json``) or the output directory of
 ``corpusbeam index`` (``CURRENT`` names the live version under ``versions/``);
-``pipeline.versions.resolve_index_folder`` decides which. The folder is verified and opened with
+``indexes.versions.resolve_index_folder`` decides which. The folder is verified and opened with
 ``indexes.open_index`` (memory-mapped where the index type allows it).
 
 Queries are embedded with ``input_type="query"``, the manifest's ``dimensions`` and
 ``api_version``, and the manifest's ``encoding`` -- or ``float`` when the folder has
 rescoring vectors (binary and int8 indexes), so the float query can rescore the
-candidates. The endpoint is chosen by ``pipeline.embedder.EmbedderPool``.
+candidates. The endpoint is chosen by ``retrieval.embedder.EmbedderPool``.
 
 Scores are "higher is better" everywhere: the inner product (cosine for the unit vectors
 of float indexes, the rescored dot product for binary and int8 folders), or for a binary
@@ -42,11 +42,11 @@ from indexes.choose import family_of
 from indexes.folder import IndexFolder
 from indexes.manifest import Manifest
 from indexes.search import SearchResult
+from indexes.versions import resolve_index_folder
 from inference.client import ImageInput
 from inference.client.credentials import Credential
 from inference.errors import ConfigError, IndexFolderError
-from pipeline.embedder import EmbedderPool, QueryEmbedder
-from pipeline.versions import resolve_index_folder
+from retrieval.embedder import EmbedderPool, QueryEmbedder
 
 __all__ = [
     "HIT_FIELDS",

@@ -19,10 +19,10 @@ import os
 import threading
 from pathlib import Path
 
+from indexes.versions import read_current
 from inference.errors import CorpusbeamError
-from pipeline.embedder import EmbedderPool
-from pipeline.searcher import MANIFEST, Searcher
-from pipeline.versions import read_current
+from retrieval.embedder import EmbedderPool
+from retrieval.searcher import MANIFEST, Searcher
 
 __all__ = ["LiveIndex"]
 

@@ -15,9 +15,9 @@ import uvicorn
 from inference.client.credentials import Credential
 from inference.errors import ConfigError
 from inference.server.run import bind_socket, uvicorn_in_thread, wait_until_ready
-from pipeline.embedder import EmbedderPool
-from pipeline.live import LiveIndex
-from pipeline.service import ServiceConfig, create_app
+from retrieval.embedder import EmbedderPool
+from retrieval.live import LiveIndex
+from retrieval.service.app import ServiceConfig, create_app
 
 __all__ = ["RunningService", "open_live_indexes", "running_service", "serve"]
 

@@ -8,7 +8,7 @@ Routes:
     GET  /indexes    the indexes served: name, root, version, manifest
     GET  /healthz    the process answers (always 200)
     GET  /readyz     200 once every index is open and the query embedders are started
-    GET  /metrics    Prometheus text (pipeline.service_metrics)
+    GET  /metrics    Prometheus text (retrieval.service.metrics)
     GET  /openapi.json, GET /docs   the OpenAPI 3.1 document and a page rendering it
 
 Without ``"index"`` a query searches every index and merges the hits by score, which
@@ -55,10 +55,10 @@ from inference.errors import (
     IndexFolderError,
     PayloadTooLargeError,
 )
-from pipeline.live import LiveIndex
-from pipeline.openapi import docs_page, openapi_document
-from pipeline.searcher import Searcher, check_mergeable, embed_for, merge_hits
-from pipeline.service_metrics import ServiceMetrics
+from retrieval.live import LiveIndex
+from retrieval.searcher import Searcher, check_mergeable, embed_for, merge_hits
+from retrieval.service.metrics import ServiceMetrics
+from retrieval.service.openapi import docs_page, openapi_document
 
 __all__ = ["DEFAULT_MAX_K", "ServiceConfig", "create_app"]
 

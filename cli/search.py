@@ -16,7 +16,7 @@ import os
 from inference.client import ImageInput
 from inference.client.credentials import EnvApiKey
 from inference.errors import ConfigError
-from pipeline.searcher import Searcher
+from retrieval.searcher import Searcher
 
 __all__ = ["add_endpoint_arguments", "add_parser", "credential_from_args", "run"]
 
