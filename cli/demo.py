@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-from inference.server.demo import run_demo
-
 __all__ = ["add_parser", "run"]
 
 
@@ -23,6 +21,8 @@ def run(args: argparse.Namespace) -> int:
         # One line a request from both sides would bury the demo's own output.
         for name in ("httpx", "inference.server"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    from inference.server.demo import run_demo
+
     result = run_demo()
     print("demo: all queries found their document" if result.ok else "demo: FAILED")
     return 0 if result.ok else 1

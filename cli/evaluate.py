@@ -1,20 +1,17 @@
-"""``corpusbeam evaluate``: recall@k and latency of an index folder against exact search."""
+"""``corpusbeam evaluate``: recall@k and latency of an index folder (or of an index job's
+live version) against exact search."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-import numpy as np
-
-from indexes.evaluate import evaluate_folder
-
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="measure recall@k and latency of an index folder")
-    p.add_argument("folder", help="index folder (with manifest.json)")
+    p.add_argument("folder", help="index folder (manifest.json) or index output DIR (CURRENT)")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--queries", type=int, default=200, help="queries sampled from the folder")
     p.add_argument("--query-file", help="a .npy file of (nq, d) query vectors instead")
@@ -25,9 +22,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from indexes.evaluate import evaluate_folder
+    from indexes.versions import resolve_index_folder
+
     xq = np.load(args.query_file, allow_pickle=False) if args.query_file else None
     result = evaluate_folder(
-        args.folder,
+        resolve_index_folder(args.folder),
         xq=xq,
         k=args.k,
         n_queries=args.queries,

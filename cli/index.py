@@ -7,12 +7,15 @@ import json
 import re
 import sys
 from dataclasses import fields
+from typing import TYPE_CHECKING
 
 from indexes import versions
-from indexes.choose import DEFAULT_MEMORY_BUDGET
-from inference.codec import ENCODINGS
 from inference.errors import ConfigError
-from pipeline.index_job import IndexJobConfig, IndexJobResult, run_index_job
+from inference.protocol import ENCODINGS, INPUT_TYPES
+from pipeline.config import IndexJobConfig
+
+if TYPE_CHECKING:
+    from pipeline.index_job import IndexJobResult
 
 __all__ = ["add_parser", "parse_bytes", "run", "run_retry"]
 
@@ -28,6 +31,8 @@ def parse_bytes(text: str) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    # Every default shown and used is IndexJobConfig's own (a dataclass field's default is
+    # its class attribute).
     p = sub.add_parser(
         "index",
         help="embed a corpus and write a new index version",
@@ -43,24 +48,42 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     e.add_argument("--endpoint", help="base URL of an Azure AI Model Inference endpoint")
     e.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the key")
-    e.add_argument("--local-model", default="hash", choices=("hash", "minilm"))
+    e.add_argument("--local-model", default=IndexJobConfig.local_model, choices=("hash", "minilm"))
     e.add_argument("--model")
     e.add_argument("--deployment", help="azureml-model-deployment header")
     e.add_argument("--api-version", default=IndexJobConfig.api_version)
-    e.add_argument("--encoding-format", default="float", choices=ENCODINGS)
+    e.add_argument("--encoding-format", default=IndexJobConfig.encoding_format, choices=ENCODINGS)
     e.add_argument("--dimensions", type=int)
-    e.add_argument("--input-type", default="document", choices=("document", "text", "query"))
+    e.add_argument("--input-type", default=IndexJobConfig.input_type, choices=INPUT_TYPES)
     c = p.add_argument_group("chunking and batching")
-    c.add_argument("--max-tokens", type=int, default=512, help="chunk size (estimated tokens)")
+    c.add_argument(
+        "--max-tokens",
+        type=int,
+        default=IndexJobConfig.max_tokens,
+        help="chunk size (estimated tokens)",
+    )
     c.add_argument("--overlap-tokens", type=int)
-    c.add_argument("--max-inputs", type=int, default=96, help="inputs a request")
-    c.add_argument("--max-concurrency", type=int, default=8, help="requests in flight a worker")
-    c.add_argument("--text-field", default="text", help="text field of JSONL/CSV/Parquet records")
-    c.add_argument("--id-field", default="id", help="id field of records")
+    c.add_argument(
+        "--max-inputs", type=int, default=IndexJobConfig.max_inputs, help="inputs a request"
+    )
+    c.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=IndexJobConfig.max_concurrency,
+        help="requests in flight a worker",
+    )
+    c.add_argument(
+        "--text-field",
+        default=IndexJobConfig.text_field,
+        help="text field of JSONL/CSV/Parquet records",
+    )
+    c.add_argument("--id-field", default=IndexJobConfig.id_field, help="id field of records")
     i = p.add_argument_group("index")
-    i.add_argument("--index", default="auto", help="'auto' or a FAISS factory string")
-    i.add_argument("--memory-budget", type=parse_bytes, default=DEFAULT_MEMORY_BUDGET)
-    i.add_argument("--shards", type=int, default=8, help="shards built on the workers")
+    i.add_argument("--index", default=IndexJobConfig.index, help="'auto' or a FAISS factory string")
+    i.add_argument("--memory-budget", type=parse_bytes, default=IndexJobConfig.memory_budget)
+    i.add_argument(
+        "--shards", type=int, default=IndexJobConfig.shards, help="shards built on the workers"
+    )
     i.add_argument(
         "--no-reuse",
         dest="reuse",
@@ -109,6 +132,8 @@ def _print(result: IndexJobResult, as_json: bool) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipeline.index_job import run_index_job  # Beam: loaded only when a job runs
+
     return _print(run_index_job(_config(args)), args.json)
 
 
@@ -121,4 +146,6 @@ def run_retry(args: argparse.Namespace) -> int:
     job["pipeline_args"] = tuple(getattr(args, "pipeline_args", ())) or tuple(job["pipeline_args"])
     job["output"] = args.output
     job["reuse"] = True
+    from pipeline.index_job import run_index_job  # Beam: loaded only when a job runs
+
     return _print(run_index_job(IndexJobConfig(**job)), args.json)

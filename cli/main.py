@@ -1,22 +1,25 @@
 """The ``corpusbeam`` command line: thin argument parsing over typed library functions.
 
-Each subcommand lives in its own module with two functions, ``add_parser(subparsers)``
-and ``run(args) -> int``; this module only wires them together.
+Each command is a module of this package with ``add_parser(subparsers)`` and
+``run(args) -> int``. Command modules import only what their flags need (argparse, the
+config dataclasses their defaults come from, ``inference.protocol``); each library loads
+inside ``run``, so ``corpusbeam --help`` and ``corpusbeam search`` load no Beam.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
-from cli import demo, endpoint, evaluate, index, sample, search, serve
 from inference.errors import CorpusbeamError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
 
-_COMMANDS = (demo, endpoint, evaluate, index, sample, search, serve)
+# The command modules, in the order ``corpusbeam --help`` lists them.
+COMMANDS = ("sample", "index", "search", "serve", "evaluate", "endpoint", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,9 +29,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in _COMMANDS:
-        command.add_parser(sub)
+    for name in COMMANDS:
+        importlib.import_module(f"cli.{name}").add_parser(sub)
     return parser
+
+
+# Top-level packages whose log lines a user sees without -v.
+_OURS = frozenset({"cli", "indexes", "inference", "pipeline", "retrieval", "transforms"})
+
+
+def _ours_or_an_error(record: logging.LogRecord) -> bool:
+    """Libraries' own chatter (Beam's start-up notices, httpx's line a request) is not
+    what a user ran the command for: without -v only our lines and errors show."""
+    return record.name.split(".", 1)[0] in _OURS or record.levelno >= logging.ERROR
+
+
+def _configure_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if not verbose:
+        handler.addFilter(_ours_or_an_error)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,10 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not getattr(args, "pass_through", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.pipeline_args = extra  # Beam's options, for the commands that run a pipeline
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    _configure_logging(args.verbose)
     try:
         return int(args.run(args) or 0)
     except CorpusbeamError as exc:

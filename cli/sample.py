@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.sample_corpus import write_sample
-
 __all__ = ["add_parser", "run"]
 
 
@@ -16,6 +14,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipeline.sample_corpus import write_sample
+
     root = write_sample(args.folder)
     print(f"wrote the sample corpus to {root}")
     return 0

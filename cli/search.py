@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+from typing import TYPE_CHECKING
 
-from inference.client import ImageInput
-from inference.client.credentials import EnvApiKey
 from inference.errors import ConfigError
-from retrieval.searcher import Searcher
+
+if TYPE_CHECKING:
+    from inference.client.credentials import EnvApiKey
 
 __all__ = ["add_endpoint_arguments", "add_parser", "credential_from_args", "run"]
 
@@ -38,6 +40,8 @@ def credential_from_args(args: argparse.Namespace) -> EnvApiKey | None:
         return None
     if not os.environ.get(args.api_key_env):
         raise ConfigError("api_key_env", args.api_key_env, "is not set or empty")
+    from inference.client.credentials import EnvApiKey
+
     return EnvApiKey(var=args.api_key_env)
 
 
@@ -73,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise ConfigError("k", args.k, "must be at least 1")
     flt = _filter(args.filter)
+    if not getattr(args, "verbose", False):
+        # A local:// index starts its own endpoint: its line a request is not the answer.
+        logging.getLogger("inference.server").setLevel(logging.WARNING)
+    from inference.client import ImageInput
+    from retrieval.searcher import Searcher
+
     with Searcher(
         args.dir,
         endpoint=args.endpoint,

@@ -1,6 +1,7 @@
 """FAISS indexes: choose, train, add, merge, store (index + Parquet + manifest), search.
 
-Plain numpy, FAISS and pyarrow; imports no Beam. The usual entry points:
+Plain numpy, FAISS and pyarrow; imports no Beam. Names load on first use (``inference.lazy``).
+The usual entry points:
 
 - ``build_folder(path, xb, metadata, encoding=..., model=...)`` builds an index folder;
 - ``open_index(path, expect_encoding=..., expect_model=..., expect_dimensions=...)``
@@ -11,95 +12,54 @@ Plain numpy, FAISS and pyarrow; imports no Beam. The usual entry points:
   a bare FAISS index (filters, rescoring) without a folder.
 """
 
-from indexes.build import (
-    add_vectors,
-    deserialize_index,
-    merge_indexes,
-    merge_ondisk,
-    prepare_queries,
-    prepare_vectors,
-    read_index,
-    serialize_index,
-    shard_group,
-    train_index,
-    training_sample,
-    write_index,
-)
-from indexes.choose import (
-    DEFAULT_MEMORY_BUDGET,
-    IndexSpec,
-    choose_index,
-    family_of,
-    make_index,
-)
-from indexes.evaluate import evaluate_folder
-from indexes.filters import filter_ids, filter_mask
-from indexes.folder import (
-    METADATA_COLUMNS,
-    BuildConfig,
-    IndexFolder,
-    build_folder,
-    metadata_table,
-    open_index,
-    rebuild_folder,
-)
-from indexes.ids import check_ids, chunk_id, chunk_ids
-from indexes.manifest import FORMAT_VERSION, Manifest, check_expected, sanitize_endpoint
-from indexes.search import RescoreStore, SearchResult, index_id_view, set_search_params
-from indexes.tune import (
-    TuneResult,
-    drop_ids,
-    exact_search,
-    measure,
-    recall_at_k,
-    reference_neighbours,
-    tune_index,
-)
+from inference.lazy import lazy_exports
 
-__all__ = [
-    "DEFAULT_MEMORY_BUDGET",
-    "FORMAT_VERSION",
-    "METADATA_COLUMNS",
-    "BuildConfig",
-    "IndexFolder",
-    "IndexSpec",
-    "Manifest",
-    "RescoreStore",
-    "SearchResult",
-    "TuneResult",
-    "add_vectors",
-    "build_folder",
-    "check_expected",
-    "check_ids",
-    "choose_index",
-    "chunk_id",
-    "chunk_ids",
-    "deserialize_index",
-    "drop_ids",
-    "evaluate_folder",
-    "exact_search",
-    "family_of",
-    "filter_ids",
-    "filter_mask",
-    "index_id_view",
-    "make_index",
-    "measure",
-    "merge_indexes",
-    "merge_ondisk",
-    "metadata_table",
-    "open_index",
-    "prepare_queries",
-    "prepare_vectors",
-    "read_index",
-    "rebuild_folder",
-    "recall_at_k",
-    "reference_neighbours",
-    "sanitize_endpoint",
-    "serialize_index",
-    "set_search_params",
-    "shard_group",
-    "train_index",
-    "training_sample",
-    "tune_index",
-    "write_index",
-]
+_EXPORTS = {
+    "add_vectors": "indexes.build",
+    "deserialize_index": "indexes.build",
+    "merge_indexes": "indexes.build",
+    "merge_ondisk": "indexes.build",
+    "prepare_queries": "indexes.build",
+    "prepare_vectors": "indexes.build",
+    "read_index": "indexes.build",
+    "serialize_index": "indexes.build",
+    "shard_group": "indexes.build",
+    "train_index": "indexes.build",
+    "training_sample": "indexes.build",
+    "write_index": "indexes.build",
+    "DEFAULT_MEMORY_BUDGET": "indexes.choose",
+    "IndexSpec": "indexes.choose",
+    "choose_index": "indexes.choose",
+    "family_of": "indexes.choose",
+    "make_index": "indexes.choose",
+    "evaluate_folder": "indexes.evaluate",
+    "filter_ids": "indexes.filters",
+    "filter_mask": "indexes.filters",
+    "BuildConfig": "indexes.folder",
+    "IndexFolder": "indexes.folder",
+    "METADATA_COLUMNS": "indexes.folder",
+    "build_folder": "indexes.folder",
+    "metadata_table": "indexes.folder",
+    "open_index": "indexes.folder",
+    "rebuild_folder": "indexes.folder",
+    "check_ids": "indexes.ids",
+    "chunk_id": "indexes.ids",
+    "chunk_ids": "indexes.ids",
+    "FORMAT_VERSION": "indexes.manifest",
+    "Manifest": "indexes.manifest",
+    "check_expected": "indexes.manifest",
+    "sanitize_endpoint": "indexes.manifest",
+    "RescoreStore": "indexes.search",
+    "SearchResult": "indexes.search",
+    "index_id_view": "indexes.search",
+    "set_search_params": "indexes.search",
+    "TuneResult": "indexes.tune",
+    "drop_ids": "indexes.tune",
+    "exact_search": "indexes.tune",
+    "measure": "indexes.tune",
+    "recall_at_k": "indexes.tune",
+    "reference_neighbours": "indexes.tune",
+    "tune_index": "indexes.tune",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import faiss
 
+from indexes.defaults import DEFAULT_MEMORY_BUDGET, DEFAULT_TRAIN_PER_CENTROID
 from inference import codec
 from inference.errors import ConfigError
 
@@ -51,8 +52,6 @@ __all__ = [
     "make_index",
 ]
 
-DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes
-DEFAULT_TRAIN_PER_CENTROID = 64  # training vectors per IVF centroid, within [30, 256]
 
 _FLAT_MAX = 10_000
 _HNSW_MAX = 100_000

@@ -17,12 +17,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 from inference import codec
 from inference.errors import ConfigError, IndexFolderError
+from inference.protocol import INPUT_TYPES
 
 __all__ = ["FORMAT_VERSION", "LAYOUTS", "Manifest", "check_expected", "sanitize_endpoint"]
 
 FORMAT_VERSION = 1
 LAYOUTS = ("single", "ondisk", "shards")
-INPUT_TYPES = ("text", "query", "document")
 
 
 def sanitize_endpoint(url: str | None) -> str | None:

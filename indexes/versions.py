@@ -50,15 +50,16 @@ def new_version_name() -> str:
 
 
 def current_version(output: str | os.PathLike) -> Path | None:
-    """The live version's folder, or None when the output has none yet."""
+    """The live version's folder, or None when the output has none yet. ``CURRENT`` is
+    read by ``read_current``, the one reader every caller shares, so a name that is not a
+    plain version name (``../x``) is refused here as everywhere."""
     out = Path(output)
-    pointer = out / CURRENT
-    if not pointer.is_file():
+    name = read_current(out)
+    if name is None:
         return None
-    name = pointer.read_text().strip()
     folder = out / VERSIONS / name
-    if not name or not folder.is_dir():
-        raise IndexFolderError(f"{pointer} names {name!r}, which is not a version folder")
+    if not folder.is_dir():
+        raise IndexFolderError(f"{out / CURRENT} names {name!r}, which is not a version folder")
     return folder
 
 
@@ -89,15 +90,12 @@ def resolve_index_folder(path: str | os.PathLike) -> Path:
         raise IndexFolderError(f"{p}: no such directory")
     if (p / "manifest.json").is_file():
         return p
-    name = read_current(p)
-    if name is None:
+    folder = current_version(p)
+    if folder is None:
         raise IndexFolderError(
             f"{p} is neither an index folder (manifest.json) nor an index output directory "
             f"({CURRENT} naming a folder under {VERSIONS}/)"
         )
-    folder = p / VERSIONS / name
-    if not folder.is_dir():
-        raise IndexFolderError(f"{p}: {CURRENT} names {name!r}, but {folder} is missing")
     return folder
 
 

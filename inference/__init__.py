@@ -1,9 +1,18 @@
 """The embeddings wire protocol, both sides: codecs, errors, client, local reference endpoint.
 
-Imports no Beam: the pipeline, the query side and users' own scripts all share it.
+Imports no Beam: the pipeline, the query side and users' own scripts all share it. Names
+load on first use (``inference.lazy``).
 """
 
-from inference.codec import ENCODINGS, decode, encode, quantize
-from inference.errors import CorpusbeamError, EmbeddingError
+from inference.lazy import lazy_exports
 
-__all__ = ["ENCODINGS", "CorpusbeamError", "EmbeddingError", "decode", "encode", "quantize"]
+_EXPORTS = {
+    "ENCODINGS": "inference.protocol",
+    "CorpusbeamError": "inference.errors",
+    "EmbeddingError": "inference.errors",
+    "decode": "inference.codec",
+    "encode": "inference.codec",
+    "quantize": "inference.codec",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from inference.errors import CodecError, ConfigError
+from inference.protocol import BIT_ENCODINGS, ENCODINGS
 
 __all__ = [
     "BIT_ENCODINGS",
@@ -47,8 +48,6 @@ __all__ = [
     "wire_width",
 ]
 
-ENCODINGS: tuple[str, ...] = ("float", "base64", "int8", "uint8", "binary", "ubinary")
-BIT_ENCODINGS: frozenset[str] = frozenset({"binary", "ubinary"})
 
 _DTYPES = {
     "float": np.dtype(np.float32),

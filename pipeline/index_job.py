@@ -34,16 +34,14 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from indexes import versions
 from indexes.assemble import assemble_folder
-from indexes.choose import DEFAULT_MEMORY_BUDGET
 from indexes.folder import BuildConfig
 from indexes.manifest import Manifest, sanitize_endpoint
-from inference import codec
 from inference.client import ClientSettings, EmbeddingsClient, EnvApiKey
-from inference.client.settings import DEFAULT_API_VERSION
 from inference.errors import ConfigError, CorpusbeamError, JobError
+from inference.protocol import local_endpoint
 from inference.server import EndpointConfig, running_endpoint
+from pipeline.config import IndexJobConfig, runner_name
 from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_shard_list
-from retrieval.embedder import LOCAL_SCHEME
 from transforms.index_shards import load_trained
 
 __all__ = ["EXIT_FAILED_INPUTS", "EXIT_OK", "IndexJobConfig", "IndexJobResult", "run_index_job"]
@@ -52,57 +50,6 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILED_INPUTS = 3
-LOCAL_RUNNERS = ("DirectRunner", "FnApiRunner", "PortableRunner", "PrismRunner")
-
-
-@dataclass(frozen=True, kw_only=True)
-class IndexJobConfig:
-    """Everything ``corpusbeam index`` takes. ``endpoint=None`` starts the local reference
-    endpoint with ``local_model`` for the run. ``pipeline_args`` go to Beam unchanged
-    (``--runner``, ``--direct_num_workers``, ``--temp_location``, ...)."""
-
-    inputs: tuple[str, ...]
-    output: str
-    endpoint: str | None = None
-    api_key_env: str | None = None
-    local_model: str = "hash"
-    model: str | None = None
-    deployment: str | None = None
-    api_version: str = DEFAULT_API_VERSION
-    encoding_format: str = "float"
-    dimensions: int | None = None
-    input_type: str = "document"
-    max_tokens: int = 512
-    overlap_tokens: int | None = None
-    max_inputs: int = 96
-    max_concurrency: int = 8
-    index: str = "auto"
-    memory_budget: int = DEFAULT_MEMORY_BUDGET
-    shards: int = 8
-    text_field: str = "text"
-    id_field: str | None = "id"
-    reuse: bool = True
-    pipeline_args: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not self.inputs:
-            raise ConfigError("inputs", self.inputs, "give at least one file pattern")
-        if not self.output:
-            raise ConfigError("output", self.output, "give an output folder")
-        if "://" in self.output:
-            raise ConfigError("output", self.output, "must be a local folder (for now)")
-        codec.check_encoding(self.encoding_format)
-        if self.dimensions is not None:
-            codec.wire_width(self.encoding_format, self.dimensions)
-        if self.endpoint is None and self.api_key_env:
-            raise ConfigError("api_key_env", self.api_key_env, "needs --endpoint")
-        if self.endpoint is None and _runner(self.pipeline_args) not in LOCAL_RUNNERS:
-            raise ConfigError(
-                "endpoint",
-                None,
-                f"the local reference endpoint runs on this machine; workers of "
-                f"{_runner(self.pipeline_args)} cannot reach it: give --endpoint",
-            )
 
 
 @dataclass(frozen=True)
@@ -111,11 +58,6 @@ class IndexJobResult:
     folder: Path
     exit_code: int
     report: dict = field(default_factory=dict)
-
-
-def _runner(args: tuple[str, ...]) -> str:
-    options = PipelineOptions(list(args))
-    return options.get_all_options().get("runner") or "DirectRunner"
 
 
 @contextlib.contextmanager
@@ -134,7 +76,7 @@ def _endpoint(cfg: IndexJobConfig) -> Iterator[tuple[ClientSettings, str, str]]:
     if cfg.endpoint is None:
         with running_endpoint(EndpointConfig(model=cfg.local_model), subprocess=True) as ep:
             settings = ClientSettings(endpoint=ep.url, **common)
-            yield settings, f"{LOCAL_SCHEME}{cfg.local_model}", _model_name(settings, cfg)
+            yield settings, local_endpoint(cfg.local_model), _model_name(settings, cfg)
         return
     credential = EnvApiKey(var=cfg.api_key_env) if cfg.api_key_env else None
     settings = ClientSettings(endpoint=cfg.endpoint, credential=credential, **common)
@@ -199,7 +141,7 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
             )
             p = beam.Pipeline(options=PipelineOptions(list(cfg.pipeline_args)))
             build_graph(p, graph)
-            log.info("running the pipeline (%s)", _runner(cfg.pipeline_args))
+            log.info("running the pipeline (%s)", runner_name(cfg.pipeline_args))
             try:
                 result = p.run()
                 result.wait_until_finish()

@@ -26,7 +26,6 @@ import numpy as np
 
 from indexes.manifest import Manifest
 from inference.client import (
-    DEFAULT_API_VERSION,
     ClientSettings,
     EmbeddingsClient,
     ImageInput,
@@ -35,21 +34,13 @@ from inference.client import (
 )
 from inference.client.credentials import Credential
 from inference.errors import ConfigError
+from inference.protocol import API_VERSION, local_model
 
-__all__ = ["LOCAL_SCHEME", "QUERY_RETRY", "EmbedderPool", "QueryEmbedder", "local_model"]
-
-LOCAL_SCHEME = "local://"
+__all__ = ["QUERY_RETRY", "EmbedderPool", "QueryEmbedder"]
 
 # A person or a service is waiting: a few quick retries, never minutes of backoff.
 QUERY_RETRY = RetryPolicy(max_attempts=3, initial_backoff=0.05, max_backoff=1.0, deadline=30.0)
 QUERY_TIMEOUTS = Timeouts(connect=5.0, read=30.0, write=30.0, pool=30.0)
-
-
-def local_model(endpoint: str | None) -> str | None:
-    """``"hash"`` for ``"local://hash"``; None for any other endpoint."""
-    if endpoint and endpoint.startswith(LOCAL_SCHEME):
-        return endpoint[len(LOCAL_SCHEME) :].strip("/") or None
-    return None
 
 
 class QueryEmbedder:
@@ -122,7 +113,7 @@ class EmbedderPool:
             if self._closed:
                 raise ConfigError("embedders", "closed", "the embedder pool is closed")
             url, credential = self._resolve(manifest)
-            key = (url, manifest.api_version or DEFAULT_API_VERSION)
+            key = (url, manifest.api_version or API_VERSION)
             embedder = self._embedders.get(key)
             if embedder is None:
                 settings = ClientSettings(

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from transforms.chunking import TokenEstimator, estimate_tokens, split_text
+from inference.tokens import estimate_tokens
+from transforms.chunking import TokenEstimator, split_text
 from transforms.elements import NAMESPACE, Chunk, Document, Failure, content_hash
 from transforms.read import FAILURES, Outputs
 

@@ -12,13 +12,13 @@ English with BPE tokenizers and cautious for other scripts (CJK counts ~0.75 a c
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 
 from inference.errors import ConfigError
+from inference.tokens import estimate_tokens
 
-__all__ = ["TokenEstimator", "estimate_tokens", "split_text"]
+__all__ = ["TokenEstimator", "split_text"]
 
 TokenEstimator = Callable[[str], int]
 
@@ -28,11 +28,6 @@ _LEVELS = (
     re.compile(r"(?<=[.!?。！？])\s+"),  # sentences
     re.compile(r"\s+"),  # words
 )
-
-
-def estimate_tokens(text: str) -> int:
-    """About one token for every four UTF-8 bytes."""
-    return math.ceil(len(text.encode("utf-8")) / 4)
 
 
 def split_text(

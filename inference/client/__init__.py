@@ -9,7 +9,7 @@ with EmbeddingsClient(settings) as client:
     result.vectors  # (2, d) int8, in input order
 """
 
-from inference.client.core import AsyncEmbeddingsClient, ClientStats, estimate_tokens
+from inference.client.core import AsyncEmbeddingsClient, ClientStats
 from inference.client.credentials import ApiKey, EntraToken, EnvApiKey
 from inference.client.images import ImageInput, image_data_url, sniff_image_format
 from inference.client.responses import EmbeddingsResult, Usage, parse_error
@@ -33,7 +33,6 @@ __all__ = [
     "Throttle",
     "Timeouts",
     "Usage",
-    "estimate_tokens",
     "image_data_url",
     "parse_error",
     "retry_after_seconds",

@@ -25,7 +25,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import httpx
@@ -58,26 +58,19 @@ from inference.errors import (
     TransportError,
     UnprocessableError,
 )
+from inference.protocol import IMAGE_ROUTE, TEXT_ROUTE
+from inference.tokens import estimate_tokens
 
 __all__ = [
     "AsyncEmbeddingsClient",
     "ClientStats",
     "ErrorMode",
-    "estimate_tokens",
     "pack_requests",
 ]
 
 log = logging.getLogger(__name__)
 
 ErrorMode = Literal["raise", "collect"]
-TEXT_ROUTE = "/embeddings"
-IMAGE_ROUTE = "/images/embeddings"
-_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, float("inf"))
-
-
-def estimate_tokens(text: str) -> int:
-    """A cheap token estimate (about four characters a token), for budgets only."""
-    return len(text) // 4 + 1
 
 
 @dataclass
@@ -93,13 +86,6 @@ class ClientStats:
     inputs_failed: int = 0
     prompt_tokens: int = 0
     prompt_patches: int = 0
-    latency_buckets: list[int] = field(default_factory=lambda: [0] * len(_LATENCY_BUCKETS))
-
-    def observe_latency(self, seconds: float) -> None:
-        for i, upper in enumerate(_LATENCY_BUCKETS):
-            if seconds <= upper:
-                self.latency_buckets[i] += 1
-                return
 
 
 @dataclass(frozen=True)
@@ -326,7 +312,6 @@ class AsyncEmbeddingsClient:
         while True:
             attempt += 1
             ticket = await self.throttle.acquire(tokens)
-            sent = self._clock()
             error: EmbeddingError
             retry_after = None
             try:
@@ -335,7 +320,6 @@ class AsyncEmbeddingsClient:
                 await self.throttle.release(ticket)
                 error = exc
             else:
-                self.stats.observe_latency(self._clock() - sent)
                 if response.status_code == 200:
                     try:
                         result = parse_embeddings(

@@ -9,11 +9,11 @@ from inference import codec
 from inference.client.credentials import Credential
 from inference.client.retry import RetryPolicy
 from inference.errors import ConfigError
+from inference.protocol import API_VERSION, INPUT_TYPES
 
 __all__ = ["DEFAULT_API_VERSION", "ClientSettings", "Timeouts"]
 
-DEFAULT_API_VERSION = "2024-05-01-preview"
-INPUT_TYPES = ("text", "query", "document")
+DEFAULT_API_VERSION = API_VERSION
 EXTRA_PARAMETERS = ("error", "drop", "pass-through")
 
 

@@ -8,19 +8,21 @@ served from a local model.
 Modules: ``config`` (settings), ``app`` (routes), ``validation`` (request checks), ``models``
 with ``hashmodel`` and ``minilm`` (backends), ``tokens``, ``images``, ``shaping`` (latency,
 concurrency, rate budgets, faults), ``middleware`` (request ids, log, metrics, faults as raw
-ASGI), ``metrics``, ``errors`` (error answers), ``run`` (starting it), ``cli`` (flags).
-Imports no Beam and nothing from ``pipeline`` or ``transforms``.
+ASGI), ``metrics``, ``errors`` (error answers), ``run`` (starting it), ``cli`` (flags),
+``demo`` (a few documents embedded and searched over HTTP).
+Imports no Beam and nothing from ``pipeline``, ``transforms``, ``retrieval`` or ``cli``.
+Names load on first use (``inference.lazy``).
 """
 
-from inference.server.app import create_app
-from inference.server.config import EndpointConfig, FaultRates
-from inference.server.run import API_VERSION, RunningEndpoint, running_endpoint
+from inference.lazy import lazy_exports
 
-__all__ = [
-    "API_VERSION",
-    "EndpointConfig",
-    "FaultRates",
-    "RunningEndpoint",
-    "create_app",
-    "running_endpoint",
-]
+_EXPORTS = {
+    "API_VERSION": "inference.protocol",
+    "EndpointConfig": "inference.server.config",
+    "FaultRates": "inference.server.config",
+    "RunningEndpoint": "inference.server.run",
+    "create_app": "inference.server.app",
+    "running_endpoint": "inference.server.run",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

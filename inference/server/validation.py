@@ -18,18 +18,17 @@ import re
 from dataclasses import dataclass
 
 from inference import codec
+from inference.protocol import INPUT_TYPES
 from inference.server.errors import reject
 from inference.server.models import EmbeddingModel
 
 __all__ = [
     "EXTRA_PARAMETERS",
-    "INPUT_TYPES",
     "EmbedRequest",
     "check_extra_parameters",
     "parse_body",
 ]
 
-INPUT_TYPES: tuple[str, ...] = ("text", "query", "document")
 EXTRA_PARAMETERS: tuple[str, ...] = ("error", "drop", "pass-through")
 KNOWN_KEYS = frozenset({"input", "dimensions", "encoding_format", "input_type", "model"})
 

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inference.errors import ConfigError
-from transforms.chunking import estimate_tokens, split_text
+from inference.tokens import estimate_tokens
+from transforms.chunking import split_text
 
 
 def check(text, spans, max_tokens, estimate=estimate_tokens):

@@ -1,0 +1,75 @@
+"""What an index job takes: ``IndexJobConfig``, the one source of the command line's
+defaults. Imports neither Beam nor numpy, so ``corpusbeam index --help`` starts at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from indexes.defaults import DEFAULT_MEMORY_BUDGET
+from inference.errors import ConfigError
+from inference.protocol import API_VERSION
+
+__all__ = ["LOCAL_RUNNERS", "IndexJobConfig", "runner_name"]
+
+# Runners whose workers run on this machine, so they can reach a local endpoint.
+LOCAL_RUNNERS = ("DirectRunner", "FnApiRunner", "PortableRunner", "PrismRunner")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexJobConfig:
+    """Everything ``corpusbeam index`` takes. ``endpoint=None`` starts the local reference
+    endpoint with ``local_model`` for the run. ``pipeline_args`` go to Beam unchanged
+    (``--runner``, ``--direct_num_workers``, ``--temp_location``, ...)."""
+
+    inputs: tuple[str, ...]
+    output: str
+    endpoint: str | None = None
+    api_key_env: str | None = None
+    local_model: str = "hash"
+    model: str | None = None
+    deployment: str | None = None
+    api_version: str = API_VERSION
+    encoding_format: str = "float"
+    dimensions: int | None = None
+    input_type: str = "document"
+    max_tokens: int = 512
+    overlap_tokens: int | None = None
+    max_inputs: int = 96
+    max_concurrency: int = 8
+    index: str = "auto"
+    memory_budget: int = DEFAULT_MEMORY_BUDGET
+    shards: int = 8
+    text_field: str = "text"
+    id_field: str | None = "id"
+    reuse: bool = True
+    pipeline_args: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise ConfigError("inputs", self.inputs, "give at least one file pattern")
+        if not self.output:
+            raise ConfigError("output", self.output, "give an output folder")
+        if "://" in self.output:
+            raise ConfigError("output", self.output, "must be a local folder (for now)")
+        from inference import codec  # numpy: loaded when a job is configured, not for --help
+
+        codec.check_encoding(self.encoding_format)
+        if self.dimensions is not None:
+            codec.wire_width(self.encoding_format, self.dimensions)
+        if self.endpoint is None and self.api_key_env:
+            raise ConfigError("api_key_env", self.api_key_env, "needs --endpoint")
+        if self.endpoint is None and runner_name(self.pipeline_args) not in LOCAL_RUNNERS:
+            raise ConfigError(
+                "endpoint",
+                None,
+                f"the local reference endpoint runs on this machine; workers of "
+                f"{runner_name(self.pipeline_args)} cannot reach it: give --endpoint",
+            )
+
+
+def runner_name(args: tuple[str, ...]) -> str:
+    """The Beam runner ``args`` choose (DirectRunner when they name none)."""
+    from apache_beam.options.pipeline_options import PipelineOptions  # Beam loads slowly
+
+    options = PipelineOptions(list(args))
+    return options.get_all_options().get("runner") or "DirectRunner"
