@@ -59,7 +59,7 @@ def current_version(output: str | os.PathLike) -> Path | None:
         return None
     folder = out / VERSIONS / name
     if not folder.is_dir():
-        raise IndexFolderError(f"{out / CURRENT} names {name!r}, which is not a version folder")
+        raise IndexFolderError(f"{out}: {CURRENT} names {name!r}, but {folder} is missing")
     return folder
 
 
@@ -87,7 +87,7 @@ def resolve_index_folder(path: str | os.PathLike) -> Path:
     IndexFolderError saying what was looked for."""
     p = Path(path)
     if not p.is_dir():
-        raise IndexFolderError(f"{p}: no such directory")
+        raise IndexFolderError(f"{p} is not an index folder or output directory: no such directory")
     if (p / "manifest.json").is_file():
         return p
     folder = current_version(p)
