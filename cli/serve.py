@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from cli.search import add_endpoint_arguments, credential_from_args
+from cli.options import add_endpoint_arguments, credential_from_args
 from inference.errors import ConfigError
 from retrieval.service.app import DEFAULT_MAX_K, ServiceConfig
 from retrieval.service.run import serve

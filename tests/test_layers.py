@@ -107,3 +107,19 @@ def test_a_back_edge_is_caught(package, source):
 def test_every_package_is_covered():
     packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "benchmarks"}
     assert packages == set(OURS) == set(FORBIDDEN)
+
+
+def test_commands_never_import_each_other():
+    """Shared flags live in cli/options.py; a command module imports no other command."""
+    found = {}
+    for path in modules("cli"):
+        if path.stem in ("__init__", "__main__", "main", "options"):
+            continue
+        bad = [
+            n
+            for n in imported_names(path.read_text())
+            if n.startswith("cli") and n != "cli.options"
+        ]
+        if bad:
+            found[path.name] = bad
+    assert found == {}
