@@ -106,8 +106,18 @@ def _config(args: argparse.Namespace) -> IndexJobConfig:
     names = {f.name for f in fields(IndexJobConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}
     values["inputs"] = tuple(args.inputs)
-    values["pipeline_args"] = tuple(getattr(args, "pipeline_args", ()))
+    values["pipeline_args"] = _quiet_workers(args)
     return IndexJobConfig(**values)
+
+
+def _quiet_workers(args: argparse.Namespace) -> tuple[str, ...]:
+    """The Beam options, with worker processes (multi_processing, portable runners) told to
+    log errors only, unless -v or the user set their level: their start-up chatter is not
+    the run's output. The launcher's own log is filtered in ``cli.main``."""
+    given = tuple(getattr(args, "pipeline_args", ()))
+    if getattr(args, "verbose", False) or any("sdk_harness_log_level" in a for a in given):
+        return given
+    return (*given, "--default_sdk_harness_log_level=ERROR")
 
 
 def _print(result: IndexJobResult, as_json: bool) -> int:
