@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from indexes import open_index
+from inference.asgi.prometheus import parse_metrics
 from inference.errors import ConfigError
-from inference.server.metrics import parse_metrics
-from retrieval.service.app import ServiceConfig
+from retrieval.service.config import ServiceConfig
 from retrieval.service.run import RunningService, running_service
 from tests.folders import D, png
 from tests.schemathesis_run import run_schemathesis
