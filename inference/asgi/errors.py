@@ -9,18 +9,23 @@ An app refuses a request by raising ``reject(status, code, message, target=...)`
 
 with the ``x-ms-error-code`` header, ``WWW-Authenticate: Bearer`` on a 401, and
 ``Retry-After`` / ``retry-after-ms`` on a 429. ``exception_handlers`` gives Starlette the
-handlers for rejections, for its own HTTP errors (404, 405) and, as a catch-all, for any other
-exception: a 500 ``internal_server_error`` with a generic message (the exception's text could
-hold a secret), logged with its traceback. Messages never contain an API key.
+handlers for rejections and for its own HTTP errors (404, 405). ``catch_all`` is the
+middleware for any other exception: a 500 ``internal_server_error`` with a generic message
+(the exception's text could hold a secret), logged once with its traceback. It answers and
+does not re-raise (Starlette's own 500 handler re-raises, so uvicorn logged the error a second
+time and closed the connection); only when the answer had already begun is the exception
+raised on, so that the server drops the connection. Messages never contain an API key.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -28,7 +33,9 @@ from inference.errors import StatusError, status_error_class
 
 __all__ = [
     "INTERNAL_ERROR",
+    "CatchAll",
     "Handler",
+    "catch_all",
     "error_body",
     "error_response",
     "exception_handlers",
@@ -38,6 +45,11 @@ __all__ = [
 INTERNAL_ERROR = "internal_server_error"  # the catch-all's error code
 
 Handler = Callable[[Request, Exception], Awaitable[Response]]
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def reject(
@@ -84,9 +96,8 @@ def error_response(exc: StatusError, *, headers: dict[str, str] | None = None) -
     )
 
 
-def exception_handlers(log: logging.Logger, what: str) -> dict[type[Exception], Handler]:
-    """Starlette's ``exception_handlers``: rejections, 404/405, and the 500 catch-all, which
-    logs to ``log`` and answers "``what`` failed unexpectedly" (say ``"the endpoint"``)."""
+def exception_handlers() -> dict[Any, Handler]:
+    """Starlette's ``exception_handlers``: rejections, and its 404/405 as envelopes."""
 
     async def status_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StatusError)
@@ -98,8 +109,40 @@ def exception_handlers(log: logging.Logger, what: str) -> dict[type[Exception], 
         failure = reject(exc.status_code, code, str(exc.detail))
         return error_response(failure, headers=dict(exc.headers or {}))
 
-    async def server_error(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error answering %s %s", request.method, request.url.path)
-        return error_response(reject(500, INTERNAL_ERROR, f"{what} failed unexpectedly"))
+    return {StatusError: status_error, HTTPException: http_error}
 
-    return {StatusError: status_error, HTTPException: http_error, Exception: server_error}
+
+class CatchAll:
+    """Raw ASGI: an unexpected exception becomes a logged 500 envelope (module docstring)."""
+
+    def __init__(self, app: ASGIApp, *, log: logging.Logger, what: str) -> None:
+        self.app = app
+        self.log = log
+        self.message = f"{what} failed unexpectedly"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:
+            method, path = scope.get("method"), scope.get("path")
+            self.log.exception("unexpected error answering %s %s", method, path)
+            if started:
+                raise
+            response = error_response(reject(500, INTERNAL_ERROR, self.message))
+            await response(scope, receive, send)
+
+
+def catch_all(log: logging.Logger, what: str) -> Middleware:
+    """``CatchAll`` for ``Starlette(middleware=[...])``; errors are logged to ``log`` and
+    answered "``what`` failed unexpectedly" (say ``"the endpoint"``)."""
+    return Middleware(CatchAll, log=log, what=what)

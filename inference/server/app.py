@@ -36,7 +36,7 @@ from starlette.routing import Route
 from inference import codec
 from inference.asgi.auth import check_access
 from inference.asgi.body import read_body
-from inference.asgi.errors import exception_handlers, reject
+from inference.asgi.errors import catch_all, exception_handlers, reject
 from inference.asgi.prometheus import CONTENT_TYPE
 from inference.server.config import DEFAULT_MAX_INPUT_TOKENS, EndpointConfig
 from inference.server.images import decode_image, patch_count
@@ -103,7 +103,8 @@ def create_app(config: EndpointConfig, *, model: EmbeddingModel | None = None):
             Route("/info", info, methods=["GET"]),
             Route("/metrics", metrics_route, methods=["GET"]),
         ],
-        exception_handlers=exception_handlers(log, "the endpoint"),
+        middleware=[catch_all(log, "the endpoint")],
+        exception_handlers=exception_handlers(),
     )
     return EndpointMiddleware(
         app,

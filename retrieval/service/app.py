@@ -48,7 +48,7 @@ from starlette.routing import Route
 
 from inference.asgi.auth import check_access
 from inference.asgi.body import read_body
-from inference.asgi.errors import error_response, exception_handlers, reject
+from inference.asgi.errors import catch_all, error_response, exception_handlers, reject
 from inference.asgi.prometheus import CONTENT_TYPE
 from inference.client.images import sniff_image_format
 from inference.errors import (
@@ -390,7 +390,8 @@ def create_app(indexes: Sequence[LiveIndex], config: ServiceConfig | None = None
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers=exception_handlers(log, "the search service"),
+        middleware=[catch_all(log, "the search service")],
+        exception_handlers=exception_handlers(),
     )
     app.state.service = service
     return app
