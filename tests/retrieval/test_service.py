@@ -206,3 +206,11 @@ def test_service_conforms_to_its_openapi_document(service, tmp_path):
     result = run_schemathesis(f"{service.url}/openapi.json", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
     assert "5 selected" in result.stdout and " passed" in result.stdout
+
+
+def test_unknown_routes_and_methods_are_error_envelopes(http):
+    r = http.get("/nowhere")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = http.get("/search")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    assert r.headers["x-ms-error-code"] == "method_not_allowed"
