@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -42,6 +46,7 @@ from inference.asgi.serving import (
 )
 from inference.errors import AuthenticationError, ConfigError, PayloadTooLargeError
 
+ROOT = str(Path(__file__).resolve().parents[2])  # the repository, for child processes
 KEY = "toolkit-key-0123"
 LIMIT = 1000
 SECRET = "sk-do-not-print-me"
@@ -312,3 +317,16 @@ def test_wait_until_ready_stops_when_the_server_is_gone():
         wait_until_ready("http://127.0.0.1:9/x", lambda: False, 5, what="service")
     with pytest.raises(ConfigError, match="did not answer"):
         wait_until_ready("http://127.0.0.1:9/x", lambda: True, 0.05, what="service")
+
+
+def test_the_toolkit_imports_neither_the_apps_nor_beam():
+    code = (
+        "import sys, inference.asgi.auth, inference.asgi.body, inference.asgi.errors, "
+        "inference.asgi.prometheus, inference.asgi.serving; "
+        "bad = [m for m in sys.modules if m.startswith('inference.server') or m.split('.')[0] "
+        "in ('apache_beam', 'retrieval', 'pipeline', 'transforms', 'cli', 'faiss')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -214,3 +218,18 @@ def test_unknown_routes_and_methods_are_error_envelopes(http):
     r = http.get("/search")
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
     assert r.headers["x-ms-error-code"] == "method_not_allowed"
+
+
+def test_the_service_config_is_light_to_import():
+    # The command line reads its defaults from here without starting the HTTP stack.
+    code = (
+        "import sys, retrieval.service.config; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('starlette', 'uvicorn', "
+        "'anyio', 'httpx', 'faiss', 'pyarrow', 'apache_beam') "
+        "or m in ('retrieval.searcher', 'retrieval.service.app')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
