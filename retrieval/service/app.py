@@ -108,7 +108,7 @@ class _Service:
 
     # ---- plumbing --------------------------------------------------------------------
 
-    def check_access(self, request: Request) -> None:
+    def require_key(self, request: Request) -> None:
         """Raise 401 unless the route is open or the request offers the key."""
         if request.url.path not in _OPEN_ROUTES:
             check_access(request.headers, self.config.api_key)
@@ -323,7 +323,7 @@ def create_app(indexes: Sequence[LiveIndex], config: ServiceConfig | None = None
         status = 500  # unless an answer is made: an unexpected error goes to the catch-all
         try:
             try:
-                service.check_access(request)
+                service.require_key(request)
                 response = await service.search(request)
             except StatusError as exc:
                 response = error_response(exc)
@@ -336,7 +336,7 @@ def create_app(indexes: Sequence[LiveIndex], config: ServiceConfig | None = None
 
     def guarded(handler):
         async def route(request: Request) -> Response:
-            service.check_access(request)
+            service.require_key(request)
             return await handler(request)
 
         return route
