@@ -15,7 +15,7 @@ import os
 
 from cli.options import add_endpoint_arguments, credential_from_args
 from inference.errors import ConfigError
-from retrieval.service.app import DEFAULT_MAX_K, ServiceConfig
+from retrieval.service.config import DEFAULT_MAX_K, ServiceConfig
 from retrieval.service.run import serve
 
 __all__ = ["add_parser", "run"]

@@ -12,14 +12,15 @@ and the API key when one is configured, as ``api-key: KEY`` or ``Authorization: 
 A request goes: auth, api-version, ``extra-parameters``, body size, body checks
 (``inference.server.validation``), per-input limits (tokens, images), rate budgets, then the
 concurrency slot, the configured latency, and the model in a worker thread. Every error is
-``{"error": {"code", "message", "target"?}}`` with ``x-ms-error-code``. Faults, request ids
-and the request log are added around the app by ``inference.server.middleware``.
+``{"error": {"code", "message", "target"?}}`` with ``x-ms-error-code``; auth, the body limit,
+the error answers and the catch-all for unexpected errors come from ``inference.asgi``.
+Faults, request ids and the request log are added around the app by
+``inference.server.middleware``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import uuid
 from dataclasses import dataclass
@@ -28,15 +29,16 @@ import numpy as np
 import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from inference import codec
-from inference.errors import StatusError
+from inference.asgi.auth import check_access
+from inference.asgi.body import read_body
+from inference.asgi.errors import catch_all, exception_handlers, reject
+from inference.asgi.prometheus import CONTENT_TYPE
 from inference.server.config import DEFAULT_MAX_INPUT_TOKENS, EndpointConfig
-from inference.server.errors import error_body, error_response, reject
 from inference.server.images import decode_image, patch_count
 from inference.server.metrics import Metrics
 from inference.server.middleware import EndpointMiddleware, log_fields
@@ -92,30 +94,7 @@ def create_app(config: EndpointConfig, *, model: EmbeddingModel | None = None):
         )
 
     async def metrics_route(request: Request) -> Response:
-        return PlainTextResponse(
-            metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
-        )
-
-    async def status_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StatusError)
-        return error_response(exc)
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
-        return JSONResponse(
-            error_body(code, str(exc.detail)),
-            status_code=exc.status_code,
-            headers={**(exc.headers or {}), "x-ms-error-code": code},
-        )
-
-    async def server_error(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error answering %s", request.url.path)
-        return JSONResponse(
-            error_body("internal_server_error", "the endpoint failed unexpectedly"),
-            status_code=500,
-            headers={"x-ms-error-code": "internal_server_error"},
-        )
+        return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE)
 
     app = Starlette(
         routes=[
@@ -124,11 +103,8 @@ def create_app(config: EndpointConfig, *, model: EmbeddingModel | None = None):
             Route("/info", info, methods=["GET"]),
             Route("/metrics", metrics_route, methods=["GET"]),
         ],
-        exception_handlers={
-            StatusError: status_error,
-            HTTPException: http_error,
-            Exception: server_error,
-        },
+        middleware=[catch_all(log, "the endpoint")],
+        exception_handlers=exception_handlers(),
     )
     return EndpointMiddleware(
         app,
@@ -141,22 +117,7 @@ def create_app(config: EndpointConfig, *, model: EmbeddingModel | None = None):
 
 def _check_access(state: _State, request: Request) -> None:
     """401 without the configured key; then 400 without ``api-version``."""
-    key = state.config.api_key
-    if key is not None:
-        offered = [request.headers.get("api-key")]
-        auth = request.headers.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() == "bearer":
-            offered.append(token.strip())
-        expected = key.encode("utf-8")
-        if not any(
-            o is not None and hmac.compare_digest(o.encode("utf-8"), expected) for o in offered
-        ):
-            raise reject(
-                401,
-                "unauthorized",
-                "missing or wrong credential: send api-key: KEY or Authorization: Bearer KEY",
-            )
+    check_access(request.headers, state.config.api_key)
     if not request.query_params.get("api-version"):
         raise reject(
             400,
@@ -164,25 +125,6 @@ def _check_access(state: _State, request: Request) -> None:
             "the api-version query parameter is required, e.g. ?api-version=2024-05-01-preview",
             target="api-version",
         )
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to be over ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    size = int(declared) if declared is not None and declared.isdigit() else 0
-    chunks = []
-    if size <= limit:
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                break
-            chunks.append(chunk)
-    if size > limit:
-        raise reject(
-            413, "request_too_large", f"the request body is over {limit} bytes", target="body"
-        )
-    return b"".join(chunks)
 
 
 async def _embed(state: _State, request: Request, *, image_route: bool) -> Response:
@@ -198,7 +140,7 @@ async def _embed(state: _State, request: Request, *, image_route: bool) -> Respo
     extra_mode = check_extra_parameters(request.headers.get("extra-parameters"))
     fields = log_fields(request.scope)
     fields["deployment"] = request.headers.get("azureml-model-deployment")
-    raw = await _read_body(request, cfg.max_request_bytes)
+    raw = await read_body(request, cfg.max_request_bytes)
     req = parse_body(
         raw,
         image_route=image_route,

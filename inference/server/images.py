@@ -22,8 +22,8 @@ import re
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from inference.asgi.errors import reject
 from inference.errors import StatusError
-from inference.server.errors import reject
 
 __all__ = ["PATCH_SIZE", "VIEW_SIZE", "decode_image", "patch_count"]
 

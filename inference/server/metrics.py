@@ -1,4 +1,4 @@
-"""Counters for ``GET /metrics``, written in the Prometheus text format by hand.
+"""Counters for ``GET /metrics``, in the Prometheus text format (``inference.asgi.prometheus``).
 
 Series (all counters):
 
@@ -8,16 +8,13 @@ Series (all counters):
   and their prompt tokens, for successful requests;
 - ``corpusbeam_errors_total{code}``: error answers by ``error.code``;
 - ``corpusbeam_faults_total{kind}``: injected faults.
-
-``parse_metrics`` reads the text back into ``{'name{labels}': value}`` for tests and tools.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
+from inference.asgi.prometheus import Counters, family, render
 
-__all__ = ["Metrics", "parse_metrics"]
+__all__ = ["Metrics"]
 
 _HELP = {
     "corpusbeam_requests_total": "HTTP answers by route and status.",
@@ -28,48 +25,17 @@ _HELP = {
 }
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _number(value: float) -> str:
-    """Counts exactly (``:g`` would print 1234567 as 1.23457e+06)."""
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
 class Metrics:
     """Thread-safe counters, rendered by ``render``."""
 
     def __init__(self) -> None:
-        self._counts: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
-        self._lock = threading.Lock()
+        self._counters = Counters()
 
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
-        with self._lock:
-            self._counts[key] += amount
+        self._counters.inc(name, amount, **labels)
 
     def render(self) -> str:
-        with self._lock:
-            items = sorted(self._counts.items())
-        lines = []
+        lines: list[str] = []
         for name, help_text in _HELP.items():
-            lines.append(f"# HELP {name} {help_text}")
-            lines.append(f"# TYPE {name} counter")
-            for (n, labels), value in items:
-                if n != name:
-                    continue
-                label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-                lines.append(f"{n}{{{label_text}}} {_number(value)}")
-        return "\n".join(lines) + "\n"
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    """Prometheus text to ``{'name{labels}': value}`` (comments skipped)."""
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        key, _, value = line.rpartition(" ")
-        out[key] = float(value)
-    return out
+            lines += family(name, "counter", help_text, self._counters.samples(name))
+        return render(lines)

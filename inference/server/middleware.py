@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from inference.server.errors import error_body
+from inference.asgi.errors import error_body
 from inference.server.metrics import Metrics
 from inference.server.shaping import FaultPicker
 

@@ -12,24 +12,30 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import socket
 import subprocess as sp
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import uvicorn
 
+from inference.asgi.prometheus import parse_metrics
+from inference.asgi.serving import (
+    bind_socket,
+    socket_url,
+    uvicorn_in_thread,
+    uvicorn_server,
+    wait_until_ready,
+)
 from inference.errors import ConfigError
 from inference.server.app import create_app
 from inference.server.config import EndpointConfig
-from inference.server.metrics import parse_metrics
 
-__all__ = ["API_VERSION", "KEY_ENV", "RunningEndpoint", "bind_socket", "running_endpoint", "serve"]
+__all__ = ["API_VERSION", "KEY_ENV", "RunningEndpoint", "running_endpoint", "serve"]
 
 API_VERSION = "2024-05-01-preview"
 KEY_ENV = "CORPUSBEAM_ENDPOINT_KEY"  # how running_endpoint hands the key to a child process
@@ -55,41 +61,17 @@ class RunningEndpoint:
         return parse_metrics(response.text)
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on host:port (port 0: a free one), for uvicorn to serve."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto must be IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections
-    # only then, and without it every answer (headers and body written apart) waits ~40 ms
-    # for the client's delayed ACK (Nagle).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError("port", port, f"cannot listen on {host}:{port} ({exc})") from None
-    sock.listen(2048)  # connections queue from now on, even before uvicorn serves them
-    return sock
-
-
-def _url(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def _uvicorn_config(app, log_level: str, *, own_logging: bool) -> uvicorn.Config:
-    kwargs = {} if own_logging else {"log_config": None}
-    return uvicorn.Config(
+def _uvicorn(app, log_level: str, *, own_logging: bool) -> uvicorn.Server:
+    return uvicorn_server(
         app,
+        log_level=log_level,
+        own_logging=own_logging,
         # Pinned: dropped connections and truncated bodies (the faults) are made on h11's
         # transport; "auto" would switch to httptools/uvloop when installed.
         http="h11",
         loop="asyncio",
-        log_level=log_level,
-        access_log=False,  # the endpoint writes its own request line
         lifespan="off",
         timeout_graceful_shutdown=2,
-        **kwargs,
     )
 
 
@@ -99,49 +81,8 @@ def serve(
     """Load the model, listen, print the URL, and serve until interrupted."""
     app = create_app(config)
     sock = bind_socket(host, port)
-    print(f"{_READY_LINE}{_url(sock)}", flush=True)
-    server = uvicorn.Server(_uvicorn_config(app, log_level, own_logging=True))
-    server.run(sockets=[sock])
-
-
-def wait_until_ready(
-    url: str,
-    alive: Callable[[], bool],
-    timeout: float,
-    *,
-    what: str,
-    params: dict[str, str] | None = None,
-    headers: dict[str, str] | None = None,
-) -> None:
-    """Poll ``url`` until it answers 200; raise ConfigError if the server dies or times out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive():
-            raise ConfigError(what, url, "the server stopped while starting")
-        try:
-            if httpx.get(url, params=params, headers=headers, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.02)
-    raise ConfigError(what, url, f"did not answer within {timeout:.0f} s")
-
-
-@contextlib.contextmanager
-def uvicorn_in_thread(
-    server: uvicorn.Server, *, name: str
-) -> Iterator[tuple[str, Callable[[], bool]]]:
-    """Serve ``server`` on 127.0.0.1 (a free port) in a daemon thread until the block ends;
-    yields its URL and a liveness check. The socket listens before the thread starts."""
-    sock = bind_socket("127.0.0.1", 0)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=name, daemon=True)
-    thread.start()
-    try:
-        yield _url(sock), thread.is_alive
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    print(f"{_READY_LINE}{socket_url(sock)}", flush=True)
+    _uvicorn(app, log_level, own_logging=True).run(sockets=[sock])
 
 
 def _wait_for_info(url: str, endpoint: RunningEndpoint, alive, timeout: float) -> None:
@@ -173,7 +114,7 @@ def running_endpoint(
 def _run_thread(
     config: EndpointConfig, log_level: str, timeout: float
 ) -> Iterator[RunningEndpoint]:
-    server = uvicorn.Server(_uvicorn_config(create_app(config), log_level, own_logging=False))
+    server = _uvicorn(create_app(config), log_level, own_logging=False)
     with uvicorn_in_thread(server, name="corpusbeam-endpoint") as (url, alive):
         endpoint = RunningEndpoint(url=url, config=config, api_key=config.api_key)
         _wait_for_info(url, endpoint, alive, timeout)

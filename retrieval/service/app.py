@@ -13,10 +13,12 @@ Routes:
 
 Without ``"index"`` a query searches every index and merges the hits by score, which
 needs every index to have the same ``Searcher.score_kind`` (model, dimensions, cosine or
-hamming); otherwise the answer is 400 naming the index that differs. Every error is
-``{"error": {"code", "message", "target"?}}``. With ``ServiceConfig.api_key`` set, every
-route but ``/healthz``, ``/readyz``, ``/metrics`` and the docs needs ``api-key: KEY`` or
-``Authorization: Bearer KEY``.
+hamming); otherwise the answer is 400 naming the index that differs. Every error, an
+unexpected one included (500 ``internal_server_error``), is ``{"error": {"code", "message",
+"target"?}}`` with ``x-ms-error-code``. With ``ServiceConfig.api_key`` set, every route but
+``/healthz``, ``/readyz``, ``/metrics`` and the docs needs ``api-key: KEY`` or
+``Authorization: Bearer KEY`` (either, when both are sent). Auth, the body limit, the error
+answers and the catch-all come from ``inference.asgi``, shared with the reference endpoint.
 
 Searching runs in a worker thread (FAISS releases the GIL), so the event loop keeps
 accepting requests. A background task calls ``LiveIndex.refresh()`` every
@@ -29,12 +31,10 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import hmac
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
@@ -46,6 +46,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from inference.asgi.auth import check_access
+from inference.asgi.body import read_body
+from inference.asgi.errors import catch_all, error_response, exception_handlers, reject
+from inference.asgi.prometheus import CONTENT_TYPE
 from inference.client.images import sniff_image_format
 from inference.errors import (
     BadRequestError,
@@ -54,67 +58,20 @@ from inference.errors import (
     EmbeddingError,
     IndexFolderError,
     PayloadTooLargeError,
+    StatusError,
 )
 from retrieval.live import LiveIndex
 from retrieval.searcher import Searcher, check_mergeable, embed_for, merge_hits
+from retrieval.service.config import ServiceConfig
 from retrieval.service.metrics import ServiceMetrics
 from retrieval.service.openapi import docs_page, openapi_document
 
-__all__ = ["DEFAULT_MAX_K", "ServiceConfig", "create_app"]
+__all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_K = 1000
 _OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
 _BODY_KEYS = frozenset({"query", "image", "vector", "k", "filter", "index"})
-
-
-@dataclass(frozen=True, kw_only=True)
-class ServiceConfig:
-    """Limits and settings of the search service; every field validated on construction.
-
-    ``max_request_bytes``: largest ``POST /search`` body (an image query's data URL is
-    the large one); ``max_query_chars``: longest text query; ``max_k``: most hits asked
-    for; ``default_k``: when the body gives none; ``poll_interval``: seconds between
-    ``CURRENT`` checks (0 turns polling off); ``faiss_threads``: OpenMP threads a search
-    (1: concurrent requests use the cores; None: FAISS's default), set in each worker
-    thread, since OpenMP keeps the setting per thread; ``api_key``: required by
-    ``/search`` and ``/indexes`` (never shown by ``repr``).
-    """
-
-    max_request_bytes: int = 8 * 1024 * 1024
-    max_query_chars: int = 4096
-    max_k: int = DEFAULT_MAX_K
-    default_k: int = 10
-    poll_interval: float = 1.0
-    faiss_threads: int | None = 1
-    api_key: str | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        for name in ("max_request_bytes", "max_query_chars", "max_k", "default_k"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(name, value, "must be a positive integer")
-        if self.default_k > self.max_k:
-            raise ConfigError("default_k", self.default_k, f"must be <= max_k ({self.max_k})")
-        if self.faiss_threads is not None and (
-            isinstance(self.faiss_threads, bool)
-            or not isinstance(self.faiss_threads, int)
-            or self.faiss_threads < 1
-        ):
-            raise ConfigError("faiss_threads", self.faiss_threads, "must be >= 1 or None")
-        if not (0 <= self.poll_interval < math.inf):
-            raise ConfigError("poll_interval", self.poll_interval, "must be >= 0 seconds")
-        if self.api_key is not None and not self.api_key:
-            raise ConfigError("api_key", "<hidden>", "must be a non-empty string or None")
-
-
-class _Refused(Exception):
-    """An answer other than 200, raised anywhere in a handler."""
-
-    def __init__(self, status: int, code: str, message: str, target: str | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.target = status, code, message, target
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -123,16 +80,6 @@ def _json(data: Any, status: int = 200) -> Response:
         status_code=status,
         media_type="application/json",
     )
-
-
-def _error(exc: _Refused) -> Response:
-    body: dict[str, Any] = {"code": exc.code, "message": exc.message}
-    if exc.target:
-        body["target"] = exc.target
-    response = _json({"error": body}, exc.status)
-    if exc.status == 401:
-        response.headers["www-authenticate"] = "Bearer"
-    return response
 
 
 @dataclass
@@ -161,33 +108,19 @@ class _Service:
 
     # ---- plumbing --------------------------------------------------------------------
 
-    def authorised(self, request: Request) -> bool:
-        key = self.config.api_key
-        if key is None or request.url.path in _OPEN_ROUTES:
-            return True
-        given = request.headers.get("api-key")
-        auth = request.headers.get("authorization", "")
-        if given is None and auth[:7].lower() == "bearer ":
-            given = auth[7:].strip()
-        return given is not None and hmac.compare_digest(given.encode(), key.encode())
+    def require_key(self, request: Request) -> None:
+        """Raise 401 unless the route is open or the request offers the key."""
+        if request.url.path not in _OPEN_ROUTES:
+            check_access(request.headers, self.config.api_key)
 
     async def body(self, request: Request) -> dict:
-        limit = self.config.max_request_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _Refused(413, "request_too_large", f"the body is over {limit} bytes")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _Refused(413, "request_too_large", f"the body is over {limit} bytes")
-            chunks.append(chunk)
+        raw = await read_body(request, self.config.max_request_bytes)
         try:
-            data = orjson.loads(b"".join(chunks))
+            data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise _Refused(400, "invalid_json", f"the body is not JSON ({exc})") from None
+            raise reject(400, "invalid_json", f"the body is not JSON ({exc})") from None
         if not isinstance(data, dict):
-            raise _Refused(400, "invalid_request", "the body must be a JSON object")
+            raise reject(400, "invalid_request", "the body must be a JSON object")
         return data
 
     # ---- POST /search ----------------------------------------------------------------
@@ -196,36 +129,43 @@ class _Service:
         cfg = self.config
         unknown = sorted(set(data) - _BODY_KEYS)
         if unknown:
-            raise _Refused(400, "unknown_field", f"unknown fields {unknown}", unknown[0])
+            raise reject(400, "unknown_field", f"unknown fields {unknown}", target=unknown[0])
         given = [name for name in ("query", "image", "vector") if data.get(name) is not None]
         if len(given) != 1:
-            raise _Refused(
-                400, "invalid_request", "give exactly one of query, image, vector", "query"
+            raise reject(
+                400, "invalid_request", "give exactly one of query, image, vector", target="query"
             )
         k = data.get("k", cfg.default_k)
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= cfg.max_k:
-            raise _Refused(400, "invalid_k", f"k must be an integer in [1, {cfg.max_k}]", "k")
+            raise reject(400, "invalid_k", f"k must be an integer in [1, {cfg.max_k}]", target="k")
         flt = data.get("filter")
         if flt is not None and (not isinstance(flt, dict) or not flt):
-            raise _Refused(400, "invalid_filter", "filter must be a non-empty object", "filter")
+            raise reject(
+                400, "invalid_filter", "filter must be a non-empty object", target="filter"
+            )
         index = data.get("index")
         if index is not None and not isinstance(index, str):
-            raise _Refused(400, "invalid_request", "index must be an index's name", "index")
+            raise reject(400, "invalid_request", "index must be an index's name", target="index")
         if index is not None and index not in self.indexes:
-            raise _Refused(
-                404, "index_not_found", f"no index {index!r}; have {sorted(self.indexes)}", "index"
+            raise reject(
+                404,
+                "index_not_found",
+                f"no index {index!r}; have {sorted(self.indexes)}",
+                target="index",
             )
         query = image = vector = None
         if "query" in given:
             query = data["query"]
             if not isinstance(query, str) or not query.strip():
-                raise _Refused(400, "invalid_query", "query must be a non-empty string", "query")
+                raise reject(
+                    400, "invalid_query", "query must be a non-empty string", target="query"
+                )
             if len(query) > cfg.max_query_chars:
-                raise _Refused(
+                raise reject(
                     400,
                     "query_too_long",
                     f"query has {len(query)} characters; the limit is {cfg.max_query_chars}",
-                    "query",
+                    target="query",
                 )
         elif "image" in given:
             image = _data_url_bytes(data["image"])
@@ -241,16 +181,16 @@ class _Service:
             try:
                 check_mergeable(searchers)
             except ConfigError as exc:
-                raise _Refused(400, "indexes_not_mergeable", str(exc), "index") from None
+                raise reject(400, "indexes_not_mergeable", str(exc), target="index") from None
         if q.vector is not None:
             for s in searchers:
                 if q.vector.shape[1] != s.dimensions:
-                    raise _Refused(
+                    raise reject(
                         400,
                         "invalid_vector",
                         f"vector has {q.vector.shape[1]} numbers; index {s.name} has "
                         f"{s.dimensions} dimensions",
-                        "vector",
+                        target="vector",
                     )
         return searchers
 
@@ -287,16 +227,16 @@ class _Service:
             result = await anyio.to_thread.run_sync(self.answer, q, searchers)
         except ConfigError as exc:  # a bad filter, an image the endpoint cannot take
             target = "filter" if exc.field == "filter" else exc.field
-            raise _Refused(400, "invalid_request", str(exc), target) from None
+            raise reject(400, "invalid_request", str(exc), target=target) from None
         except PayloadTooLargeError as exc:
-            raise _Refused(413, "query_too_large", f"the embeddings endpoint: {exc}") from None
+            raise reject(413, "query_too_large", f"the embeddings endpoint: {exc}") from None
         except BadRequestError as exc:  # refused by the endpoint: content filter, bad image
             code = exc.code or "query_refused"
-            raise _Refused(400, code, f"the embeddings endpoint refused the query: {exc}") from None
+            raise reject(400, code, f"the embeddings endpoint refused the query: {exc}") from None
         except EmbeddingError as exc:
-            raise _Refused(502, "embedding_failed", f"embedding the query failed: {exc}") from None
+            raise reject(502, "embedding_failed", f"embedding the query failed: {exc}") from None
         except IndexFolderError as exc:
-            raise _Refused(500, "index_error", str(exc)) from None
+            raise reject(500, "index_error", str(exc)) from None
         return _json(result)
 
     # ---- the other routes ------------------------------------------------------------
@@ -339,16 +279,18 @@ class _Service:
 
 def _data_url_bytes(value: object) -> bytes:
     if not isinstance(value, str) or not value.startswith("data:image/"):
-        raise _Refused(400, "invalid_image", "image must be a data:image/...;base64, URL", "image")
+        raise reject(
+            400, "invalid_image", "image must be a data:image/...;base64, URL", target="image"
+        )
     head, sep, payload = value.partition(",")
     if not sep or not head.endswith(";base64"):
-        raise _Refused(400, "invalid_image", "image must be a base64 data URL", "image")
+        raise reject(400, "invalid_image", "image must be a base64 data URL", target="image")
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
-        raise _Refused(400, "invalid_image", "image is not valid base64", "image") from None
+        raise reject(400, "invalid_image", "image is not valid base64", target="image") from None
     if sniff_image_format(data) is None:
-        raise _Refused(400, "invalid_image", "image is not png, jpeg, webp or gif", "image")
+        raise reject(400, "invalid_image", "image is not png, jpeg, webp or gif", target="image")
     return data
 
 
@@ -359,12 +301,14 @@ def _vector(value: object) -> np.ndarray:
         and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
     )
     if not ok:
-        raise _Refused(
-            400, "invalid_vector", "vector must be a non-empty list of numbers", "vector"
+        raise reject(
+            400, "invalid_vector", "vector must be a non-empty list of numbers", target="vector"
         )
     x = np.asarray(value, dtype=np.float64)[None, :]
     if not np.isfinite(x).all() or np.abs(x).max() > np.finfo(np.float32).max:
-        raise _Refused(400, "invalid_vector", "vector must be finite float32 numbers", "vector")
+        raise reject(
+            400, "invalid_vector", "vector must be finite float32 numbers", target="vector"
+        )
     x = x.astype(np.float32)
     return x
 
@@ -376,21 +320,23 @@ def create_app(indexes: Sequence[LiveIndex], config: ServiceConfig | None = None
 
     async def search(request: Request) -> Response:
         started = time.perf_counter()
+        status = 500  # unless an answer is made: an unexpected error goes to the catch-all
         try:
-            if not service.authorised(request):
-                raise _Refused(401, "unauthorized", "a valid api-key or bearer token is required")
-            response = await service.search(request)
-        except _Refused as exc:
-            response = _error(exc)
-        except CorpusbeamError as exc:
-            response = _error(_Refused(500, "internal_error", str(exc)))
-        service.metrics.request(response.status_code, time.perf_counter() - started)
-        return response
+            try:
+                service.require_key(request)
+                response = await service.search(request)
+            except StatusError as exc:
+                response = error_response(exc)
+            except CorpusbeamError as exc:
+                response = error_response(reject(500, "internal_error", str(exc)))
+            status = response.status_code
+            return response
+        finally:
+            service.metrics.request(status, time.perf_counter() - started)
 
     def guarded(handler):
         async def route(request: Request) -> Response:
-            if not service.authorised(request):
-                return _error(_Refused(401, "unauthorized", "a valid api-key is required"))
+            service.require_key(request)
             return await handler(request)
 
         return route
@@ -410,7 +356,7 @@ def create_app(indexes: Sequence[LiveIndex], config: ServiceConfig | None = None
 
     async def metrics(request: Request) -> Response:
         text = service.metrics.render(service.indexes.values())
-        return Response(text, media_type="text/plain; version=0.0.4")
+        return Response(text, media_type=CONTENT_TYPE)
 
     async def openapi(request: Request) -> Response:
         return Response(service.openapi, media_type="application/json")
@@ -441,6 +387,11 @@ def create_app(indexes: Sequence[LiveIndex], config: ServiceConfig | None = None
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[catch_all(log, "the search service")],
+        exception_handlers=exception_handlers(),
+    )
     app.state.service = service
     return app

@@ -1,4 +1,5 @@
-"""The search service's ``GET /metrics``, in the Prometheus text format, written by hand.
+"""The search service's ``GET /metrics``, in the Prometheus text format
+(``inference.asgi.prometheus``).
 
 Series:
 
@@ -13,43 +14,24 @@ Series:
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from collections.abc import Iterable
+
+from inference.asgi.prometheus import Counters, Histogram, family, render, sample
 
 __all__ = ["BUCKETS", "ServiceMetrics"]
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
+_REQUESTS = "corpusbeam_search_requests_total"
 _HISTOGRAMS = {
     "corpusbeam_search_seconds": "Time to answer POST /search.",
     "corpusbeam_search_embed_seconds": "Time to embed a query.",
     "corpusbeam_search_index_seconds": "Time to search the indexes and look up metadata.",
 }
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-class _Histogram:
-    def __init__(self) -> None:
-        self.counts = [0] * len(BUCKETS)
-        self.total = 0
-        self.sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.total += 1
-        self.sum += seconds
-        for i, upper in enumerate(BUCKETS):
-            if seconds <= upper:
-                self.counts[i] += 1
-
-    def lines(self, name: str) -> Iterable[str]:
-        for upper, count in zip(BUCKETS, self.counts, strict=True):
-            yield f'{name}_bucket{{le="{upper}"}} {count}'
-        yield f'{name}_bucket{{le="+Inf"}} {self.total}'
-        yield f"{name}_sum {self.sum!r}"
-        yield f"{name}_count {self.total}"
+_SWAPS = (
+    ("corpusbeam_index_swaps_total", "swaps", "Versions swapped in."),
+    ("corpusbeam_index_swap_failures_total", "failed_swaps", "Versions that failed to open."),
+)
 
 
 class ServiceMetrics:
@@ -57,12 +39,12 @@ class ServiceMetrics:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.requests: Counter[str] = Counter()
-        self._hist = {name: _Histogram() for name in _HISTOGRAMS}
+        self._requests = Counters()
+        self._hist = {name: Histogram(BUCKETS) for name in _HISTOGRAMS}
 
     def request(self, status: int, seconds: float) -> None:
+        self._requests.inc(_REQUESTS, status=str(status))
         with self._lock:
-            self.requests[str(status)] += 1
             self._hist["corpusbeam_search_seconds"].observe(seconds)
 
     def timings(self, embed_seconds: float | None, index_seconds: float) -> None:
@@ -73,35 +55,22 @@ class ServiceMetrics:
 
     def render(self, indexes: Iterable) -> str:
         """The text of ``/metrics``; ``indexes`` are ``LiveIndex`` objects."""
-        out = [
-            "# HELP corpusbeam_search_requests_total POST /search answers by status.",
-            "# TYPE corpusbeam_search_requests_total counter",
-        ]
+        out = family(
+            _REQUESTS,
+            "counter",
+            "POST /search answers by status.",
+            self._requests.samples(_REQUESTS),
+        )
         with self._lock:
-            for status, n in sorted(self.requests.items()):
-                out.append(f'corpusbeam_search_requests_total{{status="{status}"}} {n}')
             for name, text in _HISTOGRAMS.items():
-                out += [f"# HELP {name} {text}", f"# TYPE {name} histogram"]
-                out += list(self._hist[name].lines(name))
+                out += family(name, "histogram", text, self._hist[name].samples(name))
         indexes = list(indexes)
-        out += [
-            "# HELP corpusbeam_index_info The version each index serves.",
-            "# TYPE corpusbeam_index_info gauge",
+        info = [
+            sample("corpusbeam_index_info", 1, {"index": live.name, "version": live.version or ""})
+            for live in indexes
         ]
-        for live in indexes:
-            version = _escape(live.version or "")
-            out.append(
-                f'corpusbeam_index_info{{index="{_escape(live.name)}",version="{version}"}} 1'
-            )
-        for metric, attr, text in (
-            ("corpusbeam_index_swaps_total", "swaps", "Versions swapped in."),
-            (
-                "corpusbeam_index_swap_failures_total",
-                "failed_swaps",
-                "Versions that failed to open.",
-            ),
-        ):
-            out += [f"# HELP {metric} {text}", f"# TYPE {metric} counter"]
-            for live in indexes:
-                out.append(f'{metric}{{index="{_escape(live.name)}"}} {getattr(live, attr)}')
-        return "\n".join(out) + "\n"
+        out += family("corpusbeam_index_info", "gauge", "The version each index serves.", info)
+        for metric, attr, text in _SWAPS:
+            counts = [sample(metric, getattr(live, attr), {"index": live.name}) for live in indexes]
+            out += family(metric, "counter", text, counts)
+        return render(out)

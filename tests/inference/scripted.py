@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import uvicorn
 
-from inference.server.run import uvicorn_in_thread
+from inference.asgi.serving import uvicorn_in_thread
 
 
 @dataclass

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
 from indexes import open_index
+from inference.asgi.prometheus import parse_metrics
 from inference.errors import ConfigError
-from inference.server.metrics import parse_metrics
-from retrieval.service.app import ServiceConfig
+from retrieval.service.config import ServiceConfig
 from retrieval.service.run import RunningService, running_service
 from tests.folders import D, png
 from tests.schemathesis_run import run_schemathesis
@@ -206,3 +210,26 @@ def test_service_conforms_to_its_openapi_document(service, tmp_path):
     result = run_schemathesis(f"{service.url}/openapi.json", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
     assert "5 selected" in result.stdout and " passed" in result.stdout
+
+
+def test_unknown_routes_and_methods_are_error_envelopes(http):
+    r = http.get("/nowhere")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = http.get("/search")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    assert r.headers["x-ms-error-code"] == "method_not_allowed"
+
+
+def test_the_service_config_is_light_to_import():
+    # The command line reads its defaults from here without starting the HTTP stack.
+    code = (
+        "import sys, retrieval.service.config; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('starlette', 'uvicorn', "
+        "'anyio', 'httpx', 'faiss', 'pyarrow', 'apache_beam') "
+        "or m in ('retrieval.searcher', 'retrieval.service.app')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -9,10 +9,10 @@ from collections import Counter
 
 import httpx
 
-from inference.server.metrics import parse_metrics
+from inference.asgi.prometheus import parse_metrics
 from retrieval.embedder import EmbedderPool
 from retrieval.live import LiveIndex
-from retrieval.service.app import ServiceConfig
+from retrieval.service.config import ServiceConfig
 from retrieval.service.run import running_service
 from tests.folders import flip, make_versioned
 
