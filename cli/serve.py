@@ -15,8 +15,7 @@ import os
 
 from cli.options import add_endpoint_arguments, credential_from_args
 from inference.errors import ConfigError
-from retrieval.service.config import DEFAULT_MAX_K, ServiceConfig
-from retrieval.service.run import serve
+from retrieval.service.config import DEFAULT_HOST, DEFAULT_PORT, ServiceConfig
 
 __all__ = ["add_parser", "run"]
 
@@ -27,20 +26,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--name", action="append", help="name of each DIR, in order (default: its folder name)"
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8090)
+    p.add_argument("--host", default=DEFAULT_HOST)
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
     add_endpoint_arguments(p)
     p.add_argument("--service-key-env", metavar="VAR", help="require the key held in this variable")
-    p.add_argument("--max-k", type=int, default=DEFAULT_MAX_K)
-    p.add_argument("--max-query-chars", type=int, default=4096)
-    p.add_argument("--max-request-bytes", type=int, default=8 * 1024 * 1024)
+    # Every limit's default is ServiceConfig's own.
+    p.add_argument("--max-k", type=int, default=ServiceConfig.max_k)
+    p.add_argument("--max-query-chars", type=int, default=ServiceConfig.max_query_chars)
+    p.add_argument("--max-request-bytes", type=int, default=ServiceConfig.max_request_bytes)
     p.add_argument(
-        "--poll-interval", type=float, default=1.0, help="seconds between CURRENT checks (0: off)"
+        "--poll-interval",
+        type=float,
+        default=ServiceConfig.poll_interval,
+        help="seconds between CURRENT checks (0: off)",
     )
     p.add_argument(
         "--threads",
         type=int,
-        default=1,
+        default=ServiceConfig.faiss_threads,
         help="FAISS threads a query (default 1: concurrent requests use the cores)",
     )
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 checks")
@@ -49,6 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from retrieval.service.run import serve
+
     key = None
     if args.service_key_env:
         key = os.environ.get(args.service_key_env)

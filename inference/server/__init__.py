@@ -8,8 +8,9 @@ served from a local model.
 Modules: ``config`` (settings), ``app`` (routes), ``validation`` (request checks), ``models``
 with ``hashmodel`` and ``minilm`` (backends), ``tokens``, ``images``, ``shaping`` (latency,
 concurrency, rate budgets, faults), ``middleware`` (request ids, log, metrics, faults as raw
-ASGI), ``metrics``, ``errors`` (error answers), ``run`` (starting it), ``cli`` (flags),
+ASGI), ``metrics``, ``run`` (starting it), ``cli`` (flags),
 ``demo`` (a few documents embedded and searched over HTTP).
+Error answers, auth, body limits, Prometheus text and serving come from ``inference.asgi``.
 Imports no Beam and nothing from ``pipeline``, ``transforms``, ``retrieval`` or ``cli``.
 Names load on first use (``inference.lazy``).
 """

@@ -38,6 +38,7 @@ from inference.asgi.auth import check_access
 from inference.asgi.body import read_body
 from inference.asgi.errors import catch_all, exception_handlers, reject
 from inference.asgi.prometheus import CONTENT_TYPE
+from inference.protocol import IMAGE_ROUTE, TEXT_ROUTE
 from inference.server.config import DEFAULT_MAX_INPUT_TOKENS, EndpointConfig
 from inference.server.images import decode_image, patch_count
 from inference.server.metrics import Metrics
@@ -98,8 +99,8 @@ def create_app(config: EndpointConfig, *, model: EmbeddingModel | None = None):
 
     app = Starlette(
         routes=[
-            Route("/embeddings", text_route, methods=["POST"]),
-            Route("/images/embeddings", image_route, methods=["POST"]),
+            Route(TEXT_ROUTE, text_route, methods=["POST"]),
+            Route(IMAGE_ROUTE, image_route, methods=["POST"]),
             Route("/info", info, methods=["GET"]),
             Route("/metrics", metrics_route, methods=["GET"]),
         ],
@@ -111,7 +112,7 @@ def create_app(config: EndpointConfig, *, model: EmbeddingModel | None = None):
         metrics=metrics,
         faults=FaultPicker(config.faults, config.seed),
         stall_seconds=config.stall_seconds,
-        fault_paths=frozenset({"/embeddings", "/images/embeddings"}),
+        fault_paths=frozenset({TEXT_ROUTE, IMAGE_ROUTE}),
     )
 
 

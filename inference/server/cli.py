@@ -46,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="require the key held in environment variable VAR",
     )
     m = parser.add_argument_group("model")
-    m.add_argument("--model", choices=MODELS, default="hash", help="(hash)")
+    m.add_argument(
+        "--model", choices=MODELS, default=EndpointConfig.model, help=f"({EndpointConfig.model})"
+    )
     m.add_argument(
         "--dimensions",
         type=int,
@@ -104,7 +106,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--rate-window-seconds",
         type=float,
-        default=60.0,
+        default=EndpointConfig.rate_window_seconds,
         help="the window --rpm and --tpm count over (60; shorter for tests)",
     )
     s.add_argument(
@@ -113,8 +115,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SPEC",
         help="e.g. 5xx=0.05,drop=0.02,truncate=0.01,stall=0.01",
     )
-    s.add_argument("--stall-seconds", type=float, default=30.0, help="length of a stall (30)")
-    s.add_argument("--seed", type=int, default=0, help="seed for latency and faults (0)")
+    s.add_argument(
+        "--stall-seconds",
+        type=float,
+        default=EndpointConfig.stall_seconds,
+        help=f"length of a stall ({EndpointConfig.stall_seconds:g})",
+    )
+    s.add_argument(
+        "--seed",
+        type=int,
+        default=EndpointConfig.seed,
+        help=f"seed for latency and faults ({EndpointConfig.seed})",
+    )
 
 
 def _api_key(args: argparse.Namespace) -> str | None:

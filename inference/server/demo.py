@@ -16,7 +16,8 @@ import httpx
 import numpy as np
 
 from inference import codec
-from inference.server import API_VERSION, EndpointConfig, running_endpoint
+from inference.protocol import API_VERSION, TEXT_ROUTE
+from inference.server import EndpointConfig, running_endpoint
 
 __all__ = ["DOCUMENTS", "QUERIES", "DemoResult", "run_demo"]
 
@@ -54,7 +55,7 @@ class DemoResult:
 
 def _embed(client: httpx.Client, texts: list[str], input_type: str, fmt: str) -> np.ndarray:
     response = client.post(
-        "/embeddings",
+        TEXT_ROUTE,
         params={"api-version": API_VERSION},
         json={"input": texts, "input_type": input_type, "encoding_format": fmt},
     )

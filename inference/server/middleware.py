@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from inference.asgi.errors import error_body
+from inference.protocol import IMAGE_ROUTE, TEXT_ROUTE
 from inference.server.metrics import Metrics
 from inference.server.shaping import FaultPicker
 
@@ -44,7 +45,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _FIELDS = "corpusbeam.log"
-_ROUTES = frozenset({"/embeddings", "/images/embeddings", "/info", "/metrics"})
+_ROUTES = frozenset({TEXT_ROUTE, IMAGE_ROUTE, "/info", "/metrics"})
 
 
 def log_fields(scope: Scope) -> dict[str, Any]:

@@ -32,12 +32,12 @@ from inference.asgi.serving import (
     wait_until_ready,
 )
 from inference.errors import ConfigError
+from inference.protocol import API_VERSION
 from inference.server.app import create_app
 from inference.server.config import EndpointConfig
 
 __all__ = ["API_VERSION", "KEY_ENV", "RunningEndpoint", "running_endpoint", "serve"]
 
-API_VERSION = "2024-05-01-preview"
 KEY_ENV = "CORPUSBEAM_ENDPOINT_KEY"  # how running_endpoint hands the key to a child process
 _READY_LINE = "corpusbeam endpoint: listening on "
 
