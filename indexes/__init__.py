@@ -25,6 +25,7 @@ from indexes.build import (
     training_sample,
     write_index,
 )
+from indexes.builder import build_folder
 from indexes.choose import (
     DEFAULT_MEMORY_BUDGET,
     IndexSpec,
@@ -32,20 +33,15 @@ from indexes.choose import (
     family_of,
     make_index,
 )
+from indexes.config import BuildConfig
 from indexes.evaluate import evaluate_folder
 from indexes.filters import filter_ids, filter_mask
-from indexes.folder import (
-    METADATA_COLUMNS,
-    BuildConfig,
-    IndexFolder,
-    build_folder,
-    metadata_table,
-    open_index,
-    rebuild_folder,
-)
 from indexes.ids import check_ids, chunk_id, chunk_ids
 from indexes.manifest import FORMAT_VERSION, Manifest, check_expected, sanitize_endpoint
+from indexes.reader import IndexFolder, open_index
+from indexes.rebuild import rebuild_folder
 from indexes.search import RescoreStore, SearchResult, index_id_view, set_search_params
+from indexes.tables import METADATA_COLUMNS, metadata_table
 from indexes.tune import (
     TuneResult,
     drop_ids,

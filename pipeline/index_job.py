@@ -35,7 +35,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from indexes import versions
 from indexes.assemble import assemble_folder
 from indexes.choose import DEFAULT_MEMORY_BUDGET
-from indexes.folder import BuildConfig
+from indexes.config import BuildConfig
 from indexes.manifest import Manifest, sanitize_endpoint
 from inference import codec
 from inference.client import ClientSettings, EmbeddingsClient, EnvApiKey
