@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from indexes.files import MANIFEST
 from inference.errors import ConfigError, IndexFolderError
 
 __all__ = [
@@ -87,7 +88,7 @@ def resolve_index_folder(path: str | os.PathLike) -> Path:
     p = Path(path)
     if not p.is_dir():
         raise IndexFolderError(f"{p}: no such directory")
-    if (p / "manifest.json").is_file():
+    if (p / MANIFEST).is_file():
         return p
     name = read_current(p)
     if name is None:

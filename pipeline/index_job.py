@@ -36,6 +36,7 @@ from indexes import versions
 from indexes.assemble import assemble_folder
 from indexes.choose import DEFAULT_MEMORY_BUDGET
 from indexes.config import BuildConfig
+from indexes.files import MANIFEST
 from indexes.manifest import Manifest, sanitize_endpoint
 from inference import codec
 from inference.client import ClientSettings, EmbeddingsClient, EnvApiKey
@@ -157,7 +158,7 @@ def _reusable(previous: Path | None, cfg: IndexJobConfig, endpoint: str, model: 
     if previous is None or not cfg.reuse:
         return None
     try:
-        manifest = Manifest.from_json((previous / "manifest.json").read_text())
+        manifest = Manifest.from_json((previous / MANIFEST).read_text())
     except (OSError, CorpusbeamError) as exc:
         log.warning("not reusing %s: %s", previous, exc)
         return None

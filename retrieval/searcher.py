@@ -61,7 +61,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 HIT_FIELDS = ("id", "document_id", "uri", "text")  # metadata columns lifted into a Hit
 
 
