@@ -101,7 +101,7 @@ def assemble_folder(
     if not shards:
         raise IndexFolderError("no shards to assemble")
     parts, table, xb = _read_shards(shards, spec, read)
-    if parts and sum(p.ntotal for p in parts) != table.num_rows:
+    if spec.nlist and sum(p.ntotal for p in parts) != table.num_rows:
         raise IndexFolderError(
             f"the shard indexes hold {sum(p.ntotal for p in parts)} vectors, "
             f"their tables {table.num_rows}"
