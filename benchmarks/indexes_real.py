@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import faiss
 import numpy as np
 
-from indexes.folder import BuildConfig, build_folder, open_index
+from indexes import BuildConfig, build_folder, open_index
 from indexes.ids import chunk_ids
 from indexes.tune import exact_search, recall_at_k
 from inference import codec

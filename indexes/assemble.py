@@ -2,9 +2,11 @@
 
 Each shard is its metadata and its vectors (Parquet) and, for IVF indexes, a FAISS
 shard (a copy of the trained index with that shard's vectors added). ``assemble_folder``
-merges IVF shards' inverted lists, or adds every vector once to a flat or graph index
-(which cannot merge shards without re-adding them anyway), and writes the folder
-exactly as ``build_folder`` does: same files, same manifest, same recall measurement.
+takes the steps ``build_folder`` takes after adding its shards: the inputs checked and
+sorted by id (``indexes.tables.folder_data``), the shards combined in memory
+(``indexes.shards.combine_shards``: IVF lists merged, or every vector added once to a
+flat or graph index) and the folder written (``indexes.writer.write_folder``): same
+files, same manifest, same recall measurement.
 Files are read through a ``read`` callable (local files by default; the index job passes
 one that reads any Beam filesystem), so shards may live anywhere.
 """
@@ -23,8 +25,11 @@ import pyarrow.parquet as pq
 
 from indexes import build
 from indexes.choose import IndexSpec
-from indexes.folder import BuildConfig, build_folder, column_array
+from indexes.config import BuildConfig
 from indexes.manifest import Manifest
+from indexes.shards import combine_shards
+from indexes.tables import column_array, folder_data
+from indexes.writer import new_folder, write_folder
 from inference import codec
 from inference.errors import IndexFolderError
 
@@ -55,6 +60,25 @@ def expand_metadata_json(table: pa.Table) -> pa.Table:
     return table
 
 
+def _read_shards(
+    shards: Sequence[dict], spec: IndexSpec, read: Callable[[str], bytes]
+) -> tuple[list, pa.Table, np.ndarray]:
+    """(IVF shard indexes in shard order, the metadata tables joined with their
+    ``metadata_json`` expanded, the vectors joined) of ``shards``."""
+    dtype = codec.natural_dtype(spec.encoding)
+    parts, tables, xbs = [], [], []
+    for shard in shards:
+        if shard.get("index"):
+            parts.append(build.deserialize_index(read(shard["index"]), spec.encoding))
+        tables.append(pq.read_table(io.BytesIO(read(shard["metadata"]))))
+        vt = pq.read_table(io.BytesIO(read(shard["vectors"])))
+        xbs.append(column_array(vt, "vector", dtype))
+        if not np.array_equal(vt.column("id").to_numpy(), tables[-1].column("id").to_numpy()):
+            raise IndexFolderError(f"shard {shard['index']}: vectors and metadata ids differ")
+    table = expand_metadata_json(pa.concat_tables(tables, promote_options="default"))
+    return parts, table, np.concatenate(xbs)
+
+
 def assemble_folder(
     path: str | os.PathLike,
     *,
@@ -70,38 +94,33 @@ def assemble_folder(
 ) -> Manifest:
     """Merge ``shards`` (dicts with ``metadata``, ``vectors`` and, for IVF, ``index`` file
     paths) into an index folder at ``path``. ``trained`` is the serialised empty trained
-    index the shards were copied from."""
+    index the shards were copied from. The shards are always merged in memory
+    (``config.merge`` is not used)."""
+    config = config or BuildConfig()
     read = read or _read_local
     if not shards:
         raise IndexFolderError("no shards to assemble")
-    dtype = codec.natural_dtype(spec.encoding)
-    parts, tables, xbs = [], [], []
-    for shard in shards:
-        if shard.get("index"):
-            parts.append(build.deserialize_index(read(shard["index"]), spec.encoding))
-        tables.append(pq.read_table(io.BytesIO(read(shard["metadata"]))))
-        vt = pq.read_table(io.BytesIO(read(shard["vectors"])))
-        xbs.append(column_array(vt, "vector", dtype))
-        if not np.array_equal(vt.column("id").to_numpy(), tables[-1].column("id").to_numpy()):
-            raise IndexFolderError(f"shard {shard['index']}: vectors and metadata ids differ")
-    table = expand_metadata_json(pa.concat_tables(tables, promote_options="default"))
-    xb = np.concatenate(xbs)
-    if parts:  # IVF: the shards' lists merge
-        index = build.merge_indexes(parts, spec) if len(parts) > 1 else parts[0]
-    else:  # flat or graph: one add of every vector, in id order
-        order = np.argsort(table.column("id").to_numpy(), kind="stable")
-        index = build.deserialize_index(trained, spec.encoding)
-        build.add_vectors(index, xb[order], table.column("id").to_numpy()[order], spec)
-    return build_folder(
-        path,
-        xb,
-        table,
-        encoding=spec.encoding,
+    parts, table, xb = _read_shards(shards, spec, read)
+    if spec.nlist and sum(p.ntotal for p in parts) != table.num_rows:
+        raise IndexFolderError(
+            f"the shard indexes hold {sum(p.ntotal for p in parts)} vectors, "
+            f"their tables {table.num_rows}"
+        )
+    config.apply_threads()
+    data = folder_data(xb, table, encoding=spec.encoding, dimensions=spec.dimensions)
+    out = new_folder(path)
+    combined = combine_shards(
+        out, spec=spec, trained=trained, parts=parts, xb=data.xb, ids=data.ids
+    )
+    del parts
+    return write_folder(
+        out,
+        combined,
+        spec,
+        data,
+        config=config,
         model=model,
-        dimensions=spec.dimensions,
         endpoint=endpoint,
         api_version=api_version,
         input_type=input_type,
-        config=config,
-        prebuilt=(spec, index),
     )

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import faiss
 
-from indexes.defaults import DEFAULT_MEMORY_BUDGET, DEFAULT_TRAIN_PER_CENTROID
+from indexes.config import DEFAULT_MEMORY_BUDGET, DEFAULT_TRAIN_PER_CENTROID
 from inference import codec
 from inference.errors import ConfigError
 

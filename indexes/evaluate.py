@@ -1,5 +1,8 @@
 """Evaluate an index folder: recall@k and latency against exact search.
 
+``tune_build`` does the same while a folder is built: it tunes the search parameters
+(``indexes.tune``) and measures the recall the manifest records.
+
 ``evaluate_folder(path)`` opens and verifies the folder, takes the given queries or a
 seeded sample of its own vectors (each left out of its own results), computes the exact
 k nearest from ``vectors.parquet`` (float, else int8, else Hamming: the most precise
@@ -16,11 +19,29 @@ import time
 import numpy as np
 
 from indexes.build import training_sample
-from indexes.folder import open_index
-from indexes.tune import drop_ids, recall_at_k, reference_neighbours
+from indexes.choose import IndexSpec
+from indexes.config import BuildConfig
+from indexes.reader import open_index
+from indexes.search import RescoreStore
+from indexes.tables import FolderData
+from indexes.tune import drop_ids, recall_at_k, reference_neighbours, tune_index
 from inference.errors import ConfigError
 
-__all__ = ["evaluate_folder"]
+__all__ = ["evaluate_folder", "tune_build"]
+
+_SAMPLED = "sampled from the indexed vectors, each left out of its own results"
+
+
+def _queries(
+    ids: np.ndarray, xb: np.ndarray, rv: np.ndarray | None, xq, n_queries: int, seed: int
+) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """(queries, ids to leave out of their results, source): ``xq`` as given, else a seeded
+    sample of the indexed vectors (their rescoring twins as float when there are any)."""
+    if xq is not None:
+        return np.asarray(xq), None, "given"
+    rows = training_sample(ids.shape[0], n_queries, seed=seed)
+    xq = xb[rows] if rv is None else rv[rows].astype(np.float32)
+    return xq, ids[rows], _SAMPLED
 
 
 def evaluate_folder(
@@ -43,15 +64,7 @@ def evaluate_folder(
     folder = open_index(path, verify=verify)
     m = folder.manifest
     ids, xb, rv = folder.vectors()
-    exclude = None
-    if xq is None:
-        rows = training_sample(ids.shape[0], n_queries, seed=seed)
-        xq = xb[rows] if rv is None else rv[rows].astype(np.float32)
-        exclude = ids[rows]
-        source = "sampled from the indexed vectors, each left out of its own results"
-    else:
-        xq = np.asarray(xq)
-        source = "given"
+    xq, exclude, source = _queries(ids, xb, rv, xq, n_queries, seed)
     I_gt, reference = reference_neighbours(
         xb, ids, xq, k, encoding=m.encoding, d=m.dimensions, rescore_vectors=rv, exclude=exclude
     )
@@ -77,3 +90,53 @@ def evaluate_folder(
         "search_params": {**m.search_params, **(params or {})},
         "manifest_recall": m.recall,
     }
+
+
+def tune_build(
+    index,
+    spec: IndexSpec,
+    data: FolderData,
+    *,
+    config: BuildConfig,
+    xq_eval: np.ndarray | None = None,
+    store: RescoreStore | None = None,
+    rescore_factor: int = 1,
+) -> tuple[dict | None, float | None, dict[str, int]]:
+    """Tune a new folder's index and measure recall@k on held-out queries (``xq_eval``, else
+    ``config.eval_queries`` sampled ones); returns (recall dict, latency ms, params), or
+    (None, None, {}) when no queries are wanted."""
+    if config.eval_queries == 0 and xq_eval is None:
+        return None, None, {}
+    xb, ids, rv = data.xb, data.ids, data.rescore_vectors
+    xq, exclude, source = _queries(ids, xb, rv, xq_eval, config.eval_queries, config.seed + 1)
+    I_gt, ref = reference_neighbours(
+        xb,
+        ids,
+        xq,
+        config.k,
+        encoding=spec.encoding,
+        d=spec.dimensions,
+        rescore_vectors=rv,
+        exclude=exclude,
+    )
+    tuned = tune_index(
+        index,
+        spec,
+        xq,
+        I_gt,
+        k=config.k,
+        latency_budget_ms=config.latency_budget_ms,
+        target_recall=config.target_recall,
+        rescore=store,
+        rescore_factor=rescore_factor,
+        exclude=exclude,
+    )
+    recall = {
+        "k": config.k,
+        "value": round(tuned.recall, 5),
+        "queries": int(xq.shape[0]),
+        "reference": ref,
+        "source": source,
+        "rescored": store is not None,
+    }
+    return recall, round(tuned.latency_ms, 4), tuned.params

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
+from indexes.files import INDEX, MANIFEST
 from inference import codec
 from inference.errors import ConfigError, IndexFolderError
 from inference.protocol import INPUT_TYPES
@@ -64,7 +65,7 @@ class Manifest:
     normalized: bool = False
     search_params: dict[str, int] = field(default_factory=dict)
     layout: str = "single"
-    index_files: tuple[str, ...] = ("index.faiss",)
+    index_files: tuple[str, ...] = (INDEX,)
     rescore: dict | None = None
     recall: dict | None = None
     latency_ms: float | None = None
@@ -113,9 +114,9 @@ class Manifest:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise IndexFolderError(f"manifest.json is not valid JSON ({exc})") from None
+            raise IndexFolderError(f"{MANIFEST} is not valid JSON ({exc})") from None
         if not isinstance(data, dict):
-            raise IndexFolderError("manifest.json must hold a JSON object")
+            raise IndexFolderError(f"{MANIFEST} must hold a JSON object")
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise IndexFolderError(
@@ -125,13 +126,13 @@ class Manifest:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise IndexFolderError(f"manifest.json has unknown fields {unknown}")
+            raise IndexFolderError(f"{MANIFEST} has unknown fields {unknown}")
         try:
             manifest = cls(**data)
         except (ConfigError, TypeError) as exc:
-            raise IndexFolderError(f"manifest.json is invalid: {exc}") from None
+            raise IndexFolderError(f"{MANIFEST} is invalid: {exc}") from None
         if manifest.digest != manifest.compute_digest():
-            raise IndexFolderError("manifest.json was modified after it was written (digest)")
+            raise IndexFolderError(f"{MANIFEST} was modified after it was written (digest)")
         return manifest
 
 

@@ -63,10 +63,6 @@ class RescoreStore:
         # int8 values are the reference endpoint's: x * 127 / int8_range(d).
         self.scale = codec.int8_range(dimensions) / 127.0 if vectors.dtype == np.int8 else 1.0
 
-    @property
-    def kind(self) -> str:
-        return "int8" if self.vectors.dtype == np.int8 else "float"
-
     def rows(self, I: np.ndarray) -> np.ndarray:  # noqa: E741
         """Row of each id in ``I`` (-1 where absent)."""
         pos = np.searchsorted(self.ids, I)

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from indexes.files import MANIFEST
 from inference.errors import ConfigError, IndexFolderError
 
 __all__ = [
@@ -88,7 +89,7 @@ def resolve_index_folder(path: str | os.PathLike) -> Path:
     p = Path(path)
     if not p.is_dir():
         raise IndexFolderError(f"{p} is not an index folder or output directory: no such directory")
-    if (p / "manifest.json").is_file():
+    if (p / MANIFEST).is_file():
         return p
     folder = current_version(p)
     if folder is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from indexes.defaults import DEFAULT_MEMORY_BUDGET
+from indexes.config import DEFAULT_MEMORY_BUDGET
 from inference.errors import ConfigError
 from inference.protocol import API_VERSION
 

@@ -34,7 +34,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from indexes import versions
 from indexes.assemble import assemble_folder
-from indexes.folder import BuildConfig
+from indexes.config import BuildConfig
+from indexes.files import MANIFEST
 from indexes.manifest import Manifest, sanitize_endpoint
 from inference.client import ClientSettings, EmbeddingsClient, EnvApiKey
 from inference.errors import ConfigError, CorpusbeamError, JobError
@@ -99,7 +100,7 @@ def _reusable(previous: Path | None, cfg: IndexJobConfig, endpoint: str, model: 
     if previous is None or not cfg.reuse:
         return None
     try:
-        manifest = Manifest.from_json((previous / "manifest.json").read_text())
+        manifest = Manifest.from_json((previous / MANIFEST).read_text())
     except (OSError, CorpusbeamError) as exc:
         log.warning("not reusing %s: %s", previous, exc)
         return None

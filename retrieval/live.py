@@ -19,10 +19,11 @@ import os
 import threading
 from pathlib import Path
 
+from indexes.files import MANIFEST
 from indexes.versions import read_current
 from inference.errors import CorpusbeamError
 from retrieval.embedder import EmbedderPool
-from retrieval.searcher import MANIFEST, Searcher
+from retrieval.searcher import Searcher
 
 __all__ = ["LiveIndex"]
 

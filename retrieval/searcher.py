@@ -39,8 +39,8 @@ import numpy as np
 
 from indexes import open_index
 from indexes.choose import family_of
-from indexes.folder import IndexFolder
 from indexes.manifest import Manifest
+from indexes.reader import IndexFolder
 from indexes.search import SearchResult
 from indexes.versions import resolve_index_folder
 from inference.client import ImageInput
@@ -61,7 +61,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 HIT_FIELDS = ("id", "document_id", "uri", "text")  # metadata columns lifted into a Hit
 
 

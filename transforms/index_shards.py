@@ -31,6 +31,7 @@ from apache_beam.io.filesystems import FileSystems
 from indexes import build
 from indexes.choose import IndexSpec, choose_index
 from indexes.ids import chunk_id
+from indexes.tables import METADATA_COLUMNS, fixed_size_list
 from inference import codec
 from inference.errors import ConfigError
 from transforms.elements import Embedded, Failure
@@ -74,20 +75,9 @@ def shard_tables(items: list[tuple[int, Embedded]], encoding: str) -> tuple[pa.T
     return table, xb.astype(codec.natural_dtype(encoding), copy=False)
 
 
-SHARD_METADATA_SCHEMA = pa.schema(
-    [
-        ("id", pa.int64()),
-        ("document_id", pa.string()),
-        ("chunk", pa.int32()),
-        ("uri", pa.string()),
-        ("modality", pa.string()),
-        ("text", pa.string()),
-        ("char_start", pa.int64()),
-        ("char_end", pa.int64()),
-        ("content_hash", pa.string()),
-        ("metadata_json", pa.string()),
-    ]
-)
+# The folder's metadata columns, then the user's metadata as one JSON object a row
+# (``indexes.assemble.expand_metadata_json`` turns it into columns).
+SHARD_METADATA_SCHEMA = pa.schema([*METADATA_COLUMNS.items(), ("metadata_json", pa.string())])
 
 
 def _keyed(e: Embedded, shards: int) -> tuple[int, tuple[int, Embedded]]:
@@ -189,14 +179,7 @@ class _AddShardFn(beam.DoFn):
             files["index"] = f"{base}.faiss"
             _write(files["index"], build.serialize_index(index))
         _write(files["metadata"], _parquet(table))
-        vectors = pa.table(
-            {
-                "id": pa.array(ids, type=pa.int64()),
-                "vector": pa.FixedSizeListArray.from_arrays(
-                    pa.array(np.ascontiguousarray(xb).reshape(-1)), xb.shape[1]
-                ),
-            }
-        )
+        vectors = pa.table({"id": pa.array(ids, type=pa.int64()), "vector": fixed_size_list(xb)})
         _write(files["vectors"], _parquet(vectors))
         yield {"shard": shard, "count": len(kept), **files}
 
@@ -237,9 +220,9 @@ def _write(path: str, data: bytes) -> None:
 class BuildIndexShards(beam.PTransform):
     """Build the index for ``Embedded`` elements on the workers: count them, train the
     chosen index once on a random sample, add the vectors shard by shard (``shards``
-    groups by id) and write each shard's files under ``staging``. Returns
-    ``Outputs(main=shard file dicts, failures)``, plus ``trained`` (the spec and the
-    serialised trained index) on ``self.trained`` for the final merge.
+    groups by id) and write each shard's files under ``staging``, with the trained index
+    and its spec for the final merge (``load_trained``). Returns
+    ``Outputs(main=shard file dicts, failures)``.
     """
 
     def __init__(
@@ -267,7 +250,6 @@ class BuildIndexShards(beam.PTransform):
             "train_per_centroid": train_per_centroid,
             "seed": seed,
         }
-        self.trained: beam.PCollection | None = None
 
     def expand(self, embedded: beam.PCollection) -> Outputs:
         count = embedded | "Count" >> beam.combiners.Count.Globally()
@@ -292,17 +274,17 @@ class BuildIndexShards(beam.PTransform):
             | "Sample" >> beam.FlatMap(_sampled, beam.pvalue.AsSingleton(spec))
             | "SampleList" >> beam.combiners.ToList()
         )
-        self.trained = spec | "Train" >> beam.Map(
+        trained = spec | "Train" >> beam.Map(
             _train, beam.pvalue.AsSingleton(sample), self._settings
         )
-        _ = self.trained | "SaveTrained" >> beam.Map(_save_trained, self._staging)
+        _ = trained | "SaveTrained" >> beam.Map(_save_trained, self._staging)
         shards = (
             embedded
             | "ById" >> beam.Map(_keyed, self._shards)
             | "Group" >> beam.GroupByKey()
             | "AddShard"
             >> beam.ParDo(
-                _AddShardFn(self._staging, self._encoding), beam.pvalue.AsSingleton(self.trained)
+                _AddShardFn(self._staging, self._encoding), beam.pvalue.AsSingleton(trained)
             ).with_outputs(FAILURES, main="shards")
         )
         return Outputs(shards.shards, shards.failures)

@@ -15,6 +15,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
+from indexes.files import METADATA, VECTORS
 from indexes.ids import chunk_id
 from inference import codec
 from transforms.elements import NAMESPACE, Chunk, ImageItem
@@ -68,16 +69,14 @@ class ReuseVectors(beam.PTransform):
             p
             | "OldMetadata"
             >> beam.io.ReadFromParquet(
-                f"{self._previous}/metadata.parquet", columns=["id", "content_hash"]
+                f"{self._previous}/{METADATA}", columns=["id", "content_hash"]
             )
             | "HashById" >> beam.Map(lambda r: (r["id"], r["content_hash"]))
         )
         vectors = (
             p
             | "OldVectors"
-            >> beam.io.ReadFromParquet(
-                f"{self._previous}/vectors.parquet", columns=["id", "vector"]
-            )
+            >> beam.io.ReadFromParquet(f"{self._previous}/{VECTORS}", columns=["id", "vector"])
             | "VectorById" >> beam.Map(lambda r: (r["id"], r["vector"]))
         )
         new = items | "ById" >> beam.Map(_key)

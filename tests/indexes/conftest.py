@@ -44,3 +44,14 @@ def metadata() -> dict:
         "lang": ["en" if i % 3 else "fr" for i in range(N)],
         "year": [2000 + i % 25 for i in range(N)],
     }
+
+
+@pytest.fixture(scope="session")
+def float_folder(tmp_path_factory, xb, metadata):
+    """An IVF16,Flat float folder of ``xb`` (built once, shared by the folder tests)."""
+    from indexes import BuildConfig
+    from tests.indexes.helpers import build
+
+    path = tmp_path_factory.mktemp("f") / "index"
+    build(path, xb, metadata, config=BuildConfig(factory="IVF16,Flat", eval_queries=50))
+    return path

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from cli.main import main
+from indexes import BuildConfig, build_folder
 from indexes.evaluate import evaluate_folder
-from indexes.folder import BuildConfig, build_folder
 from inference import codec
 from inference.errors import ConfigError
 

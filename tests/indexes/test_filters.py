@@ -110,7 +110,8 @@ def test_empty_filter_gives_no_results(xb):
 
 
 def test_folder_filter_uses_metadata(tmp_path, xb, xq, metadata):
-    from indexes.folder import BuildConfig, build_folder, open_index
+    from indexes import BuildConfig, build_folder, open_index
+    from tests.indexes.helpers import metadata_rows
 
     build_folder(
         tmp_path / "f",
@@ -125,7 +126,7 @@ def test_folder_filter_uses_metadata(tmp_path, xb, xq, metadata):
         xq, 10, filter={"lang": "fr", "year": {"$gte": 2010}}, params={"nprobe": 16}
     )
     assert res.filter_mode == "selector"
-    for hits in folder.lookup(res.I):
+    for hits in metadata_rows(folder, res.I):
         for row in hits:
             assert row["lang"] == "fr" and row["year"] >= 2010
 

@@ -9,7 +9,26 @@ import pytest
 import indexes
 from inference.errors import CorpusbeamError
 
-MODULES = ["build", "choose", "evaluate", "filters", "folder", "ids", "manifest", "search", "tune"]
+MODULES = [
+    "assemble",
+    "build",
+    "builder",
+    "choose",
+    "config",
+    "evaluate",
+    "files",
+    "filters",
+    "ids",
+    "manifest",
+    "reader",
+    "rebuild",
+    "search",
+    "shards",
+    "tables",
+    "tune",
+    "versions",
+    "writer",
+]
 ROOT = Path(indexes.__file__).parent
 
 

@@ -16,12 +16,13 @@ import pytest
 
 from cli.main import main
 from indexes import versions
-from indexes.folder import open_index
+from indexes.reader import open_index
 from inference.client import ClientSettings, EmbeddingsClient
 from inference.errors import ConfigError
 from inference.server import EndpointConfig, running_endpoint
 from pipeline.index_job import IndexJobConfig, run_index_job
 from pipeline.sample_corpus import EXPECTED, write_sample
+from tests.indexes.helpers import metadata_rows
 from tests.transforms.pipelines import RUNNERS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,7 +70,7 @@ def test_the_sample_indexes_and_each_query_finds_its_document(sample, tmp_path):
                 [q for q, _ in EXPECTED], input_type="query", dimensions=m.dimensions
             ).vectors
     res = folder.search(xq, k=3)
-    top = [rows[0]["document_id"] for rows in folder.lookup(res.I)]
+    top = [rows[0]["document_id"] for rows in metadata_rows(folder, res.I)]
     assert top == [doc for _, doc in EXPECTED]
 
 

@@ -1,0 +1,182 @@
+"""Reading an index folder: ``open_index`` verifies it and returns an ``IndexFolder``.
+
+``open_index`` checks the manifest, the caller's expectations, every file's size and
+sha256, the vectors table's schema and the index itself before handing anything out.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from indexes import build
+from indexes.choose import IndexSpec, family_of
+from indexes.files import MANIFEST, METADATA, VECTORS, sha256
+from indexes.filters import filter_ids
+from indexes.manifest import Manifest, check_expected
+from indexes.search import RescoreStore, SearchResult, index_id_view, search
+from indexes.tables import column_array, vectors_schema
+from inference import codec
+from inference.errors import ConfigError, IndexFolderError
+
+__all__ = ["IndexFolder", "open_index"]
+
+
+class IndexFolder:
+    """An opened, verified index folder. Use ``open_index`` to make one."""
+
+    def __init__(self, path: Path, manifest: Manifest, index, spec: IndexSpec) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.index = index
+        self.spec = spec
+        self._metadata: pa.Table | None = None
+        self._store: RescoreStore | None = None
+
+    def metadata(self) -> pa.Table:
+        """metadata.parquet (read once), sorted by id."""
+        if self._metadata is None:
+            self._metadata = pq.read_table(self.path / METADATA)
+        return self._metadata
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(ids, vectors in the natural dtype, rescore vectors or None) from vectors.parquet."""
+        t = pq.read_table(self.path / VECTORS)
+        ids = t.column("id").to_numpy()
+        xb = column_array(t, "vector", codec.natural_dtype(self.manifest.encoding))
+        rv = None
+        if "rescore" in t.column_names:
+            rv = column_array(t, "rescore", np.dtype(self.manifest.rescore["dtype"]))
+        return ids, xb, rv
+
+    def rescore_store(self) -> RescoreStore | None:
+        """The memory-mapped rescoring vectors, or None when the folder has none."""
+        if self.manifest.rescore is None:
+            return None
+        if self._store is None:
+            vec = np.load(self.path / self.manifest.rescore["file"], mmap_mode="r")
+            ids = index_id_view(self.index)
+            if ids is None or ids.shape[0] != vec.shape[0] or not (ids[1:] > ids[:-1]).all():
+                ids = pq.read_table(self.path / VECTORS, columns=["id"]).column("id").to_numpy()
+            self._store = RescoreStore(ids, vec, dimensions=self.manifest.dimensions)
+        return self._store
+
+    def search(
+        self,
+        xq: np.ndarray,
+        k: int = 10,
+        *,
+        filter: dict | None = None,
+        rescore: bool | None = None,
+        params: dict[str, int] | None = None,
+    ) -> SearchResult:
+        """k nearest of ``xq``; ``filter`` uses the ``indexes.filters`` syntax; ``rescore``
+        None rescoring when the folder has rescoring vectors and the query is float."""
+        store = None
+        if rescore is not False and self.manifest.rescore is not None:
+            if np.asarray(xq).dtype.kind == "f":
+                store = self.rescore_store()
+            elif rescore:
+                raise ConfigError("xq", np.asarray(xq).dtype, "rescoring needs float queries")
+        elif rescore:
+            raise ConfigError("rescore", rescore, "this folder holds no rescoring vectors")
+        allowed = None if filter is None else filter_ids(self.metadata(), filter)
+        return search(
+            self.index,
+            xq,
+            k,
+            encoding=self.manifest.encoding,
+            d=self.manifest.dimensions,
+            params={**self.manifest.search_params, **(params or {})},
+            allowed_ids=allowed,
+            rescore=store,
+            rescore_factor=self.manifest.rescore["factor"] if store else 1,
+        )
+
+
+def open_index(
+    path: str | os.PathLike,
+    *,
+    expect_encoding: str | None = None,
+    expect_model: str | None = None,
+    expect_dimensions: int | None = None,
+    verify: bool = True,
+    mmap: bool = False,
+) -> IndexFolder:
+    """Open an index folder, refusing a damaged or mismatched one with IndexFolderError.
+
+    Checks, in order: manifest present and valid; the caller's expected encoding, model
+    and dimensions; every listed file present with its size and (``verify``) sha256; the
+    index's dimensions, type and vector count against the manifest.
+    """
+    folder = Path(path)
+    mpath = folder / MANIFEST
+    if not mpath.is_file():
+        raise IndexFolderError(f"{folder} is not an index folder: {MANIFEST} missing")
+    manifest = Manifest.from_json(mpath.read_text())
+    check_expected(
+        manifest, encoding=expect_encoding, model=expect_model, dimensions=expect_dimensions
+    )
+    _check_files(folder, manifest, verify=verify)
+    _check_vectors_schema(folder, manifest)
+    spec = IndexSpec(
+        encoding=manifest.encoding,
+        dimensions=manifest.dimensions,
+        count=manifest.count,
+        factory=manifest.index_factory,
+    )
+    return IndexFolder(folder, manifest, _load_index(folder, manifest, spec, mmap=mmap), spec)
+
+
+def _check_files(folder: Path, manifest: Manifest, *, verify: bool) -> None:
+    """Every file the manifest lists is there with its size and (``verify``) sha256."""
+    for name in (METADATA, VECTORS, *manifest.index_files):
+        if name not in manifest.files:
+            raise IndexFolderError(f"manifest lists no checksum for {name}")
+    for name, info in manifest.files.items():
+        p = folder / name
+        if not p.is_file():
+            raise IndexFolderError(f"{folder}: file {name} is missing")
+        if p.stat().st_size != info.get("bytes"):
+            raise IndexFolderError(f"{folder}: file {name} has the wrong size (damaged?)")
+        if verify and sha256(p) != info.get("sha256"):
+            raise IndexFolderError(f"{folder}: file {name} fails its sha256 check (damaged?)")
+
+
+def _check_vectors_schema(folder: Path, manifest: Manifest) -> None:
+    """vectors.parquet must hold the manifest's encoding at its width."""
+    try:
+        schema = pq.read_schema(folder / VECTORS)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise IndexFolderError(f"{folder}: cannot read {VECTORS} ({exc})") from None
+    rdtype = None if manifest.rescore is None else np.dtype(manifest.rescore["dtype"])
+    want = vectors_schema(manifest.encoding, manifest.dimensions, rdtype)
+    if not schema.remove_metadata().equals(want):
+        raise IndexFolderError(
+            f"{folder}: {VECTORS} holds {schema.field('vector').type}, not "
+            f"{manifest.encoding} vectors of {manifest.dimensions} dimensions"
+        )
+
+
+def _load_index(folder: Path, manifest: Manifest, spec: IndexSpec, *, mmap: bool):
+    """The index (or the shards grouped), checked against the manifest."""
+    encoding = manifest.encoding
+    if manifest.layout == "shards":
+        shards = [build.read_index(folder / f, encoding, mmap=mmap) for f in manifest.index_files]
+        index = build.shard_group(shards, spec) if len(shards) > 1 else shards[0]
+    else:
+        index = build.read_index(folder / manifest.index_files[0], encoding, mmap=mmap)
+    is_binary = isinstance(index, faiss.IndexBinary | faiss.IndexBinaryShards)
+    if is_binary != (family_of(encoding) == "binary"):
+        raise IndexFolderError(f"{folder}: the index file does not hold a {encoding} index")
+    if index.d != manifest.dimensions or index.ntotal != manifest.count:
+        raise IndexFolderError(
+            f"{folder}: index has d={index.d}, {index.ntotal} vectors; manifest says "
+            f"d={manifest.dimensions}, {manifest.count}"
+        )
+    return index

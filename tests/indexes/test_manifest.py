@@ -1,0 +1,31 @@
+"""The manifest: format version and endpoint credentials."""
+
+import json
+
+import pytest
+
+from indexes.manifest import Manifest, sanitize_endpoint
+from inference.errors import ConfigError, IndexFolderError
+from tests.indexes.helpers import ENDPOINT
+
+
+def test_unknown_format_version(float_folder, tmp_path):
+    data = json.loads((float_folder / "manifest.json").read_text())
+    data["format_version"] = 99
+    with pytest.raises(IndexFolderError, match="format_version"):
+        Manifest.from_json(json.dumps(data))
+
+
+def test_sanitize_endpoint():
+    assert sanitize_endpoint(ENDPOINT) == "https://models.example.com/embeddings"
+    assert sanitize_endpoint("http://127.0.0.1:8088/") == "http://127.0.0.1:8088/"
+    with pytest.raises(ConfigError, match="endpoint"):
+        Manifest(
+            model="m",
+            dimensions=8,
+            encoding="float",
+            index_factory="Flat",
+            count=1,
+            metric="inner_product",
+            endpoint=ENDPOINT,
+        )
