@@ -1,39 +1,48 @@
-"""Assembling an index folder from shards built elsewhere (by the index job's workers).
+"""Assembling an index folder whose parts the index job's workers wrote, in bounded memory.
 
-Each shard is its metadata and its vectors (Parquet) and, for IVF indexes, a FAISS
-shard (a copy of the trained index with that shard's vectors added). ``assemble_folder``
-takes the steps ``build_folder`` takes after adding its shards: the inputs checked and
-sorted by id (``indexes.tables.folder_data``), the shards combined in memory
-(``indexes.shards.combine_shards``: IVF lists merged, or every vector added once to a
-flat or graph index) and the folder written (``indexes.writer.write_folder``): same
-files, same manifest, same recall measurement.
-Files are read through a ``read`` callable (local files by default; the index job passes
-one that reads any Beam filesystem), so shards may live anywhere.
+The workers wrote the folder's id-range parts (``indexes.parts``) into it and, for IVF
+indexes, one shard a part (a copy of the trained index with the part's vectors added).
+``assemble_folder`` handles only small things and streams the rest:
+
+- the index: IVF shards merge on disk (``merge_ondisk``: lists in a file beside
+  ``index.faiss``, RAM about one list), or stay shards (binary IVF, which FAISS cannot
+  merge on disk); flat and graph indexes get each part's vectors added in turn (what the
+  final index needs in RAM, no more);
+- recall: queries sampled by global row number, exact ground truth by searching part
+  after part and keeping the running top k (``indexes.recall``), then the usual tuning;
+- the manifest, with the parts' checksums the workers computed, written last.
+
+Shard files are read through a ``read`` callable (local files by default; the index job
+passes one that reads any Beam filesystem).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from indexes import build
+from indexes.build import training_sample
 from indexes.choose import IndexSpec
 from indexes.config import BuildConfig
-from indexes.manifest import Manifest
-from indexes.shards import combine_shards
-from indexes.tables import column_array, folder_data
-from indexes.writer import new_folder, write_folder
-from inference import codec
+from indexes.files import INDEX, MANIFEST, SHARDS, sha256, shard_file
+from indexes.manifest import Manifest, sanitize_endpoint
+from indexes.parts import PartInfo, Parts
+from indexes.recall import streaming_reference
+from indexes.search import RescoreStore
+from indexes.shards import Combined
+from indexes.tune import tune_index
+from indexes.writer import rescore_entry
 from inference.errors import IndexFolderError
 
 __all__ = ["assemble_folder", "expand_metadata_json"]
+
+_SAMPLED = "sampled from the indexed vectors, each left out of its own results"
 
 
 def _read_local(path: str) -> bytes:
@@ -60,23 +69,42 @@ def expand_metadata_json(table: pa.Table) -> pa.Table:
     return table
 
 
-def _read_shards(
-    shards: Sequence[dict], spec: IndexSpec, read: Callable[[str], bytes]
-) -> tuple[list, pa.Table, np.ndarray]:
-    """(IVF shard indexes in shard order, the metadata tables joined with their
-    ``metadata_json`` expanded, the vectors joined) of ``shards``."""
-    dtype = codec.natural_dtype(spec.encoding)
-    parts, tables, xbs = [], [], []
-    for shard in shards:
-        if shard.get("index"):
-            parts.append(build.deserialize_index(read(shard["index"]), spec.encoding))
-        tables.append(pq.read_table(io.BytesIO(read(shard["metadata"]))))
-        vt = pq.read_table(io.BytesIO(read(shard["vectors"])))
-        xbs.append(column_array(vt, "vector", dtype))
-        if not np.array_equal(vt.column("id").to_numpy(), tables[-1].column("id").to_numpy()):
-            raise IndexFolderError(f"shard {shard['index']}: vectors and metadata ids differ")
-    table = expand_metadata_json(pa.concat_tables(tables, promote_options="default"))
-    return parts, table, np.concatenate(xbs)
+def _combine(
+    out: Path,
+    spec: IndexSpec,
+    trained: bytes,
+    parts: Parts,
+    shard_files: Sequence[str],
+    read: Callable[[str], bytes],
+) -> Combined:
+    """The folder's index file(s) from the workers' shards or, for flat and graph
+    indexes, from the parts' vectors added part by part."""
+    if not spec.nlist:
+        index = build.deserialize_index(trained, spec.encoding)
+        for ids, xb, _ in parts.iter_vectors(rescore=False):
+            build.add_vectors(index, xb, ids, spec)
+        build.write_index(index, out / INDEX)
+        return Combined(index, "single", (INDEX,))
+    if len(shard_files) != len(parts.infos):
+        raise IndexFolderError(
+            f"{len(shard_files)} shard indexes for {len(parts.infos)} parts: a worker's "
+            "shard is missing"
+        )
+    (out / SHARDS).mkdir()
+    names = tuple(shard_file(s) for s in range(len(shard_files)))
+    for name, path in zip(names, shard_files, strict=True):
+        (out / name).write_bytes(read(path))
+    if spec.family == "binary":  # FAISS merges only float IVF lists on disk
+        shards = [build.read_index(out / n, spec.encoding) for n in names]
+        index = build.shard_group(shards, spec) if len(shards) > 1 else shards[0]
+        return Combined(index, "shards", names)
+    ivfdata = build.merge_ondisk(
+        build.deserialize_index(trained, spec.encoding), [out / n for n in names], out / INDEX, spec
+    )
+    for name in names:
+        (out / name).unlink()
+    (out / SHARDS).rmdir()
+    return Combined(build.read_index(out / INDEX, spec.encoding), "ondisk", (INDEX, ivfdata))
 
 
 def assemble_folder(
@@ -84,7 +112,7 @@ def assemble_folder(
     *,
     spec: IndexSpec,
     trained: bytes,
-    shards: Sequence[dict],
+    parts: Sequence[dict],
     model: str,
     endpoint: str | None = None,
     api_version: str | None = None,
@@ -92,35 +120,88 @@ def assemble_folder(
     config: BuildConfig | None = None,
     read: Callable[[str], bytes] | None = None,
 ) -> Manifest:
-    """Merge ``shards`` (dicts with ``metadata``, ``vectors`` and, for IVF, ``index`` file
-    paths) into an index folder at ``path``. ``trained`` is the serialised empty trained
-    index the shards were copied from. The shards are always merged in memory
-    (``config.merge`` is not used)."""
+    """Finish the folder at ``path`` from the ``parts`` the workers wrote into it (dicts
+    with ``info``: ``PartInfo`` as a dict, ``files``: their checksums, ``rescore_dtype``
+    and, for IVF indexes, ``index``: the shard file). ``trained`` is the serialised empty
+    trained index the shards were copied from."""
     config = config or BuildConfig()
     read = read or _read_local
-    if not shards:
-        raise IndexFolderError("no shards to assemble")
-    parts, table, xb = _read_shards(shards, spec, read)
-    if spec.nlist and sum(p.ntotal for p in parts) != table.num_rows:
-        raise IndexFolderError(
-            f"the shard indexes hold {sum(p.ntotal for p in parts)} vectors, "
-            f"their tables {table.num_rows}"
-        )
-    config.apply_threads()
-    data = folder_data(xb, table, encoding=spec.encoding, dimensions=spec.dimensions)
-    out = new_folder(path)
-    combined = combine_shards(
-        out, spec=spec, trained=trained, parts=parts, xb=data.xb, ids=data.ids
+    if not parts:
+        raise IndexFolderError("no parts to assemble")
+    out = Path(path)
+    parts = sorted(parts, key=lambda p: p["info"]["id_min"])
+    infos = [PartInfo.from_dict(p["info"]) for p in parts]
+    dtypes = {p.get("rescore_dtype") for p in parts}
+    if len(dtypes) != 1:
+        raise IndexFolderError(f"the parts disagree on their rescoring vectors: {dtypes}")
+    rdtype = dtypes.pop()
+    reader = Parts(
+        out, infos, encoding=spec.encoding, dimensions=spec.dimensions, rescore_dtype=rdtype
     )
-    del parts
-    return write_folder(
-        out,
-        combined,
-        spec,
-        data,
-        config=config,
+    config.apply_threads()
+    combined = _combine(
+        out, spec, trained, reader, [p["index"] for p in parts if p.get("index")], read
+    )
+    rescore = rescore_entry(rdtype, spec, config)
+    store = None
+    if rdtype is not None:
+        store = RescoreStore(reader.ids(), reader.rescore_rows(), dimensions=spec.dimensions)
+    recall, latency, params = _tune(combined.index, spec, reader, config, store, rescore)
+    files = {name: entry for p in parts for name, entry in p["files"].items()}
+    for name in combined.index_files:
+        files[name] = {"sha256": sha256(out / name), "bytes": (out / name).stat().st_size}
+    manifest = Manifest(
         model=model,
-        endpoint=endpoint,
+        dimensions=spec.dimensions,
+        encoding=spec.encoding,
+        index_factory=spec.factory,
+        count=reader.count,
+        metric=spec.metric,
+        endpoint=sanitize_endpoint(endpoint),
         api_version=api_version,
         input_type=input_type,
+        normalized=spec.family == "float",
+        search_params=params,
+        layout=combined.layout,
+        index_files=combined.index_files,
+        rescore=rescore,
+        parts=[i.as_dict() for i in infos],
+        recall=recall,
+        latency_ms=latency,
+        files=dict(sorted(files.items())),
     )
+    tmp = Path(tempfile.mkstemp(dir=out, prefix=".manifest.")[1])
+    tmp.write_text(manifest.to_json())
+    tmp.replace(out / MANIFEST)
+    return manifest
+
+
+def _tune(index, spec: IndexSpec, parts: Parts, config: BuildConfig, store, rescore):
+    """(recall dict, latency ms, params) measured on queries sampled from the parts."""
+    if config.eval_queries == 0:
+        return None, None, {}
+    rows = training_sample(parts.count, config.eval_queries, seed=config.seed + 1)
+    ids, xb, rv = parts.rows(rows)
+    xq = xb if rv is None else rv.astype("float32")
+    I_gt, ref = streaming_reference(parts, xq, config.k, exclude=ids)
+    tuned = tune_index(
+        index,
+        spec,
+        xq,
+        I_gt,
+        k=config.k,
+        latency_budget_ms=config.latency_budget_ms,
+        target_recall=config.target_recall,
+        rescore=store,
+        rescore_factor=rescore["factor"] if rescore else 1,
+        exclude=ids,
+    )
+    recall = {
+        "k": config.k,
+        "value": round(tuned.recall, 5),
+        "queries": int(xq.shape[0]),
+        "reference": ref,
+        "source": _SAMPLED,
+        "rescored": store is not None,
+    }
+    return recall, round(tuned.latency_ms, 4), tuned.params

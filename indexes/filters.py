@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from inference.errors import ConfigError
 
-__all__ = ["filter_ids", "filter_mask"]
+__all__ = ["filter_columns", "filter_ids", "filter_mask"]
 
 _COMPARE = {
     "$eq": pc.equal,
@@ -42,6 +42,25 @@ def filter_mask(table: pa.Table, expr: dict[str, Any]) -> np.ndarray:
     for key, value in expr.items():
         mask &= _term(table, key, value)
     return mask
+
+
+def filter_columns(expr: Any) -> list[str]:
+    """The metadata columns ``expr`` names (sorted), so a reader loads only those."""
+    found: set[str] = set()
+
+    def walk(e: Any) -> None:
+        if isinstance(e, dict):
+            for key, value in e.items():
+                if key in ("$and", "$or"):
+                    for sub in value if isinstance(value, list) else []:
+                        walk(sub)
+                elif key == "$not":
+                    walk(value)
+                elif not key.startswith("$"):
+                    found.add(key)
+
+    walk(expr)
+    return sorted(found)
 
 
 def filter_ids(table: pa.Table, expr: dict[str, Any]) -> np.ndarray:

@@ -22,7 +22,7 @@ from inference.protocol import INPUT_TYPES
 
 __all__ = ["FORMAT_VERSION", "LAYOUTS", "Manifest", "check_expected", "sanitize_endpoint"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 LAYOUTS = ("single", "ondisk", "shards")
 
 
@@ -46,9 +46,11 @@ class Manifest:
     """Everything a reader needs to check before trusting an index folder.
 
     ``files`` maps each file name (relative to the folder) to ``{"sha256", "bytes"}``;
-    ``index_files`` names the FAISS file(s); ``rescore`` is None or ``{"file", "dtype",
-    "factor"}``; ``recall`` is None or ``{"k", "value", "queries", "reference",
-    "source", "rescored"}``; ``digest`` is the sha256 of all other fields, so a reader
+    ``index_files`` names the FAISS file(s); ``parts`` lists the id-partitioned table parts
+    (``indexes.parts.PartInfo``: ``name``, ``rows``, ``id_min``, ``id_max``, in id order);
+    ``rescore`` is None or ``{"file"`` (each part's suffix), ``"dtype", "factor"}``;
+    ``recall`` is None or ``{"k", "value", "queries", "reference", "source", "rescored"}``;
+    ``digest`` is the sha256 of all other fields, so a reader
     detects an edited manifest (the other files are covered by ``files``).
     """
 
@@ -69,6 +71,7 @@ class Manifest:
     rescore: dict | None = None
     recall: dict | None = None
     latency_ms: float | None = None
+    parts: list[dict] = field(default_factory=list)
     files: dict[str, dict] = field(default_factory=dict)
     created: str = field(default_factory=_now)
     digest: str = ""
@@ -91,6 +94,8 @@ class Manifest:
             raise ConfigError("index_files", self.index_files, "names no index file")
         if self.endpoint is not None and sanitize_endpoint(self.endpoint) != self.endpoint:
             raise ConfigError("endpoint", "<redacted>", "must not carry credentials or a query")
+        if self.parts and sum(int(p.get("rows", 0)) for p in self.parts) != self.count:
+            raise ConfigError("parts", len(self.parts), f"their rows do not add up to {self.count}")
         object.__setattr__(self, "index_files", tuple(self.index_files))
 
     def _body(self) -> dict:

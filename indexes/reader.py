@@ -16,12 +16,12 @@ import pyarrow.parquet as pq
 
 from indexes import build
 from indexes.choose import IndexSpec, family_of
-from indexes.files import MANIFEST, METADATA, VECTORS, sha256
-from indexes.filters import filter_ids
+from indexes.files import MANIFEST, sha256
+from indexes.filters import filter_columns, filter_ids
 from indexes.manifest import Manifest, check_expected
+from indexes.parts import METADATA_SUFFIX, RESCORE_SUFFIX, VECTORS_SUFFIX, PartInfo, Parts
 from indexes.search import RescoreStore, SearchResult, index_id_view, search
-from indexes.tables import column_array, vectors_schema
-from inference import codec
+from indexes.tables import vectors_schema
 from inference.errors import ConfigError, IndexFolderError
 
 __all__ = ["IndexFolder", "open_index"]
@@ -35,34 +35,41 @@ class IndexFolder:
         self.manifest = manifest
         self.index = index
         self.spec = spec
+        self.parts = Parts(
+            path,
+            [PartInfo.from_dict(p) for p in manifest.parts],
+            encoding=manifest.encoding,
+            dimensions=manifest.dimensions,
+            rescore_dtype=None if manifest.rescore is None else manifest.rescore["dtype"],
+        )
         self._metadata: pa.Table | None = None
         self._store: RescoreStore | None = None
 
     def metadata(self) -> pa.Table:
-        """metadata.parquet (read once), sorted by id."""
+        """Every part's metadata joined (read once), sorted by id: the whole table in
+        memory. Hits are looked up with ``lookup``, which reads only their row groups."""
         if self._metadata is None:
-            self._metadata = pq.read_table(self.path / METADATA)
+            self._metadata = self.parts.metadata()
         return self._metadata
 
+    def lookup(self, ids: np.ndarray) -> list[dict]:
+        """The metadata row of each id (in the order given), read from its part's row group."""
+        return self.parts.lookup(ids)
+
     def vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(ids, vectors in the natural dtype, rescore vectors or None) from vectors.parquet."""
-        t = pq.read_table(self.path / VECTORS)
-        ids = t.column("id").to_numpy()
-        xb = column_array(t, "vector", codec.natural_dtype(self.manifest.encoding))
-        rv = None
-        if "rescore" in t.column_names:
-            rv = column_array(t, "rescore", np.dtype(self.manifest.rescore["dtype"]))
-        return ids, xb, rv
+        """(ids, vectors in the natural dtype, rescore vectors or None) of every part joined;
+        ``parts.iter_vectors()`` streams them part by part instead."""
+        return self.parts.vectors()
 
     def rescore_store(self) -> RescoreStore | None:
         """The memory-mapped rescoring vectors, or None when the folder has none."""
         if self.manifest.rescore is None:
             return None
         if self._store is None:
-            vec = np.load(self.path / self.manifest.rescore["file"], mmap_mode="r")
+            vec = self.parts.rescore_rows()
             ids = index_id_view(self.index)
             if ids is None or ids.shape[0] != vec.shape[0] or not (ids[1:] > ids[:-1]).all():
-                ids = pq.read_table(self.path / VECTORS, columns=["id"]).column("id").to_numpy()
+                ids = self.parts.ids()
             self._store = RescoreStore(ids, vec, dimensions=self.manifest.dimensions)
         return self._store
 
@@ -85,7 +92,9 @@ class IndexFolder:
                 raise ConfigError("xq", np.asarray(xq).dtype, "rescoring needs float queries")
         elif rescore:
             raise ConfigError("rescore", rescore, "this folder holds no rescoring vectors")
-        allowed = None if filter is None else filter_ids(self.metadata(), filter)
+        allowed = None
+        if filter is not None:
+            allowed = filter_ids(self.parts.filter_table(filter_columns(filter)), filter)
         return search(
             self.index,
             xq,
@@ -135,7 +144,10 @@ def open_index(
 
 def _check_files(folder: Path, manifest: Manifest, *, verify: bool) -> None:
     """Every file the manifest lists is there with its size and (``verify``) sha256."""
-    for name in (METADATA, VECTORS, *manifest.index_files):
+    names = [p["name"] + s for p in manifest.parts for s in (METADATA_SUFFIX, VECTORS_SUFFIX)]
+    if manifest.rescore is not None:
+        names += [p["name"] + RESCORE_SUFFIX for p in manifest.parts]
+    for name in (*names, *manifest.index_files):
         if name not in manifest.files:
             raise IndexFolderError(f"manifest lists no checksum for {name}")
     for name, info in manifest.files.items():
@@ -149,18 +161,20 @@ def _check_files(folder: Path, manifest: Manifest, *, verify: bool) -> None:
 
 
 def _check_vectors_schema(folder: Path, manifest: Manifest) -> None:
-    """vectors.parquet must hold the manifest's encoding at its width."""
-    try:
-        schema = pq.read_schema(folder / VECTORS)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise IndexFolderError(f"{folder}: cannot read {VECTORS} ({exc})") from None
+    """Each part's vectors table must hold the manifest's encoding at its width."""
     rdtype = None if manifest.rescore is None else np.dtype(manifest.rescore["dtype"])
     want = vectors_schema(manifest.encoding, manifest.dimensions, rdtype)
-    if not schema.remove_metadata().equals(want):
-        raise IndexFolderError(
-            f"{folder}: {VECTORS} holds {schema.field('vector').type}, not "
-            f"{manifest.encoding} vectors of {manifest.dimensions} dimensions"
-        )
+    for part in manifest.parts:
+        name = part["name"] + VECTORS_SUFFIX
+        try:
+            schema = pq.read_schema(folder / name)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise IndexFolderError(f"{folder}: cannot read {name} ({exc})") from None
+        if not schema.remove_metadata().equals(want):
+            raise IndexFolderError(
+                f"{folder}: {name} holds {schema.field('vector').type}, not "
+                f"{manifest.encoding} vectors of {manifest.dimensions} dimensions"
+            )
 
 
 def _load_index(folder: Path, manifest: Manifest, spec: IndexSpec, *, mmap: bool):

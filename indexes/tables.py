@@ -1,8 +1,8 @@
-"""The two tables of an index folder: their schemas (defined here once), conversions and
-writing them.
+"""The two tables of an index folder: their schemas (defined here once) and conversions
+(``indexes.parts`` writes them as id-range parts).
 
-``metadata.parquet`` holds ``METADATA_COLUMNS`` then the user's columns; ``vectors.parquet``
-holds ``id``, ``vector`` and optionally ``rescore`` as fixed-size lists (``vectors_schema``,
+The metadata holds ``METADATA_COLUMNS`` then the user's columns; the vectors table holds
+``id``, ``vector`` and optionally ``rescore`` as fixed-size lists (``vectors_schema``,
 explicit, never inferred). ``folder_data`` checks a build's inputs and puts them in the one
 order every file and index uses: ascending id.
 """
@@ -11,15 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from indexes.choose import family_of
-from indexes.files import METADATA, VECTORS
 from indexes.ids import chunk_ids
 from inference import codec
 from inference.errors import ConfigError
@@ -32,7 +29,6 @@ __all__ = [
     "folder_data",
     "metadata_table",
     "vectors_schema",
-    "write_tables",
 ]
 
 METADATA_COLUMNS: dict[str, pa.DataType] = {
@@ -174,14 +170,3 @@ def folder_data(
         encoding=encoding,
         dimensions=dimensions,
     )
-
-
-def write_tables(out: Path, data: FolderData) -> None:
-    """metadata.parquet and vectors.parquet (explicit schema, fixed-size lists)."""
-    pq.write_table(data.table, out / METADATA)
-    rv = data.rescore_vectors
-    vcols = [pa.array(data.ids, type=pa.int64()), fixed_size_list(data.xb)]
-    if rv is not None:
-        vcols.append(fixed_size_list(rv))
-    vschema = vectors_schema(data.encoding, data.dimensions, None if rv is None else rv.dtype)
-    pq.write_table(pa.Table.from_arrays(vcols, schema=vschema), out / VECTORS)

@@ -16,14 +16,15 @@ import numpy as np
 from indexes.choose import IndexSpec
 from indexes.config import BuildConfig
 from indexes.evaluate import tune_build
-from indexes.files import MANIFEST, RESCORE, checksums
+from indexes.files import MANIFEST, checksums
 from indexes.manifest import Manifest, sanitize_endpoint
+from indexes.parts import RESCORE_SUFFIX, write_parts
 from indexes.search import RescoreStore
 from indexes.shards import Combined
-from indexes.tables import FolderData, write_tables
+from indexes.tables import FolderData
 from inference.errors import ConfigError
 
-__all__ = ["new_folder", "write_folder"]
+__all__ = ["new_folder", "rescore_entry", "write_folder"]
 
 
 def new_folder(path: str | os.PathLike) -> Path:
@@ -35,19 +36,14 @@ def new_folder(path: str | os.PathLike) -> Path:
     return out
 
 
-def _write_rescore(
-    out: Path, data: FolderData, spec: IndexSpec, config: BuildConfig
-) -> tuple[RescoreStore | None, dict | None]:
-    """rescore.npy and the store that reads it back memory-mapped, with the manifest's
-    ``rescore`` entry; (None, None) when the build has no rescoring vectors."""
-    rv = data.rescore_vectors
-    if rv is None:
-        return None, None
-    np.save(out / RESCORE, rv, allow_pickle=False)
-    vectors = np.load(out / RESCORE, mmap_mode="r")
-    store = RescoreStore(data.ids, vectors, dimensions=data.dimensions)
+def rescore_entry(
+    dtype: np.dtype | str | None, spec: IndexSpec, config: BuildConfig
+) -> dict | None:
+    """The manifest's ``rescore`` entry for rescoring vectors of ``dtype`` (None: none)."""
+    if dtype is None:
+        return None
     factor = config.rescore_factor or (20 if spec.family == "binary" else 4)
-    return store, {"file": RESCORE, "dtype": str(rv.dtype), "factor": factor}
+    return {"file": RESCORE_SUFFIX, "dtype": str(np.dtype(dtype)), "factor": factor}
 
 
 def write_folder(
@@ -64,9 +60,12 @@ def write_folder(
     xq_eval: np.ndarray | None = None,
 ) -> Manifest:
     """Finish the folder ``out`` that holds ``combined``'s index file(s): write the tables
-    and rescoring vectors, tune and measure recall, then the manifest with every checksum."""
-    write_tables(out, data)
-    store, rescore_info = _write_rescore(out, data, spec, config)
+    as ``config.shards`` id-range parts (with their rescoring vectors), tune and measure
+    recall, then the manifest with every checksum."""
+    parts, _ = write_parts(out, data, config.shards)
+    rv = data.rescore_vectors
+    rescore_info = rescore_entry(None if rv is None else rv.dtype, spec, config)
+    store = None if rv is None else RescoreStore(data.ids, rv, dimensions=data.dimensions)
     recall, latency, params = tune_build(
         combined.index,
         spec,
@@ -91,6 +90,7 @@ def write_folder(
         layout=combined.layout,
         index_files=combined.index_files,
         rescore=rescore_info,
+        parts=[p.as_dict() for p in parts],
         recall=recall,
         latency_ms=latency,
         files=checksums(out),

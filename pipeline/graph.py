@@ -4,34 +4,31 @@
     ReadImages ------------------------+--> ReuseVectors --> EmbedTexts / EmbedImages
                                                  |                    |
                                                  +------ reused ------+--> BuildIndexShards
-    failures of every step --> failures-*.parquet                          (shard files)
+    failures of every step --> failures-*.parquet                  (parts, shard files)
 
-Everything it writes goes under ``staging``; the job merges from there.
+The parts of the new version go straight into its ``folder``; runs, IVF shards, the
+trained index and the part list under ``staging``; the job assembles from there.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import apache_beam as beam
 import pyarrow as pa
-from apache_beam.io.filesystems import FileSystems
 
 from inference.client import ClientSettings
 from transforms import (
-    Chunk,
     ChunkDocuments,
     EmbedImages,
     EmbedTexts,
-    ImageItem,
     ReadDocuments,
     ReadImages,
 )
-from transforms.index_shards import BuildIndexShards
+from transforms.index_shards import PART_LIST, BuildIndexShards, read_part_list
 from transforms.reuse import ReuseVectors
 
-__all__ = ["FAILURE_SCHEMA", "GraphConfig", "build_graph", "read_shard_list"]
+__all__ = ["FAILURE_SCHEMA", "PART_LIST", "GraphConfig", "build_graph", "read_part_list"]
 
 FAILURE_SCHEMA = pa.schema(
     [
@@ -42,13 +39,13 @@ FAILURE_SCHEMA = pa.schema(
         ("message", pa.string()),
     ]
 )
-SHARD_LIST = "shards.jsonl"
 
 
 @dataclass(frozen=True, kw_only=True)
 class GraphConfig:
     inputs: tuple[str, ...]
     staging: str
+    folder: str
     settings: ClientSettings
     input_type: str
     max_tokens: int
@@ -58,7 +55,7 @@ class GraphConfig:
     factory: str | None
     memory_budget: int
     shards: int
-    previous: str | None
+    previous: dict | None  # {"folder", "parts"} of the version to reuse vectors from
 
 
 def _failure_row(f) -> dict:
@@ -81,32 +78,29 @@ def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
         max_tokens=cfg.max_tokens, overlap_tokens=cfg.overlap_tokens
     )
     reused = []
-    if cfg.previous:
-        items = (chunks, images) | "Items" >> beam.Flatten()
-        old, to_embed = items | "Reuse" >> ReuseVectors(
+    if cfg.previous:  # chunks and images each decided in their own stage: nothing meets
+        old_texts, chunks = chunks | "ReuseTexts" >> ReuseVectors(
             cfg.previous, encoding=cfg.settings.encoding_format
         )
-        reused = [old]
-        chunks = to_embed | "NewChunks" >> beam.Filter(lambda x: isinstance(x, Chunk))
-        images = to_embed | "NewImages" >> beam.Filter(lambda x: isinstance(x, ImageItem))
+        old_images, images = images | "ReuseImages" >> ReuseVectors(
+            cfg.previous, encoding=cfg.settings.encoding_format
+        )
+        reused = [old_texts, old_images]
     texts, text_failures = chunks | "EmbedTexts" >> EmbedTexts(
         cfg.settings, input_type=cfg.input_type
     )
     pictures, picture_failures = images | "EmbedImages" >> EmbedImages(
         cfg.settings, input_type=cfg.input_type
     )
-    embedded = (texts, pictures, *reused) | "Embedded" >> beam.Flatten()
-    shards, index_failures = embedded | "BuildIndex" >> BuildIndexShards(
+    # Each branch writes its vectors to run files in the stage that made them.
+    _, index_failures = (texts, pictures, *reused) | "BuildIndex" >> BuildIndexShards(
         cfg.staging,
+        folder=cfg.folder,
         encoding=cfg.settings.encoding_format,
         factory=cfg.factory,
         memory_budget=cfg.memory_budget,
         shards=cfg.shards,
-    )
-    _ = (
-        shards
-        | "ShardJson" >> beam.Map(json.dumps)
-        | "ShardList" >> beam.io.WriteToText(f"{cfg.staging}/{SHARD_LIST}", shard_name_template="")
+        previous=cfg.previous,
     )
     failures = (
         read_failures,
@@ -127,13 +121,3 @@ def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
             shard_name_template="-SSSSS-of-NNNNN",
         )
     )
-
-
-def read_shard_list(staging: str) -> list[dict]:
-    """The shard files ``BuildIndexShards`` wrote, in shard order."""
-    path = f"{staging}/{SHARD_LIST}"
-    if not FileSystems.exists(path):
-        return []
-    with FileSystems.open(path) as f:
-        rows = [json.loads(line) for line in f.read().decode("utf-8").splitlines() if line]
-    return sorted(rows, key=lambda r: r["shard"])

@@ -5,9 +5,11 @@
 1. take the output's lock, find the live version (for reuse), name the new one;
 2. start the local reference endpoint when no endpoint is given;
 3. run the Beam pipeline (``pipeline.graph``): read, chunk, reuse unchanged vectors,
-   embed the rest, build index shards on the workers, write failures;
-4. merge the shards into the new version's folder (``indexes.assemble_folder``),
-   write ``failures.parquet`` and ``report.json``, and switch ``CURRENT`` to it.
+   embed the rest, write the new version's id-range parts and IVF shards on the
+   workers, write failures;
+4. finish the version's folder from small things (``indexes.assemble_folder``: the
+   index from the shards or the parts, streamed; recall; the manifest), write
+   ``failures.parquet`` and ``report.json``, and switch ``CURRENT`` to it.
 
 A run that fails or is killed before step 4 ends leaves the live version serving.
 The exit status says how it went: 0 every input embedded, 3 finished with failed
@@ -17,6 +19,7 @@ inputs (listed in ``failures.parquet``), anything else a failed run.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import shutil
@@ -42,7 +45,7 @@ from inference.errors import ConfigError, CorpusbeamError, JobError
 from inference.protocol import local_endpoint
 from inference.server import EndpointConfig, running_endpoint
 from pipeline.config import IndexJobConfig, runner_name
-from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_shard_list
+from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_part_list
 from transforms.index_shards import load_trained
 
 __all__ = ["EXIT_FAILED_INPUTS", "EXIT_OK", "IndexJobConfig", "IndexJobResult", "run_index_job"]
@@ -95,8 +98,10 @@ def _model_name(settings: ClientSettings, cfg: IndexJobConfig) -> str:
         return "unknown"
 
 
-def _reusable(previous: Path | None, cfg: IndexJobConfig, endpoint: str, model: str) -> Path | None:
-    """The live version, when its vectors are valid for this run's settings."""
+def _reusable(
+    previous: Path | None, cfg: IndexJobConfig, endpoint: str, model: str
+) -> tuple[Path, Manifest] | None:
+    """The live version and its manifest, when its vectors are valid for this run."""
     if previous is None or not cfg.reuse:
         return None
     try:
@@ -113,7 +118,7 @@ def _reusable(previous: Path | None, cfg: IndexJobConfig, endpoint: str, model: 
     )
     if not same:
         log.info("not reusing %s: it was embedded with other settings", previous.name)
-    return previous if same else None
+    return (previous, manifest) if same else None
 
 
 def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
@@ -125,10 +130,12 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
         work = versions.partial_folder(out, name)
         staging = versions.partial_folder(out, f"{name}-staging")
         with _endpoint(cfg) as (settings, endpoint, model):
-            reuse = _reusable(previous, cfg, endpoint, model)
+            reusable = _reusable(previous, cfg, endpoint, model)
+            reuse = reusable[0] if reusable else None
             graph = GraphConfig(
                 inputs=cfg.inputs,
                 staging=str(staging),
+                folder=str(work),
                 settings=settings,
                 input_type=cfg.input_type,
                 max_tokens=cfg.max_tokens,
@@ -138,7 +145,7 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
                 factory=None if cfg.index == "auto" else cfg.index,
                 memory_budget=cfg.memory_budget,
                 shards=cfg.shards,
-                previous=str(reuse) if reuse else None,
+                previous=({"folder": str(reuse), "parts": reusable[1].parts} if reusable else None),
             )
             p = beam.Pipeline(options=PipelineOptions(list(cfg.pipeline_args)))
             build_graph(p, graph)
@@ -149,6 +156,8 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
             except Exception as exc:
                 raise JobError(f"the pipeline failed: {_reason(exc)}") from exc
             counters = _counters(result)
+            if reusable:
+                counters["chunks_deleted"] = reusable[1].count - counters.get("previous_matched", 0)
         pipeline_seconds = time.monotonic() - started
         failures = _collect_failures(staging)
         trained = load_trained(str(staging))
@@ -161,7 +170,7 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
             work,
             spec=spec,
             trained=blob,
-            shards=read_shard_list(str(staging)),
+            parts=read_part_list(str(staging)),
             model=model,
             endpoint=endpoint,
             api_version=cfg.api_version,
@@ -217,8 +226,9 @@ def _counters(result) -> dict[str, int]:
 
 
 def _collect_failures(staging: Path) -> pa.Table:
-    files = sorted(staging.glob("failures-*.parquet"))
-    tables = [pq.read_table(f) for f in files]
+    match = FileSystems.match([f"{staging}/failures-*.parquet"])[0]
+    files = sorted(m.path for m in match.metadata_list)
+    tables = [pq.read_table(io.BytesIO(_read_any(f))) for f in files]
     tables = [t for t in tables if t.num_rows]
     if not tables:
         return FAILURE_SCHEMA.empty_table()

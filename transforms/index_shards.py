@@ -1,17 +1,18 @@
-"""BuildIndexShards: the index built on the workers, in shards, for one final merge.
+"""BuildIndexShards: the index's parts and shards written on the workers, nothing gathered.
 
-    embedded --Count--> Choose (the index for that many vectors)
-    embedded --Sample (by id hash, sized by the choice)--> Train (one worker)
-    embedded --by id % shards--> GroupByKey --> AddShard (each worker, its shards):
-               copy of the trained index + add_with_ids (IVF); write shard files
+    embedded --WriteRuns (in the stage that embeds: buffered rows to run files)--> run refs
+    run refs --by part--> GroupByKey (small refs) --> WritePart (each worker, its parts):
+        read the part's runs, fill reused vectors from the previous version's part,
+        sort by id, drop duplicate ids (to failures), write the part's Parquet files
+    part refs --Combine--> Choose (the index for that many vectors)
+    part refs --Sample (by id hash, read part by part)--> Train (one worker)
+    part refs --AddShard (IVF: trained copy + add_with_ids)--> shard files
 
-Only the training sample (the chosen index's training size, 30-256 vectors a list)
-meets on one worker; each shard holds ``1/shards`` of the vectors. A shard is files in
-``staging``: ``shard-NNNNN.metadata.parquet`` and ``.vectors.parquet`` and, for IVF
-indexes, ``.faiss``; flat and graph indexes cannot merge shards without re-adding every
-vector, so the final step adds theirs once. Grouping by id also catches duplicates (the
-same document id twice in the corpus): the first, by URI, is kept and the others go to
-the failures output.
+Only small records (file names, counts, id ranges) cross a stage boundary, so the
+in-process runner, which keeps each PCollection between stages in memory, holds no
+vectors or texts there; a worker holds one part at a time. The parts (see
+``indexes.parts``: part ``s`` covers a fixed id range) are written straight into the new
+version's folder; runs, IVF shards and the trained index go under ``staging``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 
@@ -27,28 +29,55 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import GlobalWindows
 
 from indexes import build
-from indexes.choose import IndexSpec, choose_index
+from indexes.assemble import expand_metadata_json
+from indexes.choose import IndexSpec, choose_index, family_of
 from indexes.ids import chunk_id
-from indexes.tables import METADATA_COLUMNS, fixed_size_list
+from indexes.parts import encode_part, file_entry, id_starts, part_of
+from indexes.tables import METADATA_COLUMNS, column_array, metadata_table
 from inference import codec
 from inference.errors import ConfigError
 from transforms.elements import Embedded, Failure
 from transforms.read import FAILURES, Outputs
 
 __all__ = [
+    "PART_LIST",
+    "REUSED_VECTOR",
     "BuildIndexShards",
     "load_trained",
     "metadata_row",
-    "shard_tables",
+    "read_part_list",
 ]
 
 _HASH_SPACE = 1 << 32
+_RUN_ROWS = 4096
+PART_LIST = "parts.jsonl"
+TRAINED_INDEX = "trained.faiss"
+TRAINED_SPEC = "spec.json"
+# An Embedded whose vector is empty (this marker) is reused: its vector is read from the previous
+# version's part when the part is written (``ReuseVectors``).
+REUSED_VECTOR = np.empty(0, dtype=np.uint8)
+
+# A run file: the folder's metadata columns, the user's metadata as one JSON object a row
+# (``indexes.assemble.expand_metadata_json`` turns it into columns), whether the row is
+# reused, and its vector (a list column, empty for reused rows).
+RUN_COLUMNS = pa.schema(
+    [
+        *METADATA_COLUMNS.items(),
+        ("metadata_json", pa.string()),
+        ("reused", pa.bool_()),
+    ]
+)
+
+
+def _is_reused(e: Embedded) -> bool:
+    return np.asarray(e.vector).size == 0
 
 
 def metadata_row(e: Embedded, id_: int) -> dict:
-    """One row of metadata.parquet for an embedded chunk or image."""
+    """One metadata row for an embedded chunk or image."""
     return {
         "id": id_,
         "document_id": e.document_id,
@@ -63,40 +92,189 @@ def metadata_row(e: Embedded, id_: int) -> dict:
     }
 
 
-def shard_tables(items: list[tuple[int, Embedded]], encoding: str) -> tuple[pa.Table, np.ndarray]:
-    """(metadata table, vectors array) for a shard's (id, Embedded) pairs, in id order."""
-    items = sorted(items, key=lambda t: t[0])
-    rows = [metadata_row(e, i) for i, e in items]
-    table = pa.Table.from_pylist(rows, schema=SHARD_METADATA_SCHEMA)
-    if items:
-        xb = np.stack([np.asarray(e.vector) for _, e in items])
-    else:
-        xb = np.empty((0, 0), dtype=codec.natural_dtype(encoding))
-    return table, xb.astype(codec.natural_dtype(encoding), copy=False)
+def _write(path: str, data: bytes) -> None:
+    with FileSystems.create(path) as f:
+        f.write(data)
 
 
-# The folder's metadata columns, then the user's metadata as one JSON object a row
-# (``indexes.assemble.expand_metadata_json`` turns it into columns).
-SHARD_METADATA_SCHEMA = pa.schema([*METADATA_COLUMNS.items(), ("metadata_json", pa.string())])
+def _read(path: str) -> bytes:
+    with FileSystems.open(path) as f:
+        return f.read()
 
 
-def _keyed(e: Embedded, shards: int) -> tuple[int, tuple[int, Embedded]]:
-    id_ = chunk_id(e.document_id, e.chunk_index)
-    return id_ % shards, (id_, e)
+def _parquet(table: pa.Table) -> bytes:
+    out = io.BytesIO()
+    pq.write_table(table, out)
+    return out.getvalue()
 
 
-def _dimensions(vector: np.ndarray, encoding: str) -> int:
-    width = int(np.asarray(vector).shape[-1])
-    return width * 8 if encoding in codec.BIT_ENCODINGS else width
+class _WriteRunsFn(beam.DoFn):
+    """Buffer embedded rows by part; every ``_RUN_ROWS`` rows (and at the bundle's end)
+    write each part's rows to a run file and emit a small reference to it."""
+
+    def __init__(self, staging: str, parts: int, encoding: str) -> None:
+        self._staging = staging.rstrip("/")
+        self._parts = parts
+        self._dtype = codec.natural_dtype(encoding)
+
+    def start_bundle(self) -> None:
+        self._rows: dict[int, list[tuple[int, Embedded]]] = {}
+        self._count = 0
+
+    def process(self, e: Embedded) -> Iterator[dict]:
+        id_ = chunk_id(e.document_id, e.chunk_index)
+        self._rows.setdefault(int(part_of(id_, self._parts)), []).append((id_, e))
+        self._count += 1
+        if self._count >= _RUN_ROWS:
+            yield from self._flush()
+
+    def finish_bundle(self) -> Iterator:
+        for ref in self._flush():
+            yield GlobalWindows.windowed_value(ref)
+
+    def _flush(self) -> Iterator[dict]:
+        rows, self._rows, self._count = self._rows, {}, 0
+        for part, items in sorted(rows.items()):
+            yield self._write_run(part, items)
+
+    def _write_run(self, part: int, items: list[tuple[int, Embedded]]) -> dict:
+        table = pa.Table.from_pylist(
+            [{**metadata_row(e, i), "reused": _is_reused(e)} for i, e in items],
+            schema=RUN_COLUMNS,
+        )
+        # A list column: each fresh row's vector, an empty list for a reused row.
+        fresh = [np.asarray(e.vector).ravel() for _, e in items if not _is_reused(e)]
+        lengths = [0 if _is_reused(e) else np.asarray(e.vector).size for _, e in items]
+        offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+        values = np.concatenate(fresh).astype(self._dtype) if fresh else np.empty(0, self._dtype)
+        vectors = pa.ListArray.from_arrays(offsets, pa.array(values))
+        table = table.append_column("vector", vectors)
+        width = int(fresh[0].size) if fresh else 0
+        path = f"{self._staging}/runs/part-{part:05d}/{uuid.uuid4().hex}.parquet"
+        _write(path, _parquet(table))
+        return {"part": part, "path": path, "rows": len(items), "width": width}
 
 
-def _choose(_, count: int, first: list, settings: dict) -> dict | None:
-    """The index to build for ``count`` vectors like ``first[0]``, as a dict."""
-    if count == 0 or not first:
+def _previous_vectors(previous: dict | None, lo: int, hi: int, dtype) -> tuple:
+    """(ids, vectors) of the previous version's parts overlapping ids [lo, hi]."""
+    if not previous:
+        return np.empty(0, np.int64), None
+    ids, xbs = [], []
+    for info in previous["parts"]:
+        if info["id_max"] < lo or info["id_min"] > hi:
+            continue
+        t = pq.read_table(
+            io.BytesIO(_read(f"{previous['folder']}/{info['name']}.vectors.parquet")),
+            columns=["id", "vector"],
+        )
+        ids.append(t.column("id").to_numpy())
+        xbs.append(column_array(t, "vector", dtype))
+    if not ids:
+        return np.empty(0, np.int64), None
+    return np.concatenate(ids), np.concatenate(xbs)
+
+
+class _WritePartFn(beam.DoFn):
+    """All runs of one part -> the part's files in the version's folder."""
+
+    def __init__(self, folder: str, parts: int, encoding: str, previous: dict | None) -> None:
+        self._folder = folder.rstrip("/")
+        self._parts = parts
+        self._encoding = encoding
+        self._previous = previous
+
+    def process(self, element: tuple[int, Iterable[dict]]) -> Iterator:
+        part, refs = element
+        refs = sorted(refs, key=lambda r: r["path"])
+        dtype = codec.natural_dtype(self._encoding)
+        tables = [pq.read_table(io.BytesIO(_read(r["path"]))) for r in refs]
+        width = max(r["width"] for r in refs)
+        table = pa.concat_tables(tables, promote_options="permissive")
+        del tables
+        # Sort by id, then by URI: of the same id twice, the first by URI is kept.
+        table = table.sort_by([("id", "ascending"), ("uri", "ascending")])
+        ids = table.column("id").to_numpy()
+        dup = np.zeros(ids.size, dtype=bool)
+        dup[1:] = ids[1:] == ids[:-1]
+        for row in np.flatnonzero(dup):
+            e = table.slice(int(row), 1).to_pylist()[0]
+            first = table.slice(int(row) - 1, 1).to_pylist()[0]
+            yield beam.pvalue.TaggedOutput(
+                FAILURES,
+                Failure.of(
+                    f"duplicate id: chunk {e['chunk']} of {e['document_id']!r} also comes "
+                    f"from {first['uri']}; ids must be unique (kept the first)",
+                    source_id=f"{e['document_id']}#{e['chunk']}",
+                    uri=e["uri"],
+                    stage="index",
+                ),
+            )
+        if dup.any():
+            table = table.filter(pa.array(~dup))
+            ids = ids[~dup]
+        reused = table.column("reused").to_numpy(zero_copy_only=False)
+        values = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        old_ids, old_xb = np.empty(0, np.int64), None
+        if reused.any():
+            old_ids, old_xb = _previous_vectors(self._previous, int(ids[0]), int(ids[-1]), dtype)
+        if width == 0 and old_xb is None:
+            raise ConfigError("previous", None, "rows were marked reused, but no version is")
+        width = width or old_xb.shape[1]
+        xb = np.zeros((ids.size, width), dtype=dtype)
+        xb[~reused] = values.astype(dtype, copy=False).reshape(-1, width)
+        if reused.any():
+            want = ids[reused]
+            pos = np.minimum(np.searchsorted(old_ids, want), max(old_ids.size - 1, 0))
+            if old_xb is None or old_xb.shape[1] != width or not (old_ids[pos] == want).all():
+                raise ConfigError(
+                    "previous",
+                    self._previous["folder"] if self._previous else None,
+                    "a reused id is missing from the previous version, or its width differs",
+                )
+            xb[reused] = old_xb[pos]
+        meta = metadata_table(expand_metadata_json(table.drop_columns(["reused", "vector"])))
+        rv = None
+        if family_of(self._encoding) == "int8":  # int8 indexes rescore against their bytes
+            rv = (xb.astype(np.int16) - 128).astype(np.int8) if self._encoding == "uint8" else xb
+        d = xb.shape[1] * (8 if self._encoding in codec.BIT_ENCODINGS else 1)
+        info, blobs = encode_part(part, meta, xb, rv, encoding=self._encoding, dimensions=d)
+        files = {}
+        for name, blob in blobs.items():
+            _write(f"{self._folder}/{name}", blob)
+            files[name] = file_entry(blob)
+        yield {
+            "part": part,
+            "info": info.as_dict(),
+            "files": files,
+            "width": xb.shape[1],
+            "rescore_dtype": None if rv is None else str(rv.dtype),
+        }
+
+
+class _TotalsFn(beam.CombineFn):
+    def create_accumulator(self):
+        return (0, 0)
+
+    def add_input(self, acc, ref):
+        return (acc[0] + ref["info"]["rows"], max(acc[1], ref["width"]))
+
+    def merge_accumulators(self, accs):
+        accs = list(accs)
+        return (sum(a[0] for a in accs), max((a[1] for a in accs), default=0))
+
+    def extract_output(self, acc):
+        return {"count": acc[0], "width": acc[1]}
+
+
+def _choose(_, totals: dict, settings: dict) -> dict | None:
+    """The index to build for the job's vector count and width, as a dict."""
+    if not totals["count"]:
         return None
+    width = totals["width"]
+    d = width * 8 if settings["encoding"] in codec.BIT_ENCODINGS else width
     spec = choose_index(
-        count,
-        _dimensions(first[0], settings["encoding"]),
+        totals["count"],
+        d,
         settings["encoding"],
         memory_budget=settings["memory_budget"],
         factory=settings["factory"],
@@ -113,14 +291,24 @@ def _keep_rate(spec: dict) -> float:
     return min(1.0, (size + 6 * math.sqrt(size) + 10) / spec["count"])
 
 
-def _sampled(e: Embedded, spec: dict | None) -> Iterator[np.ndarray]:
-    """The vector of ``e`` if it is in the training sample: decided by its id's hash, so
-    the same corpus trains on the same vectors on every runner."""
-    if spec is None:
+def _part_vectors(folder: str, ref: dict, encoding: str) -> tuple[np.ndarray, np.ndarray]:
+    t = pq.read_table(
+        io.BytesIO(_read(f"{folder}/{ref['info']['name']}.vectors.parquet")),
+        columns=["id", "vector"],
+    )
+    return t.column("id").to_numpy(), column_array(t, "vector", codec.natural_dtype(encoding))
+
+
+def _sample(ref: dict, spec: dict | None, folder: str, encoding: str) -> Iterator[np.ndarray]:
+    """The part's vectors in the training sample, decided by each id's hash, so the same
+    corpus trains on the same vectors on every runner (one array a part)."""
+    if spec is None or not spec["train_size"]:
         return
     rate = _keep_rate(spec)
-    if rate and (chunk_id(e.document_id, e.chunk_index) % _HASH_SPACE) < rate * _HASH_SPACE:
-        yield np.asarray(e.vector)
+    ids, xb = _part_vectors(folder, ref, encoding)
+    keep = (ids % _HASH_SPACE) < rate * _HASH_SPACE
+    if keep.any():
+        yield xb[keep]
 
 
 def _train(spec: dict | None, sample: list, settings: dict) -> dict | None:
@@ -128,68 +316,35 @@ def _train(spec: dict | None, sample: list, settings: dict) -> dict | None:
     if spec is None:
         return None
     index_spec = IndexSpec(**spec)
-    xs = np.stack(sample).astype(codec.natural_dtype(settings["encoding"])) if sample else None
-    if xs is None:  # an index that needs no training still gets built from an empty sample
-        width = codec.wire_width(index_spec.encoding, index_spec.dimensions)
-        xs = np.empty((0, width), dtype=codec.natural_dtype(settings["encoding"]))
+    dtype = codec.natural_dtype(settings["encoding"])
+    width = codec.wire_width(index_spec.encoding, index_spec.dimensions)
+    xs = np.concatenate(sample).astype(dtype) if sample else np.empty((0, width), dtype=dtype)
     trained = build.train_index(index_spec, xs, seed=settings["seed"])
     return {"spec": spec, "blob": build.serialize_index(trained)}
 
 
 class _AddShardFn(beam.DoFn):
-    def __init__(self, staging: str, encoding: str) -> None:
+    """IVF: a copy of the trained index with one part's vectors added, as a shard file."""
+
+    def __init__(self, folder: str, staging: str, encoding: str) -> None:
+        self._folder = folder.rstrip("/")
         self._staging = staging.rstrip("/")
         self._encoding = encoding
 
-    def process(self, element: tuple[int, Iterable], trained: dict | None) -> Iterator:
-        shard, group = element
-        if trained is None:  # pragma: no cover - no vectors means no groups
+    def process(self, ref: dict, trained: dict | None) -> Iterator[dict]:
+        if trained is None or not trained["spec"]["nlist"]:
             return
         spec = IndexSpec(**trained["spec"])
-        kept: dict[int, Embedded] = {}
-        for id_, e in sorted(group, key=lambda t: (t[0], t[1].uri)):
-            if id_ in kept:
-                first = kept[id_]
-                yield beam.pvalue.TaggedOutput(
-                    FAILURES,
-                    Failure.of(
-                        f"duplicate id: chunk {e.chunk_index} of {e.document_id!r} also comes "
-                        f"from {first.uri}; ids must be unique (kept the first)",
-                        source_id=f"{e.document_id}#{e.chunk_index}",
-                        uri=e.uri,
-                        stage="index",
-                    ),
-                )
-                continue
-            kept[id_] = e
-        table, xb = shard_tables(list(kept.items()), self._encoding)
-        ids = table.column("id").to_numpy()
-        base = f"{self._staging}/shard-{shard:05d}"
-        files = {
-            "index": None,
-            "metadata": f"{base}.metadata.parquet",
-            "vectors": f"{base}.vectors.parquet",
-        }
-        if spec.nlist:
-            # IVF shards merge their inverted lists: add here, on the worker. Flat and
-            # graph indexes cannot merge shards without re-adding every vector, so the
-            # final step builds them once from the shards' vectors instead.
-            index = build.deserialize_index(trained["blob"], self._encoding)
-            build.add_vectors(index, xb, ids, spec)
-            files["index"] = f"{base}.faiss"
-            _write(files["index"], build.serialize_index(index))
-        _write(files["metadata"], _parquet(table))
-        vectors = pa.table({"id": pa.array(ids, type=pa.int64()), "vector": fixed_size_list(xb)})
-        _write(files["vectors"], _parquet(vectors))
-        yield {"shard": shard, "count": len(kept), **files}
-
-
-TRAINED_INDEX = "trained.faiss"
-TRAINED_SPEC = "spec.json"
+        ids, xb = _part_vectors(self._folder, ref, self._encoding)
+        index = build.deserialize_index(trained["blob"], self._encoding)
+        build.add_vectors(index, xb, ids, spec)
+        path = f"{self._staging}/shard-{ref['part']:05d}.faiss"
+        _write(path, build.serialize_index(index))
+        yield {"part": ref["part"], "index": path}
 
 
 def _save_trained(trained: dict | None, staging: str) -> None:
-    """The trained empty index and its spec, for the final merge (``load_trained``)."""
+    """The trained empty index and its spec, for the final step (``load_trained``)."""
     if trained is not None:
         _write(f"{staging.rstrip('/')}/{TRAINED_INDEX}", trained["blob"])
         _write(f"{staging.rstrip('/')}/{TRAINED_SPEC}", json.dumps(trained["spec"]).encode())
@@ -206,43 +361,55 @@ def load_trained(staging: str) -> tuple[IndexSpec, bytes] | None:
         return spec, f.read()
 
 
-def _parquet(table: pa.Table) -> bytes:
-    out = io.BytesIO()
-    pq.write_table(table, out)
-    return out.getvalue()
-
-
-def _write(path: str, data: bytes) -> None:
-    with FileSystems.create(path) as f:
-        f.write(data)
+def read_part_list(staging: str) -> list[dict]:
+    """The parts (and IVF shard files) ``BuildIndexShards`` wrote, in part order: each
+    ``{"part", "info", "files", "rescore_dtype", "index"}``."""
+    path = f"{staging.rstrip('/')}/{PART_LIST}"
+    if not FileSystems.exists(path):
+        return []
+    rows: dict[int, dict] = {}
+    with FileSystems.open(path) as f:
+        for line in f.read().decode("utf-8").splitlines():
+            if line:
+                row = json.loads(line)
+                rows.setdefault(row["part"], {"index": None}).update(
+                    {k: v for k, v in row.items() if v is not None}
+                )
+    return [rows[p] for p in sorted(rows)]
 
 
 class BuildIndexShards(beam.PTransform):
-    """Build the index for ``Embedded`` elements on the workers: count them, train the
-    chosen index once on a random sample, add the vectors shard by shard (``shards``
-    groups by id) and write each shard's files under ``staging``, with the trained index
-    and its spec for the final merge (``load_trained``). Returns
-    ``Outputs(main=shard file dicts, failures)``.
+    """Write the index folder's parts and build its index shards from ``Embedded``
+    elements (a PCollection, or a tuple of them each written in its own stage), on the
+    workers: the parts into ``folder``, IVF shards, the trained index and the part list
+    into ``staging`` (``read_part_list``, ``load_trained``). ``previous`` is
+    ``{"folder", "parts"}`` of the version reused vectors come from. Returns
+    ``Outputs(main=part refs, failures)``.
     """
 
     def __init__(
         self,
         staging: str,
         *,
+        folder: str,
         encoding: str,
         factory: str | None = None,
         memory_budget: int,
         train_per_centroid: int = 64,
         shards: int = 8,
         seed: int = 0,
+        previous: dict | None = None,
     ) -> None:
         super().__init__()
         codec.check_encoding(encoding)
         if shards < 1:
             raise ConfigError("shards", shards, "must be at least 1")
+        id_starts(shards)
         self._staging = staging
+        self._folder = folder
         self._encoding = encoding
         self._shards = shards
+        self._previous = previous
         self._settings = {
             "encoding": encoding,
             "factory": factory,
@@ -251,40 +418,51 @@ class BuildIndexShards(beam.PTransform):
             "seed": seed,
         }
 
-    def expand(self, embedded: beam.PCollection) -> Outputs:
-        count = embedded | "Count" >> beam.combiners.Count.Globally()
-        first = (
-            embedded
-            | "Vectors" >> beam.Map(lambda e: e.vector)
-            | "First" >> beam.combiners.Sample.FixedSizeGlobally(1)
+    def expand(self, embedded) -> Outputs:
+        branches = embedded if isinstance(embedded, tuple) else (embedded,)
+        p = branches[0].pipeline
+        runs = [
+            branch
+            | f"WriteRuns{i}"
+            >> beam.ParDo(_WriteRunsFn(self._staging, self._shards, self._encoding))
+            for i, branch in enumerate(branches)
+        ]
+        written = (
+            tuple(runs)
+            | "Runs" >> beam.Flatten()
+            | "RunByPart" >> beam.Map(lambda r: (r["part"], r))
+            | "GroupRuns" >> beam.GroupByKey()
+            | "WritePart"
+            >> beam.ParDo(
+                _WritePartFn(self._folder, self._shards, self._encoding, self._previous)
+            ).with_outputs(FAILURES, main="parts")
         )
+        parts = written.parts
+        totals = parts | "Totals" >> beam.CombineGlobally(_TotalsFn())
         spec = (
-            embedded.pipeline
+            p
             | "Once" >> beam.Create([None])
-            | "Choose"
-            >> beam.Map(
-                _choose,
-                beam.pvalue.AsSingleton(count),
-                beam.pvalue.AsSingleton(first),
-                self._settings,
-            )
+            | "Choose" >> beam.Map(_choose, beam.pvalue.AsSingleton(totals), self._settings)
         )
         sample = (
-            embedded
-            | "Sample" >> beam.FlatMap(_sampled, beam.pvalue.AsSingleton(spec))
+            parts
+            | "Sample"
+            >> beam.FlatMap(_sample, beam.pvalue.AsSingleton(spec), self._folder, self._encoding)
             | "SampleList" >> beam.combiners.ToList()
         )
         trained = spec | "Train" >> beam.Map(
             _train, beam.pvalue.AsSingleton(sample), self._settings
         )
         _ = trained | "SaveTrained" >> beam.Map(_save_trained, self._staging)
-        shards = (
-            embedded
-            | "ById" >> beam.Map(_keyed, self._shards)
-            | "Group" >> beam.GroupByKey()
-            | "AddShard"
-            >> beam.ParDo(
-                _AddShardFn(self._staging, self._encoding), beam.pvalue.AsSingleton(trained)
-            ).with_outputs(FAILURES, main="shards")
+        shards = parts | "AddShard" >> beam.ParDo(
+            _AddShardFn(self._folder, self._staging, self._encoding),
+            beam.pvalue.AsSingleton(trained),
         )
-        return Outputs(shards.shards, shards.failures)
+        _ = (
+            (parts, shards)
+            | "PartsAndShards" >> beam.Flatten()
+            | "PartJson" >> beam.Map(json.dumps, sort_keys=True)
+            | "PartList"
+            >> beam.io.WriteToText(f"{self._staging}/{PART_LIST}", shard_name_template="")
+        )
+        return Outputs(parts, written.failures)

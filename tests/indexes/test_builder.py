@@ -16,8 +16,22 @@ from tests.indexes.helpers import build, metadata_rows
 
 def test_layout_and_manifest(float_folder, xb):
     names = sorted(p.relative_to(float_folder).as_posix() for p in float_folder.rglob("*"))
-    assert names == ["index.faiss", "manifest.json", "metadata.parquet", "vectors.parquet"]
+    assert names == [
+        "index.faiss",
+        "manifest.json",
+        "parts",
+        "parts/part-00000.metadata.parquet",
+        "parts/part-00000.vectors.parquet",
+    ]
     m = Manifest.from_json((float_folder / "manifest.json").read_text())
+    assert m.parts == [
+        {
+            "name": "parts/part-00000",
+            "rows": len(xb),
+            "id_min": m.parts[0]["id_min"],
+            "id_max": m.parts[0]["id_max"],
+        }
+    ]
     assert (m.encoding, m.dimensions, m.count) == ("float", xb.shape[1], len(xb))
     assert m.index_factory == "IVF16,Flat" and m.metric == "inner_product" and m.normalized
     assert m.endpoint == "https://models.example.com/embeddings"
@@ -26,7 +40,7 @@ def test_layout_and_manifest(float_folder, xb):
     assert set(m.search_params) == {"nprobe"}
     assert m.recall["k"] == 10 and m.recall["value"] >= 0.9 and m.recall["queries"] == 50
     assert m.latency_ms > 0
-    assert set(m.files) == set(names) - {"manifest.json"}
+    assert set(m.files) == set(names) - {"manifest.json", "parts"}
     assert all(len(f["sha256"]) == 64 for f in m.files.values())
 
 
@@ -93,8 +107,8 @@ def test_binary_folder_keeps_rescoring_vectors(tmp_path, xb, metadata):
     m = build(
         tmp_path / "b", xb[:800], small, "ubinary", rescore_vectors=codec.quantize(xb[:800], "int8")
     )
-    assert m.rescore == {"file": "rescore.npy", "dtype": "int8", "factor": 20}
-    schema = pq.read_schema(tmp_path / "b" / "vectors.parquet")
+    assert m.rescore == {"file": ".rescore.npy", "dtype": "int8", "factor": 20}
+    schema = pq.read_schema(tmp_path / "b" / "parts" / "part-00000.vectors.parquet")
     assert schema.field("vector").type == pa.list_(pa.uint8(), xb.shape[1] // 8)
     assert schema.field("rescore").type == pa.list_(pa.int8(), xb.shape[1])
     assert m.recall["rescored"] and m.recall["reference"] == "exact inner product, int8 vectors"

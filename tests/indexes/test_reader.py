@@ -30,7 +30,7 @@ def test_reader_refuses_missing_and_damaged_files(tmp_path, xb, metadata):
     (path / "index.faiss").write_bytes(bytes(raw))
     with pytest.raises(IndexFolderError, match="sha256"):
         open_index(path)
-    (path / "metadata.parquet").unlink()
+    (path / "parts" / "part-00000.metadata.parquet").unlink()
     with pytest.raises(IndexFolderError, match="missing"):
         open_index(path, verify=False)
     (path / "manifest.json").unlink()

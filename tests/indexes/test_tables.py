@@ -1,4 +1,4 @@
-"""The folder's tables: the metadata schema and vectors.parquet's fixed-size lists."""
+"""The folder's tables: the metadata schema and the vectors parts' fixed-size lists."""
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -9,7 +9,7 @@ from inference.errors import ConfigError
 
 
 def test_vectors_parquet_has_fixed_size_lists(float_folder, xb):
-    schema = pq.read_schema(float_folder / "vectors.parquet")
+    schema = pq.read_schema(float_folder / "parts" / "part-00000.vectors.parquet")
     assert schema.field("id").type == pa.int64()
     assert schema.field("vector").type == pa.list_(pa.float32(), xb.shape[1])
 

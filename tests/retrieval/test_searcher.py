@@ -220,10 +220,11 @@ def test_bad_queries_are_named(float_folder):
 def test_damaged_folders_are_refused(float_folder, tmp_path, build_text):
     broken = tmp_path / "broken"
     shutil.copytree(float_folder, broken)
-    data = bytearray((broken / "metadata.parquet").read_bytes())
+    part = broken / "parts" / "part-00000.metadata.parquet"
+    data = bytearray(part.read_bytes())
     data[100] ^= 0xFF
-    (broken / "metadata.parquet").write_bytes(bytes(data))
-    with pytest.raises(IndexFolderError, match=r"metadata\.parquet fails its sha256"):
+    part.write_bytes(bytes(data))
+    with pytest.raises(IndexFolderError, match=r"part-00000\.metadata\.parquet fails its sha256"):
         Searcher(broken)
     (broken / "index.faiss").unlink()
     with pytest.raises(IndexFolderError, match=r"index\.faiss is missing"):

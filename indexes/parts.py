@@ -1,0 +1,408 @@
+"""The tables of an index folder as id-partitioned Parquet parts, and reading them by id.
+
+Every index folder keeps its rows in parts, each covering a fixed range of the 63-bit id
+space (``id_starts``: part ``s`` of ``P`` holds the ids in ``[s * 2^63 / P, (s + 1) *
+2^63 / P)``); ids are hashes, so parts come out about equal in size. A part is::
+
+    parts/part-00003.metadata.parquet   id, document_id, chunk, ... (sorted by id)
+    parts/part-00003.vectors.parquet    id, vector [, rescore]    (sorted by id)
+    parts/part-00003.rescore.npy        the rescore column as an (n, d) array, when there
+                                        is one (memory-mapped at search time)
+
+The manifest lists each part with its row count and its smallest and largest id
+(``PartInfo``). A part is written by whoever holds its rows (``encode_part`` returns
+bytes, so a Beam worker can write them to any filesystem); nothing gathers the parts
+into one table. ``Parts`` reads them back: ``lookup`` finds rows by id by picking the part
+from the manifest's id ranges and the row group from the Parquet statistics, then
+reading that row group only; ``iter_vectors`` streams part by part. A part whose rows
+did not change between two versions is byte-identical, so versions can share it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import io
+import itertools
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from indexes.tables import column_array, fixed_size_list, vectors_schema
+from inference import codec
+from inference.errors import ConfigError, IndexFolderError
+
+__all__ = [
+    "METADATA_SUFFIX",
+    "PARTS_DIR",
+    "RESCORE_SUFFIX",
+    "ROW_GROUP_ROWS",
+    "VECTORS_SUFFIX",
+    "PartInfo",
+    "Parts",
+    "encode_part",
+    "file_entry",
+    "id_starts",
+    "part_name",
+    "part_of",
+    "split_by_part",
+    "write_parts",
+]
+
+PARTS_DIR = "parts"
+METADATA_SUFFIX = ".metadata.parquet"
+VECTORS_SUFFIX = ".vectors.parquet"
+RESCORE_SUFFIX = ".rescore.npy"
+ROW_GROUP_ROWS = 1024
+_ID_SPACE = 1 << 63
+_CACHED_GROUPS = 64
+
+
+def id_starts(parts: int) -> np.ndarray:
+    """The smallest id of each of ``parts`` id ranges (int64, ascending, first is 0)."""
+    if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:
+        raise ConfigError("parts", parts, "must be a positive integer")
+    return np.array([-(-s * _ID_SPACE // parts) for s in range(parts)], dtype=np.int64)
+
+
+def part_of(ids: np.ndarray | int, parts: int) -> np.ndarray | int:
+    """The part number of each id (an int for an int)."""
+    starts = id_starts(parts)
+    if isinstance(ids, int | np.integer):
+        return bisect.bisect_right(starts.tolist(), int(ids)) - 1
+    return np.searchsorted(starts, np.asarray(ids, dtype=np.int64), side="right") - 1
+
+
+def part_name(number: int) -> str:
+    """The folder-relative base name of part ``number``."""
+    return f"{PARTS_DIR}/part-{number:05d}"
+
+
+def split_by_part(ids: np.ndarray, parts: int) -> list[tuple[int, int, int]]:
+    """(part number, first row, end row) of each non-empty part of ascending ``ids``."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.size > 1 and not (ids[1:] > ids[:-1]).all():
+        raise ConfigError("ids", "unsorted", "parts are cut from ids sorted ascending")
+    cuts = [*np.searchsorted(ids, id_starts(parts), side="left").tolist(), ids.size]
+    return [(s, lo, hi) for s, (lo, hi) in enumerate(itertools.pairwise(cuts)) if hi > lo]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PartInfo:
+    """One part as the manifest lists it."""
+
+    name: str
+    rows: int
+    id_min: int
+    id_max: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PartInfo:
+        try:
+            info = cls(**data)
+        except TypeError as exc:
+            raise IndexFolderError(f"a part entry is invalid ({exc}): {data!r}") from None
+        if not info.name.startswith(f"{PARTS_DIR}/") or ".." in info.name:
+            raise IndexFolderError(f"a part's name must be under {PARTS_DIR}/: {info.name!r}")
+        if info.rows < 1 or info.id_min > info.id_max:
+            raise IndexFolderError(f"part {info.name}: rows or id range invalid")
+        return info
+
+
+def file_entry(data: bytes) -> dict:
+    """The manifest's ``{"sha256", "bytes"}`` for a file's bytes."""
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def _parquet(table: pa.Table) -> bytes:
+    out = io.BytesIO()
+    pq.write_table(table, out, row_group_size=ROW_GROUP_ROWS)
+    return out.getvalue()
+
+
+def _npy(x: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.save(out, np.ascontiguousarray(x), allow_pickle=False)
+    return out.getvalue()
+
+
+def encode_part(
+    number: int,
+    table: pa.Table,
+    xb: np.ndarray,
+    rescore_vectors: np.ndarray | None,
+    *,
+    encoding: str,
+    dimensions: int,
+) -> tuple[PartInfo, dict[str, bytes]]:
+    """Part ``number``'s files as bytes (folder-relative name -> bytes) and its entry.
+
+    ``table`` is its metadata, sorted by id and unique; ``xb`` its vectors in the same
+    order (natural dtype); ``rescore_vectors`` (n, d) int8 or float32 or None.
+    """
+    ids = np.asarray(table.column("id").to_numpy(), dtype=np.int64)
+    if ids.size == 0:
+        raise ConfigError("table", 0, "a part holds at least one row")
+    if ids.size > 1 and not (ids[1:] > ids[:-1]).all():
+        raise ConfigError("table.id", "unsorted", "a part's ids must be ascending and unique")
+    if xb.shape[0] != ids.size:
+        raise ConfigError("xb", xb.shape, f"expected {ids.size} rows")
+    base = part_name(number)
+    columns = [pa.array(ids, type=pa.int64()), fixed_size_list(xb)]
+    if rescore_vectors is not None:
+        columns.append(fixed_size_list(rescore_vectors))
+    rdtype = None if rescore_vectors is None else rescore_vectors.dtype
+    vschema = vectors_schema(encoding, dimensions, rdtype)
+    files = {
+        base + METADATA_SUFFIX: _parquet(table),
+        base + VECTORS_SUFFIX: _parquet(pa.Table.from_arrays(columns, schema=vschema)),
+    }
+    if rescore_vectors is not None:
+        files[base + RESCORE_SUFFIX] = _npy(rescore_vectors)
+    info = PartInfo(name=base, rows=int(ids.size), id_min=int(ids[0]), id_max=int(ids[-1]))
+    return info, files
+
+
+class _Rows:
+    """Rows of several (n_i, d) arrays (memory-mapped parts) as one (sum n_i, d) array that
+    ``RescoreStore`` indexes with sorted row numbers."""
+
+    def __init__(self, arrays: Sequence[np.ndarray], dimensions: int, dtype: np.dtype) -> None:
+        self._arrays = list(arrays)
+        self._offsets = np.cumsum([0, *(a.shape[0] for a in self._arrays)])
+        self.shape = (int(self._offsets[-1]), dimensions)
+        self.ndim = 2
+        self.dtype = np.dtype(dtype)
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((rows.size, self.shape[1]), dtype=self.dtype)
+        which = np.searchsorted(self._offsets, rows, side="right") - 1
+        for p in np.unique(which):
+            sel = which == p
+            out[sel] = self._arrays[p][rows[sel] - self._offsets[p]]
+        return out
+
+
+class Parts:
+    """Read-only access to a folder's parts, by id or streamed part by part."""
+
+    def __init__(
+        self,
+        folder: Path,
+        infos: Sequence[PartInfo],
+        *,
+        encoding: str,
+        dimensions: int,
+        rescore_dtype: str | None = None,
+    ) -> None:
+        self.folder = Path(folder)
+        self.infos = list(infos)
+        self.encoding = encoding
+        self.dimensions = dimensions
+        self.rescore_dtype = rescore_dtype
+        mins = [p.id_min for p in self.infos]
+        if mins != sorted(mins) or any(
+            a.id_max >= b.id_min for a, b in zip(self.infos, self.infos[1:], strict=False)
+        ):
+            raise IndexFolderError(f"{self.folder}: parts overlap or are out of id order")
+        self._mins = np.array(mins, dtype=np.int64)
+        self._files: dict[int, pq.ParquetFile] = {}
+        self._group_mins: dict[int, np.ndarray] = {}
+        self._groups: OrderedDict[tuple[int, int], pa.Table] = OrderedDict()
+        self._filter_tables: dict[tuple[str, ...], pa.Table] = {}
+
+    @property
+    def count(self) -> int:
+        return sum(p.rows for p in self.infos)
+
+    def path(self, number: int, suffix: str) -> Path:
+        return self.folder / (self.infos[number].name + suffix)
+
+    # ---- metadata ---------------------------------------------------------------------
+
+    def metadata(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """The metadata of every part, sorted by id (whole columns: for small folders,
+        filters and rebuilds; a lookup reads only its rows' row groups)."""
+        tables = []
+        for i in range(len(self.infos)):
+            pf = self._file(i)
+            names = pf.schema_arrow.names
+            cols = None if columns is None else [c for c in columns if c in names]
+            tables.append(pf.read(columns=cols))
+        if not tables:
+            return pa.table({"id": pa.array([], type=pa.int64())})
+        return pa.concat_tables(tables, promote_options="permissive")
+
+    def filter_table(self, columns: Sequence[str]) -> pa.Table:
+        """``id`` and ``columns`` of every part (cached): what a filter is evaluated on."""
+        key = tuple(sorted({"id", *columns}))
+        if key not in self._filter_tables:
+            self._filter_tables[key] = self.metadata(key).combine_chunks()
+        return self._filter_tables[key]
+
+    def _file(self, i: int) -> pq.ParquetFile:
+        if i not in self._files:
+            path = self.path(i, METADATA_SUFFIX)
+            try:
+                self._files[i] = pq.ParquetFile(path)
+            except (OSError, pa.ArrowInvalid) as exc:
+                raise IndexFolderError(f"{path}: cannot be read ({exc})") from None
+        return self._files[i]
+
+    def open_all(self) -> None:
+        """Open every part's metadata file now (an open file outlives its deletion)."""
+        for i in range(len(self.infos)):
+            self._file(i)
+
+    def _group_starts(self, i: int) -> np.ndarray:
+        """The smallest id of each row group of part ``i`` (from the Parquet statistics)."""
+        if i not in self._group_mins:
+            meta = self._file(i).metadata
+            col = meta.schema.to_arrow_schema().get_field_index("id")
+            mins = []
+            for g in range(meta.num_row_groups):
+                stats = meta.row_group(g).column(col).statistics
+                if stats is None or not stats.has_min_max:
+                    mins = None
+                    break
+                mins.append(stats.min)
+            if mins is None:  # no statistics: the id column tells the same
+                ids = self._file(i).read(columns=["id"]).column("id").to_numpy()
+                sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+                mins = ids[np.cumsum([0, *sizes[:-1]])].tolist()
+            self._group_mins[i] = np.array(mins, dtype=np.int64)
+        return self._group_mins[i]
+
+    def _group(self, i: int, g: int) -> pa.Table:
+        key = (i, g)
+        table = self._groups.get(key)
+        if table is None:
+            table = self._file(i).read_row_group(g)
+            self._groups[key] = table
+            if len(self._groups) > _CACHED_GROUPS:
+                self._groups.popitem(last=False)
+        else:
+            self._groups.move_to_end(key)
+        return table
+
+    def lookup(self, ids: np.ndarray) -> list[dict]:
+        """The metadata row of each id, in the order given; an id no part holds raises
+        IndexFolderError."""
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        out: list[dict | None] = [None] * ids.size
+        part = np.searchsorted(self._mins, ids, side="right") - 1
+        for i in np.unique(part):
+            sel = np.flatnonzero(part == i)
+            if i < 0:
+                raise IndexFolderError(f"{self.folder}: id {int(ids[sel[0]])} is in no part")
+            groups = np.searchsorted(self._group_starts(int(i)), ids[sel], side="right") - 1
+            for g in np.unique(groups):
+                rows = sel[groups == g]
+                table = self._group(int(i), int(max(g, 0)))
+                have = table.column("id").to_numpy()
+                pos = np.minimum(np.searchsorted(have, ids[rows]), max(have.size - 1, 0))
+                found = have[pos] == ids[rows] if have.size else np.zeros(rows.size, bool)
+                if not found.all():
+                    missing = int(ids[rows][~found][0])
+                    raise IndexFolderError(f"{self.folder}: id {missing} is in no part")
+                for r, row in zip(rows, table.take(pa.array(pos)).to_pylist(), strict=True):
+                    out[r] = row
+        return out  # type: ignore[return-value]
+
+    # ---- vectors ----------------------------------------------------------------------
+
+    def iter_vectors(
+        self, *, rescore: bool = True
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        """(ids, vectors, rescore vectors or None) of each part in id order."""
+        dtype = codec.natural_dtype(self.encoding)
+        for i in range(len(self.infos)):
+            cols = ["id", "vector"]
+            if rescore and self.rescore_dtype is not None:
+                cols.append("rescore")
+            t = pq.read_table(self.path(i, VECTORS_SUFFIX), columns=cols)
+            rv = None
+            if "rescore" in cols:
+                rv = column_array(t, "rescore", np.dtype(self.rescore_dtype))
+            yield t.column("id").to_numpy(), column_array(t, "vector", dtype), rv
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Every part's (ids, vectors, rescore vectors or None) joined: the whole folder in
+        memory (rebuilds, evaluation); streaming readers use ``iter_vectors``."""
+        got = list(self.iter_vectors())
+        width = codec.wire_width(self.encoding, self.dimensions)
+        if not got:
+            empty = np.empty((0, width), dtype=codec.natural_dtype(self.encoding))
+            return np.empty(0, np.int64), empty, None
+        ids = np.concatenate([g[0] for g in got])
+        xb = np.concatenate([g[1] for g in got])
+        rv = None if got[0][2] is None else np.concatenate([g[2] for g in got])
+        return ids, xb, rv
+
+    def ids(self) -> np.ndarray:
+        """Every id, ascending (8 bytes a row)."""
+        cols = [
+            pq.read_table(self.path(i, VECTORS_SUFFIX), columns=["id"]).column("id").to_numpy()
+            for i in range(len(self.infos))
+        ]
+        return np.concatenate(cols) if cols else np.empty(0, np.int64)
+
+    def rows(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(ids, vectors, rescore vectors) of the rows at ascending global ``positions``
+        (row numbers in id order across parts), reading only the parts they fall in."""
+        positions = np.asarray(positions, dtype=np.int64)
+        offsets = np.cumsum([0, *(p.rows for p in self.infos)])
+        which = np.searchsorted(offsets, positions, side="right") - 1
+        ids, xbs, rvs = [], [], []
+        for i, (pid, xb, rv) in enumerate(self.iter_vectors()):
+            sel = positions[which == i] - offsets[i]
+            if sel.size:
+                ids.append(pid[sel])
+                xbs.append(xb[sel])
+                if rv is not None:
+                    rvs.append(rv[sel])
+        width = codec.wire_width(self.encoding, self.dimensions)
+        if not ids:
+            empty = np.empty((0, width), dtype=codec.natural_dtype(self.encoding))
+            return np.empty(0, np.int64), empty, None
+        return np.concatenate(ids), np.concatenate(xbs), np.concatenate(rvs) if rvs else None
+
+    def rescore_rows(self) -> _Rows:
+        """Every part's ``rescore.npy``, memory-mapped, as one array of rows in id order."""
+        if self.rescore_dtype is None:
+            raise ConfigError("rescore", None, "this folder holds no rescoring vectors")
+        arrays = [
+            np.load(self.path(i, RESCORE_SUFFIX), mmap_mode="r") for i in range(len(self.infos))
+        ]
+        return _Rows(arrays, self.dimensions, np.dtype(self.rescore_dtype))
+
+
+def write_parts(out: Path, data, parts: int) -> tuple[list[PartInfo], dict[str, dict]]:
+    """Write ``data`` (``indexes.tables.FolderData``, sorted by id) as ``parts`` id-range
+    parts under ``out``; returns the non-empty parts' entries and their files' checksums."""
+    (out / PARTS_DIR).mkdir(exist_ok=True)
+    infos, files = [], {}
+    rv = data.rescore_vectors
+    for number, lo, hi in split_by_part(data.ids, parts):
+        info, blobs = encode_part(
+            number,
+            data.table.slice(lo, hi - lo),
+            data.xb[lo:hi],
+            None if rv is None else rv[lo:hi],
+            encoding=data.encoding,
+            dimensions=data.dimensions,
+        )
+        for name, blob in blobs.items():
+            (out / name).write_bytes(blob)
+            files[name] = file_entry(blob)
+        infos.append(info)
+    return infos, files
