@@ -10,6 +10,11 @@ A run builds in ``<name>.partial`` and renames it to ``<name>`` only when it is
 complete, then switches ``CURRENT``. A killed run leaves a ``.partial`` folder behind
 and ``CURRENT`` untouched, so the last good version keeps serving; the next run clears
 stale partial folders under the lock. Readers resolve ``OUTPUT`` through ``CURRENT``.
+
+An ``s3://`` or ``gs://`` output has the same ``CURRENT`` and ``versions/`` but no rename
+and no lock: ``indexes.remote`` writes versions in place (manifest last), switches
+``CURRENT`` with a conditional write and holds a lease instead; readers given such a URL
+search a verified local copy of the version (``indexes.remote.cached_version``).
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from indexes.files import MANIFEST
+from indexes.objectstore import is_url, open_store
 from inference.errors import ConfigError, IndexFolderError
 
 __all__ = [
     "CURRENT",
     "acquire_lock",
     "current_version",
+    "is_url",
     "new_version_name",
     "publish",
     "read_current",
@@ -68,8 +75,13 @@ def read_current(output: str | os.PathLike) -> str | None:
     """The version name in ``OUTPUT/CURRENT``, or None when there is no such file.
 
     A name that is not a plain version name (``v1``, ``v20261122T001500Z-3f2a9c``; no
-    path separators, no ``..``) raises IndexFolderError.
+    path separators, no ``..``) raises IndexFolderError. ``OUTPUT`` may be an object
+    store URL.
     """
+    if is_url(output):
+        from indexes import remote
+
+        return remote.read_current(open_store(output))[0]
     pointer = Path(output) / CURRENT
     try:
         name = pointer.read_text(encoding="utf-8").strip()
@@ -85,7 +97,12 @@ def read_current(output: str | os.PathLike) -> str | None:
 def resolve_index_folder(path: str | os.PathLike) -> Path:
     """The index folder to open for ``path``: ``path`` itself when it holds
     ``manifest.json``, else ``path/versions/<CURRENT>``; anything else raises
-    IndexFolderError saying what was looked for."""
+    IndexFolderError saying what was looked for. For an ``s3://`` or ``gs://`` output, the
+    local cached copy of the version ``CURRENT`` names (downloaded once)."""
+    if is_url(path):
+        from indexes import remote
+
+        return remote.cached_version(path)
     p = Path(path)
     if not p.is_dir():
         raise IndexFolderError(f"{p} is not an index folder or output directory: no such directory")

@@ -42,6 +42,7 @@ class IndexJobConfig:
     text_field: str = "text"
     id_field: str | None = "id"
     reuse: bool = True
+    lease_seconds: float = 600.0
     pipeline_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -49,8 +50,11 @@ class IndexJobConfig:
             raise ConfigError("inputs", self.inputs, "give at least one file pattern")
         if not self.output:
             raise ConfigError("output", self.output, "give an output folder")
-        if "://" in self.output:
-            raise ConfigError("output", self.output, "must be a local folder (for now)")
+        scheme = self.output.split("://", 1)[0] if "://" in self.output else None
+        if scheme not in (None, "s3", "gs"):
+            raise ConfigError("output", self.output, "must be a local folder, s3:// or gs://")
+        if self.lease_seconds <= 0:
+            raise ConfigError("lease_seconds", self.lease_seconds, "must be positive")
         from inference import codec  # numpy: loaded when a job is configured, not for --help
 
         codec.check_encoding(self.encoding_format)

@@ -22,7 +22,6 @@ import contextlib
 import io
 import json
 import logging
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -35,17 +34,16 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from indexes import versions
 from indexes.assemble import assemble_folder
 from indexes.config import BuildConfig
-from indexes.files import MANIFEST
-from indexes.manifest import Manifest, sanitize_endpoint
+from indexes.manifest import sanitize_endpoint
 from inference.client import ClientSettings, EmbeddingsClient, EnvApiKey
 from inference.errors import ConfigError, CorpusbeamError, JobError
 from inference.protocol import local_endpoint
 from inference.server import EndpointConfig, running_endpoint
 from pipeline.config import IndexJobConfig, runner_name
 from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_part_list
+from pipeline.outputs import RunOutput, open_output, redact_args
 from transforms.index_shards import load_trained
 
 __all__ = ["EXIT_FAILED_INPUTS", "EXIT_OK", "IndexJobConfig", "IndexJobResult", "run_index_job"]
@@ -98,16 +96,11 @@ def _model_name(settings: ClientSettings, cfg: IndexJobConfig) -> str:
         return "unknown"
 
 
-def _reusable(
-    previous: Path | None, cfg: IndexJobConfig, endpoint: str, model: str
-) -> tuple[Path, Manifest] | None:
-    """The live version and its manifest, when its vectors are valid for this run."""
-    if previous is None or not cfg.reuse:
-        return None
-    try:
-        manifest = Manifest.from_json((previous / MANIFEST).read_text())
-    except (OSError, CorpusbeamError) as exc:
-        log.warning("not reusing %s: %s", previous, exc)
+def _reusable(run: RunOutput, cfg: IndexJobConfig, endpoint: str, model: str) -> dict | None:
+    """``{"folder", "parts", "count"}`` of the live version, when its vectors are valid for
+    this run's settings."""
+    manifest = run.previous_manifest
+    if run.previous is None or manifest is None or not cfg.reuse:
         return None
     same = (
         manifest.model == model
@@ -117,25 +110,21 @@ def _reusable(
         and (manifest.endpoint or "") == (sanitize_endpoint(endpoint) or "")
     )
     if not same:
-        log.info("not reusing %s: it was embedded with other settings", previous.name)
-    return (previous, manifest) if same else None
+        log.info("not reusing %s: it was embedded with other settings", run.previous)
+        return None
+    return {"folder": run.previous, "parts": manifest.parts, "count": manifest.count}
 
 
 def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
     """Run the whole job; raises CorpusbeamError for a failed run."""
     started = time.monotonic()
-    with versions.acquire_lock(cfg.output) as out:
-        previous = versions.current_version(out)
-        name = versions.new_version_name()
-        work = versions.partial_folder(out, name)
-        staging = versions.partial_folder(out, f"{name}-staging")
+    with open_output(cfg) as run:
         with _endpoint(cfg) as (settings, endpoint, model):
-            reusable = _reusable(previous, cfg, endpoint, model)
-            reuse = reusable[0] if reusable else None
+            reuse = _reusable(run, cfg, endpoint, model)
             graph = GraphConfig(
                 inputs=cfg.inputs,
-                staging=str(staging),
-                folder=str(work),
+                staging=run.staging,
+                folder=run.folder,
                 settings=settings,
                 input_type=cfg.input_type,
                 max_tokens=cfg.max_tokens,
@@ -145,7 +134,7 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
                 factory=None if cfg.index == "auto" else cfg.index,
                 memory_budget=cfg.memory_budget,
                 shards=cfg.shards,
-                previous=({"folder": str(reuse), "parts": reusable[1].parts} if reusable else None),
+                previous={"folder": reuse["folder"], "parts": reuse["parts"]} if reuse else None,
             )
             p = beam.Pipeline(options=PipelineOptions(list(cfg.pipeline_args)))
             build_graph(p, graph)
@@ -156,21 +145,23 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
             except Exception as exc:
                 raise JobError(f"the pipeline failed: {_reason(exc)}") from exc
             counters = _counters(result)
-            if reusable:
-                counters["chunks_deleted"] = reusable[1].count - counters.get("previous_matched", 0)
+            if reuse:
+                counters["chunks_deleted"] = reuse["count"] - counters.get("previous_matched", 0)
         pipeline_seconds = time.monotonic() - started
-        failures = _collect_failures(staging)
-        trained = load_trained(str(staging))
+        failures = _collect_failures(run.staging)
+        trained = load_trained(run.staging)
         if trained is None:
             raise ConfigError(
                 "inputs", list(cfg.inputs), f"nothing to index: {failures.num_rows} inputs failed"
             )
         spec, blob = trained
+        parts = read_part_list(run.staging)
+        run.fetch([name for part in parts for name in part["files"]])
         manifest = assemble_folder(
-            work,
+            run.local,
             spec=spec,
             trained=blob,
-            parts=read_part_list(str(staging)),
+            parts=parts,
             model=model,
             endpoint=endpoint,
             api_version=cfg.api_version,
@@ -178,12 +169,10 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
             config=BuildConfig(memory_budget=cfg.memory_budget),
             read=_read_any,
         )
-        shutil.rmtree(staging)
-        pq.write_table(failures, work / "failures.parquet")
+        pq.write_table(failures, run.local / "failures.parquet")
         report = _report(
             cfg,
-            name,
-            previous,
+            run,
             reuse,
             manifest,
             counters,
@@ -191,10 +180,10 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
             pipeline_seconds,
             time.monotonic() - started,
         )
-        (work / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-        folder = versions.publish(out, work, name)
+        (run.local / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        folder = run.publish()
     code = EXIT_FAILED_INPUTS if failures.num_rows else EXIT_OK
-    return IndexJobResult(version=name, folder=folder, exit_code=code, report=report)
+    return IndexJobResult(version=run.name, folder=folder, exit_code=code, report=report)
 
 
 def _read_any(path: str) -> bytes:
@@ -225,7 +214,7 @@ def _counters(result) -> dict[str, int]:
     return out
 
 
-def _collect_failures(staging: Path) -> pa.Table:
+def _collect_failures(staging: str) -> pa.Table:
     match = FileSystems.match([f"{staging}/failures-*.parquet"])[0]
     files = sorted(m.path for m in match.metadata_list)
     tables = [pq.read_table(io.BytesIO(_read_any(f))) for f in files]
@@ -235,17 +224,18 @@ def _collect_failures(staging: Path) -> pa.Table:
     return pa.concat_tables(tables).sort_by([("source_id", "ascending")])
 
 
-def _report(cfg, name, previous, reuse, manifest, counters, failures, pipeline_s, total_s):
+def _report(cfg, run, reuse, manifest, counters, failures, pipeline_s, total_s):
     by_stage: dict[str, int] = {}
     for stage in failures.column("stage").to_pylist():
         by_stage[stage] = by_stage.get(stage, 0) + 1
     job = asdict(cfg)
     job["inputs"] = list(cfg.inputs)
-    job["pipeline_args"] = list(cfg.pipeline_args)
+    job["pipeline_args"] = redact_args(cfg.pipeline_args)
+    previous = run.previous.rstrip("/").rsplit("/", 1)[-1] if run.previous else None
     return {
-        "version": name,
-        "previous_version": previous.name if previous else None,
-        "reused_from": reuse.name if reuse else None,
+        "version": run.name,
+        "previous_version": previous,
+        "reused_from": previous if reuse else None,
         "job": job,
         "counts": {
             "documents_read": counters.get("documents_read", 0),

@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 from indexes.files import MANIFEST
-from indexes.versions import read_current
+from indexes.versions import is_url, read_current
 from inference.errors import CorpusbeamError
 from retrieval.embedder import EmbedderPool
 from retrieval.searcher import Searcher
@@ -47,11 +47,11 @@ class LiveIndex:
         mmap: bool = True,
         rescore: bool | None = None,
     ) -> None:
-        self.root = Path(root)
+        self.root = root.rstrip("/") if is_url(root) else Path(root)
         self._options = {"embedders": embedders, "verify": verify, "mmap": mmap, "rescore": rescore}
         self.current: Searcher = Searcher(self.root, name=name, **self._options)
         self.name = self.current.name
-        self.follows = not (self.root / MANIFEST).is_file()
+        self.follows = is_url(self.root) or not (self.root / MANIFEST).is_file()
         self.swaps = 0
         self.failed_swaps = 0
         self.last_error: str | None = None

@@ -42,7 +42,7 @@ from indexes.choose import family_of
 from indexes.manifest import Manifest
 from indexes.reader import IndexFolder
 from indexes.search import SearchResult
-from indexes.versions import resolve_index_folder
+from indexes.versions import is_url, resolve_index_folder
 from inference.client import ImageInput
 from inference.client.credentials import Credential
 from inference.errors import ConfigError, IndexFolderError
@@ -127,10 +127,13 @@ class Searcher:
     ) -> None:
         if embedders is not None and endpoint is not None:
             raise ConfigError("endpoint", endpoint, "give endpoint or embedders, not both")
-        self.root = Path(path)
+        # An s3:// or gs:// output stays a string (Path would fold its "//").
+        self.root = path.rstrip("/") if is_url(path) else Path(path)
         self.path = resolve_index_folder(self.root)
         self.version = self.path.name if self.path != self.root else None
-        self.name = name or self.root.resolve().name
+        self.name = name or (
+            self.root.rsplit("/", 1)[-1] if is_url(self.root) else self.root.resolve().name
+        )
         self.folder: IndexFolder = _open(self.path, verify=verify, mmap=mmap)
         if rescore and self.folder.manifest.rescore is None:
             raise ConfigError("rescore", rescore, f"index {self.name} holds no rescoring vectors")

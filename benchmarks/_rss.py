@@ -1,0 +1,86 @@
+"""Peak resident memory of a process and of its whole process tree, sampled from /proc.
+
+``getrusage``'s ``ru_maxrss`` gives only the largest single process; a job that runs an
+endpoint and worker processes beside the launcher needs their sum at each moment.
+``RssSampler(pid)`` samples every ``interval`` seconds in a thread: the launcher's RSS and
+the sum over the launcher and every descendant, keeping the peaks (MiB).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+__all__ = ["RssSampler", "rss_mib", "tree_pids"]
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of ``pid`` in MiB (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/statm").read_text().split()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return 0.0
+    return int(fields[1]) * _PAGE / (1 << 20)
+
+
+def _parents() -> dict[int, int]:
+    out = {}
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            stat = (p / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses
+        out[int(p.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return out
+
+
+def tree_pids(root: int) -> list[int]:
+    """``root`` and every process descending from it."""
+    parents = _parents()
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+class RssSampler:
+    """Sample ``pid``'s RSS and its tree's summed RSS until ``stop()``; peaks in MiB."""
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak_launcher = 0.0
+        self.peak_tree = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def sample(self) -> None:
+        launcher = rss_mib(self.pid)
+        tree = sum(rss_mib(p) for p in tree_pids(self.pid))
+        self.peak_launcher = max(self.peak_launcher, launcher)
+        self.peak_tree = max(self.peak_tree, tree)
+
+    def stop(self) -> RssSampler:
+        self._stop.set()
+        self._thread.join()
+        return self
