@@ -90,6 +90,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_false",
         help="embed everything again, even unchanged chunks",
     )
+    i.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=IndexJobConfig.lease_seconds,
+        help="s3:// and gs:// outputs: the run's lease, renewed while it runs; a killed "
+        "run's lease expires after this long",
+    )
     i.add_argument("--json", action="store_true", help="print the run report as JSON")
     p.set_defaults(run=run, pass_through=True)
 
@@ -148,12 +155,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_retry(args: argparse.Namespace) -> int:
-    live = versions.current_version(args.output)
-    if live is None:
+    if versions.read_current(args.output) is None:
         raise ConfigError("output", args.output, "has no index version to retry")
+    live = versions.resolve_index_folder(args.output)  # an object store's: its cached copy
     job = json.loads((live / "report.json").read_text())["job"]
     job["inputs"] = tuple(job["inputs"])
-    job["pipeline_args"] = tuple(getattr(args, "pipeline_args", ())) or tuple(job["pipeline_args"])
+    # Credentials were redacted from the report: they come from the environment again.
+    recorded = tuple(a for a in job["pipeline_args"] if "<redacted>" not in a)
+    job["pipeline_args"] = tuple(getattr(args, "pipeline_args", ())) or recorded
     job["output"] = args.output
     job["reuse"] = True
     from pipeline.index_job import run_index_job  # Beam: loaded only when a job runs

@@ -100,7 +100,7 @@ class _LocalPublish:
         self.out, self.work, self.name, self.staging = out, work, name, staging
 
     def publish(self) -> Path:
-        if Path(self.staging).exists():
+        if Path(self.staging).is_dir():
             shutil.rmtree(self.staging)
         else:
             _remove_staging(self.staging)
@@ -130,7 +130,11 @@ class _RemotePublish:
         self.lease.check()
         remote.upload_folder(self.store, local, self.prefix, [MANIFEST])  # last
         remote.switch_current(self.store, self.run.name, self.tag)
-        _remove_staging(self.run.staging)
+        inside = f"{self.store.url}/"
+        if self.run.staging.startswith(inside):  # delete what the run listed, by prefix
+            self.store.delete_prefix(self.run.staging[len(inside) :].rstrip("/") + "/")
+        else:
+            _remove_staging(self.run.staging)
         remote.prune_versions(self.store, live=self.run.name)
         return local
 
