@@ -9,9 +9,19 @@ fraction of the first run's.
 ``--shape azure`` runs the reference endpoint with an Azure serverless deployment's
 quotas (1,000 requests and 200,000 tokens a minute, 429 + Retry-After beyond), as a
 real endpoint would be: then embedding, not the machine, sets the first run's pace.
+``--shape slots`` gives it 200 ms a request and 8 requests at a time: at 96 inputs a
+request its limit is 3,840 documents/s, and the run is timed from the process's start
+to ``CURRENT`` switched (``fraction_of_limit``). ``--s3`` runs each job a second time
+with ``--output s3://...`` against moto's S3 server on loopback (a stand-in for S3).
+
+Peak memory is sampled from /proc every 0.1 s: the launcher alone, and the sum over the
+launcher and every process under it (endpoint, worker processes) at each moment.
 
     python -m benchmarks.index_job [--docs 100000] [--runners direct,multi] [--quick]
     python -m benchmarks.index_job --shape azure --docs 30000 --runners direct
+    python -m benchmarks.index_job --docs 250000 --runners direct --no-incremental
+    python -m benchmarks.index_job --shape slots --docs 50000 --runners direct --no-incremental
+    python -m benchmarks.index_job --docs 200000 --runners multi --s3 --no-incremental
 """
 
 from __future__ import annotations
@@ -24,9 +34,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks._common import emit
+from benchmarks._rss import RssSampler
 from inference.server import EndpointConfig, running_endpoint
 
 BENCH = "index_job"
@@ -55,15 +67,9 @@ def write_corpus(root: Path, n: int, files: int = 20, changed: set[int] | None =
         (root / f"part-{f:03d}.jsonl").write_text("\n".join(lines) + "\n")
 
 
-def run_job(corpus: Path, output: Path, options: list[str]) -> tuple[dict, float, float]:
-    """(report, seconds, peak RSS MiB of the job and its children) from a fresh process."""
-    code = (
-        "import resource, subprocess, sys, json\n"
-        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-        "print(json.dumps({'code': p.returncode, 'out': p.stdout, 'err': p.stderr[-2000:],"
-        " 'peak': peak}))\n"
-    )
+def run_job(corpus: Path, output: str, options: list[str]) -> tuple[dict, float, RssSampler]:
+    """(report, seconds from the process's start to its exit, sampled peaks) of a fresh
+    ``corpusbeam index`` process."""
     cmd = [
         sys.executable,
         "-m",
@@ -71,19 +77,56 @@ def run_job(corpus: Path, output: Path, options: list[str]) -> tuple[dict, float
         "index",
         str(corpus),
         "--output",
-        str(output),
+        output,
         "--json",
         *options,
     ]
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", code, *cmd], capture_output=True, text=True, check=True
-    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sampler = RssSampler(proc.pid).start()
+    out, err = proc.communicate()
+    sampler.stop()
     seconds = time.perf_counter() - started
-    result = json.loads(done.stdout)
-    if result["code"] not in (0, 3):
-        raise SystemExit(f"index job failed ({result['code']}): {result['err']}")
-    return json.loads(result["out"]), seconds, result["peak"]
+    if proc.returncode not in (0, 3):
+        raise SystemExit(f"index job failed ({proc.returncode}): {err[-2000:]}")
+    return json.loads(out), seconds, sampler
+
+
+@contextlib.contextmanager
+def s3_stand_in() -> Iterator[list[str]]:
+    """moto's S3 server on loopback (a stand-in for S3), a bucket, and the job's options."""
+    import os
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    env = {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": url,
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        boto3.client("s3").create_bucket(Bucket="bench")
+        yield [
+            f"--s3_endpoint_url={url}",
+            "--s3_access_key_id=bench",
+            "--s3_secret_access_key=bench",
+            "--s3_region_name=us-east-1",
+        ]
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()
 
 
 def main() -> None:
@@ -91,7 +134,9 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--runners", default="direct,multi")
     parser.add_argument("--incremental", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--shape", choices=("none", "azure"), default="none")
+    parser.add_argument("--shape", choices=("none", "azure", "slots"), default="none")
+    parser.add_argument("--s3", action="store_true", help="also run with s3:// output")
+    parser.add_argument("--dimensions", type=int, help="passed to the job")
     parser.add_argument("--quick", action="store_true", help="2,000 documents, DirectRunner")
     args = parser.parse_args()
     if args.quick:
@@ -103,6 +148,15 @@ def main() -> None:
                 running_endpoint(EndpointConfig(rpm=1000, tpm=200_000), subprocess=True)
             )
             extra = ["--endpoint", ep.url]
+        if args.shape == "slots":
+            ep = stack.enter_context(
+                running_endpoint(
+                    EndpointConfig(latency_ms=(200, 200), max_concurrency=8), subprocess=True
+                )
+            )
+            extra = ["--endpoint", ep.url]
+        if args.dimensions:
+            extra += ["--dimensions", str(args.dimensions)]
         run_all(args, extra)
 
 
@@ -112,32 +166,56 @@ def run_all(args: argparse.Namespace, extra: list[str]) -> None:
         write_corpus(corpus, args.docs)
         for name in args.runners.split(","):
             out = Path(tmp) / f"out-{name}"
-            report, seconds, peak = run_job(corpus, out, RUNNERS[name] + extra)
+            report, seconds, peaks = run_job(corpus, str(out), RUNNERS[name] + extra)
+            common = {"runner": name, "docs": args.docs, "shape": args.shape}
             emit(
                 BENCH,
                 "documents_per_second",
                 round(args.docs / seconds, 1),
                 "docs/s",
-                runner=name,
-                docs=args.docs,
+                **common,
                 seconds=round(seconds, 1),
+                stages=report["seconds"],
                 indexed=report["counts"]["indexed"],
                 index=report["index"]["factory"],
                 requests=report["requests"]["requests"],
             )
-            emit(
-                BENCH,
-                "peak_rss",
-                round(peak, 1),
-                "MiB",
-                runner=name,
-                docs=args.docs,
-                note="largest single process among the job and its children",
-            )
+            if args.shape == "slots":
+                limit = 8 * 96 / 0.2
+                emit(
+                    BENCH,
+                    "fraction_of_limit",
+                    round(args.docs / seconds / limit, 3),
+                    "ratio",
+                    **common,
+                    limit_docs_per_s=limit,
+                    target=">= 0.75",
+                    note="process start to CURRENT switched",
+                )
+            emit(BENCH, "peak_rss_tree", round(peaks.peak_tree, 1), "MiB", **common)
+            emit(BENCH, "peak_rss_launcher", round(peaks.peak_launcher, 1), "MiB", **common)
+            if args.s3:
+                with s3_stand_in() as s3_options:
+                    url = f"s3://bench/{name}"
+                    _, s3_seconds, s3_peaks = run_job(
+                        corpus, url, RUNNERS[name] + extra + s3_options
+                    )
+                emit(
+                    BENCH,
+                    "s3_time_ratio",
+                    round(s3_seconds / seconds, 3),
+                    "ratio",
+                    **common,
+                    seconds=round(s3_seconds, 1),
+                    baseline_seconds=round(seconds, 1),
+                    baseline="the same job with local output",
+                    peak_rss_tree=round(s3_peaks.peak_tree, 1),
+                    note="moto's S3 server on loopback, a stand-in for S3",
+                )
             if args.incremental and name == args.runners.split(",")[0]:
                 changed = set(random.Random(0).sample(range(args.docs), args.docs // 100))
                 write_corpus(corpus, args.docs, changed=changed)
-                again, again_s, _ = run_job(corpus, out, RUNNERS[name] + extra)
+                again, again_s, _ = run_job(corpus, str(out), RUNNERS[name] + extra)
                 emit(
                     BENCH,
                     "incremental_time_ratio",

@@ -5,7 +5,7 @@
         read the part's runs, fill reused vectors from the previous version's part,
         sort by id, drop duplicate ids (to failures), write the part's Parquet files
     part refs --Combine--> Choose (the index for that many vectors)
-    part refs --Sample (by id hash, read part by part)--> Train (one worker)
+    part refs --Train (one worker: the sample read part by part, by id hash)
     part refs --AddShard (IVF: trained copy + add_with_ids)--> shard files
 
 Only small records (file names, counts, id ranges) cross a stage boundary, so the
@@ -299,26 +299,26 @@ def _part_vectors(folder: str, ref: dict, encoding: str) -> tuple[np.ndarray, np
     return t.column("id").to_numpy(), column_array(t, "vector", codec.natural_dtype(encoding))
 
 
-def _sample(ref: dict, spec: dict | None, folder: str, encoding: str) -> Iterator[np.ndarray]:
-    """The part's vectors in the training sample, decided by each id's hash, so the same
-    corpus trains on the same vectors on every runner (one array a part)."""
-    if spec is None or not spec["train_size"]:
-        return
-    rate = _keep_rate(spec)
-    ids, xb = _part_vectors(folder, ref, encoding)
-    keep = (ids % _HASH_SPACE) < rate * _HASH_SPACE
-    if keep.any():
-        yield xb[keep]
-
-
-def _train(spec: dict | None, sample: list, settings: dict) -> dict | None:
-    """Train the chosen index on the sample (a random one, never the first rows)."""
+def _train(spec: dict | None, refs: list[dict], folder: str, settings: dict) -> dict | None:
+    """Train the chosen index on a random sample of the parts' vectors (never the first
+    rows), read part by part: the sample is decided by each id's hash, so the same corpus
+    trains on the same vectors on every runner, and only the sample is ever held."""
     if spec is None:
         return None
     index_spec = IndexSpec(**spec)
-    dtype = codec.natural_dtype(settings["encoding"])
+    encoding = settings["encoding"]
+    dtype = codec.natural_dtype(encoding)
     width = codec.wire_width(index_spec.encoding, index_spec.dimensions)
-    xs = np.concatenate(sample).astype(dtype) if sample else np.empty((0, width), dtype=dtype)
+    pieces = []
+    if spec["train_size"]:
+        rate = _keep_rate(spec)
+        for ref in sorted(refs, key=lambda r: r["part"]):
+            ids, xb = _part_vectors(folder, ref, encoding)
+            keep = (ids % _HASH_SPACE) < rate * _HASH_SPACE
+            pieces.append(xb[keep])
+            del ids, xb
+    xs = np.concatenate(pieces) if pieces else np.empty((0, width), dtype=dtype)
+    del pieces
     trained = build.train_index(index_spec, xs, seed=settings["seed"])
     return {"spec": spec, "blob": build.serialize_index(trained)}
 
@@ -444,14 +444,10 @@ class BuildIndexShards(beam.PTransform):
             | "Once" >> beam.Create([None])
             | "Choose" >> beam.Map(_choose, beam.pvalue.AsSingleton(totals), self._settings)
         )
-        sample = (
-            parts
-            | "Sample"
-            >> beam.FlatMap(_sample, beam.pvalue.AsSingleton(spec), self._folder, self._encoding)
-            | "SampleList" >> beam.combiners.ToList()
-        )
+        # The training sample is read from the parts by the one worker that trains: it
+        # never crosses a stage boundary (only the parts' small refs do).
         trained = spec | "Train" >> beam.Map(
-            _train, beam.pvalue.AsSingleton(sample), self._settings
+            _train, beam.pvalue.AsList(parts), self._folder, self._settings
         )
         _ = trained | "SaveTrained" >> beam.Map(_save_trained, self._staging)
         shards = parts | "AddShard" >> beam.ParDo(

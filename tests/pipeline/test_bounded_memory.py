@@ -1,0 +1,63 @@
+"""The launcher's memory does not grow with the corpus: nothing is gathered on it.
+
+Runs ``corpusbeam index`` in a child process on the DirectRunner (its workers run inside
+the launcher, so every stage's memory shows in it) at 50,000 and 200,000 chunks, sampling
+the launcher's resident memory and its whole process tree's (the reference endpoint is a
+child) from /proc every 0.1 s.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks._rss import RssSampler
+from benchmarks.index_job import write_corpus
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _peak(corpus: Path, output: Path) -> tuple[float, float, dict]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "index",
+            str(corpus),
+            "--output",
+            str(output),
+            "--dimensions",
+            "64",
+            "--json",
+            "--runner=DirectRunner",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    sampler = RssSampler(proc.pid).start()
+    out, err = proc.communicate()
+    sampler.stop()
+    assert proc.returncode == 0, err[-2000:]
+    return sampler.peak_launcher, sampler.peak_tree, json.loads(out)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_launcher_peak_memory_does_not_grow_with_the_corpus(tmp_path):
+    peaks = {}
+    for n in (50_000, 200_000):
+        write_corpus(tmp_path / f"c{n}", n)
+        launcher, tree, report = _peak(tmp_path / f"c{n}", tmp_path / f"o{n}")
+        assert report["counts"]["indexed"] == n
+        peaks[n] = (launcher, tree, report["index"]["factory"])
+    print(json.dumps({"peaks_mib": peaks}))
+    small, large = peaks[50_000][0], peaks[200_000][0]
+    # 4x the chunks, the vectors and texts never gathered: at most 150 MB more.
+    assert large - small <= 150, peaks
