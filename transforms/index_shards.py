@@ -5,7 +5,7 @@
         read the part's runs, fill reused vectors from the previous version's part,
         sort by id, drop duplicate ids (to failures), write the part's Parquet files
     part refs --Combine--> Choose (the index for that many vectors)
-    part refs --Train (one worker: the sample read part by part, by id hash)
+    part refs --Train (one worker: the sample, the smallest ids, read part by part)
     part refs --AddShard (IVF: trained copy + add_with_ids)--> shard files
 
 Only small records (file names, counts, id ranges) cross a stage boundary, so the
@@ -51,7 +51,7 @@ __all__ = [
     "read_part_list",
 ]
 
-_HASH_SPACE = 1 << 32
+_ID_SPACE = 1 << 63
 _RUN_ROWS = 4096
 PART_LIST = "parts.jsonl"
 TRAINED_INDEX = "trained.faiss"
@@ -299,26 +299,39 @@ def _part_vectors(folder: str, ref: dict, encoding: str) -> tuple[np.ndarray, np
     return t.column("id").to_numpy(), column_array(t, "vector", codec.natural_dtype(encoding))
 
 
+def _part_ids(folder: str, ref: dict) -> np.ndarray:
+    with FileSystems.open(f"{folder}/{ref['info']['name']}.vectors.parquet") as f:
+        return pq.read_table(io.BytesIO(f.read()), columns=["id"]).column("id").to_numpy()
+
+
 def _train(spec: dict | None, refs: list[dict], folder: str, settings: dict) -> dict | None:
     """Train the chosen index on a random sample of the parts' vectors (never the first
-    rows), read part by part: the sample is decided by each id's hash, so the same corpus
-    trains on the same vectors on every runner, and only the sample is ever held."""
+    rows), read part by part. Ids are hashes, so the sample is the ``train_size`` smallest
+    ids: the same corpus trains on the same vectors on every runner. A first pass reads
+    only ids to find the cut; the second fills one array of exactly that many vectors."""
     if spec is None:
         return None
     index_spec = IndexSpec(**spec)
     encoding = settings["encoding"]
     dtype = codec.natural_dtype(encoding)
     width = codec.wire_width(index_spec.encoding, index_spec.dimensions)
-    pieces = []
-    if spec["train_size"]:
-        rate = _keep_rate(spec)
-        for ref in sorted(refs, key=lambda r: r["part"]):
+    refs = sorted(refs, key=lambda r: r["part"])
+    xs = np.empty((0, width), dtype=dtype)
+    size = min(spec["train_size"], spec["count"])
+    if size:
+        bound = _keep_rate(spec) * _ID_SPACE
+        low = np.sort(np.concatenate([i[i < bound] for i in (_part_ids(folder, r) for r in refs)]))
+        cut = int(low[min(size, low.size) - 1]) if low.size else -1
+        xs = np.empty((int((low <= cut).sum()), width), dtype=dtype)
+        filled = 0
+        for ref in refs:
+            if ref["info"]["id_min"] > cut:
+                break
             ids, xb = _part_vectors(folder, ref, encoding)
-            keep = (ids % _HASH_SPACE) < rate * _HASH_SPACE
-            pieces.append(xb[keep])
-            del ids, xb
-    xs = np.concatenate(pieces) if pieces else np.empty((0, width), dtype=dtype)
-    del pieces
+            keep = xb[ids <= cut]
+            xs[filled : filled + keep.shape[0]] = keep
+            filled += keep.shape[0]
+            del ids, xb, keep
     trained = build.train_index(index_spec, xs, seed=settings["seed"])
     return {"spec": spec, "blob": build.serialize_index(trained)}
 
