@@ -92,6 +92,11 @@ def run_job(corpus: Path, output: str, options: list[str]) -> tuple[dict, float,
     return json.loads(out), seconds, sampler
 
 
+def _disk(folder: Path) -> float:
+    """MiB of the files under ``folder``."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / (1 << 20)
+
+
 @contextlib.contextmanager
 def s3_stand_in() -> Iterator[list[str]]:
     """moto's S3 server on loopback (a stand-in for S3), a bucket, and the job's options."""
@@ -179,6 +184,7 @@ def run_all(args: argparse.Namespace, extra: list[str]) -> None:
                 indexed=report["counts"]["indexed"],
                 index=report["index"]["factory"],
                 requests=report["requests"]["requests"],
+                version_disk_mib=round(_disk(out / "versions" / report["version"]), 1),
             )
             if args.shape == "slots":
                 limit = 8 * 96 / 0.2

@@ -1,0 +1,72 @@
+"""The id-range parts: each id in the part its range names, hits looked up by id reading
+one row group, ground truth streamed part by part equal to one exact search."""
+
+import numpy as np
+import pytest
+
+from indexes import BuildConfig, open_index
+from indexes.parts import ROW_GROUP_ROWS, id_starts, part_of
+from indexes.recall import streaming_reference
+from indexes.tune import reference_neighbours
+from inference import codec
+from inference.errors import IndexFolderError
+from tests.indexes.helpers import build
+
+
+@pytest.fixture(scope="module")
+def parted(tmp_path_factory, xb, metadata):
+    path = tmp_path_factory.mktemp("parted") / "idx"
+    build(path, xb, metadata, config=BuildConfig(shards=2, eval_queries=20))
+    return open_index(path)
+
+
+def test_parts_cover_their_id_ranges(parted, xb):
+    parts = parted.manifest.parts
+    assert [p["name"] for p in parts] == ["parts/part-00000", "parts/part-00001"]
+    assert sum(p["rows"] for p in parts) == len(xb)
+    starts = id_starts(2)
+    for number, p in enumerate(parts):
+        assert part_of(p["id_min"], 2) == part_of(p["id_max"], 2) == number
+        assert starts[number] <= p["id_min"] <= p["id_max"]
+    # Each part spans more than one row group, so a lookup reads one of several.
+    assert min(p["rows"] for p in parts) > ROW_GROUP_ROWS
+
+
+def test_lookup_reads_rows_by_id_in_the_order_asked(parted):
+    table = parted.metadata()
+    ids = table.column("id").to_numpy()
+    rng = np.random.default_rng(3)
+    ask = rng.choice(ids, size=50, replace=False)
+    rows = parted.lookup(ask)
+    assert [r["id"] for r in rows] == ask.tolist()
+    by_id = {r["id"]: r for r in table.to_pylist()}
+    assert rows == [by_id[i] for i in ask.tolist()]
+    missing = int(ids.max()) + 1 if int(ids.max()) + 1 not in set(ids.tolist()) else 1
+    with pytest.raises(IndexFolderError, match="is in no part"):
+        parted.lookup(np.array([missing]))
+
+
+def test_streamed_ground_truth_equals_one_exact_search(parted, xq):
+    ids, xb, _ = parted.vectors()
+    want, ref = reference_neighbours(xb, ids, xq, 10, encoding="float", d=xb.shape[1])
+    got, ref2 = streaming_reference(parted.parts, xq, 10)
+    np.testing.assert_array_equal(got, want)
+    assert ref == ref2
+    exclude = ids[: len(xq)]
+    want, _ = reference_neighbours(
+        xb, ids, xq, 10, encoding="float", d=xb.shape[1], exclude=exclude
+    )
+    np.testing.assert_array_equal(
+        streaming_reference(parted.parts, xq, 10, exclude=exclude)[0], want
+    )
+
+
+def test_binary_parts_stream_hamming_ground_truth(tmp_path, xb, xq, metadata):
+    build(tmp_path / "b", xb, metadata, "ubinary", config=BuildConfig(shards=3, eval_queries=20))
+    folder = open_index(tmp_path / "b")
+    ids, xbits, _ = folder.vectors()
+    q = codec.quantize(xq, "ubinary")
+    want, _ = reference_neighbours(xbits, ids, q, 5, encoding="ubinary", d=xb.shape[1])
+    got, ref = streaming_reference(folder.parts, q, 5)
+    assert ref == "exact Hamming distance"
+    np.testing.assert_array_equal(got, want)
