@@ -2,8 +2,9 @@
 
 ``getrusage``'s ``ru_maxrss`` gives only the largest single process; a job that runs an
 endpoint and worker processes beside the launcher needs their sum at each moment.
-``RssSampler(pid)`` samples every ``interval`` seconds in a thread: the launcher's RSS and
-the sum over the launcher and every descendant, keeping the peaks (MiB).
+``RssSampler(pid)`` samples every ``interval`` seconds in a thread: the launcher's RSS (and
+its anonymous part, without memory-mapped files), and the sum over the launcher and every
+descendant, keeping the peaks (MiB).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import threading
 from pathlib import Path
 
-__all__ = ["RssSampler", "rss_mib", "tree_pids"]
+__all__ = ["RssSampler", "anon_mib", "rss_mib", "tree_pids"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -24,6 +25,18 @@ def rss_mib(pid: int) -> float:
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return 0.0
     return int(fields[1]) * _PAGE / (1 << 20)
+
+
+def anon_mib(pid: int) -> float:
+    """Anonymous resident memory of ``pid`` in MiB (RSS without file-backed pages such as
+    a memory-mapped index); 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0.0
 
 
 def _parents() -> dict[int, int]:
@@ -62,6 +75,7 @@ class RssSampler:
         self.interval = interval
         self.peak_launcher = 0.0
         self.peak_tree = 0.0
+        self.peak_launcher_anon = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -78,6 +92,7 @@ class RssSampler:
         launcher = rss_mib(self.pid)
         tree = sum(rss_mib(p) for p in tree_pids(self.pid))
         self.peak_launcher = max(self.peak_launcher, launcher)
+        self.peak_launcher_anon = max(self.peak_launcher_anon, anon_mib(self.pid))
         self.peak_tree = max(self.peak_tree, tree)
 
     def stop(self) -> RssSampler:

@@ -199,7 +199,14 @@ def run_all(args: argparse.Namespace, extra: list[str]) -> None:
                     note="process start to CURRENT switched",
                 )
             emit(BENCH, "peak_rss_tree", round(peaks.peak_tree, 1), "MiB", **common)
-            emit(BENCH, "peak_rss_launcher", round(peaks.peak_launcher, 1), "MiB", **common)
+            emit(
+                BENCH,
+                "peak_rss_launcher",
+                round(peaks.peak_launcher, 1),
+                "MiB",
+                **common,
+                anonymous=round(peaks.peak_launcher_anon, 1),
+            )
             if args.s3:
                 with s3_stand_in() as s3_options:
                     url = f"s3://bench/{name}"

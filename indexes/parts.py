@@ -334,6 +334,9 @@ class Parts:
             if "rescore" in cols:
                 rv = column_array(t, "rescore", np.dtype(self.rescore_dtype))
             yield t.column("id").to_numpy(), column_array(t, "vector", dtype), rv
+            del t
+            # Arrow's pool keeps freed blocks: hand them back, so streaming stays bounded.
+            pa.default_memory_pool().release_unused()
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Every part's (ids, vectors, rescore vectors or None) joined: the whole folder in

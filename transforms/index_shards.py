@@ -242,13 +242,16 @@ class _WritePartFn(beam.DoFn):
         for name, blob in blobs.items():
             _write(f"{self._folder}/{name}", blob)
             files[name] = file_entry(blob)
-        yield {
+        ref = {
             "part": part,
             "info": info.as_dict(),
             "files": files,
             "width": xb.shape[1],
             "rescore_dtype": None if rv is None else str(rv.dtype),
         }
+        del table, meta, blobs, xb, rv
+        pa.default_memory_pool().release_unused()  # one part at a time, really
+        yield ref
 
 
 class _TotalsFn(beam.CombineFn):
