@@ -32,6 +32,7 @@ from indexes.choose import IndexSpec
 from indexes.config import BuildConfig
 from indexes.files import INDEX, MANIFEST, SHARDS, sha256, shard_file
 from indexes.manifest import Manifest, sanitize_endpoint
+from indexes.memory import trim
 from indexes.parts import PartInfo, Parts
 from indexes.recall import streaming_reference
 from indexes.search import RescoreStore
@@ -142,6 +143,7 @@ def assemble_folder(
     combined = _combine(
         out, spec, trained, reader, [p["index"] for p in parts if p.get("index")], read
     )
+    trim()  # the shards' lists, loaded for the merge, are freed: give the memory back
     rescore = rescore_entry(rdtype, spec, config)
     store = None
     if rdtype is not None:

@@ -132,10 +132,12 @@ def training_sample(n: int, size: int, *, seed: int = 0) -> np.ndarray:
     return np.sort(rng.choice(n, size=size, replace=False))
 
 
-def train_index(spec: IndexSpec, xb: np.ndarray, *, seed: int = 0):
+def train_index(spec: IndexSpec, xb: np.ndarray, *, seed: int = 0, overwrite: bool = False):
     """An empty index for ``spec``, trained on a random sample of ``xb`` when it needs it.
 
     ``xb`` may be the whole collection or any random sample of it (natural dtype).
+    ``overwrite``: the caller no longer needs ``xb``, so float vectors may be normalised
+    in place instead of in a copy (a large training sample is held once, not twice).
     """
     index = make_index(spec)
     if index.is_trained:
@@ -149,7 +151,19 @@ def train_index(spec: IndexSpec, xb: np.ndarray, *, seed: int = 0):
     rows = training_sample(xb.shape[0], need, seed=seed)
     # A sample that is the whole of xb needs no copy before prepare_vectors makes its own.
     xs = xb if rows.shape[0] == xb.shape[0] else xb[rows]
-    xt = prepare_vectors(xs, spec.encoding, spec.dimensions)
+    in_place = (
+        overwrite
+        and xs is xb
+        and spec.family == "float"
+        and xb.dtype == np.float32
+        and xb.flags.c_contiguous
+        and np.isfinite(xb).all()
+    )
+    if in_place:
+        faiss.normalize_L2(xb)
+        xt = xb
+    else:
+        xt = prepare_vectors(xs, spec.encoding, spec.dimensions)
     del xs
     _seed_clustering(index, seed)
     index.train(xt)

@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from indexes.memory import trim
 from indexes.tables import column_array, fixed_size_list, vectors_schema
 from inference import codec
 from inference.errors import ConfigError, IndexFolderError
@@ -335,8 +336,7 @@ class Parts:
                 rv = column_array(t, "rescore", np.dtype(self.rescore_dtype))
             yield t.column("id").to_numpy(), column_array(t, "vector", dtype), rv
             del t
-            # Arrow's pool keeps freed blocks: hand them back, so streaming stays bounded.
-            pa.default_memory_pool().release_unused()
+            trim()  # hand the part's memory back, so streaming stays bounded
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Every part's (ids, vectors, rescore vectors or None) joined: the whole folder in

@@ -35,6 +35,7 @@ from indexes import build
 from indexes.assemble import expand_metadata_json
 from indexes.choose import IndexSpec, choose_index, family_of
 from indexes.ids import chunk_id
+from indexes.memory import trim
 from indexes.parts import encode_part, file_entry, id_starts, part_of
 from indexes.tables import METADATA_COLUMNS, column_array, metadata_table
 from inference import codec
@@ -250,7 +251,7 @@ class _WritePartFn(beam.DoFn):
             "rescore_dtype": None if rv is None else str(rv.dtype),
         }
         del table, meta, blobs, xb, rv
-        pa.default_memory_pool().release_unused()  # one part at a time, really
+        trim()  # one part at a time, really
         yield ref
 
 
@@ -335,8 +336,12 @@ def _train(spec: dict | None, refs: list[dict], folder: str, settings: dict) -> 
             xs[filled : filled + keep.shape[0]] = keep
             filled += keep.shape[0]
             del ids, xb, keep
-    trained = build.train_index(index_spec, xs, seed=settings["seed"])
-    return {"spec": spec, "blob": build.serialize_index(trained)}
+    trained = build.train_index(index_spec, xs, seed=settings["seed"], overwrite=True)
+    del xs
+    blob = build.serialize_index(trained)
+    del trained
+    trim()
+    return {"spec": spec, "blob": blob}
 
 
 class _AddShardFn(beam.DoFn):
@@ -356,6 +361,8 @@ class _AddShardFn(beam.DoFn):
         build.add_vectors(index, xb, ids, spec)
         path = f"{self._staging}/shard-{ref['part']:05d}.faiss"
         _write(path, build.serialize_index(index))
+        del index, xb, ids
+        trim()
         yield {"part": ref["part"], "index": path}
 
 
