@@ -62,21 +62,30 @@ def expand_metadata_json(table: pa.Table) -> pa.Table:
 
 def _read_shards(
     shards: Sequence[dict], spec: IndexSpec, read: Callable[[str], bytes]
-) -> tuple[list, pa.Table, np.ndarray]:
+) -> tuple[list, pa.Table, np.ndarray, np.ndarray | None]:
     """(IVF shard indexes in shard order, the metadata tables joined with their
-    ``metadata_json`` expanded, the vectors joined) of ``shards``."""
+    ``metadata_json`` expanded, the vectors joined, the rescoring vectors joined or
+    None) of ``shards``."""
     dtype = codec.natural_dtype(spec.encoding)
-    parts, tables, xbs = [], [], []
+    parts, tables, xbs, rvs = [], [], [], []
     for shard in shards:
         if shard.get("index"):
             parts.append(build.deserialize_index(read(shard["index"]), spec.encoding))
         tables.append(pq.read_table(io.BytesIO(read(shard["metadata"]))))
         vt = pq.read_table(io.BytesIO(read(shard["vectors"])))
         xbs.append(column_array(vt, "vector", dtype))
+        if "rescore" in vt.column_names:  # rescoring vectors derived on the workers
+            rvs.append(column_array(vt, "rescore", _rescore_dtype(vt)))
         if not np.array_equal(vt.column("id").to_numpy(), tables[-1].column("id").to_numpy()):
             raise IndexFolderError(f"shard {shard['index']}: vectors and metadata ids differ")
     table = expand_metadata_json(pa.concat_tables(tables, promote_options="default"))
-    return parts, table, np.concatenate(xbs)
+    if rvs and len(rvs) != len(xbs):
+        raise IndexFolderError("some shards have rescoring vectors and others do not")
+    return parts, table, np.concatenate(xbs), np.concatenate(rvs) if rvs else None
+
+
+def _rescore_dtype(table: pa.Table) -> np.dtype:
+    return np.dtype(table.schema.field("rescore").type.value_type.to_pandas_dtype())
 
 
 def assemble_folder(
@@ -100,14 +109,16 @@ def assemble_folder(
     read = read or _read_local
     if not shards:
         raise IndexFolderError("no shards to assemble")
-    parts, table, xb = _read_shards(shards, spec, read)
+    parts, table, xb, rescore = _read_shards(shards, spec, read)
     if spec.nlist and sum(p.ntotal for p in parts) != table.num_rows:
         raise IndexFolderError(
             f"the shard indexes hold {sum(p.ntotal for p in parts)} vectors, "
             f"their tables {table.num_rows}"
         )
     config.apply_threads()
-    data = folder_data(xb, table, encoding=spec.encoding, dimensions=spec.dimensions)
+    data = folder_data(
+        xb, table, encoding=spec.encoding, dimensions=spec.dimensions, rescore_vectors=rescore
+    )
     out = new_folder(path)
     combined = combine_shards(
         out, spec=spec, trained=trained, parts=parts, xb=data.xb, ids=data.ids

@@ -19,6 +19,7 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from inference.client import ClientSettings
+from inference.tokens import TokenBudget
 from transforms import (
     Chunk,
     ChunkDocuments,
@@ -59,6 +60,9 @@ class GraphConfig:
     memory_budget: int
     shards: int
     previous: str | None
+    encoding: str | None = None  # the index's (None: settings.encoding_format, the wire's)
+    rescored: bool = False  # vectors carry derived rescoring vectors (binary indexes)
+    budget: TokenBudget | None = None  # the model's input limit (inference.tokens)
 
 
 def _failure_row(f) -> dict:
@@ -77,28 +81,29 @@ def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
         list(cfg.inputs), text_field=cfg.text_field, id_field=cfg.id_field
     )
     images, image_failures = p | "ReadImages" >> ReadImages(list(cfg.inputs), unknown_files="skip")
+    encoding = cfg.encoding or cfg.settings.encoding_format
     chunks, chunk_failures = docs | "Chunk" >> ChunkDocuments(
-        max_tokens=cfg.max_tokens, overlap_tokens=cfg.overlap_tokens
+        max_tokens=cfg.max_tokens, overlap_tokens=cfg.overlap_tokens, budget=cfg.budget
     )
     reused = []
     if cfg.previous:
         items = (chunks, images) | "Items" >> beam.Flatten()
         old, to_embed = items | "Reuse" >> ReuseVectors(
-            cfg.previous, encoding=cfg.settings.encoding_format
+            cfg.previous, encoding=encoding, rescore=cfg.rescored
         )
         reused = [old]
         chunks = to_embed | "NewChunks" >> beam.Filter(lambda x: isinstance(x, Chunk))
         images = to_embed | "NewImages" >> beam.Filter(lambda x: isinstance(x, ImageItem))
     texts, text_failures = chunks | "EmbedTexts" >> EmbedTexts(
-        cfg.settings, input_type=cfg.input_type
+        cfg.settings, input_type=cfg.input_type, encoding=encoding, budget=cfg.budget
     )
     pictures, picture_failures = images | "EmbedImages" >> EmbedImages(
-        cfg.settings, input_type=cfg.input_type
+        cfg.settings, input_type=cfg.input_type, encoding=encoding
     )
     embedded = (texts, pictures, *reused) | "Embedded" >> beam.Flatten()
     shards, index_failures = embedded | "BuildIndex" >> BuildIndexShards(
         cfg.staging,
-        encoding=cfg.settings.encoding_format,
+        encoding=encoding,
         factory=cfg.factory,
         memory_budget=cfg.memory_budget,
         shards=cfg.shards,

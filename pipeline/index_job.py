@@ -37,12 +37,15 @@ from indexes.assemble import assemble_folder
 from indexes.config import BuildConfig
 from indexes.files import MANIFEST
 from indexes.manifest import Manifest, sanitize_endpoint
-from inference.client import ClientSettings, EmbeddingsClient, EnvApiKey
+from inference.client import ClientSettings, EnvApiKey
+from inference.derive import is_rescored, wire_encoding_for
 from inference.errors import ConfigError, CorpusbeamError, JobError
-from inference.protocol import local_endpoint
+from inference.protocol import BIT_ENCODINGS, local_endpoint
 from inference.server import EndpointConfig, running_endpoint
 from pipeline.config import IndexJobConfig, runner_name
 from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_shard_list
+from pipeline.model_setup import ModelSetup, model_setup
+from pipeline.vectors_note import finish_manifest
 from transforms.index_shards import load_trained
 
 __all__ = ["EXIT_FAILED_INPUTS", "EXIT_OK", "IndexJobConfig", "IndexJobResult", "run_index_job"]
@@ -62,13 +65,13 @@ class IndexJobResult:
 
 
 @contextlib.contextmanager
-def _endpoint(cfg: IndexJobConfig) -> Iterator[tuple[ClientSettings, str, str]]:
-    """(client settings, the endpoint as the manifest records it, the model's name)."""
+def _endpoint(cfg: IndexJobConfig) -> Iterator[tuple[ClientSettings, str, ModelSetup]]:
+    """(client settings, the endpoint as the manifest records it, the model's setup)."""
     common = {
         "api_version": cfg.api_version,
         "model": cfg.model,
         "deployment": cfg.deployment,
-        "encoding_format": cfg.encoding_format,
+        "encoding_format": wire_encoding_for(cfg.encoding_format, cfg.wire_encoding),
         "dimensions": cfg.dimensions,
         "input_type": cfg.input_type,
         "max_inputs": cfg.max_inputs,
@@ -77,22 +80,11 @@ def _endpoint(cfg: IndexJobConfig) -> Iterator[tuple[ClientSettings, str, str]]:
     if cfg.endpoint is None:
         with running_endpoint(EndpointConfig(model=cfg.local_model), subprocess=True) as ep:
             settings = ClientSettings(endpoint=ep.url, **common)
-            yield settings, local_endpoint(cfg.local_model), _model_name(settings, cfg)
+            yield settings, local_endpoint(cfg.local_model), model_setup(settings, cfg)
         return
     credential = EnvApiKey(var=cfg.api_key_env) if cfg.api_key_env else None
     settings = ClientSettings(endpoint=cfg.endpoint, credential=credential, **common)
-    yield settings, cfg.endpoint, _model_name(settings, cfg)
-
-
-def _model_name(settings: ClientSettings, cfg: IndexJobConfig) -> str:
-    if cfg.model:
-        return cfg.model
-    try:
-        with EmbeddingsClient(settings) as client:
-            return str(client.info().get("model_name") or "unknown")
-    except CorpusbeamError as exc:
-        log.warning("GET /info failed (%s); recording the model as 'unknown'", exc)
-        return "unknown"
+    yield settings, cfg.endpoint, model_setup(settings, cfg)
 
 
 def _reusable(previous: Path | None, cfg: IndexJobConfig, endpoint: str, model: str) -> Path | None:
@@ -104,9 +96,15 @@ def _reusable(previous: Path | None, cfg: IndexJobConfig, endpoint: str, model: 
     except (OSError, CorpusbeamError) as exc:
         log.warning("not reusing %s: %s", previous, exc)
         return None
+    wire = wire_encoding_for(cfg.encoding_format, cfg.wire_encoding)
+    rescored = manifest.rescore is not None
     same = (
         manifest.model == model
         and manifest.encoding == cfg.encoding_format
+        and (
+            cfg.encoding_format not in BIT_ENCODINGS
+            or rescored == is_rescored(cfg.encoding_format, wire)
+        )
         and manifest.input_type == cfg.input_type
         and (cfg.dimensions is None or manifest.dimensions == cfg.dimensions)
         and (manifest.endpoint or "") == (sanitize_endpoint(endpoint) or "")
@@ -124,7 +122,8 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
         name = versions.new_version_name()
         work = versions.partial_folder(out, name)
         staging = versions.partial_folder(out, f"{name}-staging")
-        with _endpoint(cfg) as (settings, endpoint, model):
+        with _endpoint(cfg) as (settings, endpoint, setup):
+            model = setup.model
             reuse = _reusable(previous, cfg, endpoint, model)
             graph = GraphConfig(
                 inputs=cfg.inputs,
@@ -139,6 +138,9 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
                 memory_budget=cfg.memory_budget,
                 shards=cfg.shards,
                 previous=str(reuse) if reuse else None,
+                encoding=cfg.encoding_format,
+                rescored=setup.rescored,
+                budget=setup.budget,
             )
             p = beam.Pipeline(options=PipelineOptions(list(cfg.pipeline_args)))
             build_graph(p, graph)
@@ -169,9 +171,13 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
             config=BuildConfig(memory_budget=cfg.memory_budget),
             read=_read_any,
         )
+        manifest = finish_manifest(
+            work, manifest, info=setup.info, wire=setup.wire, rescored=setup.rescored
+        )
         shutil.rmtree(staging)
         pq.write_table(failures, work / "failures.parquet")
         report = _report(
+            setup,
             cfg,
             name,
             previous,
@@ -225,7 +231,7 @@ def _collect_failures(staging: Path) -> pa.Table:
     return pa.concat_tables(tables).sort_by([("source_id", "ascending")])
 
 
-def _report(cfg, name, previous, reuse, manifest, counters, failures, pipeline_s, total_s):
+def _report(setup, cfg, name, previous, reuse, manifest, counters, failures, pipeline_s, total_s):
     by_stage: dict[str, int] = {}
     for stage in failures.column("stage").to_pylist():
         by_stage[stage] = by_stage.get(stage, 0) + 1
@@ -237,6 +243,7 @@ def _report(cfg, name, previous, reuse, manifest, counters, failures, pipeline_s
         "previous_version": previous.name if previous else None,
         "reused_from": reuse.name if reuse else None,
         "job": job,
+        "model": setup.info.to_dict(),
         "counts": {
             "documents_read": counters.get("documents_read", 0),
             "images_read": counters.get("images_read", 0),
@@ -256,6 +263,12 @@ def _report(cfg, name, previous, reuse, manifest, counters, failures, pipeline_s
             "prompt_tokens": counters.get("prompt_tokens", 0),
             "prompt_patches": counters.get("prompt_patches", 0),
         },
+        "too_long": {
+            **setup.budget.snapshot(),
+            "length_refusals": counters.get("length_refusals", 0),
+            "cut_before_sending": counters.get("chunks_cut_before_sending", 0),
+            "cut_after_refusal": counters.get("chunks_cut_after_refusal", 0),
+        },
         "seconds": {
             "pipeline": round(pipeline_s, 3),
             "merge_and_publish": round(total_s - pipeline_s, 3),
@@ -266,6 +279,9 @@ def _report(cfg, name, previous, reuse, manifest, counters, failures, pipeline_s
             "count": manifest.count,
             "dimensions": manifest.dimensions,
             "encoding": manifest.encoding,
+            "wire_encoding": setup.wire,
+            "rescored": manifest.rescore is not None,
+            "note": manifest.note,
             "recall": manifest.recall,
         },
     }

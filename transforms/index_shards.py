@@ -41,6 +41,7 @@ __all__ = [
     "BuildIndexShards",
     "load_trained",
     "metadata_row",
+    "shard_rescore",
     "shard_tables",
 ]
 
@@ -73,6 +74,23 @@ def shard_tables(items: list[tuple[int, Embedded]], encoding: str) -> tuple[pa.T
     else:
         xb = np.empty((0, 0), dtype=codec.natural_dtype(encoding))
     return table, xb.astype(codec.natural_dtype(encoding), copy=False)
+
+
+def shard_rescore(items: list[tuple[int, Embedded]]) -> np.ndarray | None:
+    """The rescoring vectors of a shard's (id, Embedded) pairs, in id order, or None
+    when they carry none; all or none must carry one."""
+    items = sorted(items, key=lambda t: t[0])
+    have = [e.rescore is not None for _, e in items]
+    if not items or not any(have):
+        return None
+    if not all(have):
+        missing = next(e for _, e in items if e.rescore is None)
+        raise ConfigError(
+            "rescore",
+            f"{missing.document_id}#{missing.chunk_index}",
+            "some vectors have rescoring vectors and this one has none",
+        )
+    return np.stack([np.asarray(e.rescore) for _, e in items])
 
 
 # The folder's metadata columns, then the user's metadata as one JSON object a row
@@ -180,6 +198,9 @@ class _AddShardFn(beam.DoFn):
             _write(files["index"], build.serialize_index(index))
         _write(files["metadata"], _parquet(table))
         vectors = pa.table({"id": pa.array(ids, type=pa.int64()), "vector": fixed_size_list(xb)})
+        rescore = shard_rescore(list(kept.items()))
+        if rescore is not None:  # derived int8 rescoring vectors (binary indexes)
+            vectors = vectors.append_column("rescore", fixed_size_list(rescore))
         _write(files["vectors"], _parquet(vectors))
         yield {"shard": shard, "count": len(kept), **files}
 

@@ -48,7 +48,10 @@ class _SplitFn(beam.DoFn):
             if old_hash is not None and vectors and item.content_hash == old_hash:
                 self._reused.inc()
                 modality = "image" if isinstance(item, ImageItem) else "text"
-                yield embedded_from(item, np.asarray(vectors[0], dtype=self._dtype), modality)
+                vector, rescore = vectors[0]
+                rescore = None if rescore is None else np.asarray(rescore, dtype=np.int8)
+                vector = np.asarray(vector, dtype=self._dtype)
+                yield embedded_from(item, vector, modality, rescore=rescore)
             else:
                 yield beam.pvalue.TaggedOutput(TO_EMBED, item)
 
@@ -56,12 +59,14 @@ class _SplitFn(beam.DoFn):
 class ReuseVectors(beam.PTransform):
     """Split ``Chunk``/``ImageItem`` elements into ``Embedded`` ones reused from the index
     folder ``previous`` (a version folder written by corpusbeam, same encoding) and those
-    still ``to_embed``. Returns ``(reused, to_embed)``."""
+    still ``to_embed``. With ``rescore``, the int8 rescoring vectors are reused too.
+    Returns ``(reused, to_embed)``."""
 
-    def __init__(self, previous: str, *, encoding: str) -> None:
+    def __init__(self, previous: str, *, encoding: str, rescore: bool = False) -> None:
         super().__init__()
         self._previous = previous.rstrip("/")
         self._encoding = codec.check_encoding(encoding)
+        self._rescore = rescore
 
     def expand(self, items: beam.PCollection):
         p = items.pipeline
@@ -73,11 +78,12 @@ class ReuseVectors(beam.PTransform):
             )
             | "HashById" >> beam.Map(lambda r: (r["id"], r["content_hash"]))
         )
+        columns = ["id", "vector", "rescore"] if self._rescore else ["id", "vector"]
         vectors = (
             p
             | "OldVectors"
-            >> beam.io.ReadFromParquet(f"{self._previous}/{VECTORS}", columns=["id", "vector"])
-            | "VectorById" >> beam.Map(lambda r: (r["id"], r["vector"]))
+            >> beam.io.ReadFromParquet(f"{self._previous}/{VECTORS}", columns=columns)
+            | "VectorById" >> beam.Map(lambda r: (r["id"], (r["vector"], r.get("rescore"))))
         )
         new = items | "ById" >> beam.Map(_key)
         split = (

@@ -59,7 +59,7 @@ from inference.errors import (
     UnprocessableError,
 )
 from inference.protocol import IMAGE_ROUTE, TEXT_ROUTE
-from inference.tokens import estimate_tokens
+from inference.tokens import estimate_tokens, length_refusal
 
 __all__ = [
     "AsyncEmbeddingsClient",
@@ -86,6 +86,7 @@ class ClientStats:
     inputs_failed: int = 0
     prompt_tokens: int = 0
     prompt_patches: int = 0
+    length_refusals: int = 0  # answers refusing an input as too long for the model
 
 
 @dataclass(frozen=True)
@@ -341,6 +342,7 @@ class AsyncEmbeddingsClient:
                     retry_after = error.retry_after
                     throttled = response.status_code == 429
                     self.stats.throttled += throttled
+                    self.stats.length_refusals += length_refusal(error) is not None
                     await self.throttle.release(
                         ticket, throttled=throttled, retry_after=retry_after
                     )
