@@ -85,7 +85,8 @@ def _read_shards(
 
 
 def _rescore_dtype(table: pa.Table) -> np.dtype:
-    return np.dtype(table.schema.field("rescore").type.value_type.to_pandas_dtype())
+    value_type = table.schema.field("rescore").type.value_type
+    return np.dtype(np.int8) if value_type == pa.int8() else np.dtype(np.float32)
 
 
 def assemble_folder(

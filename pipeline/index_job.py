@@ -151,6 +151,7 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
             except Exception as exc:
                 raise JobError(f"the pipeline failed: {_reason(exc)}") from exc
             counters = _counters(result)
+            learned = _learned_budget(result)
         pipeline_seconds = time.monotonic() - started
         failures = _collect_failures(staging)
         trained = load_trained(str(staging))
@@ -178,6 +179,7 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
         pq.write_table(failures, work / "failures.parquet")
         report = _report(
             setup,
+            learned,
             cfg,
             name,
             previous,
@@ -222,6 +224,20 @@ def _counters(result) -> dict[str, int]:
     return out
 
 
+def _learned_budget(result) -> dict:
+    """The token limit and ratio the workers ended with (``EmbedTexts`` reports them)."""
+    out: dict = {}
+    for d in result.metrics().query(MetricsFilter().with_namespace("corpusbeam"))["distributions"]:
+        value = d.committed if d.committed is not None else d.attempted
+        if not value or not value.count:
+            continue
+        if d.key.metric.name == "token_limit":
+            out["limit"] = min(out.get("limit", value.min), value.min)
+        elif d.key.metric.name == "token_ratio_milli":
+            out["ratio"] = max(out.get("ratio", 0.0), value.max / 1000)
+    return out
+
+
 def _collect_failures(staging: Path) -> pa.Table:
     files = sorted(staging.glob("failures-*.parquet"))
     tables = [pq.read_table(f) for f in files]
@@ -231,7 +247,9 @@ def _collect_failures(staging: Path) -> pa.Table:
     return pa.concat_tables(tables).sort_by([("source_id", "ascending")])
 
 
-def _report(setup, cfg, name, previous, reuse, manifest, counters, failures, pipeline_s, total_s):
+def _report(
+    setup, learned, cfg, name, previous, reuse, manifest, counters, failures, pipeline_s, total_s
+):
     by_stage: dict[str, int] = {}
     for stage in failures.column("stage").to_pylist():
         by_stage[stage] = by_stage.get(stage, 0) + 1
@@ -265,6 +283,7 @@ def _report(setup, cfg, name, previous, reuse, manifest, counters, failures, pip
         },
         "too_long": {
             **setup.budget.snapshot(),
+            **learned,
             "length_refusals": counters.get("length_refusals", 0),
             "cut_before_sending": counters.get("chunks_cut_before_sending", 0),
             "cut_after_refusal": counters.get("chunks_cut_after_refusal", 0),

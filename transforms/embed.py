@@ -66,7 +66,7 @@ class _ClientHandle:
     """A worker process's client and what its counters were at the last report."""
 
     def __init__(self, settings: ClientSettings, budget: TokenBudget | None) -> None:
-        self.client = EmbeddingsClient(settings)
+        self.client = EmbeddingsClient(settings, budget=budget)
         self.budget = budget
         self.lock = threading.Lock()
         self.reported = ClientStats()
@@ -113,6 +113,8 @@ class _EmbedFn(beam.DoFn):
         self._cut_before = Metrics.counter(NAMESPACE, "chunks_cut_before_sending")
         self._cut_after = Metrics.counter(NAMESPACE, "chunks_cut_after_refusal")
         self._latency = Metrics.distribution(NAMESPACE, "batch_latency_ms")
+        self._limit = Metrics.distribution(NAMESPACE, "token_limit")
+        self._ratio = Metrics.distribution(NAMESPACE, "token_ratio_milli")
 
     def setup(self) -> None:
         settings, budget = self._settings, self._budget
@@ -188,17 +190,15 @@ class _EmbedFn(beam.DoFn):
         self._report()
         budget = self._handle.budget if self._handle else None
         refused: dict[int, Chunk] = {}  # origin chunks to cut again, by id()
+        if budget is not None and budget.limit is not None:
+            self._limit.update(budget.limit)
+            self._ratio.update(round(budget.ratio * 1000))
         if budget is not None:
             for position, error in result.failures.items():
                 refusal = length_refusal(error)
                 if refusal is not None and isinstance(origins[position], Chunk):
                     budget.observe_refusal(batch[position].text, refusal)
                     refused[id(origins[position])] = origins[position]
-            ok = [p for p in range(len(batch)) if p not in result.failures]
-            budget.observe_usage(
-                sum(budget.base(batch[p].text) for p in ok if batch[p].text),
-                result.usage.prompt_tokens,
-            )
         vectors, rescore = derive_vectors(
             result.vectors, self._encoding, self._settings.encoding_format
         )

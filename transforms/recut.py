@@ -21,7 +21,9 @@ from transforms.elements import Chunk, content_hash
 
 __all__ = ["RECUT_STRIDE", "FitEstimate", "TooLongError", "recut"]
 
-RECUT_STRIDE = 1 << 32
+# The metadata's ``chunk`` column is int32: piece j of chunk i is i + j * 2**16, unique
+# while a document has fewer than 65,536 chunks and a chunk is cut in fewer than 32,768.
+RECUT_STRIDE = 1 << 16
 
 
 class TooLongError(ConfigError):
