@@ -187,7 +187,10 @@ class TokenBudget:
 
     @property
     def counter(self) -> Callable[[str], int] | None:
-        """The model's own token counter, when ``mode`` is auto and one is installed."""
+        """The counter given, else the model's own when ``mode`` is auto and one is
+        installed, else None (costs are then estimates)."""
+        if self._injected:
+            return self._counter
         if self.mode != "auto":
             return None
         if not self._loaded:

@@ -1,0 +1,183 @@
+"""Real text through the index job itself: all-MiniLM-L6-v2 behind the local reference
+endpoint embeds docstring passages (``benchmarks.indexes_real``'s offline corpus), the job
+builds a folder per encoding, and ``Searcher`` answers held-out text queries; recall@10 is
+against exact float search (the float folder, ``IDMap2,Flat``) over the same passages.
+
+    python -m benchmarks.indexes_real_job [--passages 1000] [--queries 100]
+    python -m benchmarks.indexes_real_job --too-long [--documents 60]
+
+Prints one JSON object a line. Per encoding (``ubinary`` rescored by default, ``ubinary``
+with ``--wire-encoding ubinary`` unrescored, ``int8``, ``uint8``): recall@10 against
+float, index and rescoring bytes, resident memory added by opening and searching, query
+p50 (search only, vectors embedded beforehand). ``--too-long``: documents of joined
+passages, most over MiniLM's 256 tokens, indexed with each ``--token-count`` mode:
+requests, 413s, chunks cut again, wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.indexes_real import docstring_passages, first_sentence
+from inference.server import EndpointConfig, running_endpoint
+from pipeline.index_job import IndexJobConfig, run_index_job
+from retrieval.searcher import Searcher
+
+BENCH = "indexes_real_job"
+RUNS = {
+    "float": {"encoding_format": "float"},
+    "ubinary (rescored, default)": {"encoding_format": "ubinary"},
+    "ubinary (unrescored, --wire-encoding ubinary)": {
+        "encoding_format": "ubinary",
+        "wire_encoding": "ubinary",
+    },
+    "int8": {"encoding_format": "int8"},
+    "uint8": {"encoding_format": "uint8"},
+}
+
+
+def emit(metric: str, value, unit: str, **extra) -> None:
+    print(json.dumps({"benchmark": BENCH, "metric": metric, "value": value, "unit": unit, **extra}))
+    sys.stdout.flush()
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _job(corpus: Path, out: Path, url: str, **kw) -> IndexJobConfig:
+    return IndexJobConfig(
+        inputs=(str(corpus),),
+        output=str(out),
+        endpoint=url,
+        pipeline_args=("--runner=DirectRunner",),
+        **kw,
+    )
+
+
+def recall_runs(args, work: Path, passages: list[str], queries: list[str], url: str) -> None:
+    corpus = work / "passages.jsonl"
+    corpus.write_text(
+        "".join(json.dumps({"id": f"p{i}", "text": t}) + "\n" for i, t in enumerate(passages))
+    )
+    top: dict[str, list[set[int]]] = {}
+    for name, kw in RUNS.items():
+        t0 = time.perf_counter()
+        result = run_index_job(_job(corpus, work / name.split()[0] / str(len(top)), url, **kw))
+        seconds = time.perf_counter() - t0
+        before = rss_kib()
+        with Searcher(result.folder, endpoint=url) as s:
+            xq = s.embed_texts(queries)
+            lat = []
+            for i in range(xq.shape[0]):
+                t = time.perf_counter()
+                s.search_vectors(xq[i : i + 1], k=10)
+                lat.append((time.perf_counter() - t) * 1000)
+            hits = s.search_vectors(xq, k=10)
+            rss = rss_kib() - before
+            m = s.folder.manifest
+        top[name] = [{h.id for h in row} for row in hits]
+        files = {f: v["bytes"] for f, v in m.files.items()}
+        index_bytes = sum(v for f, v in files.items() if f.startswith(("index", "shards")))
+        extra = {
+            "encoding": m.encoding,
+            "factory": m.index_factory,
+            "passages": len(passages),
+            "queries": len(queries),
+            "index_bytes": index_bytes,
+            "rescore_bytes": files.get("rescore.npy", 0),
+            "rss_added_kib": rss,
+            "query_p50_ms": round(float(np.median(lat)), 4),
+            "job_seconds": round(seconds, 1),
+            "manifest_recall": m.recall,
+            "note": m.note,
+        }
+        if name == "float":
+            emit("recall_at_10_vs_exact_float", 1.0, "fraction", run=name, **extra)
+            continue
+        ref = top["float"]
+        recall = np.mean([len(a & b) / 10 for a, b in zip(top[name], ref, strict=True)])
+        emit("recall_at_10_vs_exact_float", round(float(recall), 4), "fraction", run=name, **extra)
+
+
+def too_long_runs(args, work: Path, passages: list[str], url: str, ep) -> None:
+    docs, current = [], []
+    for p in passages:
+        current.append(p)
+        if sum(len(c) for c in current) > 1500:
+            docs.append("\n\n".join(current))
+            current = []
+        if len(docs) >= args.documents:
+            break
+    corpus = work / "long.jsonl"
+    corpus.write_text(
+        "".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(docs))
+    )
+    from inference.server.minilm import MiniLMModel
+
+    counts = [MiniLMModel().count_tokens(d) for d in docs]
+    over = sum(c > 256 for c in counts) / len(counts)
+    for mode in ("auto", "calibrated", "estimate"):
+        before = ep.metrics()
+        t0 = time.perf_counter()
+        result = run_index_job(_job(corpus, work / f"long-{mode}", url, token_count=mode))
+        seconds = time.perf_counter() - t0
+        after = ep.metrics()
+
+        def delta(status: str, before=before, after=after) -> int:
+            key = f'corpusbeam_requests_total{{route="/embeddings",status="{status}"}}'
+            return int(after.get(key, 0) - before.get(key, 0))
+
+        emit(
+            "too_long_requests",
+            delta("200") + delta("413"),
+            "requests",
+            token_count=mode,
+            refused_413=delta("413"),
+            documents=len(docs),
+            share_over_256_tokens=round(over, 3),
+            exit_code=result.exit_code,
+            failed=result.report["counts"]["failed"],
+            chunks_indexed=result.report["counts"]["indexed"],
+            too_long=result.report["too_long"],
+            wall_seconds=round(seconds, 1),
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--passages", type=int, default=1000)
+    ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--too-long", action="store_true")
+    ap.add_argument("--documents", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    pool = docstring_passages()
+    rng = random.Random(args.seed)
+    rng.shuffle(pool)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_endpoint(EndpointConfig(model="minilm"), subprocess=True) as ep,
+    ):
+        work = Path(tmp)
+        if args.too_long:
+            too_long_runs(args, work, pool, ep.url, ep)
+            return
+        passages = pool[: args.passages]
+        queries = [first_sentence(p) for p in pool[args.passages : args.passages + args.queries]]
+        recall_runs(args, work, passages, queries, ep.url)
+
+
+if __name__ == "__main__":
+    main()
