@@ -169,7 +169,7 @@ def _print(result: IndexJobResult, as_json: bool) -> int:
             "too long)"
         )
     note = report["index"].get("note")
-    if note:
+    if note and report["index"]["encoding"] in ("binary", "ubinary"):  # rescored or not
         print(f"  {note}")
     if c["failed"]:
         print(f"  failed inputs: {result.folder / 'failures.parquet'}", file=sys.stderr)
