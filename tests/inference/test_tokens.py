@@ -7,8 +7,8 @@ import pickle
 
 import pytest
 
-from inference.client import ClientSettings, EmbeddingsClient, parse_error
-from inference.errors import PayloadTooLargeError
+from inference.client import ApiKey, ClientSettings, EmbeddingsClient, parse_error, read_model_info
+from inference.errors import ConfigError, PayloadTooLargeError
 from inference.server import EndpointConfig, running_endpoint
 from inference.tokens import (
     LengthRefusal,
@@ -17,6 +17,8 @@ from inference.tokens import (
     known_limit,
     length_refusal,
 )
+from tests.conftest import KEY
+from tests.inference.scripted import Answer, scripted_endpoint
 
 LONG = " ".join(f"word{i}" for i in range(120))  # 120 hash tokens
 SHORT = "a short text"
@@ -125,3 +127,18 @@ def test_the_client_sends_no_input_it_knows_is_too_long():
 
 def test_estimate_is_a_quarter_of_the_bytes():
     assert estimate_tokens("abcd" * 10) == 10 and estimate_tokens("a") == 1
+
+
+def test_model_info_is_read_and_a_different_model_refused(endpoint):
+    settings = ClientSettings(endpoint=endpoint.url, credential=ApiKey(KEY))
+    info = read_model_info(settings, expected="CORPUSBEAM-HASH")  # names match case-blind
+    assert (info.name, info.type, info.provider) == ("corpusbeam-hash", "embeddings", "corpusbeam")
+    with pytest.raises(ConfigError, match=r"model.*serves 'corpusbeam-hash'"):
+        read_model_info(settings, expected="text-embedding-3-small")
+
+
+def test_an_endpoint_without_info_is_recorded_with_its_error():
+    with scripted_endpoint() as ep:
+        ep.script.append(Answer(404, {"error": {"code": "not_found", "message": "no route"}}))
+        info = read_model_info(ClientSettings(endpoint=ep.url), expected="anything")
+    assert info.name is None and "404" in info.error
