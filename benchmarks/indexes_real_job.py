@@ -63,6 +63,7 @@ def rss():
             return int(line.split()[1])
 from retrieval.searcher import Searcher
 import faiss, pyarrow.parquet, pyarrow.compute  # libraries loaded before measuring
+faiss.omp_set_num_threads(1)
 xq = np.load(sys.argv[2])
 before = rss()
 s = Searcher(sys.argv[1], endpoint=sys.argv[3])
@@ -101,6 +102,9 @@ def recall_runs(args, work: Path, passages: list[str], queries: list[str], url: 
     corpus.write_text(
         "".join(json.dumps({"id": f"p{i}", "text": t}) + "\n" for i, t in enumerate(passages))
     )
+    import faiss
+
+    faiss.omp_set_num_threads(1)  # one thread a query, as the service searches
     top: dict[str, list[set[int]]] = {}
     for name, kw in RUNS.items():
         t0 = time.perf_counter()

@@ -215,62 +215,80 @@ class _EmbedFn(beam.DoFn):
             row = None if rescore is None else rescore[position]
             embedded = embedded_from(item, vectors[position], self._modality, rescore=row)
             yield WindowedValue(embedded, timestamp, (window,))
-        for origin in refused.values():
-            for out in self._embed_again(origin, budget):
-                yield (
-                    WindowedValue(out, timestamp, (window,))
-                    if isinstance(out, Embedded)
-                    else beam.pvalue.TaggedOutput(
+        if refused:
+            for out in self._embed_again(list(refused.values()), budget):
+                if isinstance(out, Embedded):
+                    yield WindowedValue(out, timestamp, (window,))
+                else:
+                    yield beam.pvalue.TaggedOutput(
                         FAILURES, WindowedValue(out, timestamp, (window,))
                     )
-                )
 
-    def _embed_again(self, origin: Chunk, budget: TokenBudget) -> Iterator:
-        """``origin`` was refused as too long (whole or a piece of it): cut it again for
-        what the budget now knows and embed the pieces, until they all fit."""
+    def _embed_again(self, origins: list[Chunk], budget: TokenBudget) -> Iterator:
+        """``origins`` were refused as too long (whole or a piece of them): cut each again
+        for what the budget now knows and embed all their pieces together, round after
+        round, until every piece fits; yields ``Embedded`` and ``Failure`` elements."""
         assert self._handle is not None
-        self._cut_after.inc()
-        target = None
+        self._cut_after.inc(len(origins))
+        targets: dict[int, int | None] = {id(o): None for o in origins}
+        pending = list(origins)
         for _ in range(_MAX_RECUTS):
-            try:
-                pieces = recut(origin, budget, target=target)
-            except TooLongError as exc:
-                self._failed.inc()
-                yield _embed_failure(origin, exc)
+            flat: list[tuple[Chunk, Chunk]] = []  # (origin, piece)
+            for origin in pending:
+                try:
+                    pieces = recut(origin, budget, target=targets[id(origin)])
+                except TooLongError as exc:
+                    self._failed.inc()
+                    yield _embed_failure(origin, exc)
+                    continue
+                flat.extend((origin, piece) for piece in pieces)
+            if not flat:
                 return
-            result = self._handle.client.embed_texts([p.text for p in pieces], errors="collect")
+            texts = [piece.text for _, piece in flat]
+            result = self._handle.client.embed_texts(texts, errors="collect")
             self._report()
-            refusals = {p: length_refusal(e) for p, e in result.failures.items()}
-            if not any(refusals.values()):
-                vectors, rescore = derive_vectors(
-                    result.vectors, self._encoding, self._settings.encoding_format
-                )
-                for position, piece in enumerate(pieces):
-                    error = result.failures.get(position)
-                    if error is not None:
-                        self._failed.inc()
-                        yield _embed_failure(piece, error)
-                        continue
-                    self._embedded.inc()
-                    row = None if rescore is None else rescore[position]
-                    yield embedded_from(piece, vectors[position], "text", rescore=row)
-                return
             before = budget.usable()
-            for position, refusal in refusals.items():
+            worst: dict[int, int] = {}
+            for position, error in result.failures.items():
+                refusal = length_refusal(error)
                 if refusal is not None:
-                    budget.observe_refusal(pieces[position].text, refusal)
+                    origin, piece = flat[position]
+                    budget.observe_refusal(piece.text, refusal)
+                    cost = budget.cost(piece.text)
+                    worst[id(origin)] = max(worst.get(id(origin), 0), cost)
+            vectors, rescore = derive_vectors(
+                result.vectors, self._encoding, self._settings.encoding_format
+            )
+            pending = []
+            for position, (origin, piece) in enumerate(flat):
+                if id(origin) in worst:
+                    if not pending or pending[-1] is not origin:
+                        pending.append(origin)
+                    continue
+                error = result.failures.get(position)
+                if error is not None:
+                    self._failed.inc()
+                    yield _embed_failure(piece, error)
+                    continue
+                self._embedded.inc()
+                row = None if rescore is None else rescore[position]
+                yield embedded_from(piece, vectors[position], "text", rescore=row)
+            if not pending:
+                return
             if budget.usable() == before:  # nothing learnt: cut the refused ones smaller
-                worst = max(budget.cost(pieces[p].text) for p, r in refusals.items() if r)
-                target = max(1, min(target or worst, worst) // 2)
-        self._failed.inc()
-        yield _embed_failure(
-            origin,
-            TooLongError(
-                "input",
-                f"{origin.document_id}#{origin.chunk_index}",
-                f"still refused as too long after cutting it {_MAX_RECUTS} times",
-            ),
-        )
+                for origin in pending:
+                    current = targets[id(origin)] or worst[id(origin)]
+                    targets[id(origin)] = max(1, min(current, worst[id(origin)]) // 2)
+        for origin in pending:
+            self._failed.inc()
+            yield _embed_failure(
+                origin,
+                TooLongError(
+                    "input",
+                    f"{origin.document_id}#{origin.chunk_index}",
+                    f"still refused as too long after cutting it {_MAX_RECUTS} times",
+                ),
+            )
 
     def display_data(self) -> dict:
         s = self._settings
