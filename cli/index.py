@@ -52,7 +52,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--model")
     e.add_argument("--deployment", help="azureml-model-deployment header")
     e.add_argument("--api-version", default=IndexJobConfig.api_version)
-    e.add_argument("--encoding-format", default=IndexJobConfig.encoding_format, choices=ENCODINGS)
+    e.add_argument(
+        "--encoding-format",
+        default=IndexJobConfig.encoding_format,
+        choices=ENCODINGS,
+        help="what the index stores; binary indexes ask for float once and derive their "
+        "bits and int8 rescoring vectors",
+    )
+    e.add_argument(
+        "--wire-encoding",
+        choices=ENCODINGS,
+        help="what each request asks for instead (binary/ubinary with a binary index: the "
+        "smallest download, an unrescored index)",
+    )
     e.add_argument("--dimensions", type=int)
     e.add_argument("--input-type", default=IndexJobConfig.input_type, choices=INPUT_TYPES)
     c = p.add_argument_group("chunking and batching")
@@ -63,6 +75,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="chunk size (estimated tokens)",
     )
     c.add_argument("--overlap-tokens", type=int)
+    c.add_argument(
+        "--max-input-tokens",
+        type=int,
+        help="the model's input limit, in its tokens (default: known by its name, else "
+        "learned from a refusal)",
+    )
+    c.add_argument(
+        "--token-count",
+        default=IndexJobConfig.token_count,
+        choices=("auto", "calibrated", "estimate"),
+        help="count with the model's tokenizer where installed (auto), or the estimate "
+        "calibrated from usage, or the bare estimate",
+    )
     c.add_argument(
         "--max-inputs", type=int, default=IndexJobConfig.max_inputs, help="inputs a request"
     )
@@ -143,6 +168,16 @@ def _print(result: IndexJobResult, as_json: bool) -> int:
         f"  {r['requests']} requests, {r['retries']} retries, {r['throttled_429']} throttled, "
         f"{r['prompt_tokens']} tokens; {s['total']:.1f}s"
     )
+    long = report.get("too_long")
+    if long and (long["cut_before_sending"] or long["cut_after_refusal"]):
+        print(
+            f"  {long['cut_before_sending'] + long['cut_after_refusal']} chunks cut again to "
+            f"fit the model's {long['limit']} tokens ({long['length_refusals']} refused as "
+            "too long)"
+        )
+    note = report["index"].get("note")
+    if note and report["index"]["encoding"] in ("binary", "ubinary"):  # rescored or not
+        print(f"  {note}")
     if c["failed"]:
         print(f"  failed inputs: {result.folder / 'failures.parquet'}", file=sys.stderr)
     return result.exit_code

@@ -49,7 +49,9 @@ class Manifest:
     ``index_files`` names the FAISS file(s); ``parts`` lists the id-partitioned table parts
     (``indexes.parts.PartInfo``: ``name``, ``rows``, ``id_min``, ``id_max``, in id order);
     ``rescore`` is None or ``{"file"`` (each part's suffix), ``"dtype", "factor"}``;
-    ``recall`` is None or ``{"k", "value", "queries", "reference", "source", "rescored"}``;
+    ``recall`` is None or ``{"k", "value", "queries", "reference", "source", "rescored"}``
+    (binary folders with rescoring add ``unrescored``, the recall of their bits alone);
+    ``model_info``, ``wire_encoding`` and ``note`` are left out when not set;
     ``digest`` is the sha256 of all other fields, so a reader
     detects an edited manifest (the other files are covered by ``files``).
     """
@@ -74,6 +76,10 @@ class Manifest:
     parts: list[dict] = field(default_factory=list)
     files: dict[str, dict] = field(default_factory=dict)
     created: str = field(default_factory=_now)
+    # Added later: written only when set, so older manifests keep their digests.
+    model_info: dict | None = None  # GET /info: name, type, provider (error if it failed)
+    wire_encoding: str | None = None  # what the endpoint sent, when not ``encoding``
+    note: str | None = None  # a plain statement of what the vectors are (e.g. unrescored)
     digest: str = ""
 
     def __post_init__(self) -> None:
@@ -102,6 +108,9 @@ class Manifest:
         data = asdict(self)
         data["index_files"] = list(self.index_files)
         data.pop("digest")
+        for name in _OPTIONAL:
+            if data[name] is None:
+                del data[name]
         return data
 
     def compute_digest(self) -> str:
@@ -139,6 +148,9 @@ class Manifest:
         if manifest.digest != manifest.compute_digest():
             raise IndexFolderError(f"{MANIFEST} was modified after it was written (digest)")
         return manifest
+
+
+_OPTIONAL = ("model_info", "wire_encoding", "note")
 
 
 def check_expected(

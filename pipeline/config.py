@@ -30,10 +30,17 @@ class IndexJobConfig:
     deployment: str | None = None
     api_version: str = API_VERSION
     encoding_format: str = "float"
+    # what each request asks for (None: inference.derive's default; float for bit indexes,
+    # whose bits and int8 rescoring vectors are then derived locally)
+    wire_encoding: str | None = None
     dimensions: int | None = None
     input_type: str = "document"
     max_tokens: int = 512
     overlap_tokens: int | None = None
+    # the model's input limit in its tokens (None: known by the model's name, else learned
+    # from the first refusal); how to count them (inference.tokens.COUNT_MODES)
+    max_input_tokens: int | None = None
+    token_count: str = "auto"
     max_inputs: int = 96
     max_concurrency: int = 8
     index: str = "auto"
@@ -56,8 +63,15 @@ class IndexJobConfig:
         if self.lease_seconds <= 0:
             raise ConfigError("lease_seconds", self.lease_seconds, "must be positive")
         from inference import codec  # numpy: loaded when a job is configured, not for --help
+        from inference.derive import wire_encoding_for
+        from inference.tokens import COUNT_MODES
 
         codec.check_encoding(self.encoding_format)
+        wire_encoding_for(self.encoding_format, self.wire_encoding)
+        if self.token_count not in COUNT_MODES:
+            raise ConfigError("token_count", self.token_count, f"must be one of {COUNT_MODES}")
+        if self.max_input_tokens is not None and self.max_input_tokens < 1:
+            raise ConfigError("max_input_tokens", self.max_input_tokens, "must be at least 1")
         if self.dimensions is not None:
             codec.wire_width(self.encoding_format, self.dimensions)
         if self.endpoint is None and self.api_key_env:

@@ -18,6 +18,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from inference.client import ClientSettings
+from inference.tokens import TokenBudget
 from transforms import (
     ChunkDocuments,
     EmbedImages,
@@ -56,6 +57,9 @@ class GraphConfig:
     memory_budget: int
     shards: int
     previous: dict | None  # {"folder", "parts"} of the version to reuse vectors from
+    encoding: str | None = None  # the index's (None: settings.encoding_format, the wire's)
+    rescored: bool = False  # vectors carry derived rescoring vectors (binary indexes)
+    budget: TokenBudget | None = None  # the model's input limit (inference.tokens)
 
 
 def _failure_row(f) -> dict:
@@ -74,29 +78,28 @@ def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
         list(cfg.inputs), text_field=cfg.text_field, id_field=cfg.id_field
     )
     images, image_failures = p | "ReadImages" >> ReadImages(list(cfg.inputs), unknown_files="skip")
+    encoding = cfg.encoding or cfg.settings.encoding_format
     chunks, chunk_failures = docs | "Chunk" >> ChunkDocuments(
-        max_tokens=cfg.max_tokens, overlap_tokens=cfg.overlap_tokens
+        max_tokens=cfg.max_tokens, overlap_tokens=cfg.overlap_tokens, budget=cfg.budget
     )
     reused = []
     if cfg.previous:  # chunks and images each decided in their own stage: nothing meets
-        old_texts, chunks = chunks | "ReuseTexts" >> ReuseVectors(
-            cfg.previous, encoding=cfg.settings.encoding_format
-        )
+        old_texts, chunks = chunks | "ReuseTexts" >> ReuseVectors(cfg.previous, encoding=encoding)
         old_images, images = images | "ReuseImages" >> ReuseVectors(
-            cfg.previous, encoding=cfg.settings.encoding_format
+            cfg.previous, encoding=encoding
         )
         reused = [old_texts, old_images]
     texts, text_failures = chunks | "EmbedTexts" >> EmbedTexts(
-        cfg.settings, input_type=cfg.input_type
+        cfg.settings, input_type=cfg.input_type, encoding=encoding, budget=cfg.budget
     )
     pictures, picture_failures = images | "EmbedImages" >> EmbedImages(
-        cfg.settings, input_type=cfg.input_type
+        cfg.settings, input_type=cfg.input_type, encoding=encoding
     )
     # Each branch writes its vectors to run files in the stage that made them.
     _, index_failures = (texts, pictures, *reused) | "BuildIndex" >> BuildIndexShards(
         cfg.staging,
         folder=cfg.folder,
-        encoding=cfg.settings.encoding_format,
+        encoding=encoding,
         factory=cfg.factory,
         memory_budget=cfg.memory_budget,
         shards=cfg.shards,

@@ -37,13 +37,16 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from indexes.assemble import assemble_folder
 from indexes.config import BuildConfig
 from indexes.manifest import sanitize_endpoint
-from inference.client import ClientSettings, EmbeddingsClient, EnvApiKey
+from inference.client import ClientSettings, EnvApiKey
+from inference.derive import is_rescored, wire_encoding_for
 from inference.errors import ConfigError, CorpusbeamError, JobError
-from inference.protocol import local_endpoint
+from inference.protocol import BIT_ENCODINGS, local_endpoint
 from inference.server import EndpointConfig, running_endpoint
 from pipeline.config import IndexJobConfig, runner_name
 from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_part_list
+from pipeline.model_setup import ModelSetup, model_setup
 from pipeline.outputs import RunOutput, open_output, redact_args
+from pipeline.vectors_note import finish_manifest
 from transforms.index_shards import load_trained
 
 __all__ = ["EXIT_FAILED_INPUTS", "EXIT_OK", "IndexJobConfig", "IndexJobResult", "run_index_job"]
@@ -63,13 +66,13 @@ class IndexJobResult:
 
 
 @contextlib.contextmanager
-def _endpoint(cfg: IndexJobConfig) -> Iterator[tuple[ClientSettings, str, str]]:
-    """(client settings, the endpoint as the manifest records it, the model's name)."""
+def _endpoint(cfg: IndexJobConfig) -> Iterator[tuple[ClientSettings, str, ModelSetup]]:
+    """(client settings, the endpoint as the manifest records it, the model's setup)."""
     common = {
         "api_version": cfg.api_version,
         "model": cfg.model,
         "deployment": cfg.deployment,
-        "encoding_format": cfg.encoding_format,
+        "encoding_format": wire_encoding_for(cfg.encoding_format, cfg.wire_encoding),
         "dimensions": cfg.dimensions,
         "input_type": cfg.input_type,
         "max_inputs": cfg.max_inputs,
@@ -78,22 +81,11 @@ def _endpoint(cfg: IndexJobConfig) -> Iterator[tuple[ClientSettings, str, str]]:
     if cfg.endpoint is None:
         with running_endpoint(EndpointConfig(model=cfg.local_model), subprocess=True) as ep:
             settings = ClientSettings(endpoint=ep.url, **common)
-            yield settings, local_endpoint(cfg.local_model), _model_name(settings, cfg)
+            yield settings, local_endpoint(cfg.local_model), model_setup(settings, cfg)
         return
     credential = EnvApiKey(var=cfg.api_key_env) if cfg.api_key_env else None
     settings = ClientSettings(endpoint=cfg.endpoint, credential=credential, **common)
-    yield settings, cfg.endpoint, _model_name(settings, cfg)
-
-
-def _model_name(settings: ClientSettings, cfg: IndexJobConfig) -> str:
-    if cfg.model:
-        return cfg.model
-    try:
-        with EmbeddingsClient(settings) as client:
-            return str(client.info().get("model_name") or "unknown")
-    except CorpusbeamError as exc:
-        log.warning("GET /info failed (%s); recording the model as 'unknown'", exc)
-        return "unknown"
+    yield settings, cfg.endpoint, model_setup(settings, cfg)
 
 
 def _reusable(run: RunOutput, cfg: IndexJobConfig, endpoint: str, model: str) -> dict | None:
@@ -102,9 +94,15 @@ def _reusable(run: RunOutput, cfg: IndexJobConfig, endpoint: str, model: str) ->
     manifest = run.previous_manifest
     if run.previous is None or manifest is None or not cfg.reuse:
         return None
+    wire = wire_encoding_for(cfg.encoding_format, cfg.wire_encoding)
+    rescored = manifest.rescore is not None
     same = (
         manifest.model == model
         and manifest.encoding == cfg.encoding_format
+        and (
+            cfg.encoding_format not in BIT_ENCODINGS
+            or rescored == is_rescored(cfg.encoding_format, wire)
+        )
         and manifest.input_type == cfg.input_type
         and (cfg.dimensions is None or manifest.dimensions == cfg.dimensions)
         and (manifest.endpoint or "") == (sanitize_endpoint(endpoint) or "")
@@ -119,7 +117,8 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
     """Run the whole job; raises CorpusbeamError for a failed run."""
     started = time.monotonic()
     with open_output(cfg) as run:
-        with _endpoint(cfg) as (settings, endpoint, model):
+        with _endpoint(cfg) as (settings, endpoint, setup):
+            model = setup.model
             reuse = _reusable(run, cfg, endpoint, model)
             graph = GraphConfig(
                 inputs=cfg.inputs,
@@ -135,6 +134,9 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
                 memory_budget=cfg.memory_budget,
                 shards=cfg.shards,
                 previous={"folder": reuse["folder"], "parts": reuse["parts"]} if reuse else None,
+                encoding=cfg.encoding_format,
+                rescored=setup.rescored,
+                budget=setup.budget,
             )
             p = beam.Pipeline(options=PipelineOptions(list(cfg.pipeline_args)))
             build_graph(p, graph)
@@ -147,6 +149,7 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
             counters = _counters(result)
             if reuse:
                 counters["chunks_deleted"] = reuse["count"] - counters.get("previous_matched", 0)
+            learned = _learned_budget(result)
         pipeline_seconds = time.monotonic() - started
         failures = _collect_failures(run.staging)
         trained = load_trained(run.staging)
@@ -169,8 +172,13 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
             config=BuildConfig(memory_budget=cfg.memory_budget),
             read=_read_any,
         )
+        manifest = finish_manifest(
+            run.local, manifest, info=setup.info, wire=setup.wire, rescored=setup.rescored
+        )
         pq.write_table(failures, run.local / "failures.parquet")
         report = _report(
+            setup,
+            learned,
             cfg,
             run,
             reuse,
@@ -214,6 +222,20 @@ def _counters(result) -> dict[str, int]:
     return out
 
 
+def _learned_budget(result) -> dict:
+    """The token limit and ratio the workers ended with (``EmbedTexts`` reports them)."""
+    out: dict = {}
+    for d in result.metrics().query(MetricsFilter().with_namespace("corpusbeam"))["distributions"]:
+        value = d.committed if d.committed is not None else d.attempted
+        if not value or not value.count:
+            continue
+        if d.key.metric.name == "token_limit":
+            out["limit"] = min(out.get("limit", value.min), value.min)
+        elif d.key.metric.name == "token_ratio_milli":
+            out["ratio"] = max(out.get("ratio", 0.0), value.max / 1000)
+    return out
+
+
 def _collect_failures(staging: str) -> pa.Table:
     match = FileSystems.match([f"{staging}/failures-*.parquet"])[0]
     files = sorted(m.path for m in match.metadata_list)
@@ -224,7 +246,7 @@ def _collect_failures(staging: str) -> pa.Table:
     return pa.concat_tables(tables).sort_by([("source_id", "ascending")])
 
 
-def _report(cfg, run, reuse, manifest, counters, failures, pipeline_s, total_s):
+def _report(setup, learned, cfg, run, reuse, manifest, counters, failures, pipeline_s, total_s):
     by_stage: dict[str, int] = {}
     for stage in failures.column("stage").to_pylist():
         by_stage[stage] = by_stage.get(stage, 0) + 1
@@ -237,6 +259,7 @@ def _report(cfg, run, reuse, manifest, counters, failures, pipeline_s, total_s):
         "previous_version": previous,
         "reused_from": previous if reuse else None,
         "job": job,
+        "model": setup.info.to_dict(),
         "counts": {
             "documents_read": counters.get("documents_read", 0),
             "images_read": counters.get("images_read", 0),
@@ -256,6 +279,13 @@ def _report(cfg, run, reuse, manifest, counters, failures, pipeline_s, total_s):
             "prompt_tokens": counters.get("prompt_tokens", 0),
             "prompt_patches": counters.get("prompt_patches", 0),
         },
+        "too_long": {
+            **setup.budget.snapshot(),
+            **learned,
+            "length_refusals": counters.get("length_refusals", 0),
+            "cut_before_sending": counters.get("chunks_cut_before_sending", 0),
+            "cut_after_refusal": counters.get("chunks_cut_after_refusal", 0),
+        },
         "seconds": {
             "pipeline": round(pipeline_s, 3),
             "merge_and_publish": round(total_s - pipeline_s, 3),
@@ -266,6 +296,9 @@ def _report(cfg, run, reuse, manifest, counters, failures, pipeline_s, total_s):
             "count": manifest.count,
             "dimensions": manifest.dimensions,
             "encoding": manifest.encoding,
+            "wire_encoding": setup.wire,
+            "rescored": manifest.rescore is not None,
+            "note": manifest.note,
             "recall": manifest.recall,
         },
     }

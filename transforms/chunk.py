@@ -7,10 +7,11 @@ from collections.abc import Iterator
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from inference.tokens import estimate_tokens
+from inference.tokens import TokenBudget, estimate_tokens
 from transforms.chunking import TokenEstimator, split_text
 from transforms.elements import NAMESPACE, Chunk, Document, Failure, content_hash
 from transforms.read import FAILURES, Outputs
+from transforms.recut import FitEstimate
 
 __all__ = ["ChunkDocuments"]
 
@@ -56,8 +57,9 @@ class _ChunkFn(beam.DoFn):
 class ChunkDocuments(beam.PTransform):
     """Split each document into chunks of at most ``max_tokens`` estimated tokens, cut at
     paragraph, sentence or word boundaries, overlapping by ``overlap_tokens`` (default an
-    eighth of the budget). ``estimate`` counts tokens (default: UTF-8 bytes / 4). Returns
-    ``Outputs(main=Chunk, failures)``."""
+    eighth of the budget). ``estimate`` counts tokens (default: UTF-8 bytes / 4). With a
+    ``budget`` (the model's ``TokenBudget``), chunks also fit the model's input limit by
+    its cost (``transforms.recut.FitEstimate``). Returns ``Outputs(main=Chunk, failures)``."""
 
     def __init__(
         self,
@@ -65,8 +67,11 @@ class ChunkDocuments(beam.PTransform):
         max_tokens: int = 512,
         overlap_tokens: int | None = None,
         estimate: TokenEstimator = estimate_tokens,
+        budget: TokenBudget | None = None,
     ) -> None:
         super().__init__()
+        if budget is not None and budget.limit is not None:
+            estimate = FitEstimate(budget, max_tokens)
         split_text("check settings", max_tokens=max_tokens, overlap_tokens=overlap_tokens)
         self._fn = _ChunkFn(max_tokens, overlap_tokens, estimate)
 

@@ -110,12 +110,17 @@ class Embedded:
     content_hash: str
     vector: np.ndarray  # 1-D, in the encoding's natural dtype (see inference.codec)
     metadata: Metadata = field(default_factory=dict)
+    # int8 rescoring vector (d,) derived with the vector (binary indexes), else None
+    rescore: np.ndarray | None = None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Embedded):
             return NotImplemented
         same = [getattr(self, f) == getattr(other, f) for f in _EMBEDDED_SCALARS]
-        return all(same) and np.array_equal(self.vector, other.vector)
+        if (self.rescore is None) != (other.rescore is None):
+            return False
+        rescore_same = self.rescore is None or np.array_equal(self.rescore, other.rescore)
+        return all(same) and np.array_equal(self.vector, other.vector) and rescore_same
 
     __hash__ = None  # type: ignore[assignment]
 

@@ -6,10 +6,22 @@ by count and estimated tokens or bytes, keeps ``max_concurrency`` of them in fli
 retries, and isolates inputs the endpoint refuses. Each input comes out either as an
 ``Embedded`` or as a ``Failure`` on the failures output; none twice, none missing.
 
-One client serves every DoFn instance in a worker process (``apache_beam.utils.shared``),
-so its adaptive throttle sees all the process's traffic. It is created in ``setup``;
-the settings that reach the worker carry no secret (an ``EnvApiKey`` carries only the
-variable's name), and a literal key is refused when the pipeline is built.
+What the index stores may differ from what is asked for (``inference.derive``): a binary
+index asks for ``float`` once and derives the packed bits and int8 rescoring vectors
+here, carried on each ``Embedded`` (``vector``, ``rescore``).
+
+Inputs too long for the model (``inference.tokens.TokenBudget``): a chunk the budget
+says cannot fit is cut again before it is sent, and a chunk the endpoint refuses as too
+long (413 ``input_too_long`` and the other shapes ``length_refusal`` reads) teaches the
+budget the limit and ratio, is cut again on the chunker's boundaries
+(``transforms.recut``) and its pieces embedded as chunks of the same document. Only a
+chunk where a single character cannot fit becomes a failure.
+
+One client and one budget serve every DoFn instance in a worker process
+(``apache_beam.utils.shared``), so its adaptive throttle sees all the process's traffic.
+The client is created in ``setup``; the settings that reach the worker carry no secret
+(an ``EnvApiKey`` carries only the variable's name), and a literal key is refused when
+the pipeline is built.
 """
 
 from __future__ import annotations
@@ -28,21 +40,34 @@ from apache_beam.utils import shared
 from apache_beam.utils.windowed_value import WindowedValue
 
 from inference.client import ClientSettings, ClientStats, EmbeddingsClient, ImageInput
+from inference.derive import derive_vectors, wire_encoding_for
 from inference.errors import ConfigError
+from inference.tokens import TokenBudget, length_refusal
 from transforms.elements import NAMESPACE, Chunk, Document, Embedded, Failure, ImageItem
 from transforms.read import FAILURES, Outputs
+from transforms.recut import TooLongError, recut
 
 __all__ = ["EmbedImages", "EmbedTexts"]
 
 _MAX_PENDING = 2  # batches submitted and not yet emitted, a DoFn instance
-_COUNTED = ("requests", "retries", "throttled", "splits", "prompt_tokens", "prompt_patches")
+_COUNTED = (
+    "requests",
+    "retries",
+    "throttled",
+    "splits",
+    "prompt_tokens",
+    "prompt_patches",
+    "length_refusals",
+)
+_MAX_RECUTS = 8  # rounds of cutting one chunk again before it is declared failed
 
 
 class _ClientHandle:
     """A worker process's client and what its counters were at the last report."""
 
-    def __init__(self, settings: ClientSettings) -> None:
-        self.client = EmbeddingsClient(settings)
+    def __init__(self, settings: ClientSettings, budget: TokenBudget | None) -> None:
+        self.client = EmbeddingsClient(settings, budget=budget)
+        self.budget = budget
         self.lock = threading.Lock()
         self.reported = ClientStats()
 
@@ -69,19 +94,31 @@ def _check_picklable(settings: ClientSettings) -> ClientSettings:
 
 
 class _EmbedFn(beam.DoFn):
-    def __init__(self, settings: ClientSettings, modality: str) -> None:
+    def __init__(
+        self,
+        settings: ClientSettings,
+        modality: str,
+        encoding: str,
+        budget: TokenBudget | None = None,
+    ) -> None:
         self._settings = _check_picklable(settings)
         self._modality = modality
+        self._encoding = encoding  # the index's; settings.encoding_format is the wire's
+        self._budget = budget if modality == "text" else None
         self._shared = shared.Shared()
         self._handle: _ClientHandle | None = None
         self._counters = {n: Metrics.counter(NAMESPACE, n) for n in _COUNTED}
         self._embedded = Metrics.counter(NAMESPACE, "inputs_embedded")
         self._failed = Metrics.counter(NAMESPACE, "inputs_failed")
+        self._cut_before = Metrics.counter(NAMESPACE, "chunks_cut_before_sending")
+        self._cut_after = Metrics.counter(NAMESPACE, "chunks_cut_after_refusal")
         self._latency = Metrics.distribution(NAMESPACE, "batch_latency_ms")
+        self._limit = Metrics.distribution(NAMESPACE, "token_limit")
+        self._ratio = Metrics.distribution(NAMESPACE, "token_ratio_milli")
 
     def setup(self) -> None:
-        settings = self._settings
-        self._handle = self._shared.acquire(lambda: _ClientHandle(settings))
+        settings, budget = self._settings, self._budget
+        self._handle = self._shared.acquire(lambda: _ClientHandle(settings, budget))
 
     def teardown(self) -> None:
         self._handle = None  # the last reference gone, the client closes itself
@@ -103,35 +140,155 @@ class _EmbedFn(beam.DoFn):
         assert self._handle is not None
         client = self._handle.client
         if self._modality == "image":
+            origins = list(batch)
             inputs = [ImageInput(image=item.data, text=item.text) for item in batch]
             future = client.submit_images(inputs, errors="collect")
         else:
+            batch, origins = yield from self._fit(batch, timestamp, window)
             future = client.submit_texts([item.text for item in batch], errors="collect")
-        self._pending.append((batch, future, time.monotonic(), timestamp, window))
-        while self._pending and (len(self._pending) > _MAX_PENDING or self._pending[0][1].done()):
+        self._pending.append((batch, origins, future, time.monotonic(), timestamp, window))
+        while self._pending and (len(self._pending) > _MAX_PENDING or self._pending[0][2].done()):
             yield from self._emit(*self._pending.popleft())
+
+    def _fit(self, batch: list, timestamp, window):
+        """(items to send, the chunk each came from): chunks the budget says are too
+        long are cut again before sending."""
+        budget = self._handle.budget if self._handle else None
+        if budget is None or budget.usable() is None:
+            return list(batch), list(batch)
+        items, origins = [], []
+        for item in batch:
+            if not isinstance(item, Chunk) or budget.fits(item.text):
+                items.append(item)
+                origins.append(item)
+                continue
+            try:
+                pieces = recut(item, budget)
+            except TooLongError as exc:
+                value = WindowedValue(_embed_failure(item, exc), timestamp, (window,))
+                yield beam.pvalue.TaggedOutput(FAILURES, value)
+                self._failed.inc()
+                continue
+            self._cut_before.inc()
+            items.extend(pieces)
+            origins.extend([item] * len(pieces))
+        return items, origins
 
     def finish_bundle(self) -> Iterator:
         while self._pending:
             yield from self._emit(*self._pending.popleft())
 
-    def _emit(self, batch, future, started, timestamp, window) -> Iterator:
-        result = future.result()  # raises what no input can fix (401, 404, a bad parameter)
-        self._latency.update(int((time.monotonic() - started) * 1000))
+    def _report(self) -> None:
         assert self._handle is not None
         for name, delta in self._handle.deltas().items():
             if delta:
                 self._counters[name].inc(delta)
-        self._failed.inc(len(result.failures))
-        self._embedded.inc(len(batch) - len(result.failures))
+
+    def _emit(self, batch, origins, future, started, timestamp, window) -> Iterator:
+        result = future.result()  # raises what no input can fix (401, 404, a bad parameter)
+        self._latency.update(int((time.monotonic() - started) * 1000))
+        self._report()
+        budget = self._handle.budget if self._handle else None
+        refused: dict[int, Chunk] = {}  # origin chunks to cut again, by id()
+        if budget is not None and budget.limit is not None:
+            self._limit.update(budget.limit)
+            self._ratio.update(round(budget.ratio * 1000))
+        if budget is not None:
+            for position, error in result.failures.items():
+                refusal = length_refusal(error)
+                if refusal is not None and isinstance(origins[position], Chunk):
+                    budget.observe_refusal(batch[position].text, refusal)
+                    refused[id(origins[position])] = origins[position]
+        vectors, rescore = derive_vectors(
+            result.vectors, self._encoding, self._settings.encoding_format
+        )
         for position, item in enumerate(batch):
+            if id(origins[position]) in refused:
+                continue
             error = result.failures.get(position)
             if error is not None:
+                self._failed.inc()
                 value = WindowedValue(_embed_failure(item, error), timestamp, (window,))
                 yield beam.pvalue.TaggedOutput(FAILURES, value)
-            else:
-                embedded = embedded_from(item, result.vectors[position], self._modality)
-                yield WindowedValue(embedded, timestamp, (window,))
+                continue
+            self._embedded.inc()
+            row = None if rescore is None else rescore[position]
+            embedded = embedded_from(item, vectors[position], self._modality, rescore=row)
+            yield WindowedValue(embedded, timestamp, (window,))
+        if refused:
+            for out in self._embed_again(list(refused.values()), budget):
+                if isinstance(out, Embedded):
+                    yield WindowedValue(out, timestamp, (window,))
+                else:
+                    yield beam.pvalue.TaggedOutput(
+                        FAILURES, WindowedValue(out, timestamp, (window,))
+                    )
+
+    def _embed_again(self, origins: list[Chunk], budget: TokenBudget) -> Iterator:
+        """``origins`` were refused as too long (whole or a piece of them): cut each again
+        for what the budget now knows and embed all their pieces together, round after
+        round, until every piece fits; yields ``Embedded`` and ``Failure`` elements."""
+        assert self._handle is not None
+        self._cut_after.inc(len(origins))
+        targets: dict[int, int | None] = {id(o): None for o in origins}
+        pending = list(origins)
+        for _ in range(_MAX_RECUTS):
+            flat: list[tuple[Chunk, Chunk]] = []  # (origin, piece)
+            for origin in pending:
+                try:
+                    pieces = recut(origin, budget, target=targets[id(origin)])
+                except TooLongError as exc:
+                    self._failed.inc()
+                    yield _embed_failure(origin, exc)
+                    continue
+                flat.extend((origin, piece) for piece in pieces)
+            if not flat:
+                return
+            texts = [piece.text for _, piece in flat]
+            result = self._handle.client.embed_texts(texts, errors="collect")
+            self._report()
+            before = budget.usable()
+            worst: dict[int, int] = {}
+            for position, error in result.failures.items():
+                refusal = length_refusal(error)
+                if refusal is not None:
+                    origin, piece = flat[position]
+                    budget.observe_refusal(piece.text, refusal)
+                    cost = budget.cost(piece.text)
+                    worst[id(origin)] = max(worst.get(id(origin), 0), cost)
+            vectors, rescore = derive_vectors(
+                result.vectors, self._encoding, self._settings.encoding_format
+            )
+            pending = []
+            for position, (origin, piece) in enumerate(flat):
+                if id(origin) in worst:
+                    if not pending or pending[-1] is not origin:
+                        pending.append(origin)
+                    continue
+                error = result.failures.get(position)
+                if error is not None:
+                    self._failed.inc()
+                    yield _embed_failure(piece, error)
+                    continue
+                self._embedded.inc()
+                row = None if rescore is None else rescore[position]
+                yield embedded_from(piece, vectors[position], "text", rescore=row)
+            if not pending:
+                return
+            if budget.usable() == before:  # nothing learnt: cut the refused ones smaller
+                for origin in pending:
+                    current = targets[id(origin)] or worst[id(origin)]
+                    targets[id(origin)] = max(1, min(current, worst[id(origin)]) // 2)
+        for origin in pending:
+            self._failed.inc()
+            yield _embed_failure(
+                origin,
+                TooLongError(
+                    "input",
+                    f"{origin.document_id}#{origin.chunk_index}",
+                    f"still refused as too long after cutting it {_MAX_RECUTS} times",
+                ),
+            )
 
     def display_data(self) -> dict:
         s = self._settings
@@ -158,8 +315,9 @@ def _embed_failure(item, error: Exception) -> Failure:
     return Failure.of(error, source_id=_source_id(item), uri=item.uri, stage="embed")
 
 
-def embedded_from(item, vector, modality: str) -> Embedded:
-    """The ``Embedded`` element for a chunk, document or image and its vector."""
+def embedded_from(item, vector, modality: str, *, rescore=None) -> Embedded:
+    """The ``Embedded`` element for a chunk, document or image and its vector (and its
+    rescoring vector, when the index has derived ones)."""
     if isinstance(item, Chunk):
         return Embedded(
             document_id=item.document_id,
@@ -172,6 +330,7 @@ def embedded_from(item, vector, modality: str) -> Embedded:
             content_hash=item.content_hash,
             vector=vector,
             metadata=item.metadata,
+            rescore=rescore,
         )
     if isinstance(item, Document):
         return Embedded(
@@ -185,6 +344,7 @@ def embedded_from(item, vector, modality: str) -> Embedded:
             content_hash=item.content_hash,
             vector=vector,
             metadata=item.metadata,
+            rescore=rescore,
         )
     return Embedded(
         document_id=item.document_id,
@@ -197,6 +357,7 @@ def embedded_from(item, vector, modality: str) -> Embedded:
         content_hash=item.content_hash,
         vector=vector,
         metadata=item.metadata,
+        rescore=rescore,
     )
 
 
@@ -209,11 +370,16 @@ class _Embed(beam.PTransform):
         *,
         input_type: str | None = "document",
         batch_size: int | None = None,
+        encoding: str | None = None,
+        budget: TokenBudget | None = None,
     ) -> None:
         super().__init__()
         if input_type is not None:
             settings = replace(settings, input_type=input_type)
         self._settings = _check_picklable(settings)
+        self._encoding = encoding or settings.encoding_format
+        wire_encoding_for(self._encoding, settings.encoding_format)
+        self._budget = budget
         per_request = settings.max_images if self._modality == "image" else settings.max_inputs
         self._batch_size = batch_size or settings.max_concurrency * per_request
         if self._batch_size < 1:
@@ -225,9 +391,9 @@ class _Embed(beam.PTransform):
             | "Batch"
             >> BatchElements(min_batch_size=self._batch_size, max_batch_size=self._batch_size)
             | "Embed"
-            >> beam.ParDo(_EmbedFn(self._settings, self._modality)).with_outputs(
-                FAILURES, main="embedded"
-            )
+            >> beam.ParDo(
+                _EmbedFn(self._settings, self._modality, self._encoding, self._budget)
+            ).with_outputs(FAILURES, main="embedded")
         )
         return Outputs(out.embedded, out.failures)
 
@@ -239,9 +405,12 @@ class EmbedTexts(_Embed):
     Batches of ``batch_size`` (default one wave: max_concurrency x max_inputs) go to a
     per-process client that keeps many requests in flight. Returns
     ``Outputs(main=Embedded, failures)``; retries and bisection happen before an input
-    is declared failed. Metrics in namespace ``corpusbeam``: requests, retries,
-    throttled (429s), splits, prompt_tokens, inputs_embedded, inputs_failed,
-    batch_latency_ms.
+    is declared failed. ``encoding`` is the index's (default: the settings' wire
+    encoding; see ``inference.derive``); ``budget`` keeps chunks under the model's input
+    limit, cutting them again before sending or after a refusal. Metrics in namespace
+    ``corpusbeam``: requests, retries, throttled (429s), splits, prompt_tokens,
+    length_refusals, chunks_cut_before_sending, chunks_cut_after_refusal,
+    inputs_embedded, inputs_failed, batch_latency_ms.
     """
 
 

@@ -150,6 +150,17 @@ class _WriteRunsFn(beam.DoFn):
         values = np.concatenate(fresh).astype(self._dtype) if fresh else np.empty(0, self._dtype)
         vectors = pa.ListArray.from_arrays(offsets, pa.array(values))
         table = table.append_column("vector", vectors)
+        # Derived int8 rescoring vectors (binary indexes fed floats), likewise a list column.
+        rescores = [None if _is_reused(e) or e.rescore is None else e.rescore for _, e in items]
+        if any(r is not None for r in rescores):
+            lengths = [0 if r is None else np.asarray(r).size for r in rescores]
+            offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+            values = np.concatenate(
+                [np.asarray(r, dtype=np.int8).ravel() for r in rescores if r is not None]
+            )
+            table = table.append_column(
+                "rescore", pa.ListArray.from_arrays(offsets, pa.array(values, type=pa.int8()))
+            )
         width = int(fresh[0].size) if fresh else 0
         path = f"{self._staging}/runs/part-{part:05d}/{uuid.uuid4().hex}.parquet"
         _write(path, _parquet(table))
@@ -157,22 +168,23 @@ class _WriteRunsFn(beam.DoFn):
 
 
 def _previous_vectors(previous: dict | None, lo: int, hi: int, dtype) -> tuple:
-    """(ids, vectors) of the previous version's parts overlapping ids [lo, hi]."""
+    """(ids, vectors, rescoring vectors or None) of the previous version's parts
+    overlapping ids [lo, hi]."""
     if not previous:
-        return np.empty(0, np.int64), None
-    ids, xbs = [], []
+        return np.empty(0, np.int64), None, None
+    ids, xbs, rvs = [], [], []
     for info in previous["parts"]:
         if info["id_max"] < lo or info["id_min"] > hi:
             continue
-        t = pq.read_table(
-            io.BytesIO(_read(f"{previous['folder']}/{info['name']}.vectors.parquet")),
-            columns=["id", "vector"],
-        )
+        t = pq.read_table(io.BytesIO(_read(f"{previous['folder']}/{info['name']}.vectors.parquet")))
         ids.append(t.column("id").to_numpy())
         xbs.append(column_array(t, "vector", dtype))
+        if "rescore" in t.column_names:
+            rvs.append(column_array(t, "rescore", np.dtype(np.int8)))
     if not ids:
-        return np.empty(0, np.int64), None
-    return np.concatenate(ids), np.concatenate(xbs)
+        return np.empty(0, np.int64), None, None
+    rv = np.concatenate(rvs) if rvs and len(rvs) == len(ids) else None
+    return np.concatenate(ids), np.concatenate(xbs), rv
 
 
 class _WritePartFn(beam.DoFn):
@@ -215,9 +227,11 @@ class _WritePartFn(beam.DoFn):
             ids = ids[~dup]
         reused = table.column("reused").to_numpy(zero_copy_only=False)
         values = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        old_ids, old_xb = np.empty(0, np.int64), None
+        old_ids, old_xb, old_rv = np.empty(0, np.int64), None, None
         if reused.any():
-            old_ids, old_xb = _previous_vectors(self._previous, int(ids[0]), int(ids[-1]), dtype)
+            old_ids, old_xb, old_rv = _previous_vectors(
+                self._previous, int(ids[0]), int(ids[-1]), dtype
+            )
         if width == 0 and old_xb is None:
             raise ConfigError("previous", None, "rows were marked reused, but no version is")
         width = width or old_xb.shape[1]
@@ -233,8 +247,9 @@ class _WritePartFn(beam.DoFn):
                     "a reused id is missing from the previous version, or its width differs",
                 )
             xb[reused] = old_xb[pos]
-        meta = metadata_table(expand_metadata_json(table.drop_columns(["reused", "vector"])))
-        rv = None
+        rv = self._derived_rescore(table, ids, reused, old_rv, pos if reused.any() else None)
+        extra = [c for c in ("reused", "vector", "rescore") if c in table.column_names]
+        meta = metadata_table(expand_metadata_json(table.drop_columns(extra)))
         if family_of(self._encoding) == "int8":  # int8 indexes rescore against their bytes
             rv = (xb.astype(np.int16) - 128).astype(np.int8) if self._encoding == "uint8" else xb
         d = xb.shape[1] * (8 if self._encoding in codec.BIT_ENCODINGS else 1)
@@ -253,6 +268,28 @@ class _WritePartFn(beam.DoFn):
         del table, meta, blobs, xb, rv
         trim()  # one part at a time, really
         yield ref
+
+    def _derived_rescore(self, table, ids, reused, old_rv, pos) -> np.ndarray | None:
+        """The part's derived int8 rescoring vectors (binary indexes fed floats): fresh
+        rows' from their runs, reused rows' from the previous version; None when no row
+        carries one. Either every row carries one or none does."""
+        col = table.column("rescore").combine_chunks() if "rescore" in table.column_names else None
+        have = np.zeros(ids.size, dtype=bool)
+        if col is not None:
+            have = col.value_lengths().fill_null(0).to_numpy(zero_copy_only=False) > 0
+        from_old = reused & (old_rv is not None)
+        if not have.any() and not from_old.any():
+            return None
+        if not (have | from_old).all():
+            raise ConfigError("rescore", None, "some rows have rescoring vectors, others none")
+        d = old_rv.shape[1] if old_rv is not None else len(col[int(np.argmax(have))])
+        rv = np.zeros((ids.size, d), dtype=np.int8)
+        if have.any():
+            values = col.flatten().to_numpy(zero_copy_only=False)
+            rv[have] = values.astype(np.int8).reshape(-1, d)
+        if from_old.any():
+            rv[from_old] = old_rv[pos[from_old[reused]]]
+        return rv
 
 
 class _TotalsFn(beam.CombineFn):

@@ -12,6 +12,7 @@ with EmbeddingsClient(settings) as client:
 from inference.client.core import AsyncEmbeddingsClient, ClientStats
 from inference.client.credentials import ApiKey, EntraToken, EnvApiKey
 from inference.client.images import ImageInput, image_data_url, sniff_image_format
+from inference.client.info import ModelInfo, read_model_info
 from inference.client.responses import EmbeddingsResult, Usage, parse_error
 from inference.client.retry import RetryPolicy, retry_after_seconds
 from inference.client.settings import DEFAULT_API_VERSION, ClientSettings, Timeouts
@@ -29,12 +30,14 @@ __all__ = [
     "EntraToken",
     "EnvApiKey",
     "ImageInput",
+    "ModelInfo",
     "RetryPolicy",
     "Throttle",
     "Timeouts",
     "Usage",
     "image_data_url",
     "parse_error",
+    "read_model_info",
     "retry_after_seconds",
     "sniff_image_format",
 ]

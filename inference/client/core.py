@@ -59,7 +59,7 @@ from inference.errors import (
     UnprocessableError,
 )
 from inference.protocol import IMAGE_ROUTE, TEXT_ROUTE
-from inference.tokens import estimate_tokens
+from inference.tokens import LengthRefusal, TokenBudget, estimate_tokens, length_refusal
 
 __all__ = [
     "AsyncEmbeddingsClient",
@@ -86,6 +86,7 @@ class ClientStats:
     inputs_failed: int = 0
     prompt_tokens: int = 0
     prompt_patches: int = 0
+    length_refusals: int = 0  # answers refusing an input as too long for the model
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,11 @@ class AsyncEmbeddingsClient:
     ``clock`` (monotonic seconds), ``sleep`` (an async function) and ``wallclock``
     (epoch seconds, for HTTP-date Retry-After) are injectable so tests need not wait;
     ``seed`` makes backoff jitter repeatable.
+
+    ``budget`` (a ``TokenBudget``, texts only) keeps inputs under the model's limit: it
+    learns from each answer's ``usage`` and from refusals of an input as too long, and
+    once it knows the limit, a text it says cannot fit is not sent: it comes back failed
+    at once (413 ``input_too_long``, "not sent") for the caller to cut again.
     """
 
     def __init__(
@@ -113,8 +119,10 @@ class AsyncEmbeddingsClient:
         wallclock: Callable[[], float] = time.time,
         seed: int | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        budget: TokenBudget | None = None,
     ) -> None:
         self.settings = settings
+        self.budget = budget
         self.stats = ClientStats()
         self._clock = clock
         self._sleep = sleep
@@ -228,11 +236,18 @@ class AsyncEmbeddingsClient:
         return self._assemble(n, rows, failures, meta, opts)
 
     async def _embed_chunk(self, positions, items, costs, opts, errors, rows, failures, meta):
+        budget = self.budget if opts.route == TEXT_ROUTE else None
+        if budget is not None:
+            positions = _screen(budget, positions, items, failures)
+            if not positions:
+                return
         try:
             result = await self._request(
                 [items[p] for p in positions], sum(costs[p] for p in positions), opts
             )
         except (StatusError, TransportError, DeadlineExceeded) as exc:
+            if budget is not None and isinstance(exc, StatusError):
+                _learn_refusal(budget, exc, positions, items)
             if isinstance(exc, StatusError) and _caused_by_inputs(exc):
                 parts = self._split(positions, exc, failures)
                 await asyncio.gather(
@@ -247,6 +262,9 @@ class AsyncEmbeddingsClient:
             for p in positions:
                 failures[p] = exc
             return
+        if budget is not None:
+            based = sum(budget.base(items[p]) for p in positions)
+            budget.observe_usage(based, result.usage.prompt_tokens)
         meta.append(result)
         for p, row in zip(positions, result.vectors, strict=True):
             rows[p] = row
@@ -341,6 +359,7 @@ class AsyncEmbeddingsClient:
                     retry_after = error.retry_after
                     throttled = response.status_code == 429
                     self.stats.throttled += throttled
+                    self.stats.length_refusals += length_refusal(error) is not None
                     await self.throttle.release(
                         ticket, throttled=throttled, retry_after=retry_after
                     )
@@ -434,6 +453,39 @@ def pack_requests(weights: Sequence[int], max_count: int, max_weight: int | None
     if current:
         groups.append(current)
     return groups
+
+
+def _screen(budget: TokenBudget, positions: list[int], items: list, failures: dict) -> list[int]:
+    """The positions whose texts the budget says fit; the others fail unsent."""
+    if budget.usable() is None:
+        return positions
+    keep = []
+    for p in positions:
+        if budget.fits(items[p]):
+            keep.append(p)
+        else:
+            failures[p] = PayloadTooLargeError(
+                f"not sent: about {budget.cost(items[p])} tokens by this client's count, "
+                f"more than the {budget.usable()} it sends the model (limit {budget.limit})",
+                status=413,
+                code="input_too_long",
+                param="input",
+            )
+    return keep
+
+
+def _learn_refusal(budget: TokenBudget, exc: StatusError, positions: list[int], items) -> None:
+    """Teach the budget what a refusal of one input as too long says."""
+    refusal = length_refusal(exc)
+    if refusal is None:
+        return
+    named = input_position(exc)
+    if named is None and len(positions) == 1:
+        named = 0
+    if named is not None and 0 <= named < len(positions):
+        budget.observe_refusal(items[positions[named]], refusal)
+    elif refusal.limit is not None:
+        budget.observe_refusal("", LengthRefusal(count=None, limit=refusal.limit))
 
 
 def _caused_by_inputs(exc: StatusError) -> bool:
