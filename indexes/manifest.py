@@ -48,8 +48,10 @@ class Manifest:
     ``files`` maps each file name (relative to the folder) to ``{"sha256", "bytes"}``;
     ``index_files`` names the FAISS file(s); ``rescore`` is None or ``{"file", "dtype",
     "factor"}``; ``recall`` is None or ``{"k", "value", "queries", "reference",
-    "source", "rescored"}``; ``digest`` is the sha256 of all other fields, so a reader
-    detects an edited manifest (the other files are covered by ``files``).
+    "source", "rescored"}``; ``lexical`` is None or the BM25 index's ``{"dir",
+    "tokenizer", "k1", "b", "count", "terms", "postings"}`` (``indexes.lexical``);
+    ``digest`` is the sha256 of all other fields, so a reader detects an edited manifest
+    (the other files are covered by ``files``).
     """
 
     model: str
@@ -69,6 +71,7 @@ class Manifest:
     rescore: dict | None = None
     recall: dict | None = None
     latency_ms: float | None = None
+    lexical: dict | None = None
     files: dict[str, dict] = field(default_factory=dict)
     created: str = field(default_factory=_now)
     digest: str = ""

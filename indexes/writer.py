@@ -17,6 +17,7 @@ from indexes.choose import IndexSpec
 from indexes.config import BuildConfig
 from indexes.evaluate import tune_build
 from indexes.files import MANIFEST, RESCORE, checksums
+from indexes.lexical import build_lexical, column_texts
 from indexes.manifest import Manifest, sanitize_endpoint
 from indexes.search import RescoreStore
 from indexes.shards import Combined
@@ -66,6 +67,7 @@ def write_folder(
     """Finish the folder ``out`` that holds ``combined``'s index file(s): write the tables
     and rescoring vectors, tune and measure recall, then the manifest with every checksum."""
     write_tables(out, data)
+    lexical = build_lexical(out, data.ids, column_texts(data.table)) if config.lexical else None
     store, rescore_info = _write_rescore(out, data, spec, config)
     recall, latency, params = tune_build(
         combined.index,
@@ -93,6 +95,7 @@ def write_folder(
         rescore=rescore_info,
         recall=recall,
         latency_ms=latency,
+        lexical=lexical,
         files=checksums(out),
     )
     (out / MANIFEST).write_text(manifest.to_json())

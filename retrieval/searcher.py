@@ -39,6 +39,8 @@ import numpy as np
 
 from indexes import open_index
 from indexes.choose import family_of
+from indexes.filters import filter_ids
+from indexes.lexical import LexicalIndex, open_lexical
 from indexes.manifest import Manifest
 from indexes.reader import IndexFolder
 from indexes.search import SearchResult
@@ -47,12 +49,14 @@ from inference.client import ImageInput
 from inference.client.credentials import Credential
 from inference.errors import ConfigError, IndexFolderError
 from retrieval.embedder import EmbedderPool, QueryEmbedder
+from retrieval.hybrid import HYBRID_DEPTH, RRF_K, check_mode, check_weights, rrf
 
 __all__ = [
     "HIT_FIELDS",
     "Hit",
     "Searcher",
     "check_mergeable",
+    "common_mode",
     "embed_for",
     "merge_hits",
     "resolve_index_folder",
@@ -72,7 +76,9 @@ class Hit:
     ``document_id``, ``uri``, ``text`` (the chunk's text or the image's caption): from the
     metadata; ``metadata``: every other metadata column (``chunk``, ``modality``,
     ``char_start``, ``char_end``, ``content_hash`` and the user's columns); ``index``: the
-    name of the folder it came from.
+    name of the folder it came from; ``ranks``: for lexical and hybrid searches, the hit's
+    rank (from 1) in each ranking it came from (``{"dense": 3, "lexical": 1}``), and then
+    ``score`` is the BM25 score (lexical) or the fused RRF score (hybrid).
     """
 
     id: int
@@ -82,6 +88,7 @@ class Hit:
     text: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     index: str | None = None
+    ranks: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of a hit (``corpusbeam search --json`` and ``POST /search``)."""
@@ -95,6 +102,8 @@ class Hit:
         }
         if self.index is not None:
             out["index"] = self.index
+        if self.ranks is not None:
+            out["ranks"] = self.ranks
         return out
 
 
@@ -145,6 +154,7 @@ class Searcher:
         table = self.folder.metadata().combine_chunks()
         self._ids = table.column("id").to_numpy()
         self._table = table
+        self.lexical: LexicalIndex | None = open_lexical(self.path, self.manifest.lexical)
 
     # ---- what this index is --------------------------------------------------------
 
@@ -186,6 +196,23 @@ class Searcher:
         else:
             kind = "cosine"
         return (m.model, m.dimensions, kind)
+
+    @property
+    def default_mode(self) -> str:
+        """How text queries are searched by default: ``hybrid`` with a lexical index."""
+        return "hybrid" if self.lexical is not None else "dense"
+
+    def resolve_mode(self, mode: str | None) -> str:
+        """``mode`` checked (None: ``default_mode``); lexical and hybrid need the folder's
+        lexical index."""
+        if mode is None:
+            return self.default_mode
+        check_mode(mode)
+        if mode != "dense" and self.lexical is None:
+            raise ConfigError(
+                "mode", mode, f"index {self.name} has no lexical index (built before it had one)"
+            )
+        return mode
 
     def embedder(self) -> QueryEmbedder:
         """The query embedder for this index (started on first use for ``local://``)."""
@@ -229,10 +256,64 @@ class Searcher:
         return self.hits(result)
 
     def search_texts(
-        self, texts: Sequence[str], k: int = 10, *, filter: Filter = None
+        self,
+        texts: Sequence[str],
+        k: int = 10,
+        *,
+        filter: Filter = None,
+        mode: str | None = None,
+        weights: Mapping[str, float] | None = None,
+        rrf_k: float = RRF_K,
+        vectors: np.ndarray | None = None,
     ) -> list[list[Hit]]:
-        """Hits for each text, in order."""
-        return self.search_vectors(self.embed_texts(texts), k, filter=filter)
+        """Hits for each text, in order. ``mode``: ``dense``, ``lexical`` or ``hybrid``
+        (default: ``default_mode``); ``weights`` and ``rrf_k`` tune the hybrid fusion
+        (``retrieval.hybrid``); ``vectors``: the texts' query vectors when the caller
+        embedded them already."""
+        texts = _texts(texts)
+        mode = self.resolve_mode(mode)
+        if weights is not None:
+            check_weights(weights)
+        if mode == "dense":
+            xq = self.embed_texts(texts) if vectors is None else vectors
+            return self.search_vectors(xq, k, filter=filter)
+        allowed = None if filter is None else filter_ids(self._table, dict(filter))
+        depth = k if mode == "lexical" else max(k, HYBRID_DEPTH)
+        assert self.lexical is not None  # resolve_mode checked it
+        lex = self.lexical.search(texts, depth, allowed_ids=allowed)
+        if mode == "lexical":
+            return [
+                self._ranked(list(zip(row_i, row_d, strict=True)), "lexical")
+                for row_i, row_d in zip(lex.I.tolist(), lex.D.tolist(), strict=True)
+            ]
+        xq = self.embed_texts(texts) if vectors is None else vectors
+        dense = self.search_vectors(xq, depth, filter=filter)
+        out = []
+        for q, dense_hits in enumerate(dense):
+            fused = rrf(
+                {"dense": [h.id for h in dense_hits], "lexical": lex.I[q].tolist()},
+                k,
+                rrf_k=rrf_k,
+                weights=weights,
+            )
+            out.append(self._fused(fused))
+        return out
+
+    def _ranked(self, pairs: list[tuple[int, float]], name: str) -> list[Hit]:
+        """Hits of one ranking's (id, score) pairs, padding (-1) dropped."""
+        pairs = [(i, d) for i, d in pairs if i >= 0]
+        rows = self._rows(np.asarray([i for i, _ in pairs], dtype=np.int64))
+        return [
+            _hit(row, float(d), self.name, {name: r})
+            for r, (row, (_, d)) in enumerate(zip(rows, pairs, strict=True), start=1)
+        ]
+
+    def _fused(self, fused: list[tuple[int, float, dict[str, int]]]) -> list[Hit]:
+        rows = self._rows(np.asarray([i for i, _, _ in fused], dtype=np.int64))
+        return [
+            _hit(row, score, self.name, ranks)
+            for row, (_, score, ranks) in zip(rows, fused, strict=True)
+        ]
 
     def search_images(
         self,
@@ -252,26 +333,35 @@ class Searcher:
         vector: np.ndarray | Sequence[float] | None = None,
         k: int = 10,
         filter: Filter = None,
+        mode: str | None = None,
+        weights: Mapping[str, float] | None = None,
     ) -> list[Hit]:
-        """Hits for one query: a text, an image, or a vector (exactly one)."""
+        """Hits for one query: a text, an image, or a vector (exactly one). ``mode``
+        applies to text queries (see ``search_texts``); images and vectors are dense."""
         _one_query(query, image, vector)
         if query is not None:
-            return self.search_texts([query], k, filter=filter)[0]
+            return self.search_texts([query], k, filter=filter, mode=mode, weights=weights)[0]
+        if mode is not None and check_mode(mode) != "dense":
+            raise ConfigError("mode", mode, "image and vector queries are searched dense only")
         if image is not None:
             return self.search_images([image], k, filter=filter)[0]
         return self.search_vectors(np.asarray(vector), k, filter=filter)[0]
+
+    def _rows(self, ids: np.ndarray) -> list[dict[str, Any]]:
+        """The metadata rows of ``ids`` (int64, none negative), in that order."""
+        pos = np.searchsorted(self._ids, ids)
+        pos = np.minimum(pos, max(len(self._ids) - 1, 0))
+        found = self._ids[pos] == ids if len(self._ids) else np.zeros(pos.shape, bool)
+        if not found.all():
+            missing = int(ids[~found][0])
+            raise IndexFolderError(f"{self.path}: id {missing} is in the index, not the metadata")
+        return self._table.take(pos).to_pylist()
 
     def hits(self, result: SearchResult) -> list[list[Hit]]:
         """A ``SearchResult`` as hits with their metadata, matched by id."""
         D, I = result.D, result.I  # noqa: E741
         ok = I >= 0
-        pos = np.searchsorted(self._ids, I[ok])
-        pos = np.minimum(pos, max(len(self._ids) - 1, 0))
-        found = self._ids[pos] == I[ok] if len(self._ids) else np.zeros(pos.shape, bool)
-        if not found.all():
-            missing = int(I[ok][~found][0])
-            raise IndexFolderError(f"{self.path}: id {missing} is in the index, not the metadata")
-        rows = self._table.take(pos).to_pylist()
+        rows = self._rows(I[ok])
         scores = _scores(D, result, self.dimensions)
         out: list[list[Hit]] = []
         it = iter(rows)
@@ -339,7 +429,7 @@ def _scores(D: np.ndarray, result: SearchResult, d: int) -> np.ndarray:
     return D.astype(np.float64)
 
 
-def _hit(row: dict[str, Any], score: float, index: str) -> Hit:
+def _hit(row: dict[str, Any], score: float, index: str, ranks: dict[str, int] | None = None) -> Hit:
     meta = {k: v for k, v in row.items() if k not in HIT_FIELDS}
     return Hit(
         id=int(row["id"]),
@@ -349,6 +439,7 @@ def _hit(row: dict[str, Any], score: float, index: str) -> Hit:
         text=row.get("text"),
         metadata=meta,
         index=index,
+        ranks=ranks,
     )
 
 
@@ -373,6 +464,16 @@ def check_mergeable(searchers: Sequence[Searcher]) -> None:
                 f"scores of {s.score_kind} cannot be merged with {first.name}'s "
                 f"{first.score_kind}; search it on its own",
             )
+
+
+def common_mode(searchers: Sequence[Searcher], mode: str | None) -> str:
+    """The mode a text query searches ``searchers`` in: ``mode`` checked against each of
+    them, or by default ``hybrid`` when every one has a lexical index, else ``dense``."""
+    if mode is None:
+        return "hybrid" if all(s.lexical is not None for s in searchers) else "dense"
+    for s in searchers:
+        s.resolve_mode(mode)
+    return mode
 
 
 def embed_for(
@@ -404,8 +505,12 @@ def search_all(
     vector: np.ndarray | Sequence[float] | None = None,
     k: int = 10,
     filter: Filter = None,
+    mode: str | None = None,
 ) -> list[Hit]:
     """One query against several index folders, hits merged by score.
+
+    A text query is searched in ``mode`` (``common_mode``); fused (hybrid) scores are
+    rank-based, so they merge across folders like lexical or dense ones do.
 
     Scores are comparable only between folders with the same ``score_kind`` (model,
     dimensions, cosine or hamming); otherwise ConfigError names the first folder that
@@ -414,6 +519,16 @@ def search_all(
     """
     _one_query(query, image, vector)
     check_mergeable(searchers)
+    if query is not None:
+        mode = common_mode(searchers, mode)
+        vectors = [None] * len(searchers) if mode == "lexical" else embed_for(searchers, query)
+        lists = [
+            s.search_texts([query], k, filter=filter, mode=mode, vectors=xq)[0]
+            for s, xq in zip(searchers, vectors, strict=True)
+        ]
+        return merge_hits(lists, k)
+    if mode is not None and check_mode(mode) != "dense":
+        raise ConfigError("mode", mode, "image and vector queries are searched dense only")
     if vector is not None:
         vectors = [np.asarray(vector)] * len(searchers)
     else:
