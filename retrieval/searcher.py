@@ -271,6 +271,8 @@ class Searcher:
         (``retrieval.hybrid``); ``vectors``: the texts' query vectors when the caller
         embedded them already."""
         texts = _texts(texts)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigError("k", k, "must be an integer >= 1")
         mode = self.resolve_mode(mode)
         if weights is not None:
             check_weights(weights)
