@@ -190,7 +190,14 @@ class LexicalIndex:
         terms = self.term_ids(query)
         if terms.size == 0:
             return np.zeros(self.count, dtype=np.float32)
-        return self._bm25.get_scores_from_ids(terms)
+        # bm25s sums the terms' columns with np.add.at; one bincount over the columns
+        # joined is the same sum, several times faster on long posting lists.
+        scores = self._bm25.scores
+        indptr, indices, data = scores["indptr"], scores["indices"], scores["data"]
+        spans = [(int(indptr[t]), int(indptr[t + 1])) for t in terms]
+        rows = np.concatenate([indices[a:b] for a, b in spans])
+        weights = np.concatenate([data[a:b] for a, b in spans])
+        return np.bincount(rows, weights=weights, minlength=self.count).astype(np.float32)
 
     def allowed_rows(self, allowed_ids: np.ndarray) -> np.ndarray:
         """Boolean mask of the rows whose chunk id is in ``allowed_ids``."""

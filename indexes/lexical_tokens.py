@@ -9,6 +9,11 @@ for the chunks' text (when the index is built) and for queries.
   query for the exact name, or for one of its parts, finds it.
 - Accents are folded and the original kept: ``café`` gives ``café`` and ``cafe``, so
   ``cafe`` finds ``café`` and ``café`` finds both spellings.
+- English plurals are reduced the same way, the original kept (Lucene's minimal English
+  stemmer: ``queries`` gives ``queries`` and ``query``, ``names`` gives ``names`` and
+  ``name``): a query in the singular finds a plural and the exact form still counts
+  twice. On the standard library's docstrings (``benchmarks.relevance_docstrings``) this
+  raised lexical nDCG@10 from 0.690 to 0.710.
 
 ``TOKENIZER`` names this scheme; the manifest records it and a reader refuses an index
 built with another one.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 __all__ = ["STOPWORDS", "TOKENIZER", "tokenize"]
 
@@ -88,17 +94,44 @@ def _pieces(run: str) -> list[str]:
     return out if len(out) > 1 else []
 
 
+def _singular(token: str) -> str:
+    """Lucene's EnglishMinimalStemmer: ``-ies`` -> ``-y``, ``-es``/``-s`` dropped where
+    that gives the singular; other words unchanged."""
+    n = len(token)
+    if n < 4 or token[-1] != "s" or not token.isalpha():
+        return token
+    before = token[-2]
+    if before in "us":
+        return token
+    if before == "e":
+        if n > 4 and token[-3] == "i" and token[-4] not in "ae":
+            return token[:-3] + "y"
+        if token[-3] in "iaoe":
+            return token
+    return token[:-1]
+
+
+@lru_cache(maxsize=1 << 18)
+def _run_tokens(run: str) -> tuple[str, ...]:
+    """The tokens of one run (cached: words repeat, so most runs are seen before)."""
+    tokens: list[str] = []
+    whole = run.lower()[:_MAX_TOKEN]
+    for token in (whole, *(p.lower() for p in _pieces(run))):
+        if token in STOPWORDS:
+            continue
+        tokens.append(token)
+        folded = _fold(token)
+        if folded != token and folded:
+            tokens.append(folded)
+        single = _singular(folded)
+        if single != folded:
+            tokens.append(single)
+    return tuple(tokens)
+
+
 def tokenize(text: str) -> list[str]:
     """The tokens of ``text``, in order (with repeats: BM25 counts them)."""
     tokens: list[str] = []
     for run in _RUN.findall(text):
-        whole = run.lower()[:_MAX_TOKEN]
-        pieces = [p.lower() for p in _pieces(run)]
-        for token in (whole, *pieces):
-            if token in STOPWORDS:
-                continue
-            tokens.append(token)
-            folded = _fold(token)
-            if folded != token and folded:
-                tokens.append(folded)
+        tokens.extend(_run_tokens(run))
     return tokens

@@ -243,13 +243,7 @@ class Searcher:
     ) -> list[list[Hit]]:
         """Hits for each row of ``xq``: (nq, d) float queries, or queries in the index's own
         encoding (natural dtype); a single (d,) vector is one query."""
-        xq = np.asarray(xq)
-        if xq.ndim == 1:
-            xq = xq[None, :]
-        if xq.ndim != 2 or xq.shape[0] == 0:
-            raise ConfigError("xq", xq.shape, "expected (nq, d) query vectors")
-        if xq.dtype.kind == "f" and not np.isfinite(xq).all():
-            raise ConfigError("xq", "NaN/inf", "query vectors must be finite")
+        xq = _checked(xq)
         result = self.folder.search(
             xq, k, filter=None if filter is None else dict(filter), rescore=self.rescore
         )
@@ -289,11 +283,13 @@ class Searcher:
                 for row_i, row_d in zip(lex.I.tolist(), lex.D.tolist(), strict=True)
             ]
         xq = self.embed_texts(texts) if vectors is None else vectors
-        dense = self.search_vectors(xq, depth, filter=filter)
+        # the dense ranking's ids only: hits are made for the k fused ones
+        flt = None if filter is None else dict(filter)
+        dense = self.folder.search(_checked(xq), depth, filter=flt, rescore=self.rescore).I
         out = []
-        for q, dense_hits in enumerate(dense):
+        for q in range(len(texts)):
             fused = rrf(
-                {"dense": [h.id for h in dense_hits], "lexical": lex.I[q].tolist()},
+                {"dense": dense[q].tolist(), "lexical": lex.I[q].tolist()},
                 k,
                 rrf_k=rrf_k,
                 weights=weights,
@@ -406,6 +402,18 @@ def _open(path: Path, *, verify: bool, mmap: bool) -> IndexFolder:
         # again here, with the same message).
         log.info("%s: opening without memory-mapping (%s)", path, exc)
         return open_index(path, verify=verify)
+
+
+def _checked(xq: np.ndarray) -> np.ndarray:
+    """``xq`` as (nq, d) finite query vectors (a (d,) vector is one query)."""
+    xq = np.asarray(xq)
+    if xq.ndim == 1:
+        xq = xq[None, :]
+    if xq.ndim != 2 or xq.shape[0] == 0:
+        raise ConfigError("xq", xq.shape, "expected (nq, d) query vectors")
+    if xq.dtype.kind == "f" and not np.isfinite(xq).all():
+        raise ConfigError("xq", "NaN/inf", "query vectors must be finite")
+    return xq
 
 
 def _texts(texts: Sequence[str]) -> list[str]:
