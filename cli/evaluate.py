@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
 from cli.options import add_endpoint_arguments, credential_from_args
 from inference.errors import ConfigError
@@ -99,6 +100,9 @@ def _relevance(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--query-file", args.query_file, "vectors cannot be judged; use --queries"
         )
+    if not getattr(args, "verbose", False):
+        # A local:// index starts its own endpoint: its line a request is not the answer.
+        logging.getLogger("inference.server").setLevel(logging.WARNING)
     from retrieval.relevance import evaluate_relevance, format_table, load_qrels, load_queries
     from retrieval.searcher import Searcher
 

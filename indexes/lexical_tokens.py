@@ -12,8 +12,9 @@ for the chunks' text (when the index is built) and for queries.
 - English plurals are reduced the same way, the original kept (Lucene's minimal English
   stemmer: ``queries`` gives ``queries`` and ``query``, ``names`` gives ``names`` and
   ``name``): a query in the singular finds a plural and the exact form still counts
-  twice. On the standard library's docstrings (``benchmarks.relevance_docstrings``) this
-  raised lexical nDCG@10 from 0.690 to 0.710.
+  twice. On the standard library's docstrings (``benchmarks.relevance_docstrings``, 1,492
+  documents, 292 queries) it raised lexical recall@100 from 0.877 to 0.887 and hybrid
+  nDCG@10 from 0.588 to 0.593 (lexical nDCG@10 went from 0.550 to 0.545).
 
 ``TOKENIZER`` names this scheme; the manifest records it and a reader refuses an index
 built with another one.
