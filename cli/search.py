@@ -1,10 +1,13 @@
 """``corpusbeam search``: one query against an index folder (or an index job's DIR).
 
     corpusbeam search DIR "text" [--image PATH] [-k N] [--filter JSON] [--json]
+                      [--mode dense|lexical|hybrid]
 
 A text alone is a text query; ``--image PATH`` alone an image query; both together send
 the image with the text (for joint image-text models). ``--json`` prints
-``{"hits": [{"id", "score", "document_id", "uri", "text", "metadata"}, ...]}``.
+``{"hits": [{"id", "score", "document_id", "uri", "text", "metadata"}, ...]}`` (plus
+``"ranks"`` for lexical and hybrid searches). ``--mode``: how a text query is searched
+(default hybrid on folders with a lexical index, else dense; ``retrieval.hybrid``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 
 from cli.options import add_endpoint_arguments, credential_from_args
 from inference.errors import ConfigError
+from retrieval.hybrid import MODES
 
 __all__ = ["add_parser", "run"]
 
@@ -39,6 +43,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-k", type=int, default=10, help="hits to return (default 10)")
     p.add_argument("--filter", help='metadata filter as JSON, e.g. \'{"lang": "en"}\'')
     p.add_argument("--json", action="store_true", help="print the hits as JSON")
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        help="text queries: dense, lexical (BM25) or hybrid (both, fused by RRF); "
+        "default hybrid when the folder has a lexical index, else dense",
+    )
     p.add_argument("--no-rescore", action="store_true", help="rank by the index alone")
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 checks")
     add_endpoint_arguments(p)
@@ -66,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
     ) as searcher:
         if args.image is not None:
             image = ImageInput(image=args.image, text=args.text) if args.text else args.image
-            hits = searcher.search(image=image, k=args.k, filter=flt)
+            hits = searcher.search(image=image, k=args.k, filter=flt, mode=args.mode)
         else:
-            hits = searcher.search(args.text, k=args.k, filter=flt)
+            hits = searcher.search(args.text, k=args.k, filter=flt, mode=args.mode)
     if args.json:
         rows = [h.to_dict() for h in hits]
         for row in rows:
@@ -78,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     for rank, h in enumerate(hits, 1):
         text = (h.text or "").replace("\n", " ")
         text = text if len(text) <= 80 else text[:77] + "..."
-        print(f"{rank:>3}  {h.score:8.4f}  {h.document_id}  {h.uri}\n     {text}")
+        ranks = "  " + " ".join(f"{n}#{r}" for n, r in h.ranks.items()) if h.ranks else ""
+        print(f"{rank:>3}  {h.score:8.4f}  {h.document_id}  {h.uri}{ranks}\n     {text}")
     if not hits:
         print("no hits")
     return 0

@@ -7,6 +7,7 @@ The usual entry points:
 - ``open_index(path, expect_encoding=..., expect_model=..., expect_dimensions=...)``
   verifies and opens one; ``IndexFolder.search(xq, k, filter=...)`` searches it;
 - ``evaluate_folder(path)`` measures recall@k and latency against exact search;
+- ``build_lexical`` / ``open_lexical``: the folder's BM25 index of the chunks' text;
 - ``choose_index``, ``train_index``, ``add_vectors``, ``merge_indexes``, ``merge_ondisk``
   and ``shard_group`` build in pieces on many workers; ``indexes.search.search`` searches
   a bare FAISS index (filters, rescoring) without a folder.
@@ -37,6 +38,10 @@ _EXPORTS = {
     "evaluate_folder": "indexes.evaluate",
     "filter_ids": "indexes.filters",
     "filter_mask": "indexes.filters",
+    "LexicalIndex": "indexes.lexical",
+    "build_lexical": "indexes.lexical",
+    "open_lexical": "indexes.lexical",
+    "tokenize": "indexes.lexical_tokens",
     "check_ids": "indexes.ids",
     "chunk_id": "indexes.ids",
     "chunk_ids": "indexes.ids",

@@ -31,6 +31,7 @@ from indexes.build import training_sample
 from indexes.choose import IndexSpec
 from indexes.config import BuildConfig
 from indexes.files import INDEX, MANIFEST, SHARDS, sha256, shard_file
+from indexes.lexical import build_lexical
 from indexes.manifest import Manifest, sanitize_endpoint
 from indexes.memory import trim
 from indexes.parts import PartInfo, Parts
@@ -150,8 +151,14 @@ def assemble_folder(
         store = RescoreStore(reader.ids(), reader.rescore_rows(), dimensions=spec.dimensions)
     recall, latency, params = _tune(combined.index, spec, reader, config, store, rescore)
     files = {name: entry for p in parts for name, entry in p["files"].items()}
-    for name in combined.index_files:
-        files[name] = {"sha256": sha256(out / name), "bytes": (out / name).stat().st_size}
+    local = list(combined.index_files)
+    lexical = None
+    if config.lexical:  # the chunks' text streamed from the parts: bounded memory
+        lexical = build_lexical(out, reader.ids(), reader.iter_column("text"))
+        local += [f.relative_to(out).as_posix() for f in (out / lexical["dir"]).rglob("*")]
+    for name in local:
+        if (out / name).is_file():
+            files[name] = {"sha256": sha256(out / name), "bytes": (out / name).stat().st_size}
     manifest = Manifest(
         model=model,
         dimensions=spec.dimensions,
@@ -168,6 +175,7 @@ def assemble_folder(
         index_files=combined.index_files,
         rescore=rescore,
         parts=[i.as_dict() for i in infos],
+        lexical=lexical,
         recall=recall,
         latency_ms=latency,
         files=dict(sorted(files.items())),

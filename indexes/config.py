@@ -25,6 +25,7 @@ class BuildConfig:
     ``rescore_factor`` candidates a result are rescored when rescoring vectors are given
     (default 4 for int8 indexes, 20 for binary ones: bits lose more; on MiniLM
     embeddings 10 candidates a result kept 0.948 of exact float recall@10, 20 kept 0.977).
+    ``lexical`` also builds a BM25 index over the chunks' text (``indexes.lexical``).
     """
 
     memory_budget: int = DEFAULT_MEMORY_BUDGET
@@ -39,6 +40,7 @@ class BuildConfig:
     k: int = 10
     rescore_factor: int | None = None
     threads: int | None = None
+    lexical: bool = True
 
     def __post_init__(self) -> None:
         if self.shards < 1:

@@ -51,9 +51,10 @@ class Manifest:
     ``rescore`` is None or ``{"file"`` (each part's suffix), ``"dtype", "factor"}``;
     ``recall`` is None or ``{"k", "value", "queries", "reference", "source", "rescored"}``
     (binary folders with rescoring add ``unrescored``, the recall of their bits alone);
-    ``model_info``, ``wire_encoding`` and ``note`` are left out when not set;
-    ``digest`` is the sha256 of all other fields, so a reader
-    detects an edited manifest (the other files are covered by ``files``).
+    ``lexical`` is None or the BM25 index's ``{"dir", "tokenizer", "k1", "b", "count",
+    "terms", "postings"}`` (``indexes.lexical``); ``model_info``, ``wire_encoding`` and
+    ``note`` are left out when not set; ``digest`` is the sha256 of all other fields, so a
+    reader detects an edited manifest (the other files are covered by ``files``).
     """
 
     model: str
@@ -74,6 +75,7 @@ class Manifest:
     recall: dict | None = None
     latency_ms: float | None = None
     parts: list[dict] = field(default_factory=list)
+    lexical: dict | None = None
     files: dict[str, dict] = field(default_factory=dict)
     created: str = field(default_factory=_now)
     # Added later: written only when set, so older manifests keep their digests.

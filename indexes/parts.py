@@ -243,6 +243,17 @@ class Parts:
             return pa.table({"id": pa.array([], type=pa.int64())})
         return pa.concat_tables(tables, promote_options="permissive")
 
+    def iter_column(self, column: str) -> Iterator:
+        """One metadata column's values in id order, streamed part by part and row group by
+        row group (None for every row of a part without it): bounded memory."""
+        for i in range(len(self.infos)):
+            pf = self._file(i)
+            if column not in pf.schema_arrow.names:
+                yield from (None for _ in range(self.infos[i].rows))
+                continue
+            for g in range(pf.num_row_groups):
+                yield from pf.read_row_group(g, columns=[column]).column(column).to_pylist()
+
     def filter_table(self, columns: Sequence[str]) -> pa.Table:
         """``id`` and ``columns`` of every part (cached): what a filter is evaluated on."""
         key = tuple(sorted({"id", *columns}))

@@ -52,6 +52,11 @@ class IndexFolder:
             self._metadata = self.parts.metadata()
         return self._metadata
 
+    def allowed_ids(self, filter: dict) -> np.ndarray:
+        """The ids whose metadata passes ``filter`` (``indexes.filters`` syntax), evaluated
+        on the columns it names only."""
+        return filter_ids(self.parts.filter_table(filter_columns(filter)), filter)
+
     def lookup(self, ids: np.ndarray) -> list[dict]:
         """The metadata row of each id (in the order given), read from its part's row group."""
         return self.parts.lookup(ids)
@@ -94,7 +99,7 @@ class IndexFolder:
             raise ConfigError("rescore", rescore, "this folder holds no rescoring vectors")
         allowed = None
         if filter is not None:
-            allowed = filter_ids(self.parts.filter_table(filter_columns(filter)), filter)
+            allowed = self.allowed_ids(filter)
         return search(
             self.index,
             xq,

@@ -17,6 +17,7 @@ from indexes.choose import IndexSpec
 from indexes.config import BuildConfig
 from indexes.evaluate import tune_build
 from indexes.files import MANIFEST, checksums
+from indexes.lexical import build_lexical, column_texts
 from indexes.manifest import Manifest, sanitize_endpoint
 from indexes.parts import RESCORE_SUFFIX, write_parts
 from indexes.search import RescoreStore
@@ -60,9 +61,10 @@ def write_folder(
     xq_eval: np.ndarray | None = None,
 ) -> Manifest:
     """Finish the folder ``out`` that holds ``combined``'s index file(s): write the tables
-    as ``config.shards`` id-range parts (with their rescoring vectors), tune and measure
-    recall, then the manifest with every checksum."""
+    as ``config.shards`` id-range parts (with their rescoring vectors) and the lexical
+    index, tune and measure recall, then the manifest with every checksum."""
     parts, _ = write_parts(out, data, config.shards)
+    lexical = build_lexical(out, data.ids, column_texts(data.table)) if config.lexical else None
     rv = data.rescore_vectors
     rescore_info = rescore_entry(None if rv is None else rv.dtype, spec, config)
     store = None if rv is None else RescoreStore(data.ids, rv, dimensions=data.dimensions)
@@ -93,6 +95,7 @@ def write_folder(
         parts=[p.as_dict() for p in parts],
         recall=recall,
         latency_ms=latency,
+        lexical=lexical,
         files=checksums(out),
     )
     (out / MANIFEST).write_text(manifest.to_json())

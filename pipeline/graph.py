@@ -85,9 +85,7 @@ def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
     reused = []
     if cfg.previous:  # chunks and images each decided in their own stage: nothing meets
         old_texts, chunks = chunks | "ReuseTexts" >> ReuseVectors(cfg.previous, encoding=encoding)
-        old_images, images = images | "ReuseImages" >> ReuseVectors(
-            cfg.previous, encoding=encoding
-        )
+        old_images, images = images | "ReuseImages" >> ReuseVectors(cfg.previous, encoding=encoding)
         reused = [old_texts, old_images]
     texts, text_failures = chunks | "EmbedTexts" >> EmbedTexts(
         cfg.settings, input_type=cfg.input_type, encoding=encoding, budget=cfg.budget

@@ -39,6 +39,7 @@ import numpy as np
 
 from indexes import open_index
 from indexes.choose import family_of
+from indexes.lexical import LexicalIndex, open_lexical
 from indexes.manifest import Manifest
 from indexes.reader import IndexFolder
 from indexes.search import SearchResult
@@ -47,12 +48,14 @@ from inference.client import ImageInput
 from inference.client.credentials import Credential
 from inference.errors import ConfigError, IndexFolderError
 from retrieval.embedder import EmbedderPool, QueryEmbedder
+from retrieval.hybrid import HYBRID_DEPTH, RRF_K, check_mode, check_weights, rrf
 
 __all__ = [
     "HIT_FIELDS",
     "Hit",
     "Searcher",
     "check_mergeable",
+    "common_mode",
     "embed_for",
     "merge_hits",
     "resolve_index_folder",
@@ -72,7 +75,9 @@ class Hit:
     ``document_id``, ``uri``, ``text`` (the chunk's text or the image's caption): from the
     metadata; ``metadata``: every other metadata column (``chunk``, ``modality``,
     ``char_start``, ``char_end``, ``content_hash`` and the user's columns); ``index``: the
-    name of the folder it came from.
+    name of the folder it came from; ``ranks``: for lexical and hybrid searches, the hit's
+    rank (from 1) in each ranking it came from (``{"dense": 3, "lexical": 1}``), and then
+    ``score`` is the BM25 score (lexical) or the fused RRF score (hybrid).
     """
 
     id: int
@@ -82,6 +87,7 @@ class Hit:
     text: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     index: str | None = None
+    ranks: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of a hit (``corpusbeam search --json`` and ``POST /search``)."""
@@ -95,6 +101,8 @@ class Hit:
         }
         if self.index is not None:
             out["index"] = self.index
+        if self.ranks is not None:
+            out["ranks"] = self.ranks
         return out
 
 
@@ -146,6 +154,7 @@ class Searcher:
         # Hits are looked up by id in the parts (their row groups only); the parts' files
         # are opened now, so a version deleted later keeps answering.
         self.folder.parts.open_all()
+        self.lexical: LexicalIndex | None = open_lexical(self.path, self.manifest.lexical)
 
     # ---- what this index is --------------------------------------------------------
 
@@ -188,6 +197,23 @@ class Searcher:
             kind = "cosine"
         return (m.model, m.dimensions, kind)
 
+    @property
+    def default_mode(self) -> str:
+        """How text queries are searched by default: ``hybrid`` with a lexical index."""
+        return "hybrid" if self.lexical is not None else "dense"
+
+    def resolve_mode(self, mode: str | None) -> str:
+        """``mode`` checked (None: ``default_mode``); lexical and hybrid need the folder's
+        lexical index."""
+        if mode is None:
+            return self.default_mode
+        check_mode(mode)
+        if mode != "dense" and self.lexical is None:
+            raise ConfigError(
+                "mode", mode, f"index {self.name} has no lexical index (built before it had one)"
+            )
+        return mode
+
     def embedder(self) -> QueryEmbedder:
         """The query embedder for this index (started on first use for ``local://``)."""
         return self._pool.get(self.manifest)
@@ -217,23 +243,75 @@ class Searcher:
     ) -> list[list[Hit]]:
         """Hits for each row of ``xq``: (nq, d) float queries, or queries in the index's own
         encoding (natural dtype); a single (d,) vector is one query."""
-        xq = np.asarray(xq)
-        if xq.ndim == 1:
-            xq = xq[None, :]
-        if xq.ndim != 2 or xq.shape[0] == 0:
-            raise ConfigError("xq", xq.shape, "expected (nq, d) query vectors")
-        if xq.dtype.kind == "f" and not np.isfinite(xq).all():
-            raise ConfigError("xq", "NaN/inf", "query vectors must be finite")
+        xq = _checked(xq)
         result = self.folder.search(
             xq, k, filter=None if filter is None else dict(filter), rescore=self.rescore
         )
         return self.hits(result)
 
     def search_texts(
-        self, texts: Sequence[str], k: int = 10, *, filter: Filter = None
+        self,
+        texts: Sequence[str],
+        k: int = 10,
+        *,
+        filter: Filter = None,
+        mode: str | None = None,
+        weights: Mapping[str, float] | None = None,
+        rrf_k: float = RRF_K,
+        vectors: np.ndarray | None = None,
     ) -> list[list[Hit]]:
-        """Hits for each text, in order."""
-        return self.search_vectors(self.embed_texts(texts), k, filter=filter)
+        """Hits for each text, in order. ``mode``: ``dense``, ``lexical`` or ``hybrid``
+        (default: ``default_mode``); ``weights`` and ``rrf_k`` tune the hybrid fusion
+        (``retrieval.hybrid``); ``vectors``: the texts' query vectors when the caller
+        embedded them already."""
+        texts = _texts(texts)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigError("k", k, "must be an integer >= 1")
+        mode = self.resolve_mode(mode)
+        if weights is not None:
+            check_weights(weights)
+        if mode == "dense":
+            xq = self.embed_texts(texts) if vectors is None else vectors
+            return self.search_vectors(xq, k, filter=filter)
+        allowed = None if filter is None else self.folder.allowed_ids(dict(filter))
+        depth = k if mode == "lexical" else max(k, HYBRID_DEPTH)
+        assert self.lexical is not None  # resolve_mode checked it
+        lex = self.lexical.search(texts, depth, allowed_ids=allowed)
+        if mode == "lexical":
+            return [
+                self._ranked(list(zip(row_i, row_d, strict=True)), "lexical")
+                for row_i, row_d in zip(lex.I.tolist(), lex.D.tolist(), strict=True)
+            ]
+        xq = self.embed_texts(texts) if vectors is None else vectors
+        # the dense ranking's ids only: hits are made for the k fused ones
+        flt = None if filter is None else dict(filter)
+        dense = self.folder.search(_checked(xq), depth, filter=flt, rescore=self.rescore).I
+        out = []
+        for q in range(len(texts)):
+            fused = rrf(
+                {"dense": dense[q].tolist(), "lexical": lex.I[q].tolist()},
+                k,
+                rrf_k=rrf_k,
+                weights=weights,
+            )
+            out.append(self._fused(fused))
+        return out
+
+    def _ranked(self, pairs: list[tuple[int, float]], name: str) -> list[Hit]:
+        """Hits of one ranking's (id, score) pairs, padding (-1) dropped."""
+        pairs = [(i, d) for i, d in pairs if i >= 0]
+        rows = self._rows(np.asarray([i for i, _ in pairs], dtype=np.int64))
+        return [
+            _hit(row, float(d), self.name, {name: r})
+            for r, (row, (_, d)) in enumerate(zip(rows, pairs, strict=True), start=1)
+        ]
+
+    def _fused(self, fused: list[tuple[int, float, dict[str, int]]]) -> list[Hit]:
+        rows = self._rows(np.asarray([i for i, _, _ in fused], dtype=np.int64))
+        return [
+            _hit(row, score, self.name, ranks)
+            for row, (_, score, ranks) in zip(rows, fused, strict=True)
+        ]
 
     def search_images(
         self,
@@ -253,20 +331,30 @@ class Searcher:
         vector: np.ndarray | Sequence[float] | None = None,
         k: int = 10,
         filter: Filter = None,
+        mode: str | None = None,
+        weights: Mapping[str, float] | None = None,
     ) -> list[Hit]:
-        """Hits for one query: a text, an image, or a vector (exactly one)."""
+        """Hits for one query: a text, an image, or a vector (exactly one). ``mode``
+        applies to text queries (see ``search_texts``); images and vectors are dense."""
         _one_query(query, image, vector)
         if query is not None:
-            return self.search_texts([query], k, filter=filter)[0]
+            return self.search_texts([query], k, filter=filter, mode=mode, weights=weights)[0]
+        if mode is not None and check_mode(mode) != "dense":
+            raise ConfigError("mode", mode, "image and vector queries are searched dense only")
         if image is not None:
             return self.search_images([image], k, filter=filter)[0]
         return self.search_vectors(np.asarray(vector), k, filter=filter)[0]
+
+    def _rows(self, ids: np.ndarray) -> list[dict[str, Any]]:
+        """The metadata rows of ``ids`` (int64, none negative), in that order, read by id
+        from the parts."""
+        return self.folder.lookup(np.asarray(ids, dtype=np.int64))
 
     def hits(self, result: SearchResult) -> list[list[Hit]]:
         """A ``SearchResult`` as hits with their metadata, matched by id."""
         D, I = result.D, result.I  # noqa: E741
         ok = I >= 0
-        rows = self.folder.lookup(I[ok])
+        rows = self._rows(I[ok])
         scores = _scores(D, result, self.dimensions)
         out: list[list[Hit]] = []
         it = iter(rows)
@@ -311,6 +399,18 @@ def _open(path: Path, *, verify: bool, mmap: bool) -> IndexFolder:
         return open_index(path, verify=verify)
 
 
+def _checked(xq: np.ndarray) -> np.ndarray:
+    """``xq`` as (nq, d) finite query vectors (a (d,) vector is one query)."""
+    xq = np.asarray(xq)
+    if xq.ndim == 1:
+        xq = xq[None, :]
+    if xq.ndim != 2 or xq.shape[0] == 0:
+        raise ConfigError("xq", xq.shape, "expected (nq, d) query vectors")
+    if xq.dtype.kind == "f" and not np.isfinite(xq).all():
+        raise ConfigError("xq", "NaN/inf", "query vectors must be finite")
+    return xq
+
+
 def _texts(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, str):
         raise ConfigError("texts", texts[:40], "pass a list of strings, not one string")
@@ -334,7 +434,7 @@ def _scores(D: np.ndarray, result: SearchResult, d: int) -> np.ndarray:
     return D.astype(np.float64)
 
 
-def _hit(row: dict[str, Any], score: float, index: str) -> Hit:
+def _hit(row: dict[str, Any], score: float, index: str, ranks: dict[str, int] | None = None) -> Hit:
     meta = {k: v for k, v in row.items() if k not in HIT_FIELDS}
     return Hit(
         id=int(row["id"]),
@@ -344,6 +444,7 @@ def _hit(row: dict[str, Any], score: float, index: str) -> Hit:
         text=row.get("text"),
         metadata=meta,
         index=index,
+        ranks=ranks,
     )
 
 
@@ -368,6 +469,16 @@ def check_mergeable(searchers: Sequence[Searcher]) -> None:
                 f"scores of {s.score_kind} cannot be merged with {first.name}'s "
                 f"{first.score_kind}; search it on its own",
             )
+
+
+def common_mode(searchers: Sequence[Searcher], mode: str | None) -> str:
+    """The mode a text query searches ``searchers`` in: ``mode`` checked against each of
+    them, or by default ``hybrid`` when every one has a lexical index, else ``dense``."""
+    if mode is None:
+        return "hybrid" if all(s.lexical is not None for s in searchers) else "dense"
+    for s in searchers:
+        s.resolve_mode(mode)
+    return mode
 
 
 def embed_for(
@@ -399,8 +510,12 @@ def search_all(
     vector: np.ndarray | Sequence[float] | None = None,
     k: int = 10,
     filter: Filter = None,
+    mode: str | None = None,
 ) -> list[Hit]:
     """One query against several index folders, hits merged by score.
+
+    A text query is searched in ``mode`` (``common_mode``); fused (hybrid) scores are
+    rank-based, so they merge across folders like lexical or dense ones do.
 
     Scores are comparable only between folders with the same ``score_kind`` (model,
     dimensions, cosine or hamming); otherwise ConfigError names the first folder that
@@ -409,6 +524,16 @@ def search_all(
     """
     _one_query(query, image, vector)
     check_mergeable(searchers)
+    if query is not None:
+        mode = common_mode(searchers, mode)
+        vectors = [None] * len(searchers) if mode == "lexical" else embed_for(searchers, query)
+        lists = [
+            s.search_texts([query], k, filter=filter, mode=mode, vectors=xq)[0]
+            for s, xq in zip(searchers, vectors, strict=True)
+        ]
+        return merge_hits(lists, k)
+    if mode is not None and check_mode(mode) != "dense":
+        raise ConfigError("mode", mode, "image and vector queries are searched dense only")
     if vector is not None:
         vectors = [np.asarray(vector)] * len(searchers)
     else:

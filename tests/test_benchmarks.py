@@ -51,3 +51,16 @@ def test_search_latency_quick(capsys):
         assert f"{enc}_embed_share" in metrics
     added = [r for r in records if r["metric"].endswith("_service_added_latency")]
     assert len(added) == 2 and all(r["target"] == "< 2 ms" for r in added)
+
+
+@pytest.mark.slow
+def test_the_relevance_set_is_real_docstrings_split_in_two():
+    from benchmarks.relevance_docstrings import labelled_set
+
+    docs, queries, qrels, available = labelled_set(200, 20)
+    assert available > 1000 and len(docs) == 200 and len(queries) == 20
+    bodies = {doc_id: body for doc_id, _, body in docs}
+    for qid, text in queries.items():
+        (doc_id,) = qrels[qid]
+        assert 4 <= len(text.split()) <= 30 and text not in bodies[doc_id]
+    assert labelled_set(200, 20) == (docs, queries, qrels, available)  # seeded

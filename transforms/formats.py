@@ -1,4 +1,6 @@
-"""Turning a file's bytes into documents: plain text, Markdown, HTML, JSONL, CSV, Parquet.
+"""Turning a file's bytes into documents: plain text, Markdown, HTML, JSONL, CSV, Parquet,
+PDF (one document a page: ``transforms.pdf_files``) and Word .docx (one a section:
+``transforms.word_files``).
 
 Plain functions, no Beam, so they are easy to test and to reuse. ``parse_documents``
 yields ``Document`` for what it can read and ``Failure`` for what it cannot, with a
@@ -20,6 +22,7 @@ from transforms.elements import Document, Failure
 
 __all__ = [
     "DOCUMENT_EXTENSIONS",
+    "FILE_LIMIT_EXTENSIONS",
     "IMAGE_EXTENSIONS",
     "RecordFields",
     "decode_text",
@@ -30,7 +33,11 @@ __all__ = [
 TEXT_EXTENSIONS = frozenset({".txt", ".md", ".markdown", ".rst", ".text"})
 HTML_EXTENSIONS = frozenset({".html", ".htm", ".xhtml"})
 RECORD_EXTENSIONS = frozenset({".jsonl", ".ndjson", ".csv", ".parquet"})
-DOCUMENT_EXTENSIONS = TEXT_EXTENSIONS | HTML_EXTENSIONS | RECORD_EXTENSIONS
+PAGED_EXTENSIONS = frozenset({".pdf", ".docx"})
+DOCUMENT_EXTENSIONS = TEXT_EXTENSIONS | HTML_EXTENSIONS | RECORD_EXTENSIONS | PAGED_EXTENSIONS
+# Files that hold many documents (records, pages, sections): the file-size limit applies to
+# them, max_document_bytes to each document's text.
+FILE_LIMIT_EXTENSIONS = RECORD_EXTENSIONS | PAGED_EXTENSIONS
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 
 
@@ -126,6 +133,15 @@ def parse_documents(
         return
     if ext in RECORD_EXTENSIONS:
         yield from _parse_records(data, document_id, uri, ext, fields, max_document_bytes)
+        return
+    if ext in PAGED_EXTENSIONS:
+        if ext == ".pdf":
+            from transforms.pdf_files import parse_pdf as parse
+        else:
+            from transforms.word_files import parse_docx as parse
+        yield from parse(
+            data, document_id=document_id, uri=uri, max_document_bytes=max_document_bytes
+        )
         return
     if ext not in TEXT_EXTENSIONS | HTML_EXTENSIONS:
         yield fail(f"unsupported file type {ext or '(no extension)'!r}")

@@ -30,6 +30,7 @@ from inference.errors import ConfigError
 from transforms.elements import NAMESPACE, Failure, ImageItem, content_hash
 from transforms.formats import (
     DOCUMENT_EXTENSIONS,
+    FILE_LIMIT_EXTENSIONS,
     IMAGE_EXTENSIONS,
     RecordFields,
     decode_text,
@@ -156,11 +157,7 @@ class _ReadDocumentsFn(beam.DoFn):
     def process(self, element: tuple[FileMetadata, str]) -> Iterator:
         meta, rel = element
         ext = _extension(meta.path)
-        limit = (
-            self._max_file_bytes
-            if ext in (".jsonl", ".ndjson", ".csv", ".parquet")
-            else (self._max_document_bytes)
-        )
+        limit = self._max_file_bytes if ext in FILE_LIMIT_EXTENSIONS else self._max_document_bytes
         try:
             data = _read_bytes(meta, limit)
         except _TooLarge as exc:

@@ -3,8 +3,9 @@
 Routes:
 
     POST /search     {"query": text} | {"image": data URL} | {"vector": [...]},
-                     plus "k", "filter", "index"; answers {"hits": [...], "indexes": [...],
-                     "took_ms", "embed_ms"}
+                     plus "k", "filter", "index", "mode" (text queries: dense, lexical or
+                     hybrid; hybrid by default when every index has a lexical index);
+                     answers {"hits": [...], "indexes": [...], "took_ms", "embed_ms", "mode"}
     GET  /indexes    the indexes served: name, root, version, manifest
     GET  /healthz    the process answers (always 200)
     GET  /readyz     200 once every index is open and the query embedders are started
@@ -60,8 +61,9 @@ from inference.errors import (
     PayloadTooLargeError,
     StatusError,
 )
+from retrieval.hybrid import MODES
 from retrieval.live import LiveIndex
-from retrieval.searcher import Searcher, check_mergeable, embed_for, merge_hits
+from retrieval.searcher import Searcher, check_mergeable, common_mode, embed_for, merge_hits
 from retrieval.service.config import ServiceConfig
 from retrieval.service.metrics import ServiceMetrics
 from retrieval.service.openapi import docs_page, openapi_document
@@ -71,7 +73,7 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 _OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
-_BODY_KEYS = frozenset({"query", "image", "vector", "k", "filter", "index"})
+_BODY_KEYS = frozenset({"query", "image", "vector", "k", "filter", "index", "mode"})
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -90,6 +92,7 @@ class _Query:
     k: int
     filter: dict | None
     index: str | None
+    mode: str | None = None
 
 
 class _Service:
@@ -153,6 +156,21 @@ class _Service:
                 f"no index {index!r}; have {sorted(self.indexes)}",
                 target="index",
             )
+        mode = data.get("mode")
+        if mode is not None and mode not in MODES:
+            raise reject(
+                400,
+                "invalid_mode",
+                f"unknown mode {mode!r}; use one of {', '.join(MODES)}",
+                target="mode",
+            )
+        if mode not in (None, "dense") and "query" not in given:
+            raise reject(
+                400,
+                "invalid_mode",
+                f"mode {mode!r} needs a text query; image and vector queries are dense",
+                target="mode",
+            )
         query = image = vector = None
         if "query" in given:
             query = data["query"]
@@ -171,7 +189,7 @@ class _Service:
             image = _data_url_bytes(data["image"])
         else:
             vector = _vector(data["vector"])
-        return _Query(query, image, vector, k, flt, index)
+        return _Query(query, image, vector, k, flt, index, mode)
 
     def targets(self, q: _Query) -> list[Searcher]:
         if q.index is not None:
@@ -200,22 +218,32 @@ class _Service:
             faiss.omp_set_num_threads(self.config.faiss_threads)  # per thread in OpenMP
         t0 = time.perf_counter()
         embed_s = None
+        mode = common_mode(searchers, q.mode) if q.query is not None else "dense"
         if q.vector is not None:
             vectors = [q.vector] * len(searchers)
+        elif mode == "lexical":
+            vectors = [None] * len(searchers)
         else:
             vectors = embed_for(searchers, q.query, image=q.image)
             embed_s = time.perf_counter() - t0
         t1 = time.perf_counter()
-        lists = [
-            s.search_vectors(xq, q.k, filter=q.filter)[0]
-            for s, xq in zip(searchers, vectors, strict=True)
-        ]
+        if q.query is not None:
+            lists = [
+                s.search_texts([q.query], q.k, filter=q.filter, mode=mode, vectors=xq)[0]
+                for s, xq in zip(searchers, vectors, strict=True)
+            ]
+        else:
+            lists = [
+                s.search_vectors(xq, q.k, filter=q.filter)[0]
+                for s, xq in zip(searchers, vectors, strict=True)
+            ]
         hits = merge_hits(lists, q.k) if len(lists) > 1 else lists[0]
         index_s = time.perf_counter() - t1
         self.metrics.timings(embed_s, index_s)
         return {
             "hits": [h.to_dict() for h in hits],
             "indexes": [{"name": s.name, "version": s.version} for s in searchers],
+            "mode": mode,
             "took_ms": round((time.perf_counter() - t0) * 1000, 3),
             "embed_ms": None if embed_s is None else round(embed_s * 1000, 3),
         }
@@ -227,6 +255,8 @@ class _Service:
             result = await anyio.to_thread.run_sync(self.answer, q, searchers)
         except ConfigError as exc:  # a bad filter, an image the endpoint cannot take
             target = "filter" if exc.field == "filter" else exc.field
+            if exc.field == "mode":
+                raise reject(400, "invalid_mode", str(exc), target="mode") from None
             raise reject(400, "invalid_request", str(exc), target=target) from None
         except PayloadTooLargeError as exc:
             raise reject(413, "query_too_large", f"the embeddings endpoint: {exc}") from None

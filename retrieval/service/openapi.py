@@ -34,6 +34,12 @@ def openapi_document(config: Any) -> dict:
                 "user's metadata columns",
             },
             "index": {"type": "string", "description": "the index the hit came from"},
+            "ranks": {
+                "type": "object",
+                "additionalProperties": {"type": "integer", "minimum": 1},
+                "description": "lexical and hybrid searches: the hit's rank in each ranking "
+                'it came from, e.g. {"dense": 3, "lexical": 1}',
+            },
         },
     }
     request = {
@@ -56,6 +62,14 @@ def openapi_document(config: Any) -> dict:
                 "$eq $ne $gt $gte $lt $lte $in $nin $and $or $not",
             },
             "index": {"type": "string", "description": "search this index only"},
+            "mode": {
+                "type": "string",
+                "enum": ["dense", "lexical", "hybrid"],
+                "description": "how a text query is searched: the vector index, BM25 over "
+                "the chunks' text, or both fused by Reciprocal Rank Fusion (k = 60); default "
+                "hybrid when every index searched has a lexical index, else dense. Image and "
+                "vector queries are dense only.",
+            },
         },
     }
     error = {
@@ -118,6 +132,7 @@ def openapi_document(config: Any) -> dict:
                                             "indexes": {"type": "array"},
                                             "took_ms": {"type": "number"},
                                             "embed_ms": {"type": ["number", "null"]},
+                                            "mode": {"type": "string"},
                                         },
                                     }
                                 }

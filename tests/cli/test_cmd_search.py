@@ -23,8 +23,21 @@ def test_search_json_prints_the_hits_shape(float_folder, capsys):
     assert main(["search", str(float_folder), "the owl eats mice", "-k", "3", "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)["hits"]
     assert len(hits) == 3
-    assert set(hits[0]) == {"id", "score", "document_id", "uri", "text", "metadata"}
+    assert set(hits[0]) == {"id", "score", "document_id", "uri", "text", "metadata", "ranks"}
     assert hits[0]["text"].startswith("the owl eats mice")
+
+
+def test_search_takes_a_mode_and_refuses_an_unknown_one(float_folder, capsys):
+    argv = ["search", str(float_folder), "the owl eats mice", "-k", "2", "--json"]
+    assert main([*argv, "--mode", "lexical"]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert [h["ranks"] for h in hits] == [{"lexical": 1}, {"lexical": 2}]
+    assert main([*argv, "--mode", "dense"]) == 0
+    assert "ranks" not in json.loads(capsys.readouterr().out)["hits"][0]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--mode", "fuzzy"])
+    assert exit_.value.code == 2
+    assert "--mode: invalid choice: 'fuzzy'" in capsys.readouterr().err
 
 
 def test_search_an_output_dir_with_a_filter(tmp_path, build_text, capsys):

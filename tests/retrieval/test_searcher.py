@@ -58,7 +58,8 @@ def test_text_query_finds_the_sentence_and_carries_its_metadata(float_folder):
     assert top.index == "texts"
     scores = [h.score for h in hits]
     assert scores == sorted(scores, reverse=True)
-    assert set(top.to_dict()) == {"id", "score", "document_id", "uri", "text", "metadata", "index"}
+    assert set(top.to_dict()) >= {"id", "score", "document_id", "uri", "text", "metadata", "index"}
+    assert top.ranks is not None  # hybrid by default: the folder has a lexical index
 
 
 def test_batches_answer_in_input_order(float_folder):
@@ -112,8 +113,8 @@ def test_binary_and_int8_indexes_rescore_with_a_float_query(request, fixture, fl
         assert s.rescores and s.query_encoding == "float"
         xq = s.embed_texts([query])
         assert xq.dtype == np.float32 and xq.shape == (1, D)
-        got = s.search(query, k=7)  # 7 x the rescore factor covers all 64 vectors
-        want = exact.search(query, k=7)
+        got = s.search(query, k=7, mode="dense")  # 7 x the rescore factor: all 64 vectors
+        want = exact.search(query, k=7, mode="dense")
     # The ranking is exactly the float query's dot product with the stored int8 vectors.
     ids, _, rv = open_index(folder).vectors()
     scores = rv.astype(np.float32) @ (xq[0] / np.linalg.norm(xq[0]))
@@ -128,7 +129,7 @@ def test_binary_index_without_rescoring_scores_by_hamming(binary_folder):
     with Searcher(binary_folder, rescore=False) as s:
         assert s.query_encoding == "ubinary"
         assert s.score_kind == ("hash", D, "hamming")
-        hits = s.search("the tiger eats meat", k=5)
+        hits = s.search("the tiger eats meat", k=5, mode="dense")
         xq = s.embed_texts(["the tiger eats meat"])
     # 64 sign bits of the hash model are coarse: check against exact Hamming distances.
     ids, xb, _ = open_index(binary_folder).vectors()

@@ -47,8 +47,9 @@ def test_text_query_answers_hits_in_the_cli_shape(http):
     body = r.json()
     assert len(body["hits"]) == 3
     top = body["hits"][0]
-    assert set(top) == {"id", "score", "document_id", "uri", "text", "metadata", "index"}
+    assert set(top) == {"id", "score", "document_id", "uri", "text", "metadata", "index", "ranks"}
     assert top["text"].startswith("the owl eats mice")
+    assert body["mode"] == "hybrid"  # the default: the folder has a lexical index
     assert body["indexes"] == [{"name": "texts", "version": None}]
     assert body["embed_ms"] > 0 and body["took_ms"] >= body["embed_ms"]
 
@@ -233,3 +234,38 @@ def test_the_service_config_is_light_to_import():
     env = {**os.environ, "PYTHONPATH": root}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_mode_is_accepted_and_each_hit_gives_its_ranks(http):
+    body = {"query": "the owl eats mice", "k": 3, "index": "texts"}
+    lexical = http.post("/search", json={**body, "mode": "lexical"}).json()
+    assert lexical["mode"] == "lexical" and lexical["embed_ms"] is None  # nothing embedded
+    assert [h["ranks"] for h in lexical["hits"]] == [{"lexical": r} for r in (1, 2, 3)]
+    dense = http.post("/search", json={**body, "mode": "dense"}).json()
+    assert dense["mode"] == "dense" and "ranks" not in dense["hits"][0]
+    hybrid = http.post("/search", json={**body, "mode": "hybrid"}).json()
+    assert hybrid["hits"][0]["text"].startswith("the owl eats mice")
+    assert hybrid["hits"][0]["ranks"] == {"dense": 1, "lexical": 1}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"query": "the owl", "mode": "fuzzy"}, "unknown mode 'fuzzy'"),
+        ({"query": "the owl", "mode": 3}, "unknown mode 3"),
+        ({"vector": [0.5] * D, "mode": "lexical"}, "mode 'lexical' needs a text query"),
+    ],
+)
+def test_a_bad_mode_is_a_400_naming_it(http, body, message):
+    r = http.post("/search", json=body)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["code"] == "invalid_mode" and error["target"] == "mode"
+    assert message in error["message"]
+    assert r.headers["x-ms-error-code"] == "invalid_mode"
+
+
+def test_the_openapi_document_lists_the_modes(http):
+    doc = http.get("/openapi.json").json()
+    mode = doc["components"]["schemas"]["SearchRequest"]["properties"]["mode"]
+    assert mode["enum"] == ["dense", "lexical", "hybrid"]
