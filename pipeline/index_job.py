@@ -21,7 +21,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -43,6 +43,7 @@ from inference.protocol import local_endpoint
 from inference.server import EndpointConfig, running_endpoint
 from pipeline.config import IndexJobConfig, runner_name
 from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_shard_list
+from pipeline.progress import ProgressTracker, Snapshot, tracking
 from transforms.index_shards import load_trained
 
 __all__ = ["EXIT_FAILED_INPUTS", "EXIT_OK", "IndexJobConfig", "IndexJobResult", "run_index_job"]
@@ -116,9 +117,18 @@ def _reusable(previous: Path | None, cfg: IndexJobConfig, endpoint: str, model: 
     return previous if same else None
 
 
-def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
-    """Run the whole job; raises CorpusbeamError for a failed run."""
+def run_index_job(
+    cfg: IndexJobConfig, on_progress: Callable[[Snapshot], None] | None = None
+) -> IndexJobResult:
+    """Run the whole job; raises CorpusbeamError for a failed run. ``on_progress`` gets a
+    ``pipeline.progress.Snapshot`` four times a second while it runs."""
+    with tracking(len(cfg.inputs), on_progress) as tracker:
+        return _run(cfg, tracker)
+
+
+def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
     started = time.monotonic()
+    tracker.stage("starting")
     with versions.acquire_lock(cfg.output) as out:
         previous = versions.current_version(out)
         name = versions.new_version_name()
@@ -143,6 +153,7 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
             p = beam.Pipeline(options=PipelineOptions(list(cfg.pipeline_args)))
             build_graph(p, graph)
             log.info("running the pipeline (%s)", runner_name(cfg.pipeline_args))
+            tracker.stage(None)  # read off the workers' counts
             try:
                 result = p.run()
                 result.wait_until_finish()
@@ -150,6 +161,7 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
                 raise JobError(f"the pipeline failed: {_reason(exc)}") from exc
             counters = _counters(result)
         pipeline_seconds = time.monotonic() - started
+        tracker.stage("merging")
         failures = _collect_failures(staging)
         trained = load_trained(str(staging))
         if trained is None:
@@ -182,6 +194,8 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
             pipeline_seconds,
             time.monotonic() - started,
         )
+        tracker.stage("publishing")
+        report.update(tracker.record())
         (work / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         folder = versions.publish(out, work, name)
     code = EXIT_FAILED_INPUTS if failures.num_rows else EXIT_OK

@@ -29,6 +29,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from inference.client import ClientSettings, ClientStats, EmbeddingsClient, ImageInput
 from inference.errors import ConfigError
+from transforms import progress
 from transforms.elements import NAMESPACE, Chunk, Document, Embedded, Failure, ImageItem
 from transforms.read import FAILURES, Outputs
 
@@ -45,6 +46,11 @@ class _ClientHandle:
         self.client = EmbeddingsClient(settings)
         self.lock = threading.Lock()
         self.reported = ClientStats()
+
+    def in_flight(self) -> int:
+        """Requests this process's client has in flight (its throttle's count)."""
+        throttle = getattr(getattr(self.client, "_client", None), "throttle", None)
+        return int(getattr(throttle, "in_flight", 0))
 
     def deltas(self) -> dict[str, int]:
         with self.lock:
@@ -74,14 +80,15 @@ class _EmbedFn(beam.DoFn):
         self._modality = modality
         self._shared = shared.Shared()
         self._handle: _ClientHandle | None = None
-        self._counters = {n: Metrics.counter(NAMESPACE, n) for n in _COUNTED}
-        self._embedded = Metrics.counter(NAMESPACE, "inputs_embedded")
-        self._failed = Metrics.counter(NAMESPACE, "inputs_failed")
+        self._counters = {n: progress.counter(n) for n in _COUNTED}
+        self._embedded = progress.counter("inputs_embedded")
+        self._failed = progress.counter("inputs_failed")
         self._latency = Metrics.distribution(NAMESPACE, "batch_latency_ms")
 
     def setup(self) -> None:
         settings = self._settings
         self._handle = self._shared.acquire(lambda: _ClientHandle(settings))
+        progress.watch("in_flight", self._handle.in_flight)
 
     def teardown(self) -> None:
         self._handle = None  # the last reference gone, the client closes itself
@@ -117,7 +124,9 @@ class _EmbedFn(beam.DoFn):
 
     def _emit(self, batch, future, started, timestamp, window) -> Iterator:
         result = future.result()  # raises what no input can fix (401, 404, a bad parameter)
-        self._latency.update(int((time.monotonic() - started) * 1000))
+        ms = int((time.monotonic() - started) * 1000)
+        self._latency.update(ms)
+        progress.latency(ms)
         assert self._handle is not None
         for name, delta in self._handle.deltas().items():
             if delta:

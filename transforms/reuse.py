@@ -13,12 +13,12 @@ from collections.abc import Iterator
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.metrics import Metrics
 
 from indexes.files import METADATA, VECTORS
 from indexes.ids import chunk_id
 from inference import codec
-from transforms.elements import NAMESPACE, Chunk, ImageItem
+from transforms import progress
+from transforms.elements import Chunk, ImageItem
 from transforms.embed import embedded_from
 
 __all__ = ["ReuseVectors"]
@@ -34,8 +34,8 @@ def _key(item: Chunk | ImageItem) -> tuple[int, Chunk | ImageItem]:
 class _SplitFn(beam.DoFn):
     def __init__(self, encoding: str) -> None:
         self._dtype = codec.natural_dtype(encoding)
-        self._reused = Metrics.counter(NAMESPACE, "inputs_reused")
-        self._deleted = Metrics.counter(NAMESPACE, "chunks_deleted")
+        self._reused = progress.counter("inputs_reused")
+        self._deleted = progress.counter("chunks_deleted")
 
     def process(self, element) -> Iterator:
         _, groups = element
