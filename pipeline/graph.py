@@ -30,8 +30,9 @@ from transforms import (
 )
 from transforms.index_shards import BuildIndexShards
 from transforms.reuse import ReuseVectors
+from transforms.thumbnails import WriteThumbnails
 
-__all__ = ["FAILURE_SCHEMA", "GraphConfig", "build_graph", "read_shard_list"]
+__all__ = ["FAILURE_SCHEMA", "THUMBNAILS", "GraphConfig", "build_graph", "read_shard_list"]
 
 FAILURE_SCHEMA = pa.schema(
     [
@@ -43,6 +44,7 @@ FAILURE_SCHEMA = pa.schema(
     ]
 )
 SHARD_LIST = "shards.jsonl"
+THUMBNAILS = "thumbnails"  # image thumbnails, moved into the version (transforms.thumbnails)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +79,7 @@ def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
         list(cfg.inputs), text_field=cfg.text_field, id_field=cfg.id_field
     )
     images, image_failures = p | "ReadImages" >> ReadImages(list(cfg.inputs), unknown_files="skip")
+    _, thumbnail_failures = images | "Thumbnails" >> WriteThumbnails(f"{cfg.staging}/{THUMBNAILS}")
     chunks, chunk_failures = docs | "Chunk" >> ChunkDocuments(
         max_tokens=cfg.max_tokens, overlap_tokens=cfg.overlap_tokens
     )
@@ -115,6 +118,7 @@ def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
         text_failures,
         picture_failures,
         index_failures,
+        thumbnail_failures,
     ) | "Failures" >> beam.Flatten()
     _ = (
         failures

@@ -42,7 +42,7 @@ from inference.errors import ConfigError, CorpusbeamError, JobError
 from inference.protocol import local_endpoint
 from inference.server import EndpointConfig, running_endpoint
 from pipeline.config import IndexJobConfig, runner_name
-from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_shard_list
+from pipeline.graph import FAILURE_SCHEMA, THUMBNAILS, GraphConfig, build_graph, read_shard_list
 from pipeline.progress import ProgressTracker, Snapshot, tracking
 from transforms.index_shards import load_trained
 
@@ -181,6 +181,8 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
             config=BuildConfig(memory_budget=cfg.memory_budget),
             read=_read_any,
         )
+        if (staging / THUMBNAILS).is_dir():  # for the search page's image hits
+            (staging / THUMBNAILS).rename(work / THUMBNAILS)
         shutil.rmtree(staging)
         pq.write_table(failures, work / "failures.parquet")
         report = _report(

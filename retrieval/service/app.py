@@ -65,6 +65,7 @@ from retrieval.searcher import Searcher, check_mergeable, embed_for, merge_hits
 from retrieval.service.config import ServiceConfig
 from retrieval.service.metrics import ServiceMetrics
 from retrieval.service.openapi import docs_page, openapi_document
+from retrieval.service.page import page_routes
 
 __all__ = ["create_app"]
 
@@ -386,6 +387,9 @@ def create_app(indexes: Sequence[LiveIndex], config: ServiceConfig | None = None
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
+        *page_routes(
+            lambda: {n: i.current for n, i in service.indexes.items()}, service.require_key
+        ),
     ]
     app = Starlette(
         routes=routes,
