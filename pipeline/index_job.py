@@ -160,6 +160,7 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
             except Exception as exc:
                 raise JobError(f"the pipeline failed: {_reason(exc)}") from exc
             counters = _counters(result)
+            tracker.pipeline_done(counters)
         pipeline_seconds = time.monotonic() - started
         tracker.stage("merging")
         failures = _collect_failures(staging)

@@ -5,7 +5,8 @@ environment (``transforms.progress.ENV``) so every worker process the runner sta
 DirectRunner in process or with ``multi_processing`` workers, a portable runner's
 LOOPBACK workers) sends its counter deltas there, and calls ``on_update(Snapshot)``
 every ``interval`` seconds from a thread of its own. It also keeps what the run report
-needs: a time series of the counts (one sample a second) and the batches' latencies.
+needs: a time series of the counts (one sample a second, the last one the pipeline's Beam
+counters when it ends) and the batches' latencies.
 
 The stage is the launcher's own (``merging``, ``publishing``) once the pipeline has
 ended; while it runs it is read off the counts: ``reading`` until every pattern is
@@ -153,6 +154,17 @@ class ProgressTracker:
                     **{k: s.get(k) for k in _SERIES},
                 }
             )
+
+    def pipeline_done(self, counters: dict[str, int], settle: float = 0.3) -> None:
+        """The pipeline has ended: wait ``settle`` seconds for the workers' last datagrams,
+        then take its final counts from Beam's counters (``counters``: the run's totals,
+        which a datagram lost, or a worker process ended before its last send, cannot
+        change) and add the point to the time series."""
+        time.sleep(settle)
+        with self._lock:
+            for name, value in counters.items():
+                self._counts[name] = int(value)
+        self.sample()
 
     def record(self) -> dict:
         """What the run report keeps of the run: ``timeline`` and ``batch_latency_ms``."""
