@@ -51,3 +51,17 @@ def test_search_latency_quick(capsys):
         assert f"{enc}_embed_share" in metrics
     added = [r for r in records if r["metric"].endswith("_service_added_latency")]
     assert len(added) == 2 and all(r["target"] == "< 2 ms" for r in added)
+
+
+@pytest.mark.slow
+def test_progress_overhead_quick(capsys):
+    from benchmarks import progress_overhead
+
+    progress_overhead.main(["--quick"])
+    records = _records(capsys)
+    assert [r["metric"] for r in records] == [
+        "beam_counter",
+        "progress_counter_idle",
+        "progress_counter_listening",
+    ]
+    assert all(r["ratio"] > 0 for r in records[1:])
