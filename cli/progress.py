@@ -67,24 +67,39 @@ def _bar() -> Iterator[Callable[[Snapshot], None]]:
     from rich.live import Live
 
     console = Console(stderr=True)
+    # Log lines go above the live line: rich swaps sys.stderr for a proxy while it runs,
+    # and the log handlers writing to the real stderr are pointed at it meanwhile.
+    real = sys.stderr
+    handlers = [
+        h
+        for h in logging.getLogger().handlers
+        if isinstance(h, logging.StreamHandler) and h.stream is real
+    ]
     with Live(console=console, auto_refresh=False, transient=False) as live:
 
         def update(s: Snapshot) -> None:
             live.update(_render(s), refresh=True)
 
-        yield update
+        for h in handlers:
+            h.setStream(sys.stderr)
+        try:
+            yield update
+        finally:
+            for h in handlers:
+                h.setStream(real)
 
 
 def _render(s: Snapshot):
+    from rich.console import Group
     from rich.progress_bar import ProgressBar
     from rich.table import Table
     from rich.text import Text  # plain text: "[reading]" is not markup
 
-    grid = Table.grid(padding=(0, 1))
+    top = Table.grid(padding=(0, 1))
     if s.total:
-        grid.add_row(
-            ProgressBar(total=s.total, completed=min(s.done, s.total), width=30), Text(s.line())
+        top.add_row(
+            ProgressBar(total=s.total, completed=min(s.done, s.total), width=24), Text(s.head())
         )
     else:
-        grid.add_row(Text(s.line()))
-    return grid
+        top.add_row(Text(s.head()))
+    return Group(top, Text(s.tail(), style="dim"))

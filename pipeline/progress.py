@@ -53,16 +53,26 @@ class Snapshot:
         return self.counts.get(name, 0)
 
     def line(self) -> str:
-        """One plain line, for logs and terminals alike."""
+        """One plain line, for logs."""
+        return f"{self.head()}; {self.tail()}"
+
+    def head(self) -> str:
+        """Stage, time, embedded of the total, ETA: what a terminal's first line shows."""
         total = f"/{self.total}" if self.total is not None else ""
         eta = f", ETA {_seconds(self.eta)}" if self.eta is not None else ""
         return (
-            f"[{self.stage}] {_seconds(self.elapsed)}: read {self.get('documents_read')} docs "
-            f"{self.get('images_read')} images, {self.get('chunks')} chunks; "
-            f"embedded {self.get('inputs_embedded')}{total}, reused {self.get('inputs_reused')}, "
+            f"[{self.stage}] {_seconds(self.elapsed)}: "
+            f"embedded {self.get('inputs_embedded')}{total}{eta}"
+        )
+
+    def tail(self) -> str:
+        """Everything else counted."""
+        return (
+            f"read {self.get('documents_read')} docs {self.get('images_read')} images, "
+            f"{self.get('chunks')} chunks; reused {self.get('inputs_reused')}, "
             f"failed {self.get('inputs_failed')}; {self.rate:.1f} inputs/s, "
             f"{self.in_flight} in flight, {self.get('requests')} requests, "
-            f"{self.get('retries')} retries, {self.get('throttled')} 429s{eta}"
+            f"{self.get('retries')} retries, {self.get('throttled')} 429s"
         )
 
 
@@ -74,7 +84,13 @@ def _seconds(s: float) -> str:
 class ProgressTracker:
     """Sums the datagrams workers send; thread-safe; ``snapshot()`` at any time."""
 
-    def __init__(self, patterns: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        patterns: int,
+        clock: Callable[[], float] = time.monotonic,
+        on_update: Callable[[Snapshot], None] | None = None,
+    ) -> None:
+        self.on_update = on_update
         self._expected_patterns = patterns * MATCHERS
         self._clock = clock
         self._started = clock()
@@ -98,9 +114,11 @@ class ProgressTracker:
                 self._latencies.extend(int(ms) for ms in body.get("l", [])[:room])
 
     def stage(self, name: str | None) -> None:
-        """Set the launcher's stage (``None``: read it off the counts)."""
+        """Set the launcher's stage (``None``: read it off the counts); shown at once."""
         with self._lock:
             self._stage = name
+        if self.on_update is not None:
+            self.on_update(self.snapshot())
 
     def snapshot(self) -> Snapshot:
         with self._lock:
@@ -108,11 +126,11 @@ class ProgressTracker:
             c = dict(self._counts)
             in_flight = sum(g.get("in_flight", 0) for g in self._gauges.values())
             stage_override = self._stage
-        moved = c.get("inputs_embedded", 0) + c.get("inputs_reused", 0)
-        self._recent.append((now, moved))
-        while len(self._recent) > 2 and now - self._recent[0][0] > _RATE_WINDOW:
-            self._recent.popleft()
-        t0, m0 = self._recent[0]
+            moved = c.get("inputs_embedded", 0) + c.get("inputs_reused", 0)
+            self._recent.append((now, moved))
+            while len(self._recent) > 2 and now - self._recent[0][0] > _RATE_WINDOW:
+                self._recent.popleft()
+            t0, m0 = self._recent[0]
         rate = (moved - m0) / (now - t0) if now > t0 else 0.0
         read_done = c.get("patterns_matched", 0) >= self._expected_patterns and c.get(
             "files_read", 0
@@ -194,7 +212,7 @@ def tracking(
     sample_every: float = 1.0,
 ) -> Iterator[ProgressTracker]:
     """Listen for the workers' counts while the block runs (see the module docstring)."""
-    tracker = ProgressTracker(patterns)
+    tracker = ProgressTracker(patterns, on_update=on_update)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(0.05)
