@@ -6,7 +6,7 @@ DirectRunner in process or with ``multi_processing`` workers, a portable runner'
 LOOPBACK workers) sends its counter deltas there, and calls ``on_update(Snapshot)``
 every ``interval`` seconds from a thread of its own. It also keeps what the run report
 needs: a time series of the counts (one sample a second, the last one the pipeline's Beam
-counters when it ends) and the batches' latencies.
+counters when it ends) and every request's latency.
 
 The stage is the launcher's own (``merging``, ``publishing``) once the pipeline has
 ended; while it runs it is read off the counts: ``reading`` until every pattern is
@@ -97,7 +97,7 @@ class ProgressTracker:
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
         self._gauges: dict[str, dict[str, int]] = {}  # source -> name -> value
-        self._latencies: list[int] = []
+        self._latencies: list[float] = []
         self._stage: str | None = None  # the launcher's; None while the pipeline runs
         self._recent: deque[tuple[float, int]] = deque()
         self._timeline: list[dict] = []
@@ -111,7 +111,7 @@ class ProgressTracker:
                 self._gauges[str(body.get("src"))] = {k: int(v) for k, v in body["g"].items()}
             room = _MAX_LATENCIES - len(self._latencies)
             if room > 0:
-                self._latencies.extend(int(ms) for ms in body.get("l", [])[:room])
+                self._latencies.extend(float(ms) for ms in body.get("l", [])[:room])
 
     def stage(self, name: str | None) -> None:
         """Set the launcher's stage (``None``: read it off the counts); shown at once."""
@@ -185,9 +185,9 @@ class ProgressTracker:
         self.sample()
 
     def record(self) -> dict:
-        """What the run report keeps of the run: ``timeline`` and ``batch_latency_ms``."""
+        """What the run report keeps of the run: ``timeline`` and ``request_latency_ms``."""
         with self._lock:
-            return {"timeline": list(self._timeline), "batch_latency_ms": list(self._latencies)}
+            return {"timeline": list(self._timeline), "request_latency_ms": list(self._latencies)}
 
 
 _SERIES = (

@@ -6,8 +6,8 @@ index job; ``failures.parquet``; ``manifest.json``; the index itself):
 
 - ``throughput``: inputs embedded or reused a second over the run (the job's 1 s time
   series, ``report.json`` ``timeline``);
-- ``latency``: histogram of the embedding batches' latencies (``batch_latency_ms``: one
-  batch is up to ``max_concurrency x max_inputs`` inputs, sent as concurrent requests);
+- ``latency``: histogram of the embedding requests' latencies (``request_latency_ms``:
+  every answered request, sending to the last byte, timed by the workers' client);
 - ``retries``: retries and 429 answers a second over the run (the time series);
 - ``failures``: failed inputs by stage and error (``failures.parquet``);
 - ``recall``: recall@k against mean single-query latency for every search setting tuning
@@ -47,7 +47,7 @@ CHARTS = ("throughput", "latency", "retries", "failures", "recall", "scores")
 SCORE_QUERIES = 200
 _TITLES = {
     "throughput": "Throughput over the run",
-    "latency": "Embedding batch latency",
+    "latency": "Embedding request latency",
     "retries": "Retries and 429s over time",
     "failures": "Failures by stage and reason",
     "recall": "Recall vs latency (tuning)",
@@ -148,7 +148,7 @@ def report_data(version: Path) -> dict[str, Any]:
         "requests": run.get("requests", {}),
         "seconds": run.get("seconds", {}),
         "throughput": {"t": tp_t, "inputs_per_s": tp, "total_moved": moved[-1] if moved else 0},
-        "latency": {"batch_latency_ms": run.get("batch_latency_ms") or []},
+        "latency": {"request_latency_ms": run.get("request_latency_ms") or []},
         "retries": {"t": rt_t, "retries_per_s": retries, "throttled_per_s": throttled},
         "failures": failures,
         "recall": points,
@@ -172,12 +172,12 @@ def _draw(name: str, data: dict[str, Any]):
         ax.set_ylabel("inputs a second")
         empty = None if d["t"] else "no time series recorded"
     elif name == "latency":
-        ms = data["latency"]["batch_latency_ms"]
+        ms = data["latency"]["request_latency_ms"]
         if ms:
             ax.hist(ms, bins=min(40, max(5, len(ms) // 3)), color="#2f6fd6")
-        ax.set_xlabel("milliseconds a batch")
-        ax.set_ylabel("batches")
-        empty = None if ms else "no batch embedded in this run (all reused?)"
+        ax.set_xlabel("milliseconds a request")
+        ax.set_ylabel("requests")
+        empty = None if ms else "no request in this run (all reused?)"
     elif name == "retries":
         d = data["retries"]
         ax.plot(d["t"], d["retries_per_s"], drawstyle="steps-post", label="retries")

@@ -28,6 +28,7 @@ from apache_beam.utils import shared
 from apache_beam.utils.windowed_value import WindowedValue
 
 from inference.client import ClientSettings, ClientStats, EmbeddingsClient, ImageInput
+from inference.client.timing import timed_transport
 from inference.errors import ConfigError
 from transforms import progress
 from transforms.elements import NAMESPACE, Chunk, Document, Embedded, Failure, ImageItem
@@ -43,7 +44,10 @@ class _ClientHandle:
     """A worker process's client and what its counters were at the last report."""
 
     def __init__(self, settings: ClientSettings) -> None:
-        self.client = EmbeddingsClient(settings)
+        # Each request's latency goes to the progress channel (the run report's histogram).
+        self.client = EmbeddingsClient(
+            settings, transport=timed_transport(settings, progress.latency)
+        )
         self.lock = threading.Lock()
         self.reported = ClientStats()
 
@@ -124,9 +128,7 @@ class _EmbedFn(beam.DoFn):
 
     def _emit(self, batch, future, started, timestamp, window) -> Iterator:
         result = future.result()  # raises what no input can fix (401, 404, a bad parameter)
-        ms = int((time.monotonic() - started) * 1000)
-        self._latency.update(ms)
-        progress.latency(ms)
+        self._latency.update(int((time.monotonic() - started) * 1000))
         assert self._handle is not None
         for name, delta in self._handle.deltas().items():
             if delta:

@@ -9,7 +9,7 @@ the launcher listens (``CORPUSBEAM_PROGRESS=host:port`` in the environment, set 
     {"src": "pid-nonce", "c": {"chunks": 12, ...}, "g": {"in_flight": 3}, "l": [41, 38]}
 
 ``c`` are counter deltas, ``g`` the process's latest gauge values (the launcher sums the
-last value of every source), ``l`` batch latencies in milliseconds. Why a channel of our
+last value of every source), ``l`` request latencies in milliseconds. Why a channel of our
 own: the DirectRunner returns its result only after the run, and the portable job
 service answers metrics at the end, so Beam's metrics cannot show a run while it runs.
 Worker processes of the multi-processing DirectRunner inherit the variable; a portable
@@ -46,7 +46,7 @@ class _Tally:
         self.source = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.lock = threading.Lock()
         self.counts: dict[str, int] = {}
-        self.latencies: list[int] = []
+        self.latencies: list[float] = []
         self.gauges: dict[str, Callable[[], int]] = {}
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.stop = threading.Event()
@@ -123,12 +123,12 @@ def counter(name: str) -> Counter:
     return Counter(name)
 
 
-def latency(ms: int) -> None:
-    """Record one batch's latency for the run's latency histogram."""
+def latency(ms: float) -> None:
+    """Record one request's latency (milliseconds) for the run's latency histogram."""
     tally = _current()
     if tally is not None:
         with tally.lock:
-            tally.latencies.append(int(ms))
+            tally.latencies.append(round(ms, 1))
 
 
 def watch(name: str, read: Callable[[], int]) -> None:

@@ -35,7 +35,7 @@ def test_counters_reach_the_tracker_and_the_variable_is_restored():
     assert progress.ENV not in os.environ
     final = seen[-1]
     assert final.get("chunks") == 7 and final.get("inputs_embedded") == 5
-    assert 42 in tracker.record()["batch_latency_ms"]
+    assert 42 in tracker.record()["request_latency_ms"]
     assert tracker.record()["timeline"][-1]["chunks"] == 7
 
 
