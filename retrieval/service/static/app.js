@@ -309,7 +309,7 @@ async function start() {
   $("api-key").value = sessionStorage.getItem(KEY) || "";
   $("save-key").addEventListener("click", async () => {
     sessionStorage.setItem(KEY, $("api-key").value);
-    if (await loadIndexes()) await runFromUrl();
+    if (await loadIndexes()) { $("key-box").open = false; await runFromUrl(); }
   });
   $("search-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
