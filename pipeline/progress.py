@@ -33,6 +33,7 @@ __all__ = ["MATCHERS", "ProgressTracker", "Snapshot", "tracking"]
 
 MATCHERS = 2  # the graph matches every input pattern twice: ReadDocuments and ReadImages
 _MAX_LATENCIES = 20_000  # latency samples the report keeps (the first ones)
+_MAX_POINTS = 4_000  # time-series points kept: past it, every other one is dropped
 _RATE_WINDOW = 5.0  # seconds the inputs-a-second figure averages over
 
 
@@ -172,6 +173,8 @@ class ProgressTracker:
                     **{k: s.get(k) for k in _SERIES},
                 }
             )
+            if len(self._timeline) > _MAX_POINTS:  # a long run: halve the resolution
+                del self._timeline[1:-1:2]
 
     def pipeline_done(self, counters: dict[str, int], settle: float = 0.3) -> None:
         """The pipeline has ended: wait ``settle`` seconds for the workers' last datagrams,

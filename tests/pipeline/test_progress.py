@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 
+from pipeline import progress as launcher
 from pipeline.progress import MATCHERS, ProgressTracker, tracking
 from transforms import progress
 
@@ -67,3 +68,17 @@ def test_gauges_sum_the_latest_value_of_each_process():
     t.receive({"src": "b", "g": {"in_flight": 3}})
     t.receive({"src": "a", "g": {"in_flight": 1}})
     assert t.snapshot().in_flight == 4
+
+
+def test_a_long_run_keeps_a_bounded_time_series(monkeypatch):
+    monkeypatch.setattr(launcher, "_MAX_POINTS", 10)
+    clock = Clock()
+    t = ProgressTracker(patterns=1, clock=clock)
+    for _ in range(100):
+        clock.now += 1
+        t.receive({"c": {"inputs_embedded": 1}})
+        t.sample()
+    timeline = t.record()["timeline"]
+    assert len(timeline) <= 11
+    assert timeline[0]["t"] == 1 and timeline[-1]["inputs_embedded"] == 100  # ends kept
+    assert [p["t"] for p in timeline] == sorted(p["t"] for p in timeline)
