@@ -39,7 +39,14 @@ from inference.asgi.errors import reject
 if TYPE_CHECKING:
     from retrieval.searcher import Searcher
 
-__all__ = ["HIDDEN_COLUMNS", "MAX_VALUES", "THUMBNAILS", "fields_of", "page_routes"]
+__all__ = [
+    "HIDDEN_COLUMNS",
+    "MAX_VALUES",
+    "THUMBNAILS",
+    "fields_of",
+    "openapi_paths",
+    "page_routes",
+]
 
 MAX_VALUES = 50  # values listed for a column the page filters by choice
 THUMBNAILS = "thumbnails"  # the index folder's thumbnails (pipeline.graph.THUMBNAILS)
@@ -154,3 +161,59 @@ def page_routes(
         Route("/indexes/{name}/fields", fields, methods=["GET"]),
         Route("/thumbnails/{name}", thumbnail, methods=["GET"]),
     ]
+
+
+def openapi_paths() -> dict[str, Any]:
+    """The page's routes in the service's OpenAPI document."""
+
+    def error(description: str) -> dict:
+        schema = {"$ref": "#/components/schemas/Error"}
+        return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    secured = [{"apiKey": []}, {"bearer": []}, {}]
+    obj = {"content": {"application/json": {"schema": {"type": "object"}}}}
+    return {
+        "/": {
+            "get": {
+                "summary": "The search page",
+                "responses": {
+                    "200": {
+                        "description": "the page",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/indexes/{name}/fields": {
+            "get": {
+                "summary": "An index's metadata columns, for the page's filters",
+                "security": secured,
+                "parameters": [name],
+                "responses": {
+                    "200": {"description": "columns, thumbnails, lexical", **obj},
+                    "401": error("api key missing or wrong"),
+                    "404": error("no such index"),
+                },
+            }
+        },
+        "/thumbnails/{name}": {
+            "get": {
+                "summary": "An image hit's thumbnail, stored in the index folder",
+                "security": secured,
+                "parameters": [
+                    name,
+                    {"name": "document", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "a JPEG",
+                        "content": {"image/jpeg": {"schema": {"type": "string"}}},
+                    },
+                    "400": error("no document given"),
+                    "401": error("api key missing or wrong"),
+                    "404": error("no such index, or no thumbnail for the document"),
+                },
+            }
+        },
+    }
