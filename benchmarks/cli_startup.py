@@ -21,7 +21,7 @@ from benchmarks._common import emit
 
 __all__ = ["main"]
 
-COMMANDS = ((), ("search",), ("serve",), ("index",), ("evaluate",), ("endpoint",))
+COMMANDS = ((), ("search",), ("serve",), ("index",), ("evaluate",), ("report",), ("endpoint",))
 
 
 def _median_seconds(argv: list[str], runs: int) -> float:

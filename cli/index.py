@@ -14,6 +14,8 @@ from inference.errors import ConfigError
 from inference.protocol import ENCODINGS, INPUT_TYPES
 from pipeline.config import IndexJobConfig
 
+PROGRESS_MODES = ("auto", "bar", "log", "off")  # cli.progress.MODES, without loading it
+
 if TYPE_CHECKING:
     from pipeline.index_job import IndexJobResult
 
@@ -123,6 +125,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "run's lease expires after this long",
     )
     i.add_argument("--json", action="store_true", help="print the run report as JSON")
+    _progress_flags(p)
     p.set_defaults(run=run, pass_through=True)
 
     r = sub.add_parser(
@@ -131,7 +134,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("output", metavar="DIR")
     r.add_argument("--json", action="store_true")
+    _progress_flags(r)
     r.set_defaults(run=run_retry, pass_through=True)
+
+
+def _progress_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("progress")
+    g.add_argument(
+        "--progress",
+        choices=PROGRESS_MODES,
+        default="auto",
+        help="live progress: a line redrawn on a terminal (bar), log lines (log), or off; "
+        "auto: bar on a terminal, log otherwise",
+    )
+    g.add_argument(
+        "--progress-every",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between progress log lines",
+    )
+
+
+def _run_job(cfg: IndexJobConfig, args: argparse.Namespace) -> IndexJobResult:
+    from cli.progress import display
+    from pipeline.index_job import run_index_job  # Beam: loaded only when a job runs
+
+    with display(args.progress, args.progress_every) as on_progress:
+        return run_index_job(cfg, on_progress)
 
 
 def _config(args: argparse.Namespace) -> IndexJobConfig:
@@ -184,9 +214,7 @@ def _print(result: IndexJobResult, as_json: bool) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.index_job import run_index_job  # Beam: loaded only when a job runs
-
-    return _print(run_index_job(_config(args)), args.json)
+    return _print(_run_job(_config(args), args), args.json)
 
 
 def run_retry(args: argparse.Namespace) -> int:
@@ -200,6 +228,4 @@ def run_retry(args: argparse.Namespace) -> int:
     job["pipeline_args"] = tuple(getattr(args, "pipeline_args", ())) or recorded
     job["output"] = args.output
     job["reuse"] = True
-    from pipeline.index_job import run_index_job  # Beam: loaded only when a job runs
-
-    return _print(run_index_job(IndexJobConfig(**job)), args.json)
+    return _print(_run_job(IndexJobConfig(**job), args), args.json)

@@ -19,7 +19,7 @@ from inference.errors import CorpusbeamError
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 # The command modules, in the order ``corpusbeam --help`` lists them.
-COMMANDS = ("sample", "index", "search", "serve", "evaluate", "endpoint", "demo")
+COMMANDS = ("sample", "index", "search", "serve", "evaluate", "report", "endpoint", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -138,5 +138,14 @@ def tune_build(
         "reference": ref,
         "source": source,
         "rescored": store is not None,
+        # Every setting tried, for the recall-vs-latency curve (`corpusbeam report`).
+        "trials": [
+            {
+                "params": t["params"],
+                "recall": round(t["recall"], 5),
+                "latency_ms": round(t["latency_ms"], 4),
+            }
+            for t in tuned.trials
+        ],
     }
     return recall, round(tuned.latency_ms, 4), tuned.params

@@ -28,8 +28,16 @@ from transforms import (
 )
 from transforms.index_shards import PART_LIST, BuildIndexShards, read_part_list
 from transforms.reuse import ReuseVectors
+from transforms.thumbnails import WriteThumbnails
 
-__all__ = ["FAILURE_SCHEMA", "PART_LIST", "GraphConfig", "build_graph", "read_part_list"]
+__all__ = [
+    "FAILURE_SCHEMA",
+    "PART_LIST",
+    "THUMBNAILS",
+    "GraphConfig",
+    "build_graph",
+    "read_part_list",
+]
 
 FAILURE_SCHEMA = pa.schema(
     [
@@ -40,6 +48,7 @@ FAILURE_SCHEMA = pa.schema(
         ("message", pa.string()),
     ]
 )
+THUMBNAILS = "thumbnails"  # image thumbnails in the version folder (transforms.thumbnails)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +88,8 @@ def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
     )
     images, image_failures = p | "ReadImages" >> ReadImages(list(cfg.inputs), unknown_files="skip")
     encoding = cfg.encoding or cfg.settings.encoding_format
+    # Written by the workers straight into the version's folder, beside its parts.
+    _, thumbnail_failures = images | "Thumbnails" >> WriteThumbnails(f"{cfg.folder}/{THUMBNAILS}")
     chunks, chunk_failures = docs | "Chunk" >> ChunkDocuments(
         max_tokens=cfg.max_tokens, overlap_tokens=cfg.overlap_tokens, budget=cfg.budget
     )
@@ -110,6 +121,7 @@ def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
         text_failures,
         picture_failures,
         index_failures,
+        thumbnail_failures,
     ) | "Failures" >> beam.Flatten()
     _ = (
         failures

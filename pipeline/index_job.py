@@ -23,7 +23,7 @@ import io
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,6 +46,7 @@ from pipeline.config import IndexJobConfig, runner_name
 from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_part_list
 from pipeline.model_setup import ModelSetup, model_setup
 from pipeline.outputs import RunOutput, open_output, redact_args
+from pipeline.progress import ProgressTracker, Snapshot, tracking
 from pipeline.vectors_note import finish_manifest
 from transforms.index_shards import load_trained
 
@@ -113,9 +114,18 @@ def _reusable(run: RunOutput, cfg: IndexJobConfig, endpoint: str, model: str) ->
     return {"folder": run.previous, "parts": manifest.parts, "count": manifest.count}
 
 
-def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
-    """Run the whole job; raises CorpusbeamError for a failed run."""
+def run_index_job(
+    cfg: IndexJobConfig, on_progress: Callable[[Snapshot], None] | None = None
+) -> IndexJobResult:
+    """Run the whole job; raises CorpusbeamError for a failed run. ``on_progress`` gets a
+    ``pipeline.progress.Snapshot`` four times a second while it runs."""
+    with tracking(len(cfg.inputs), on_progress) as tracker:
+        return _run(cfg, tracker)
+
+
+def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
     started = time.monotonic()
+    tracker.stage("starting")
     with open_output(cfg) as run:
         with _endpoint(cfg) as (settings, endpoint, setup):
             model = setup.model
@@ -141,6 +151,7 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
             p = beam.Pipeline(options=PipelineOptions(list(cfg.pipeline_args)))
             build_graph(p, graph)
             log.info("running the pipeline (%s)", runner_name(cfg.pipeline_args))
+            tracker.stage(None)  # read off the workers' counts
             try:
                 result = p.run()
                 result.wait_until_finish()
@@ -150,7 +161,9 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
             if reuse:
                 counters["chunks_deleted"] = reuse["count"] - counters.get("previous_matched", 0)
             learned = _learned_budget(result)
+            tracker.pipeline_done(counters)
         pipeline_seconds = time.monotonic() - started
+        tracker.stage("merging")
         failures = _collect_failures(run.staging)
         trained = load_trained(run.staging)
         if trained is None:
@@ -188,6 +201,8 @@ def run_index_job(cfg: IndexJobConfig) -> IndexJobResult:
             pipeline_seconds,
             time.monotonic() - started,
         )
+        tracker.stage("publishing")
+        report.update(tracker.record())
         (run.local / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         folder = run.publish()
     code = EXIT_FAILED_INPUTS if failures.num_rows else EXIT_OK

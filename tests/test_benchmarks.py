@@ -64,3 +64,16 @@ def test_the_relevance_set_is_real_docstrings_split_in_two():
         (doc_id,) = qrels[qid]
         assert 4 <= len(text.split()) <= 30 and text not in bodies[doc_id]
     assert labelled_set(200, 20) == (docs, queries, qrels, available)  # seeded
+
+
+def test_progress_overhead_quick(capsys):
+    from benchmarks import progress_overhead
+
+    progress_overhead.main(["--quick"])
+    records = _records(capsys)
+    assert [r["metric"] for r in records] == [
+        "beam_counter",
+        "progress_counter_idle",
+        "progress_counter_listening",
+    ]
+    assert all(r["ratio"] > 0 for r in records[1:])

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
 from inference.tokens import TokenBudget, estimate_tokens
+from transforms import progress
 from transforms.chunking import TokenEstimator, split_text
-from transforms.elements import NAMESPACE, Chunk, Document, Failure, content_hash
+from transforms.elements import Chunk, Document, Failure, content_hash
 from transforms.read import FAILURES, Outputs
 from transforms.recut import FitEstimate
 
@@ -21,7 +21,7 @@ class _ChunkFn(beam.DoFn):
         self._max_tokens = max_tokens
         self._overlap = overlap_tokens
         self._estimate = estimate
-        self._chunks = Metrics.counter(NAMESPACE, "chunks")
+        self._chunks = progress.counter("chunks")
 
     def process(self, doc: Document) -> Iterator:
         try:

@@ -40,9 +40,11 @@ from apache_beam.utils import shared
 from apache_beam.utils.windowed_value import WindowedValue
 
 from inference.client import ClientSettings, ClientStats, EmbeddingsClient, ImageInput
+from inference.client.timing import timed_transport
 from inference.derive import derive_vectors, wire_encoding_for
 from inference.errors import ConfigError
 from inference.tokens import TokenBudget, length_refusal
+from transforms import progress
 from transforms.elements import NAMESPACE, Chunk, Document, Embedded, Failure, ImageItem
 from transforms.read import FAILURES, Outputs
 from transforms.recut import TooLongError, recut
@@ -66,10 +68,18 @@ class _ClientHandle:
     """A worker process's client and what its counters were at the last report."""
 
     def __init__(self, settings: ClientSettings, budget: TokenBudget | None) -> None:
-        self.client = EmbeddingsClient(settings, budget=budget)
+        # Each request's latency goes to the progress channel (the run report's histogram).
+        self.client = EmbeddingsClient(
+            settings, budget=budget, transport=timed_transport(settings, progress.latency)
+        )
         self.budget = budget
         self.lock = threading.Lock()
         self.reported = ClientStats()
+
+    def in_flight(self) -> int:
+        """Requests this process's client has in flight (its throttle's count)."""
+        throttle = getattr(getattr(self.client, "_client", None), "throttle", None)
+        return int(getattr(throttle, "in_flight", 0))
 
     def deltas(self) -> dict[str, int]:
         with self.lock:
@@ -107,11 +117,11 @@ class _EmbedFn(beam.DoFn):
         self._budget = budget if modality == "text" else None
         self._shared = shared.Shared()
         self._handle: _ClientHandle | None = None
-        self._counters = {n: Metrics.counter(NAMESPACE, n) for n in _COUNTED}
-        self._embedded = Metrics.counter(NAMESPACE, "inputs_embedded")
-        self._failed = Metrics.counter(NAMESPACE, "inputs_failed")
-        self._cut_before = Metrics.counter(NAMESPACE, "chunks_cut_before_sending")
-        self._cut_after = Metrics.counter(NAMESPACE, "chunks_cut_after_refusal")
+        self._counters = {n: progress.counter(n) for n in _COUNTED}
+        self._embedded = progress.counter("inputs_embedded")
+        self._failed = progress.counter("inputs_failed")
+        self._cut_before = progress.counter("chunks_cut_before_sending")
+        self._cut_after = progress.counter("chunks_cut_after_refusal")
         self._latency = Metrics.distribution(NAMESPACE, "batch_latency_ms")
         self._limit = Metrics.distribution(NAMESPACE, "token_limit")
         self._ratio = Metrics.distribution(NAMESPACE, "token_ratio_milli")
@@ -119,6 +129,7 @@ class _EmbedFn(beam.DoFn):
     def setup(self) -> None:
         settings, budget = self._settings, self._budget
         self._handle = self._shared.acquire(lambda: _ClientHandle(settings, budget))
+        progress.watch("in_flight", self._handle.in_flight)
 
     def teardown(self) -> None:
         self._handle = None  # the last reference gone, the client closes itself

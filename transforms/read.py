@@ -24,10 +24,10 @@ from typing import NamedTuple
 import apache_beam as beam
 from apache_beam.io.filesystem import FileMetadata
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 
 from inference.errors import ConfigError
-from transforms.elements import NAMESPACE, Failure, ImageItem, content_hash
+from transforms import progress
+from transforms.elements import Failure, ImageItem, content_hash
 from transforms.formats import (
     DOCUMENT_EXTENSIONS,
     FILE_LIMIT_EXTENSIONS,
@@ -90,8 +90,17 @@ class _MatchFn(beam.DoFn):
     def __init__(self, kind: str, unknown: str) -> None:
         self._kind = kind
         self._unknown = unknown
+        # For the progress display's total: every pattern counts once a matcher is done.
+        self._patterns = progress.counter("patterns_matched")
+        self._files = progress.counter("files_matched")
 
     def process(self, pattern: str) -> Iterator:
+        try:
+            yield from self._match(pattern)
+        finally:
+            self._patterns.inc()
+
+    def _match(self, pattern: str) -> Iterator:
         expanded = _expand_pattern(pattern)
         try:
             (result,) = FileSystems.match([expanded])
@@ -118,6 +127,7 @@ class _MatchFn(beam.DoFn):
             else:
                 kind = "image" if ext in IMAGE_EXTENSIONS else "unknown"
             if kind == self._kind:
+                self._files.inc()
                 yield meta, _relative(meta.path, root)
             elif kind == "unknown" and self._unknown == "fail":
                 yield _failure(
@@ -152,10 +162,12 @@ class _ReadDocumentsFn(beam.DoFn):
         self._fields = fields
         self._max_document_bytes = max_document_bytes
         self._max_file_bytes = max_file_bytes
-        self._read = Metrics.counter(NAMESPACE, "documents_read")
+        self._read = progress.counter("documents_read")
+        self._files = progress.counter("files_read")
 
     def process(self, element: tuple[FileMetadata, str]) -> Iterator:
         meta, rel = element
+        self._files.inc()
         ext = _extension(meta.path)
         limit = self._max_file_bytes if ext in FILE_LIMIT_EXTENSIONS else self._max_document_bytes
         try:
@@ -231,7 +243,8 @@ class _ReadImagesFn(beam.DoFn):
         self._limits = limits
         self._captions_path = captions
         self._captions: dict[str, str] = {}
-        self._read = Metrics.counter(NAMESPACE, "images_read")
+        self._read = progress.counter("images_read")
+        self._files = progress.counter("files_read")
 
     def setup(self) -> None:
         if self._captions_path:
@@ -239,6 +252,7 @@ class _ReadImagesFn(beam.DoFn):
 
     def process(self, element: tuple[FileMetadata, str]) -> Iterator:
         meta, rel = element
+        self._files.inc()
         try:
             raw = _read_bytes(meta, 4 * 10**9)
             prepared = prepare_image(raw, self._limits)

@@ -23,12 +23,12 @@ import apache_beam as beam
 import numpy as np
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 
 from indexes.ids import chunk_id
 from indexes.parts import METADATA_SUFFIX
 from inference import codec
-from transforms.elements import NAMESPACE, Chunk, ImageItem
+from transforms import progress
+from transforms.elements import Chunk, ImageItem
 from transforms.embed import embedded_from
 from transforms.index_shards import REUSED_VECTOR
 
@@ -75,8 +75,8 @@ def _load(previous: dict) -> tuple[np.ndarray, np.ndarray]:
 class _SplitFn(beam.DoFn):
     def __init__(self, previous: dict) -> None:
         self._previous = previous
-        self._reused = Metrics.counter(NAMESPACE, "inputs_reused")
-        self._matched = Metrics.counter(NAMESPACE, "previous_matched")
+        self._reused = progress.counter("inputs_reused")
+        self._matched = progress.counter("previous_matched")
 
     def setup(self) -> None:
         self._ids, self._digests = _load(self._previous)

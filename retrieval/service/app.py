@@ -67,6 +67,7 @@ from retrieval.searcher import Searcher, check_mergeable, common_mode, embed_for
 from retrieval.service.config import ServiceConfig
 from retrieval.service.metrics import ServiceMetrics
 from retrieval.service.openapi import docs_page, openapi_document
+from retrieval.service.page import page_routes
 
 __all__ = ["create_app"]
 
@@ -416,6 +417,9 @@ def create_app(indexes: Sequence[LiveIndex], config: ServiceConfig | None = None
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
+        *page_routes(
+            lambda: {n: i.current for n, i in service.indexes.items()}, service.require_key
+        ),
     ]
     app = Starlette(
         routes=routes,

@@ -7,6 +7,8 @@ import html
 import json
 from typing import Any
 
+from retrieval.service.page import openapi_paths as page_openapi_paths
+
 __all__ = ["docs_page", "openapi_document"]
 
 
@@ -174,6 +176,7 @@ def openapi_document(config: Any) -> dict:
                     "responses": {"200": {"description": "metrics", **text}},
                 }
             },
+            **page_openapi_paths(),
         },
     }
 
