@@ -29,6 +29,9 @@ from inference.errors import ConfigError
 
 __all__ = ["evaluate_folder", "tune_build"]
 
+# Candidates a result that tuning tries for a compressed float index, cheapest first.
+RESCORE_FACTORS = (2, 4, 8, 16, 32)
+
 _SAMPLED = "sampled from the indexed vectors, each left out of its own results"
 
 
@@ -129,6 +132,8 @@ def tune_build(
         target_recall=config.target_recall,
         rescore=store,
         rescore_factor=rescore_factor,
+        # A compressed float index's factor is tuned with nprobe (unless the config fixes it).
+        rescore_factors=RESCORE_FACTORS if spec.rescore and not config.rescore_factor else None,
         exclude=exclude,
     )
     recall = {

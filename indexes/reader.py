@@ -19,7 +19,8 @@ from indexes.choose import IndexSpec, family_of
 from indexes.files import MANIFEST, METADATA, VECTORS, sha256
 from indexes.filters import filter_ids
 from indexes.manifest import Manifest, check_expected
-from indexes.search import RescoreStore, SearchResult, index_id_view, search
+from indexes.rows import RowFile
+from indexes.search import RescoreStore, SearchResult, index_id_view, ivf_ids, search
 from indexes.tables import column_array, vectors_schema
 from inference import codec
 from inference.errors import ConfigError, IndexFolderError
@@ -55,12 +56,21 @@ class IndexFolder:
         return ids, xb, rv
 
     def rescore_store(self) -> RescoreStore | None:
-        """The memory-mapped rescoring vectors, or None when the folder has none."""
+        """The rescoring vectors (memory-mapped, or read by row for a compressed index's full
+        vectors), or None when the folder has none."""
         if self.manifest.rescore is None:
             return None
         if self._store is None:
-            vec = np.load(self.path / self.manifest.rescore["file"], mmap_mode="r")
+            file = self.path / self.manifest.rescore["file"]
+            if self.manifest.rescore.get("from") == "vector":
+                # A compressed index's full vectors: read a row at a time, never mapped,
+                # so resident memory stays within the budget (indexes.rows).
+                vec = RowFile(file)
+            else:
+                vec = np.load(file, mmap_mode="r")
             ids = index_id_view(self.index)
+            if ids is None:
+                ids = ivf_ids(self.index)
             if ids is None or ids.shape[0] != vec.shape[0] or not (ids[1:] > ids[:-1]).all():
                 ids = pq.read_table(self.path / VECTORS, columns=["id"]).column("id").to_numpy()
             self._store = RescoreStore(ids, vec, dimensions=self.manifest.dimensions)
@@ -154,7 +164,8 @@ def _check_vectors_schema(folder: Path, manifest: Manifest) -> None:
         schema = pq.read_schema(folder / VECTORS)
     except (OSError, pa.ArrowInvalid) as exc:
         raise IndexFolderError(f"{folder}: cannot read {VECTORS} ({exc})") from None
-    rdtype = None if manifest.rescore is None else np.dtype(manifest.rescore["dtype"])
+    column = manifest.rescore is not None and manifest.rescore.get("from") != "vector"
+    rdtype = np.dtype(manifest.rescore["dtype"]) if column else None
     want = vectors_schema(manifest.encoding, manifest.dimensions, rdtype)
     if not schema.remove_metadata().equals(want):
         raise IndexFolderError(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexes.build import prepare_vectors
 from indexes.choose import IndexSpec
 from indexes.config import BuildConfig
 from indexes.evaluate import tune_build
@@ -39,15 +40,21 @@ def _write_rescore(
     out: Path, data: FolderData, spec: IndexSpec, config: BuildConfig
 ) -> tuple[RescoreStore | None, dict | None]:
     """rescore.npy and the store that reads it back memory-mapped, with the manifest's
-    ``rescore`` entry; (None, None) when the build has no rescoring vectors."""
-    rv = data.rescore_vectors
+    ``rescore`` entry; (None, None) when the build has no rescoring vectors.
+
+    Binary and int8 folders rescore against the vectors given (or the int8 bytes); a
+    compressed float index (``spec.rescore``) against the full, normalised float vectors,
+    which are then the vectors column itself (``"from": "vector"``: no second column)."""
+    rv, info = data.rescore_vectors, {}
+    if rv is None and spec.rescore:
+        rv, info = prepare_vectors(data.xb, data.encoding, data.dimensions), {"from": "vector"}
     if rv is None:
         return None, None
     np.save(out / RESCORE, rv, allow_pickle=False)
     vectors = np.load(out / RESCORE, mmap_mode="r")
     store = RescoreStore(data.ids, vectors, dimensions=data.dimensions)
     factor = config.rescore_factor or (20 if spec.family == "binary" else 4)
-    return store, {"file": RESCORE, "dtype": str(rv.dtype), "factor": factor}
+    return store, {"file": RESCORE, "dtype": str(rv.dtype), "factor": factor, **info}
 
 
 def write_folder(
@@ -76,6 +83,9 @@ def write_folder(
         store=store,
         rescore_factor=rescore_info["factor"] if rescore_info else 1,
     )
+    if rescore_info is not None and "rescore_factor" in params:
+        # Tuned with the search parameter: stored with the rescoring vectors it is about.
+        rescore_info["factor"] = params.pop("rescore_factor")
     manifest = Manifest(
         model=model,
         dimensions=data.dimensions,
