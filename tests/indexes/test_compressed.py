@@ -14,6 +14,7 @@ import pytest
 
 from indexes import BuildConfig, choose_index, open_index
 from indexes.tune import exact_search, recall_at_k
+from inference.errors import ConfigError
 from tests.indexes.conftest import clustered
 from tests.indexes.helpers import build
 
@@ -123,3 +124,28 @@ def test_row_file_reads_exactly_the_rows_asked_for(tmp_path):
     assert rows[np.array([], dtype=np.int64)].shape == (0, 5)
     with pytest.raises(IndexError):
         rows[np.array([12])]
+
+
+@pytest.mark.parametrize("merge", ["memory", "none"])
+def test_sharded_builds_keep_their_rescoring_vectors(tmp_path, data, merge):
+    """Shards merged in memory or kept apart: the folder carries its full vectors and
+    searches with float recall."""
+    xb, xq = data
+    n = 8000
+    meta = {"document_id": [f"d{i}" for i in range(n)], "chunk": [0] * n}
+    config = BuildConfig(memory_budget=1 << 19, shards=3, merge=merge, eval_queries=50)
+    build(tmp_path / "f", xb[:n], meta, config=config)
+    f = open_index(tmp_path / "f")
+    assert f.manifest.rescore["from"] == "vector"
+    assert f.manifest.layout == ("single" if merge == "memory" else "shards")
+    ids, xs, _ = f.vectors()
+    _, I_gt = exact_search(xs, ids, xq, 10, family="float")
+    assert recall_at_k(f.search(xq, 10).I, I_gt, 10) >= 0.95
+
+
+def test_fast_scan_lists_cannot_merge_on_disk(tmp_path, data):
+    xb, _ = data
+    meta = {"document_id": [f"d{i}" for i in range(8000)], "chunk": [0] * 8000}
+    config = BuildConfig(memory_budget=1 << 19, shards=2, merge="ondisk")
+    with pytest.raises(ConfigError, match="fast-scan"):
+        build(tmp_path / "f", xb[:8000], meta, config=config)
