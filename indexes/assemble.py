@@ -24,17 +24,19 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from indexes import build
-from indexes.build import training_sample
+from indexes.build import prepare_vectors, training_sample
 from indexes.choose import IndexSpec
 from indexes.config import BuildConfig
+from indexes.evaluate import RESCORE_FACTORS, trial_records
 from indexes.files import INDEX, MANIFEST, SHARDS, sha256, shard_file
 from indexes.lexical import build_lexical
 from indexes.manifest import Manifest, sanitize_endpoint
 from indexes.memory import trim
-from indexes.parts import PartInfo, Parts
+from indexes.parts import RESCORE_SUFFIX, PartInfo, Parts
 from indexes.recall import streaming_reference
 from indexes.search import RescoreStore
 from indexes.shards import Combined
@@ -145,12 +147,20 @@ def assemble_folder(
         out, spec, trained, reader, [p["index"] for p in parts if p.get("index")], read
     )
     trim()  # the shards' lists, loaded for the merge, are freed: give the memory back
-    rescore = rescore_entry(rdtype, spec, config)
+    extra: dict[str, dict] = {}
+    from_vector = rdtype is None and spec.rescore
+    if from_vector:  # a compressed float index: each part's full vectors, for rescoring
+        extra = _write_full_vectors(out, reader, spec)
+        rdtype = "float32"
+        reader = Parts(
+            out, infos, encoding=spec.encoding, dimensions=spec.dimensions, rescore_dtype=rdtype
+        )
+    rescore = rescore_entry(rdtype, spec, config, from_vector=from_vector)
     store = None
     if rdtype is not None:
         store = RescoreStore(reader.ids(), reader.rescore_rows(), dimensions=spec.dimensions)
     recall, latency, params = _tune(combined.index, spec, reader, config, store, rescore)
-    files = {name: entry for p in parts for name, entry in p["files"].items()}
+    files = {name: entry for p in parts for name, entry in p["files"].items()} | extra
     local = list(combined.index_files)
     lexical = None
     if config.lexical:  # the chunks' text streamed from the parts: bounded memory
@@ -186,6 +196,17 @@ def assemble_folder(
     return manifest
 
 
+def _write_full_vectors(out: Path, reader: Parts, spec: IndexSpec) -> dict[str, dict]:
+    """Each part's normalised float vectors as its ``rescore.npy``, part by part; returns
+    the files' checksums."""
+    files = {}
+    for i, (_, xb, _) in enumerate(reader.iter_vectors(rescore=False)):
+        name = reader.infos[i].name + RESCORE_SUFFIX
+        np.save(out / name, prepare_vectors(xb, spec.encoding, spec.dimensions))
+        files[name] = {"sha256": sha256(out / name), "bytes": (out / name).stat().st_size}
+    return files
+
+
 def _tune(index, spec: IndexSpec, parts: Parts, config: BuildConfig, store, rescore):
     """(recall dict, latency ms, params) measured on queries sampled from the parts."""
     if config.eval_queries == 0:
@@ -204,6 +225,8 @@ def _tune(index, spec: IndexSpec, parts: Parts, config: BuildConfig, store, resc
         target_recall=config.target_recall,
         rescore=store,
         rescore_factor=rescore["factor"] if rescore else 1,
+        # A compressed float index's factor is tuned with nprobe (unless the config fixes it).
+        rescore_factors=RESCORE_FACTORS if spec.rescore and not config.rescore_factor else None,
         exclude=ids,
     )
     recall = {
@@ -213,5 +236,9 @@ def _tune(index, spec: IndexSpec, parts: Parts, config: BuildConfig, store, resc
         "reference": ref,
         "source": _SAMPLED,
         "rescored": store is not None,
+        "trials": trial_records(tuned.trials),
     }
-    return recall, round(tuned.latency_ms, 4), tuned.params
+    params = dict(tuned.params)
+    if rescore is not None and "rescore_factor" in params:
+        rescore["factor"] = params.pop("rescore_factor")  # kept with the vectors it is about
+    return recall, round(tuned.latency_ms, 4), params

@@ -27,7 +27,10 @@ from indexes.tables import FolderData
 from indexes.tune import drop_ids, recall_at_k, reference_neighbours, tune_index
 from inference.errors import ConfigError
 
-__all__ = ["evaluate_folder", "tune_build"]
+__all__ = ["RESCORE_FACTORS", "evaluate_folder", "trial_records", "tune_build"]
+
+# Candidates a result that tuning tries for a compressed float index, cheapest first.
+RESCORE_FACTORS = (2, 4, 8, 16, 32)
 
 _SAMPLED = "sampled from the indexed vectors, each left out of its own results"
 
@@ -129,6 +132,8 @@ def tune_build(
         target_recall=config.target_recall,
         rescore=store,
         rescore_factor=rescore_factor,
+        # A compressed float index's factor is tuned with nprobe (unless the config fixes it).
+        rescore_factors=RESCORE_FACTORS if spec.rescore and not config.rescore_factor else None,
         exclude=exclude,
     )
     recall = {
@@ -139,13 +144,18 @@ def tune_build(
         "source": source,
         "rescored": store is not None,
         # Every setting tried, for the recall-vs-latency curve (`corpusbeam report`).
-        "trials": [
-            {
-                "params": t["params"],
-                "recall": round(t["recall"], 5),
-                "latency_ms": round(t["latency_ms"], 4),
-            }
-            for t in tuned.trials
-        ],
+        "trials": trial_records(tuned.trials),
     }
     return recall, round(tuned.latency_ms, 4), tuned.params
+
+
+def trial_records(trials: list[dict]) -> list[dict]:
+    """Tuning's trials as the manifest keeps them (rounded)."""
+    return [
+        {
+            "params": t["params"],
+            "recall": round(t["recall"], 5),
+            "latency_ms": round(t["latency_ms"], 4),
+        }
+        for t in trials
+    ]

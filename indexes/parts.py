@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from indexes.memory import trim
+from indexes.rows import RowFile
 from indexes.tables import column_array, fixed_size_list, vectors_schema
 from inference import codec
 from inference.errors import ConfigError, IndexFolderError
@@ -143,11 +144,14 @@ def encode_part(
     *,
     encoding: str,
     dimensions: int,
+    rescore_column: bool = True,
 ) -> tuple[PartInfo, dict[str, bytes]]:
     """Part ``number``'s files as bytes (folder-relative name -> bytes) and its entry.
 
     ``table`` is its metadata, sorted by id and unique; ``xb`` its vectors in the same
-    order (natural dtype); ``rescore_vectors`` (n, d) int8 or float32 or None.
+    order (natural dtype); ``rescore_vectors`` (n, d) int8 or float32 or None, also kept
+    as a ``rescore`` column of the vectors table unless ``rescore_column`` is False (a
+    compressed float index's full vectors: the column would repeat ``vector``).
     """
     ids = np.asarray(table.column("id").to_numpy(), dtype=np.int64)
     if ids.size == 0:
@@ -158,9 +162,10 @@ def encode_part(
         raise ConfigError("xb", xb.shape, f"expected {ids.size} rows")
     base = part_name(number)
     columns = [pa.array(ids, type=pa.int64()), fixed_size_list(xb)]
-    if rescore_vectors is not None:
+    in_table = rescore_vectors is not None and rescore_column
+    if in_table:
         columns.append(fixed_size_list(rescore_vectors))
-    rdtype = None if rescore_vectors is None else rescore_vectors.dtype
+    rdtype = rescore_vectors.dtype if in_table else None
     vschema = vectors_schema(encoding, dimensions, rdtype)
     files = {
         base + METADATA_SUFFIX: _parquet(table),
@@ -339,9 +344,15 @@ class Parts:
         dtype = codec.natural_dtype(self.encoding)
         for i in range(len(self.infos)):
             cols = ["id", "vector"]
-            if rescore and self.rescore_dtype is not None:
+            path = self.path(i, VECTORS_SUFFIX)
+            # A compressed float index's rescoring vectors are its vectors: no column.
+            if (
+                rescore
+                and self.rescore_dtype is not None
+                and "rescore" in pq.read_schema(path).names
+            ):
                 cols.append("rescore")
-            t = pq.read_table(self.path(i, VECTORS_SUFFIX), columns=cols)
+            t = pq.read_table(path, columns=cols)
             rv = None
             if "rescore" in cols:
                 rv = column_array(t, "rescore", np.dtype(self.rescore_dtype))
@@ -390,22 +401,30 @@ class Parts:
             return np.empty(0, np.int64), empty, None
         return np.concatenate(ids), np.concatenate(xbs), np.concatenate(rvs) if rvs else None
 
-    def rescore_rows(self) -> _Rows:
-        """Every part's ``rescore.npy``, memory-mapped, as one array of rows in id order."""
+    def rescore_rows(self, *, mapped: bool = True) -> _Rows:
+        """Every part's ``rescore.npy`` as one array of rows in id order: memory-mapped, or
+        (``mapped=False``) read a row at a time with ``pread`` (``indexes.rows``)."""
         if self.rescore_dtype is None:
             raise ConfigError("rescore", None, "this folder holds no rescoring vectors")
-        arrays = [
-            np.load(self.path(i, RESCORE_SUFFIX), mmap_mode="r") for i in range(len(self.infos))
-        ]
+        paths = [self.path(i, RESCORE_SUFFIX) for i in range(len(self.infos))]
+        arrays = [np.load(f, mmap_mode="r") if mapped else RowFile(f) for f in paths]
         return _Rows(arrays, self.dimensions, np.dtype(self.rescore_dtype))
 
 
-def write_parts(out: Path, data, parts: int) -> tuple[list[PartInfo], dict[str, dict]]:
+def write_parts(
+    out: Path,
+    data,
+    parts: int,
+    *,
+    rescore_vectors: np.ndarray | None = None,
+    rescore_column: bool = True,
+) -> tuple[list[PartInfo], dict[str, dict]]:
     """Write ``data`` (``indexes.tables.FolderData``, sorted by id) as ``parts`` id-range
-    parts under ``out``; returns the non-empty parts' entries and their files' checksums."""
+    parts under ``out``, with ``rescore_vectors`` (default: the data's); returns the
+    non-empty parts' entries and their files' checksums."""
     (out / PARTS_DIR).mkdir(exist_ok=True)
     infos, files = [], {}
-    rv = data.rescore_vectors
+    rv = data.rescore_vectors if rescore_vectors is None else rescore_vectors
     for number, lo, hi in split_by_part(data.ids, parts):
         info, blobs = encode_part(
             number,
@@ -414,6 +433,7 @@ def write_parts(out: Path, data, parts: int) -> tuple[list[PartInfo], dict[str, 
             None if rv is None else rv[lo:hi],
             encoding=data.encoding,
             dimensions=data.dimensions,
+            rescore_column=rescore_column,
         )
         for name, blob in blobs.items():
             (out / name).write_bytes(blob)

@@ -20,7 +20,7 @@ from indexes.files import MANIFEST, sha256
 from indexes.filters import filter_columns, filter_ids
 from indexes.manifest import Manifest, check_expected
 from indexes.parts import METADATA_SUFFIX, RESCORE_SUFFIX, VECTORS_SUFFIX, PartInfo, Parts
-from indexes.search import RescoreStore, SearchResult, index_id_view, search
+from indexes.search import RescoreStore, SearchResult, index_id_view, ivf_ids, search
 from indexes.tables import vectors_schema
 from inference.errors import ConfigError, IndexFolderError
 
@@ -67,12 +67,17 @@ class IndexFolder:
         return self.parts.vectors()
 
     def rescore_store(self) -> RescoreStore | None:
-        """The memory-mapped rescoring vectors, or None when the folder has none."""
+        """The rescoring vectors (memory-mapped, or read by row for a compressed index's full
+        vectors), or None when the folder has none."""
         if self.manifest.rescore is None:
             return None
         if self._store is None:
-            vec = self.parts.rescore_rows()
+            # A compressed index's full vectors are read a row at a time, never mapped, so
+            # resident memory stays within the budget (indexes.rows).
+            vec = self.parts.rescore_rows(mapped=self.manifest.rescore.get("from") != "vector")
             ids = index_id_view(self.index)
+            if ids is None:
+                ids = ivf_ids(self.index)
             if ids is None or ids.shape[0] != vec.shape[0] or not (ids[1:] > ids[:-1]).all():
                 ids = self.parts.ids()
             self._store = RescoreStore(ids, vec, dimensions=self.manifest.dimensions)
@@ -166,8 +171,10 @@ def _check_files(folder: Path, manifest: Manifest, *, verify: bool) -> None:
 
 
 def _check_vectors_schema(folder: Path, manifest: Manifest) -> None:
-    """Each part's vectors table must hold the manifest's encoding at its width."""
-    rdtype = None if manifest.rescore is None else np.dtype(manifest.rescore["dtype"])
+    """Each part's vectors table must hold the manifest's encoding at its width (and the
+    rescore column, unless the rescoring vectors are the vectors themselves)."""
+    column = manifest.rescore is not None and manifest.rescore.get("from") != "vector"
+    rdtype = np.dtype(manifest.rescore["dtype"]) if column else None
     want = vectors_schema(manifest.encoding, manifest.dimensions, rdtype)
     for part in manifest.parts:
         name = part["name"] + VECTORS_SUFFIX

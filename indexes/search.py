@@ -27,7 +27,14 @@ from indexes.choose import family_of
 from inference import codec
 from inference.errors import ConfigError
 
-__all__ = ["RescoreStore", "SearchResult", "index_id_view", "search", "set_search_params"]
+__all__ = [
+    "RescoreStore",
+    "SearchResult",
+    "index_id_view",
+    "ivf_ids",
+    "search",
+    "set_search_params",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,6 +108,22 @@ def index_id_view(index) -> np.ndarray | None:
     if n == 0:
         return np.empty(0, dtype=np.int64)
     return faiss.rev_swig_ptr(index.id_map.data(), n).view(np.int64)
+
+
+def ivf_ids(index) -> np.ndarray | None:
+    """The ids held by an IVF index's inverted lists, sorted (one copy, 8 bytes a vector),
+    or None for another index type: a ``RescoreStore``'s ids without reading a table."""
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except (RuntimeError, AttributeError, TypeError):
+        return None
+    lists = ivf.invlists
+    parts = [
+        faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+        for i in range(ivf.nlist)
+        if lists.list_size(i)
+    ]
+    return np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
 
 
 def _inner(index):

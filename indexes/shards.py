@@ -37,9 +37,17 @@ class Combined:
 
 
 def check_merge(spec: IndexSpec, merge: str) -> None:
-    """Refuse an on-disk merge of an index that has no inverted lists to put on disk."""
+    """Refuse an on-disk merge of an index that has no inverted lists to put on disk, or
+    whose lists are fast-scan blocks (FAISS's on-disk lists hold plain codes only)."""
     if merge == "ondisk" and (spec.family == "binary" or not spec.nlist):
         raise ConfigError("merge", "ondisk", f"needs a float or int8 IVF index, not {spec.factory}")
+    if merge == "ondisk" and spec.factory.endswith("fs"):
+        raise ConfigError(
+            "merge",
+            "ondisk",
+            f"{spec.factory} keeps its lists in fast-scan blocks, which cannot go on disk: "
+            "merge in memory (its codes are what the budget allows) or keep the shards",
+        )
 
 
 def needs_shards(spec: IndexSpec, merge: str) -> bool:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexes.build import prepare_vectors
 from indexes.choose import IndexSpec
 from indexes.config import BuildConfig
 from indexes.evaluate import tune_build
@@ -38,13 +39,20 @@ def new_folder(path: str | os.PathLike) -> Path:
 
 
 def rescore_entry(
-    dtype: np.dtype | str | None, spec: IndexSpec, config: BuildConfig
+    dtype: np.dtype | str | None,
+    spec: IndexSpec,
+    config: BuildConfig,
+    *,
+    from_vector: bool = False,
 ) -> dict | None:
-    """The manifest's ``rescore`` entry for rescoring vectors of ``dtype`` (None: none)."""
+    """The manifest's ``rescore`` entry for rescoring vectors of ``dtype`` (None: none).
+    ``from_vector``: they are a compressed float index's full, normalised vectors, kept in
+    each part's ``rescore.npy`` only (no second column) and read by row, never mapped."""
     if dtype is None:
         return None
     factor = config.rescore_factor or (20 if spec.family == "binary" else 4)
-    return {"file": RESCORE_SUFFIX, "dtype": str(np.dtype(dtype)), "factor": factor}
+    entry = {"file": RESCORE_SUFFIX, "dtype": str(np.dtype(dtype)), "factor": factor}
+    return {**entry, "from": "vector"} if from_vector else entry
 
 
 def write_folder(
@@ -63,10 +71,16 @@ def write_folder(
     """Finish the folder ``out`` that holds ``combined``'s index file(s): write the tables
     as ``config.shards`` id-range parts (with their rescoring vectors) and the lexical
     index, tune and measure recall, then the manifest with every checksum."""
-    parts, _ = write_parts(out, data, config.shards)
+    rv, from_vector = data.rescore_vectors, False
+    if rv is None and spec.rescore:  # a compressed float index: rescored from full vectors
+        rv, from_vector = prepare_vectors(data.xb, data.encoding, data.dimensions), True
+    parts, _ = write_parts(
+        out, data, config.shards, rescore_vectors=rv, rescore_column=not from_vector
+    )
     lexical = build_lexical(out, data.ids, column_texts(data.table)) if config.lexical else None
-    rv = data.rescore_vectors
-    rescore_info = rescore_entry(None if rv is None else rv.dtype, spec, config)
+    rescore_info = rescore_entry(
+        None if rv is None else rv.dtype, spec, config, from_vector=from_vector
+    )
     store = None if rv is None else RescoreStore(data.ids, rv, dimensions=data.dimensions)
     recall, latency, params = tune_build(
         combined.index,
@@ -77,6 +91,9 @@ def write_folder(
         store=store,
         rescore_factor=rescore_info["factor"] if rescore_info else 1,
     )
+    if rescore_info is not None and "rescore_factor" in params:
+        # Tuned with the search parameter: stored with the rescoring vectors it is about.
+        rescore_info["factor"] = params.pop("rescore_factor")
     manifest = Manifest(
         model=model,
         dimensions=data.dimensions,
