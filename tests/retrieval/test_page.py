@@ -175,7 +175,7 @@ def test_the_page_and_its_files_are_served_from_the_package_and_data_needs_the_k
         columns = {c["name"]: c for c in fields["columns"]}
         assert set(columns["modality"]["values"]) == {"text", "image"}
         assert "uri" not in columns and "id" not in columns  # not useful as choices
-        assert fields["thumbnails"] is True and fields["lexical"] is False
+        assert fields["thumbnails"] is True and fields["lexical"] is True  # hybrid: mode shown
         thumb = "/thumbnails/sample-index"
         auth = {"api-key": KEY}
         assert http.get(thumb, headers=auth).status_code == 400
