@@ -219,32 +219,46 @@ class _GCS(ObjectStore):
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
+    @contextlib.contextmanager
+    def _converted(self, key: str) -> Iterator[None]:
+        """google-cloud-storage's errors as ours, naming the object."""
+        try:
+            yield
+        except self._exc.PreconditionFailed as exc:
+            raise PreconditionFailed(f"{self.url}/{key} changed: {exc.message}") from None
+        except self._exc.GoogleAPICallError as exc:
+            raise IndexFolderError(f"{self.url}/{key}: {exc.code} {exc.message}") from None
+
     def get(self, key: str) -> tuple[bytes | None, str | None]:
-        blob = self._bucket.get_blob(self._key(key))
-        if blob is None:
-            return None, None
-        return blob.download_as_bytes(if_generation_match=blob.generation), str(blob.generation)
+        for _ in range(3):  # it may be replaced between reading its generation and its bytes
+            with contextlib.suppress(PreconditionFailed), self._converted(key):
+                blob = self._bucket.get_blob(self._key(key))
+                if blob is None:
+                    return None, None
+                generation = blob.generation  # the download may reset it from its headers
+                return blob.download_as_bytes(if_generation_match=generation), str(generation)
+        raise IndexFolderError(f"{self.url}/{key} kept changing while it was read")
 
     def put(self, key, data, *, if_match=None, if_none_match=False) -> str:
         blob = self._bucket.blob(self._key(key))
         generation = 0 if if_none_match else (int(if_match) if if_match is not None else None)
-        try:
+        with self._converted(key):
             blob.upload_from_string(data, if_generation_match=generation)
-        except self._exc.PreconditionFailed as exc:
-            raise PreconditionFailed(f"{self.url}/{key} changed: {exc.message}") from None
         return str(blob.generation)
 
     def delete(self, key: str) -> None:
-        with contextlib.suppress(self._exc.NotFound):
+        with self._converted(key), contextlib.suppress(self._exc.NotFound):
             self._bucket.blob(self._key(key)).delete()
 
     def list(self, prefix: str = "") -> Iterator[tuple[str, int]]:
         strip = len(self.prefix) + 1 if self.prefix else 0
-        for blob in self._bucket.client.list_blobs(self._bucket, prefix=self._key(prefix)):
-            yield blob.name[strip:], int(blob.size)
+        with self._converted(prefix):
+            for blob in self._bucket.client.list_blobs(self._bucket, prefix=self._key(prefix)):
+                yield blob.name[strip:], int(blob.size)
 
     def download(self, key: str, path) -> None:
-        self._bucket.blob(self._key(key)).download_to_filename(str(path))
+        with self._converted(key):
+            self._bucket.blob(self._key(key)).download_to_filename(str(path))
 
 
 def _reason(exc) -> str:
