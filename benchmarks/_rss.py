@@ -4,13 +4,15 @@
 endpoint and worker processes beside the launcher needs their sum at each moment.
 ``RssSampler(pid)`` samples every ``interval`` seconds in a thread: the launcher's RSS (and
 its anonymous part, without memory-mapped files), and the sum over the launcher and every
-descendant, keeping the peaks (MiB).
+descendant, keeping the peaks (MiB); with ``trace``, every sample is written to that file
+(unix time, tree, launcher, launcher's anonymous part: tab-separated MiB).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 __all__ = ["RssSampler", "anon_mib", "rss_mib", "tree_pids"]
@@ -70,9 +72,10 @@ def tree_pids(root: int) -> list[int]:
 class RssSampler:
     """Sample ``pid``'s RSS and its tree's summed RSS until ``stop()``; peaks in MiB."""
 
-    def __init__(self, pid: int, interval: float = 0.1) -> None:
+    def __init__(self, pid: int, interval: float = 0.1, trace: Path | None = None) -> None:
         self.pid = pid
         self.interval = interval
+        self.trace = trace.open("w") if trace else None  # unix time, tree, launcher, anon
         self.peak_launcher = 0.0
         self.peak_tree = 0.0
         self.peak_launcher_anon = 0.0
@@ -91,11 +94,16 @@ class RssSampler:
     def sample(self) -> None:
         launcher = rss_mib(self.pid)
         tree = sum(rss_mib(p) for p in tree_pids(self.pid))
+        anon = anon_mib(self.pid)
         self.peak_launcher = max(self.peak_launcher, launcher)
-        self.peak_launcher_anon = max(self.peak_launcher_anon, anon_mib(self.pid))
+        self.peak_launcher_anon = max(self.peak_launcher_anon, anon)
         self.peak_tree = max(self.peak_tree, tree)
+        if self.trace:
+            self.trace.write(f"{time.time():.1f}\t{tree:.0f}\t{launcher:.0f}\t{anon:.0f}\n")
 
     def stop(self) -> RssSampler:
         self._stop.set()
         self._thread.join()
+        if self.trace:
+            self.trace.close()
         return self

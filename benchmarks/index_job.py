@@ -67,9 +67,12 @@ def write_corpus(root: Path, n: int, files: int = 20, changed: set[int] | None =
         (root / f"part-{f:03d}.jsonl").write_text("\n".join(lines) + "\n")
 
 
-def run_job(corpus: Path, output: str, options: list[str]) -> tuple[dict, float, RssSampler]:
+def run_job(
+    corpus: Path, output: str, options: list[str], trace: Path | None = None
+) -> tuple[dict, float, RssSampler]:
     """(report, seconds from the process's start to its exit, sampled peaks) of a fresh
-    ``corpusbeam index`` process."""
+    ``corpusbeam index`` process; with ``trace`` (a path without suffix), its log lines go
+    to ``trace.log`` and its memory samples to ``trace.rss.tsv``."""
     cmd = [
         sys.executable,
         "-m",
@@ -83,8 +86,10 @@ def run_job(corpus: Path, output: str, options: list[str]) -> tuple[dict, float,
     ]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampler = RssSampler(proc.pid).start()
+    sampler = RssSampler(proc.pid, trace=trace and trace.with_suffix(".rss.tsv")).start()
     out, err = proc.communicate()
+    if trace:
+        trace.with_suffix(".log").write_text(err)
     sampler.stop()
     seconds = time.perf_counter() - started
     if proc.returncode not in (0, 3):
@@ -143,6 +148,9 @@ def main() -> None:
     parser.add_argument("--s3", action="store_true", help="also run with s3:// output")
     parser.add_argument("--dimensions", type=int, help="passed to the job")
     parser.add_argument("--quick", action="store_true", help="2,000 documents, DirectRunner")
+    parser.add_argument(
+        "--trace", type=Path, help="a folder for each run's log and memory samples over time"
+    )
     args = parser.parse_args()
     if args.quick:
         args.docs, args.runners = 2_000, "direct"
@@ -171,7 +179,11 @@ def run_all(args: argparse.Namespace, extra: list[str]) -> None:
         write_corpus(corpus, args.docs)
         for name in args.runners.split(","):
             out = Path(tmp) / f"out-{name}"
-            report, seconds, peaks = run_job(corpus, str(out), RUNNERS[name] + extra)
+            trace = None
+            if args.trace:
+                args.trace.mkdir(parents=True, exist_ok=True)
+                trace = args.trace / f"{name}-{args.docs}-{args.shape}"
+            report, seconds, peaks = run_job(corpus, str(out), RUNNERS[name] + extra, trace)
             common = {"runner": name, "docs": args.docs, "shape": args.shape}
             emit(
                 BENCH,

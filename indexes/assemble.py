@@ -19,6 +19,7 @@ passes one that reads any Beam filesystem).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -35,7 +36,7 @@ from indexes.evaluate import RESCORE_FACTORS, trial_records
 from indexes.files import INDEX, MANIFEST, SHARDS, sha256, shard_file
 from indexes.lexical import build_lexical
 from indexes.manifest import Manifest, sanitize_endpoint
-from indexes.memory import trim
+from indexes.memory import resident, trim
 from indexes.parts import RESCORE_SUFFIX, PartInfo, Parts
 from indexes.recall import streaming_reference
 from indexes.search import RescoreStore
@@ -45,6 +46,8 @@ from indexes.writer import rescore_entry
 from inference.errors import IndexFolderError
 
 __all__ = ["assemble_folder", "expand_metadata_json"]
+
+log = logging.getLogger(__name__)
 
 _SAMPLED = "sampled from the indexed vectors, each left out of its own results"
 
@@ -147,6 +150,7 @@ def assemble_folder(
         out, spec, trained, reader, [p["index"] for p in parts if p.get("index")], read
     )
     trim()  # the shards' lists, loaded for the merge, are freed: give the memory back
+    log.info("index combined (%s): %s", combined.layout, resident())
     extra: dict[str, dict] = {}
     from_vector = rdtype is None and spec.rescore
     if from_vector:  # a compressed float index: each part's full vectors, for rescoring
@@ -160,12 +164,14 @@ def assemble_folder(
     if rdtype is not None:
         store = RescoreStore(reader.ids(), reader.rescore_rows(), dimensions=spec.dimensions)
     recall, latency, params = _tune(combined.index, spec, reader, config, store, rescore)
+    log.info("recall measured and search tuned: %s", resident())
     files = {name: entry for p in parts for name, entry in p["files"].items()} | extra
     local = list(combined.index_files)
     lexical = None
     if config.lexical:  # the chunks' text streamed from the parts: bounded memory
         lexical = build_lexical(out, reader.ids(), reader.iter_column("text"))
         local += [f.relative_to(out).as_posix() for f in (out / lexical["dir"]).rglob("*")]
+        log.info("lexical index built: %s", resident())
     for name in local:
         if (out / name).is_file():
             files[name] = {"sha256": sha256(out / name), "bytes": (out / name).stat().st_size}

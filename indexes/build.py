@@ -309,17 +309,17 @@ def merge_ondisk(
 ) -> str:
     """Merge IVF shard files into ``index_path`` + ``<index_path>.ivfdata``, lists on disk.
 
-    ``trained`` is the empty trained index; memory use stays about one list at a time.
-    Returns the inverted lists file's name (beside the index file).
+    ``trained`` is the empty trained index; memory use stays about one shard at a time
+    (``indexes.ondisk``). Returns the inverted lists file's name (beside the index file).
     """
-    from faiss.contrib.ondisk import merge_ondisk as _faiss_merge_ondisk
+    from indexes.ondisk import merge_shards_ondisk
 
     if spec.family == "binary" or not _is_ivf(trained):
         raise ConfigError("factory", spec.factory, "on-disk merge needs a float or int8 IVF index")
     index_path = Path(index_path)
     ivfdata = index_path.with_name(index_path.name + ".ivfdata")
     with _quiet_stdout():
-        _faiss_merge_ondisk(trained, [os.fspath(p) for p in shard_paths], os.fspath(ivfdata))
+        merge_shards_ondisk(trained, shard_paths, ivfdata)
     # The index refers to the lists file by name; keep it relative (same directory).
     lists = faiss.extract_index_ivf(trained).invlists
     faiss.downcast_InvertedLists(lists).filename = ivfdata.name

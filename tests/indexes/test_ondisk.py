@@ -1,0 +1,116 @@
+"""The on-disk merge of IVF shards: the same lists file as FAISS's own merge, in the
+memory of about one shard."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+from faiss.contrib.ondisk import merge_ondisk as faiss_merge_ondisk
+
+from indexes import build
+from indexes.choose import choose_index
+from indexes.ondisk import merge_shards_ondisk
+from inference.errors import IndexFolderError
+
+D = 32
+
+
+def _shards(tmp_path: Path, factory: str, sizes: list[int], *, seed: int = 0):
+    """(serialised trained index, shard files): shard s holds ``sizes[s]`` vectors, all
+    near a few centroids so that some lists stay empty in some shards."""
+    rng = np.random.default_rng(seed)
+    spec = choose_index(2_000, D, "float", factory=factory)
+    xt = rng.standard_normal((2_000, D)).astype("float32")
+    blob = build.serialize_index(build.train_index(spec, xt, seed=0))
+    paths, start = [], 0
+    for s, n in enumerate(sizes):
+        shard = build.deserialize_index(blob, "float")
+        centre = rng.standard_normal(D).astype("float32")
+        xb = (centre + 0.3 * rng.standard_normal((n, D))).astype("float32")
+        build.add_vectors(shard, xb, np.arange(start, start + n, dtype=np.int64) * 7, spec)
+        start += n
+        paths.append(tmp_path / f"shard-{s}.faiss")
+        build.write_index(shard, paths[-1])
+    return spec, blob, paths
+
+
+@pytest.mark.parametrize("factory", ["IVF16,Flat", "IVF16,SQ8"])
+def test_the_lists_file_is_faiss_own_merge_byte_for_byte(tmp_path, factory):
+    spec, blob, paths = _shards(tmp_path, factory, [300, 0, 500, 7])
+    theirs = build.deserialize_index(blob, "float")
+    faiss_merge_ondisk(theirs, [str(p) for p in paths], str(tmp_path / "theirs.ivfdata"))
+    ours = build.deserialize_index(blob, "float")
+    assert merge_shards_ondisk(ours, paths, tmp_path / "ours.ivfdata") == 807
+    assert ours.ntotal == theirs.ntotal == 807
+    a = (tmp_path / "theirs.ivfdata").read_bytes()
+    assert a == (tmp_path / "ours.ivfdata").read_bytes()
+    lists_a, lists_b = (faiss.extract_index_ivf(i).invlists for i in (theirs, ours))
+    sizes = [lists_b.list_size(i) for i in range(16)]
+    assert sizes == [lists_a.list_size(i) for i in range(16)] and 0 in sizes
+    # Written and read back the way the index job does, it searches like one build.
+    build.write_index(ours, tmp_path / "index.faiss")
+    again = build.read_index(tmp_path / "index.faiss", "float")
+    single = build.deserialize_index(blob, "float")
+    for p in paths:
+        build.merge_indexes([single, build.read_index(p, "float")], spec)
+    xq = np.random.default_rng(1).standard_normal((20, D)).astype("float32")
+    for index in (again, single):
+        faiss.extract_index_ivf(index).nprobe = 16
+    D1, I1 = again.search(xq, 10)
+    D2, I2 = single.search(xq, 10)
+    np.testing.assert_array_equal(I1, I2)
+    np.testing.assert_allclose(D1, D2, rtol=1e-6)
+
+
+def test_a_shard_of_another_index_is_refused(tmp_path):
+    _, blob, paths = _shards(tmp_path, "IVF16,Flat", [50])
+    (tmp_path / "other").mkdir()
+    _, _, other = _shards(tmp_path / "other", "IVF32,Flat", [50])
+    with pytest.raises(IndexFolderError, match="not a shard of this trained index"):
+        trained = build.deserialize_index(blob, "float")
+        merge_shards_ondisk(trained, [*paths, *other], tmp_path / "x")
+
+
+def _rss_mib() -> float:
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * 4096 / (1 << 20)
+
+
+def test_the_merge_holds_about_one_shard_in_memory(tmp_path):
+    """8 shards of 12 MiB of codes each: FAISS's merge maps all of them and the merged file
+    (about 200 MiB resident); this one holds one shard at a time."""
+    spec = choose_index(50_000, 256, "float", factory="IVF64,Flat")
+    rng = np.random.default_rng(0)
+    blob = build.serialize_index(
+        build.train_index(spec, rng.standard_normal((5_000, 256)).astype("float32"), seed=0)
+    )
+    paths = []
+    for s in range(8):
+        shard = build.deserialize_index(blob, "float")
+        xb = rng.standard_normal((12_000, 256)).astype("float32")
+        build.add_vectors(shard, xb, np.arange(s * 12_000, (s + 1) * 12_000), spec)
+        paths.append(tmp_path / f"shard-{s}.faiss")
+        build.write_index(shard, paths[-1])
+        del shard, xb
+    trained = build.deserialize_index(blob, "float")
+    peak, done = [_rss_mib()], threading.Event()
+    base = peak[0]
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_mib())
+            done.wait(0.002)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        assert merge_shards_ondisk(trained, paths, tmp_path / "index.ivfdata") == 96_000
+    finally:
+        done.set()
+        sampler.join()
+    shard_mib = paths[0].stat().st_size / (1 << 20)
+    assert peak[0] - base < 2.5 * shard_mib, (base, peak[0], shard_mib)
