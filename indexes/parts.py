@@ -338,10 +338,14 @@ class Parts:
     # ---- vectors ----------------------------------------------------------------------
 
     def iter_vectors(
-        self, *, rescore: bool = True
+        self, *, rescore: bool = True, batch_rows: int | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-        """(ids, vectors, rescore vectors or None) of each part in id order."""
+        """(ids, vectors, rescore vectors or None) of each part in id order; with
+        ``batch_rows``, in pieces of at most that many rows (memory bounded by the piece,
+        not by the part, which grows with the corpus)."""
         dtype = codec.natural_dtype(self.encoding)
+        if batch_rows is not None and batch_rows < 1:
+            raise ConfigError("batch_rows", batch_rows, "must be at least 1")
         for i in range(len(self.infos)):
             cols = ["id", "vector"]
             path = self.path(i, VECTORS_SUFFIX)
@@ -352,12 +356,17 @@ class Parts:
                 and "rescore" in pq.read_schema(path).names
             ):
                 cols.append("rescore")
-            t = pq.read_table(path, columns=cols)
-            rv = None
-            if "rescore" in cols:
-                rv = column_array(t, "rescore", np.dtype(self.rescore_dtype))
-            yield t.column("id").to_numpy(), column_array(t, "vector", dtype), rv
-            del t
+            if batch_rows is None:
+                tables = iter([pq.read_table(path, columns=cols)])
+            else:
+                pieces = pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=cols)
+                tables = (pa.Table.from_batches([b]) for b in pieces)
+            for t in tables:
+                rv = None
+                if "rescore" in cols:
+                    rv = column_array(t, "rescore", np.dtype(self.rescore_dtype))
+                yield t.column("id").to_numpy(), column_array(t, "vector", dtype), rv
+                del t
             trim()  # hand the part's memory back, so streaming stays bounded
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

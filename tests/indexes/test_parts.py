@@ -6,10 +6,10 @@ import pytest
 
 from indexes import BuildConfig, open_index
 from indexes.parts import ROW_GROUP_ROWS, id_starts, part_of
-from indexes.recall import streaming_reference
+from indexes.recall import REFERENCE_BATCH_ROWS, streaming_reference
 from indexes.tune import reference_neighbours
 from inference import codec
-from inference.errors import IndexFolderError
+from inference.errors import ConfigError, IndexFolderError
 from tests.indexes.helpers import build
 
 
@@ -46,10 +46,11 @@ def test_lookup_reads_rows_by_id_in_the_order_asked(parted):
         parted.lookup(np.array([missing]))
 
 
-def test_streamed_ground_truth_equals_one_exact_search(parted, xq):
+@pytest.mark.parametrize("batch_rows", [REFERENCE_BATCH_ROWS, 7])
+def test_streamed_ground_truth_equals_one_exact_search(parted, xq, batch_rows):
     ids, xb, _ = parted.vectors()
     want, ref = reference_neighbours(xb, ids, xq, 10, encoding="float", d=xb.shape[1])
-    got, ref2 = streaming_reference(parted.parts, xq, 10)
+    got, ref2 = streaming_reference(parted.parts, xq, 10, batch_rows=batch_rows)
     np.testing.assert_array_equal(got, want)
     assert ref == ref2
     exclude = ids[: len(xq)]
@@ -57,8 +58,19 @@ def test_streamed_ground_truth_equals_one_exact_search(parted, xq):
         xb, ids, xq, 10, encoding="float", d=xb.shape[1], exclude=exclude
     )
     np.testing.assert_array_equal(
-        streaming_reference(parted.parts, xq, 10, exclude=exclude)[0], want
+        streaming_reference(parted.parts, xq, 10, exclude=exclude, batch_rows=batch_rows)[0],
+        want,
     )
+
+
+def test_vectors_stream_in_pieces_of_at_most_batch_rows(parted):
+    ids, xb, _ = parted.vectors()
+    pieces = list(parted.parts.iter_vectors(batch_rows=7))
+    assert max(len(p[0]) for p in pieces) == 7 and len(pieces) > len(parted.parts.infos)
+    np.testing.assert_array_equal(np.concatenate([p[0] for p in pieces]), ids)
+    np.testing.assert_array_equal(np.concatenate([p[1] for p in pieces]), xb)
+    with pytest.raises(ConfigError, match="batch_rows"):
+        next(parted.parts.iter_vectors(batch_rows=0))
 
 
 def test_binary_parts_stream_hamming_ground_truth(tmp_path, xb, xq, metadata):
