@@ -165,8 +165,12 @@ def assemble_folder(
         store = RescoreStore(reader.ids(), reader.rescore_rows(), dimensions=spec.dimensions)
     recall, latency, params = _tune(combined.index, spec, reader, config, store, rescore)
     log.info("recall measured and search tuned: %s", resident())
+    # Nothing below searches: unmap the index (tuning touched its lists' pages) and the
+    # rescoring vectors before the lexical build.
+    layout, index_files = combined.layout, combined.index_files
+    del combined, store
     files = {name: entry for p in parts for name, entry in p["files"].items()} | extra
-    local = list(combined.index_files)
+    local = list(index_files)
     lexical = None
     if config.lexical:  # the chunks' text streamed from the parts: bounded memory
         lexical = build_lexical(out, reader.ids(), reader.iter_column("text"))
@@ -187,8 +191,8 @@ def assemble_folder(
         input_type=input_type,
         normalized=spec.family == "float",
         search_params=params,
-        layout=combined.layout,
-        index_files=combined.index_files,
+        layout=layout,
+        index_files=index_files,
         rescore=rescore,
         parts=[i.as_dict() for i in infos],
         lexical=lexical,

@@ -47,6 +47,7 @@ IDS = "ids.npy"
 K1 = 1.5
 B = 0.75
 _BLOCK = 50_000  # documents tokenized before their postings are counted
+_SLICE = 1 << 20  # postings scored at a time
 
 
 def _postings(
@@ -56,7 +57,34 @@ def _postings(
     docs = np.repeat(np.arange(first_doc, first_doc + len(lengths), dtype=np.int64), lengths)
     keys = tokens.astype(np.int64) * (1 << 32) + docs
     keys, tf = np.unique(keys, return_counts=True)
-    return (keys >> 32).astype(np.int32), (keys & 0xFFFFFFFF).astype(np.int32), tf
+    return (keys >> 32).astype(np.int32), (keys & 0xFFFFFFFF).astype(np.int32), tf.astype(np.int32)
+
+
+def _term_major(
+    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]], terms: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(doc int32, tf float32, indptr) in term-major order, docs ascending within a term,
+    from blocks in doc order whose postings are sorted by term then doc. A counting sort:
+    each block's postings go straight to their place and the block is freed, so the
+    postings are held about twice at most, not in several sorted copies."""
+    df = np.zeros(terms, dtype=np.int64)
+    for term, _, _ in blocks:
+        df += np.bincount(term, minlength=terms)
+    indptr = np.zeros(terms + 1, dtype=np.int64)
+    np.cumsum(df, out=indptr[1:])
+    doc = np.empty(int(indptr[-1]), dtype=np.int32)
+    tf = np.empty(int(indptr[-1]), dtype=np.float32)
+    cursor = indptr[:-1].copy()
+    for i, (term, d, f) in enumerate(blocks):
+        if term.size:
+            starts = np.flatnonzero(np.r_[True, term[1:] != term[:-1]])
+            run = np.repeat(starts, np.diff(np.r_[starts, term.size]))
+            at = cursor[term] + (np.arange(term.size) - run)
+            doc[at], tf[at] = d, f
+            cursor[term[starts]] += np.diff(np.r_[starts, term.size])
+        blocks[i] = (term[:0], d[:0], f[:0])
+    blocks.clear()
+    return doc, tf, indptr
 
 
 def build_lexical(
@@ -104,20 +132,18 @@ def build_lexical(
     if n >= 1 << 31:
         raise ConfigError("texts", n, "at most 2**31 - 1 chunks a lexical index")
     doc_len = np.concatenate(lengths_all) if lengths_all else np.zeros(0, np.int64)
-    term = np.concatenate([p[0] for p in blocks]) if blocks else np.zeros(0, np.int32)
-    doc = np.concatenate([p[1] for p in blocks]) if blocks else np.zeros(0, np.int32)
-    tf = np.concatenate([p[2] for p in blocks]) if blocks else np.zeros(0, np.int64)
-    blocks.clear()
-    order = np.argsort(term, kind="stable")  # blocks are in doc order: docs stay ascending
-    term, doc, tf = term[order], doc[order], tf[order].astype(np.float32)
-    del order
-    df = np.bincount(term, minlength=len(vocab)).astype(np.int64)
+    doc, tf, indptr = _term_major(blocks, len(vocab))
+    df = np.diff(indptr)
     idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
     avgdl = float(doc_len.mean()) if n and doc_len.sum() else 1.0
     norm = (k1 * ((1 - b) + b * doc_len / avgdl)).astype(np.float32)
-    data = (idf[term] * tf / (tf + norm[doc])).astype(np.float32)
-    indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
-    np.cumsum(df, out=indptr[1:])
+    data = tf  # the scores replace the term frequencies, a slice at a time
+    term_idf = np.repeat(idf, df)
+    for lo in range(0, data.shape[0], _SLICE):
+        hi = lo + _SLICE
+        f = tf[lo:hi]
+        data[lo:hi] = term_idf[lo:hi] * f / (f + norm[doc[lo:hi]])
+    del term_idf
 
     retriever = bm25s.BM25(k1=k1, b=b, method="lucene", backend="numpy")
     retriever.scores = {"data": data, "indices": doc, "indptr": indptr, "num_docs": n}
