@@ -332,12 +332,16 @@ def _keep_rate(spec: dict) -> float:
     return min(1.0, (size + 6 * math.sqrt(size) + 10) / spec["count"])
 
 
-def _part_vectors(folder: str, ref: dict, encoding: str) -> tuple[np.ndarray, np.ndarray]:
-    t = pq.read_table(
-        io.BytesIO(_read(f"{folder}/{ref['info']['name']}.vectors.parquet")),
-        columns=["id", "vector"],
-    )
-    return t.column("id").to_numpy(), column_array(t, "vector", codec.natural_dtype(encoding))
+_BATCH_ROWS = 32_768  # a part's rows decoded at a time (a part grows with the corpus)
+
+
+def _part_vectors(folder: str, ref: dict, encoding: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ids, vectors) of one part, ``_BATCH_ROWS`` rows at a time in id order."""
+    data = pq.ParquetFile(io.BytesIO(_read(f"{folder}/{ref['info']['name']}.vectors.parquet")))
+    dtype = codec.natural_dtype(encoding)
+    for batch in data.iter_batches(batch_size=_BATCH_ROWS, columns=["id", "vector"]):
+        t = pa.Table.from_batches([batch])
+        yield t.column("id").to_numpy(), column_array(t, "vector", dtype)
 
 
 def _part_ids(folder: str, ref: dict) -> np.ndarray:
@@ -368,11 +372,11 @@ def _train(spec: dict | None, refs: list[dict], folder: str, settings: dict) -> 
         for ref in refs:
             if ref["info"]["id_min"] > cut:
                 break
-            ids, xb = _part_vectors(folder, ref, encoding)
-            keep = xb[ids <= cut]
-            xs[filled : filled + keep.shape[0]] = keep
-            filled += keep.shape[0]
-            del ids, xb, keep
+            for ids, xb in _part_vectors(folder, ref, encoding):
+                keep = xb[ids <= cut]
+                xs[filled : filled + keep.shape[0]] = keep
+                filled += keep.shape[0]
+                del ids, xb, keep
     trained = build.train_index(index_spec, xs, seed=settings["seed"], overwrite=True)
     del xs
     blob = build.serialize_index(trained)
@@ -393,12 +397,12 @@ class _AddShardFn(beam.DoFn):
         if trained is None or not trained["spec"]["nlist"]:
             return
         spec = IndexSpec(**trained["spec"])
-        ids, xb = _part_vectors(self._folder, ref, self._encoding)
         index = build.deserialize_index(trained["blob"], self._encoding)
-        build.add_vectors(index, xb, ids, spec)
+        for ids, xb in _part_vectors(self._folder, ref, self._encoding):
+            build.add_vectors(index, xb, ids, spec)  # in id order: the same as one add
         path = f"{self._staging}/shard-{ref['part']:05d}.faiss"
         _write(path, build.serialize_index(index))
-        del index, xb, ids
+        del index
         trim()
         yield {"part": ref["part"], "index": path}
 
