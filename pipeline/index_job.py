@@ -34,7 +34,6 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from indexes.assemble import assemble_folder
 from indexes.config import BuildConfig
 from indexes.manifest import sanitize_endpoint
 from inference.client import ClientSettings, EnvApiKey
@@ -47,6 +46,7 @@ from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_part_l
 from pipeline.model_setup import ModelSetup, model_setup
 from pipeline.outputs import RunOutput, open_output, redact_args
 from pipeline.progress import ProgressTracker, Snapshot, tracking
+from pipeline.update import finish_index
 from pipeline.vectors_note import finish_manifest
 from transforms.index_shards import load_trained
 
@@ -173,8 +173,12 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
         spec, blob = trained
         parts = read_part_list(run.staging)
         run.fetch([name for part in parts for name in part["files"]])
-        manifest = assemble_folder(
+        manifest, update = finish_index(  # update the live version's index, or build it
             run.local,
+            previous=run.previous if reuse else None,
+            previous_manifest=run.previous_manifest,
+            factory=None if cfg.index == "auto" else cfg.index,
+            rebuild=cfg.rebuild,
             spec=spec,
             trained=blob,
             parts=parts,
@@ -202,6 +206,7 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
             time.monotonic() - started,
         )
         tracker.stage("publishing")
+        report["update"] = update
         report.update(tracker.record())
         (run.local / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         folder = run.publish()
