@@ -11,7 +11,7 @@ previous version exists, ``update_folder`` finishes the new folder from it:
 3. ``tombstones.npy``: the main index's ids that no longer count, and ``delta.faiss``: an
    exact index of every vector added since the main index was built
    (``indexes.segments``); readers search both as one index;
-4. when the delta and the tombstones together pass ``compact_fraction`` of the index, the
+4. when the delta or the tombstones pass ``compact_fraction`` of the index, the
    main index is compacted: ``remove_ids`` and ``add_with_ids`` on a copy where the index
    type can remove (flat, int8 flat, binary flat, in-memory IVF), a rebuild otherwise
    (HNSW, IVF lists on disk, binary IVF shards);
@@ -75,8 +75,8 @@ DEFAULT_MAX_RECALL_DROP = 0.01
 class UpdatePolicy:
     """When an update gives way to a rebuild: ``retrain_fraction`` of the index added since
     training (trained index types), recall more than ``max_recall_drop`` below the last
-    training's; ``compact_fraction``: delta + tombstones past which the main index is
-    compacted. ``rebuild`` forces a rebuild."""
+    training's; ``compact_fraction``: the delta's or the tombstones' share of the index past
+    which the main index is compacted. ``rebuild`` forces a rebuild."""
 
     retrain_fraction: float = DEFAULT_RETRAIN_FRACTION
     compact_fraction: float = DEFAULT_COMPACT_FRACTION
@@ -252,11 +252,12 @@ def update_folder(
             stats,
             seconds,
         )
-    compact = delta_ids.size + dead.size > policy.compact_fraction * count
+    limit = policy.compact_fraction * count
+    compact = delta_ids.size > limit or dead.size > limit
     if compact and not _removable(prev):
         return UpdateOutcome(
             None,
-            f"delta {delta_ids.size} + tombstones {dead.size} pass {policy.compact_fraction} of "
+            f"delta {delta_ids.size} or tombstones {dead.size} pass {policy.compact_fraction} of "
             f"{count}, and a {prev.index_factory} ({prev.layout}) index cannot remove ids: rebuild",
             stats,
             seconds,
