@@ -21,7 +21,8 @@ previous version exists, ``update_folder`` finishes the new folder from it:
    ``max_recall_drop`` below the recall measured when it was trained;
 6. parts whose files came out byte-for-byte the same as the previous version's are
    replaced by hard links to them; the lexical index is rebuilt from the parts' text
-   (streamed; ``UpdateOutcome.seconds["lexical"]`` says what it costs);
+   (streamed; ``UpdateOutcome.seconds["lexical"]`` says what it costs), or shared when
+   no chunk changed;
 7. the manifest (written last) records the segments, the tombstones, which version last
    trained the index, with how many vectors and what recall, and the recall now.
 
@@ -361,7 +362,14 @@ def update_folder(
     # The lexical index, rebuilt from the parts' text (streamed).
     t = time.monotonic()
     lexical = None
-    if config.lexical:
+    same_text = not stale.size and not fresh.size and prev.lexical is not None
+    if config.lexical and same_text:  # the same chunks, the same texts: share its files
+        lexical = dict(prev.lexical)
+        for name, entry in prev.files.items():
+            if name.startswith(f"{LEXICAL_DIR}/"):
+                _link(prev_dir / name, out / name)
+                files[name] = dict(entry)
+    elif config.lexical:
         lexical = build_lexical(out, all_ids, reader.iter_column("text"))
         for f in (out / LEXICAL_DIR).rglob("*"):
             if f.is_file():

@@ -225,3 +225,17 @@ def test_policy_retrains_ivf_past_the_added_fraction(tmp_path):
         policy=UpdatePolicy(rebuild=True),
     )
     assert rebuild.manifest is None and "--rebuild" in rebuild.reason
+
+
+def test_an_unchanged_rerun_shares_every_file_but_the_small_ones(tmp_path):
+    corpus = Corpus("float")
+    _version(tmp_path / "v0", corpus, "HNSW16")
+    outcome = _version(tmp_path / "v1", corpus, "HNSW16", previous=tmp_path / "v0")
+    m = outcome.manifest
+    assert outcome.stats["stale"] == outcome.stats["fresh"] == 0
+    assert m.segments["delta"]["count"] == m.segments["tombstones"]["count"] == 0
+    own = {"delta.faiss", "tombstones.npy"}
+    for name in set(m.files) - own:
+        assert os.path.samefile(tmp_path / "v1" / name, tmp_path / "v0" / name), name
+    assert all((tmp_path / "v1" / name).stat().st_nlink == 1 for name in own)
+    assert m.lexical == open_index(tmp_path / "v0").manifest.lexical
