@@ -211,7 +211,9 @@ def _print(result: IndexJobResult, as_json: bool) -> int:
             f"  index updated: {st.get('fresh', 0)} vectors added, {st.get('stale', 0)} removed; "
             f"delta {st.get('delta', 0)}, tombstones {st.get('tombstones', 0)}"
         )
-    elif update.get("reason"):
+    elif update.get("mode") == "unchanged":
+        print(f"  unchanged, nothing to do: {update['reason']}")
+    elif update.get("reason") and report.get("previous_version"):
         print(f"  index built in full: {update['reason']}")
     long = report.get("too_long")
     if long and (long["cut_before_sending"] or long["cut_after_refusal"]):

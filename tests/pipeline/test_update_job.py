@@ -208,3 +208,22 @@ def test_a_killed_update_leaves_the_previous_version_intact(tmp_path, endpoint):
     assert third.report["update"]["mode"] == "update"
     assert not list((out / "versions").glob("*.partial"))
     assert open_index(third.folder).manifest.count == len(records.files)
+
+
+def test_an_unchanged_rerun_answers_with_the_live_version(tmp_path, endpoint):
+    records = Records(tmp_path / "corpus", n=40)
+    out = tmp_path / "out"
+    first = run_index_job(job(records.folder, out, endpoint.url))
+    again = run_index_job(job(records.folder, out, endpoint.url))
+    assert again.report["update"]["mode"] == "unchanged"
+    assert again.version == first.version and again.folder == versions.current_version(out)
+    assert again.report["requests"]["requests"] == 0 and again.exit_code == 0
+    assert len(list((out / "versions").iterdir())) == 1  # no new version
+    assert run_index_job(job(records.folder, out, endpoint.url, max_tokens=256)).version != (
+        first.version
+    )  # another setting: the job runs
+    forced = run_index_job(job(records.folder, out, endpoint.url, max_tokens=256, rebuild=True))
+    assert forced.report["update"]["mode"] == "rebuild"
+    records.step()
+    changed = run_index_job(job(records.folder, out, endpoint.url, max_tokens=256))
+    assert changed.report["update"]["mode"] == "update"
