@@ -13,6 +13,7 @@ evaluated on the same queries (``indexes.evaluate_folder``: recall@10 against ex
 search over the stored vectors).
 
     python -m benchmarks.update [--docs 100000] [--updates 10] [--dimensions 256]
+    python -m benchmarks.update --docs 100000 --dimensions 256 --breakdown
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def version_bytes(folder: Path, seen: set[tuple[int, int]]) -> tuple[int, int]:
     return total, new
 
 
-def _load() -> float:
+def _load_avg() -> float:
     return round(os.getloadavg()[0], 2)
 
 
@@ -107,6 +108,12 @@ def main() -> None:
     ap.add_argument("--fraction", type=float, default=0.01)
     ap.add_argument("--dimensions", type=int, default=None)
     ap.add_argument("--index", default=None, help="a factory string (default: auto)")
+    ap.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="after the first run, time Beam's start-up, reading the corpus and loading "
+        "the live ids and hashes, each alone, and stop",
+    )
     args = ap.parse_args()
     options = ["--runner=DirectRunner"]
     if args.dimensions:
@@ -122,7 +129,7 @@ def main() -> None:
 
         def measure(run: str, extra: list[str] | None = None, output: Path = out) -> dict:
             nonlocal first_seconds, first_bytes
-            load = _load()
+            load = _load_avg()
             report, wall = run_job(corpus.root, output, options + (extra or []))
             folder = output / "versions" / report["version"]
             total, new = version_bytes(folder, seen)
@@ -145,12 +152,15 @@ def main() -> None:
                 "version_mib": round(total / 2**20, 2),
                 "new_mib": round(new / 2**20, 2),
                 "new_of_first": round(new / first_bytes, 4),
-                "load_1m": [load, _load()],
+                "load_1m": [load, _load_avg()],
             }
             emit(BENCH, "wall_time", round(wall, 2), "s", **row)
             return report
 
         measure("first")
+        if args.breakdown:
+            breakdown(corpus.root, out)
+            return
         measure("unchanged")
         for u in range(max(args.updates, 1)):
             corpus.change(args.fraction)
@@ -171,8 +181,48 @@ def main() -> None:
             rebuilt=b["recall_at_10"],
             baseline="a full build of the same corpus (--rebuild)",
             ratio=round(a["recall_at_10"] / b["recall_at_10"], 4),
-            load_1m=_load(),
+            load_1m=_load_avg(),
         )
+
+
+def breakdown(corpus: Path, output: Path) -> None:
+    """Where a rerun's pipeline time goes, each part timed alone in this process: Beam's
+    start-up (an empty pipeline), reading and chunking the corpus, reading the live
+    version's ids and content hashes (what ``ReuseVectors`` loads)."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from indexes.manifest import Manifest
+    from transforms import ChunkDocuments, ReadDocuments
+    from transforms.reuse import _load
+
+    opts = PipelineOptions(["--runner=DirectRunner"])
+    t = time.perf_counter()
+    with beam.Pipeline(options=opts) as p:
+        _ = p | beam.Create([1]) | beam.Map(lambda x: x)
+    empty = time.perf_counter() - t
+    t = time.perf_counter()
+    with beam.Pipeline(options=opts) as p:
+        docs, _ = p | ReadDocuments([str(corpus)])
+        chunks, _ = docs | ChunkDocuments(max_tokens=512, overlap_tokens=None)
+        _ = chunks | beam.combiners.Count.Globally()
+    read = time.perf_counter() - t
+    live = output / "versions" / versions_current(output)
+    manifest = Manifest.from_json((live / "manifest.json").read_text())
+    t = time.perf_counter()
+    _load({"folder": str(live), "parts": manifest.parts})
+    load = time.perf_counter() - t
+    emit(
+        BENCH,
+        "rerun_breakdown",
+        round(read, 2),
+        "s",
+        part="read and chunk the corpus (an empty pipeline's time included)",
+        empty_pipeline_s=round(empty, 2),
+        previous_ids_and_hashes_s=round(load, 2),
+        docs=manifest.count,
+        load_1m=_load_avg(),
+    )
 
 
 def versions_current(output: Path) -> str:

@@ -98,6 +98,7 @@ def _exact(folder, xq: np.ndarray, k: int):
     return ids[order], np.take_along_axis(S, order, axis=1)
 
 
+@pytest.mark.slow
 def test_five_updates_of_a_flat_index_search_like_a_rebuild(tmp_path, endpoint):
     records = Records(tmp_path / "corpus")
     out = tmp_path / "out"
@@ -146,6 +147,7 @@ def test_five_updates_of_a_flat_index_search_like_a_rebuild(tmp_path, endpoint):
     assert open_index(rebuilt.folder).manifest.segments is None
 
 
+@pytest.mark.slow
 def test_an_hnsw_index_is_updated_then_rebuilt_past_the_threshold(tmp_path, endpoint):
     records = Records(tmp_path / "corpus", n=200)
     out = tmp_path / "out"
@@ -161,6 +163,7 @@ def test_an_hnsw_index_is_updated_then_rebuilt_past_the_threshold(tmp_path, endp
     assert "cannot remove ids" in run.report["update"]["reason"]
 
 
+@pytest.mark.slow
 def test_a_killed_update_leaves_the_previous_version_intact(tmp_path, endpoint):
     records = Records(tmp_path / "corpus", n=400)
     out = tmp_path / "out"
@@ -210,6 +213,7 @@ def test_a_killed_update_leaves_the_previous_version_intact(tmp_path, endpoint):
     assert open_index(third.folder).manifest.count == len(records.files)
 
 
+@pytest.mark.slow
 def test_an_unchanged_rerun_answers_with_the_live_version(tmp_path, endpoint):
     records = Records(tmp_path / "corpus", n=40)
     out = tmp_path / "out"

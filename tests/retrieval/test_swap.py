@@ -8,6 +8,7 @@ import time
 from collections import Counter
 
 import httpx
+import pytest
 
 from inference.asgi.prometheus import parse_metrics
 from retrieval.embedder import EmbedderPool
@@ -130,6 +131,7 @@ def test_a_served_version_survives_its_folder_being_deleted(tmp_path, build_text
         assert live.current.rescores and hits[0].metadata["tag"] == "v1"
 
 
+@pytest.mark.slow
 def test_swap_to_each_updated_version_under_load(tmp_path):
     """The index job updates the live index five times (segments: the main index shared,
     a delta and tombstones) while 4 clients search; every request succeeds, each client
