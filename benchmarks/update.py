@@ -172,6 +172,12 @@ def main() -> None:
         updated = out / "versions" / last["version"]
         full = rebuilt / "versions" / versions_current(rebuilt)
         a, b = evaluate_folder(updated), evaluate_folder(full)
+        # The same search parameters for both (each build tunes its own under a latency
+        # budget, which a loaded machine moves): the index structures compared alone.
+        from indexes.manifest import Manifest
+
+        params = Manifest.from_json((updated / "manifest.json").read_text()).search_params
+        same = evaluate_folder(full, params=params)
         emit(
             BENCH,
             "recall_at_10_updated",
@@ -179,6 +185,8 @@ def main() -> None:
             "recall",
             after_updates=args.updates,
             rebuilt=b["recall_at_10"],
+            params=params,
+            rebuilt_same_params=same["recall_at_10"],
             baseline="a full build of the same corpus (--rebuild)",
             ratio=round(a["recall_at_10"] / b["recall_at_10"], 4),
             load_1m=_load_avg(),
