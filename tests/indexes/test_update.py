@@ -239,3 +239,21 @@ def test_an_unchanged_rerun_shares_every_file_but_the_small_ones(tmp_path):
         assert os.path.samefile(tmp_path / "v1" / name, tmp_path / "v0" / name), name
     assert all((tmp_path / "v1" / name).stat().st_nlink == 1 for name in own)
     assert m.lexical == open_index(tmp_path / "v0").manifest.lexical
+
+
+def test_discarding_an_update_unshares_its_files(tmp_path):
+    """Before a rebuild writes into the new folder, nothing in it is a link to the
+    previous version's files (the rebuild must not write through a link)."""
+    corpus = Corpus("float")
+    _version(tmp_path / "v0", corpus, "IVF8,Flat")
+    before = _files(tmp_path / "v0")
+    outcome = _version(tmp_path / "v1", corpus, "IVF8,Flat", previous=tmp_path / "v0")
+    assert outcome.stats["shared_files"] > 0
+    discard_update(tmp_path / "v1")
+    left = [p for p in (tmp_path / "v1").rglob("*") if p.is_file()]
+    assert all(p.stat().st_nlink == 1 for p in left)
+    assert not (tmp_path / "v1" / "index.faiss").exists()
+    assert not (tmp_path / "v1" / "delta.faiss").exists()
+    for p in left:  # each is written over, as a rebuild may
+        p.write_bytes(b"rebuilt")
+    assert _files(tmp_path / "v0") == before
