@@ -118,6 +118,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="embed everything again, even unchanged chunks",
     )
     i.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="train and build the index in full instead of updating the live version's "
+        "(an update keeps its index and adds a delta segment and tombstones)",
+    )
+    i.add_argument(
         "--lease-seconds",
         type=float,
         default=IndexJobConfig.lease_seconds,
@@ -198,6 +204,17 @@ def _print(result: IndexJobResult, as_json: bool) -> int:
         f"  {r['requests']} requests, {r['retries']} retries, {r['throttled_429']} throttled, "
         f"{r['prompt_tokens']} tokens; {s['total']:.1f}s"
     )
+    update = report.get("update") or {}
+    if update.get("mode") == "update":
+        st = update.get("stats", {})
+        print(
+            f"  index updated: {st.get('fresh', 0)} vectors added, {st.get('stale', 0)} removed; "
+            f"delta {st.get('delta', 0)}, tombstones {st.get('tombstones', 0)}"
+        )
+    elif update.get("mode") == "unchanged":
+        print(f"  unchanged, nothing to do: {update['reason']}")
+    elif update.get("reason") and report.get("previous_version"):
+        print(f"  index built in full: {update['reason']}")
     long = report.get("too_long")
     if long and (long["cut_before_sending"] or long["cut_after_refusal"]):
         print(

@@ -82,6 +82,12 @@ class Manifest:
     model_info: dict | None = None  # GET /info: name, type, provider (error if it failed)
     wire_encoding: str | None = None  # what the endpoint sent, when not ``encoding``
     note: str | None = None  # a plain statement of what the vectors are (e.g. unrescored)
+    # An updated version (indexes.update): the main index's files are the version's
+    # ``index_files``; ``delta``/``tombstones`` name the segment files and their counts;
+    # ``trained`` says which version last trained (built) the main index, with how many
+    # vectors and the recall measured then; ``added_since_training`` counts vectors added
+    # since. None for a version built in full.
+    segments: dict | None = None
     digest: str = ""
 
     def __post_init__(self) -> None:
@@ -104,6 +110,8 @@ class Manifest:
             raise ConfigError("endpoint", "<redacted>", "must not carry credentials or a query")
         if self.parts and sum(int(p.get("rows", 0)) for p in self.parts) != self.count:
             raise ConfigError("parts", len(self.parts), f"their rows do not add up to {self.count}")
+        if self.segments is not None:
+            _check_segments(self.segments, self.count)
         object.__setattr__(self, "index_files", tuple(self.index_files))
 
     def _body(self) -> dict:
@@ -152,7 +160,24 @@ class Manifest:
         return manifest
 
 
-_OPTIONAL = ("model_info", "wire_encoding", "note")
+def _check_segments(seg: dict, count: int) -> None:
+    """A segmented folder's counts must add up: main - tombstones + delta = count."""
+    try:
+        main = int(seg["main"]["count"])
+        delta = int(seg["delta"]["count"])
+        dead = int(seg["tombstones"]["count"])
+        str(seg["delta"]["file"]), str(seg["tombstones"]["file"])
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(
+            "segments", "<dict>", "needs main.count, delta.file/count, tombstones.file/count"
+        ) from None
+    if main - dead + delta != count:
+        raise ConfigError(
+            "segments", f"{main} - {dead} + {delta}", f"main - tombstones + delta must be {count}"
+        )
+
+
+_OPTIONAL = ("model_info", "wire_encoding", "note", "segments")
 
 
 def check_expected(

@@ -21,6 +21,7 @@ from indexes.filters import filter_columns, filter_ids
 from indexes.manifest import Manifest, check_expected
 from indexes.parts import METADATA_SUFFIX, RESCORE_SUFFIX, VECTORS_SUFFIX, PartInfo, Parts
 from indexes.search import RescoreStore, SearchResult, index_id_view, ivf_ids, search
+from indexes.segments import SegmentedIndex, read_tombstones
 from indexes.tables import vectors_schema
 from inference.errors import ConfigError, IndexFolderError
 
@@ -157,6 +158,9 @@ def _check_files(folder: Path, manifest: Manifest, *, verify: bool) -> None:
     names = [p["name"] + s for p in manifest.parts for s in (METADATA_SUFFIX, VECTORS_SUFFIX)]
     if manifest.rescore is not None:
         names += [p["name"] + RESCORE_SUFFIX for p in manifest.parts]
+    seg = manifest.segments
+    if seg is not None:
+        names += [seg["delta"]["file"], seg["tombstones"]["file"]]
     for name in (*names, *manifest.index_files):
         if name not in manifest.files:
             raise IndexFolderError(f"manifest lists no checksum for {name}")
@@ -190,7 +194,26 @@ def _check_vectors_schema(folder: Path, manifest: Manifest) -> None:
 
 
 def _load_index(folder: Path, manifest: Manifest, spec: IndexSpec, *, mmap: bool):
-    """The index (or the shards grouped), checked against the manifest."""
+    """The index (or the shards grouped, or the segments), checked against the manifest."""
+    seg = manifest.segments
+    if seg is None:
+        return _load_main(folder, manifest, spec, mmap=mmap, count=manifest.count)
+    main = _load_main(folder, manifest, spec, mmap=mmap, count=int(seg["main"]["count"]))
+    delta = build.read_index(folder / seg["delta"]["file"], manifest.encoding)
+    tombstones = read_tombstones(folder / seg["tombstones"]["file"])
+    if delta.ntotal != seg["delta"]["count"] or tombstones.size != seg["tombstones"]["count"]:
+        raise IndexFolderError(
+            f"{folder}: the delta segment or the tombstones disagree with the manifest's counts"
+        )
+    index = SegmentedIndex(main, delta, tombstones, metric=manifest.metric)
+    if index.ntotal != manifest.count:
+        raise IndexFolderError(
+            f"{folder}: segments hold {index.ntotal} vectors; manifest says {manifest.count}"
+        )
+    return index
+
+
+def _load_main(folder: Path, manifest: Manifest, spec: IndexSpec, *, mmap: bool, count: int):
     encoding = manifest.encoding
     if manifest.layout == "shards":
         shards = [build.read_index(folder / f, encoding, mmap=mmap) for f in manifest.index_files]
@@ -200,9 +223,9 @@ def _load_index(folder: Path, manifest: Manifest, spec: IndexSpec, *, mmap: bool
     is_binary = isinstance(index, faiss.IndexBinary | faiss.IndexBinaryShards)
     if is_binary != (family_of(encoding) == "binary"):
         raise IndexFolderError(f"{folder}: the index file does not hold a {encoding} index")
-    if index.d != manifest.dimensions or index.ntotal != manifest.count:
+    if index.d != manifest.dimensions or index.ntotal != count:
         raise IndexFolderError(
             f"{folder}: index has d={index.d}, {index.ntotal} vectors; manifest says "
-            f"d={manifest.dimensions}, {manifest.count}"
+            f"d={manifest.dimensions}, {count}"
         )
     return index

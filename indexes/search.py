@@ -24,6 +24,7 @@ import numpy as np
 
 from indexes.build import prepare_queries
 from indexes.choose import family_of
+from indexes.segments import SegmentedIndex
 from inference import codec
 from inference.errors import ConfigError
 
@@ -143,6 +144,9 @@ def _inner(index):
 
 def set_search_params(index, params: dict[str, int]) -> None:
     """Set ``nprobe`` / ``efSearch`` on an index (any wrapper, float or binary, shards)."""
+    if isinstance(index, SegmentedIndex):  # the delta is exact: only the main index has any
+        set_search_params(index.main, params)
+        return
     for name, value in params.items():
         if name not in ("nprobe", "efSearch"):
             raise ConfigError("params", name, "known search parameters: nprobe, efSearch")
@@ -186,6 +190,8 @@ def _filterable(index) -> bool:
 
 def _raw_search(index, x: np.ndarray, k: int, params: dict[str, int], allowed):
     """One FAISS search; returns D, I, filter mode."""
+    if isinstance(index, SegmentedIndex):  # main + delta - tombstones, merged by score
+        return index.raw_search(x, k, params, allowed, _raw_search)
     k = max(1, min(k, max(index.ntotal, 1)))
     if allowed is None:
         if params:

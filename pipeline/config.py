@@ -49,6 +49,7 @@ class IndexJobConfig:
     text_field: str = "text"
     id_field: str | None = "id"
     reuse: bool = True
+    rebuild: bool = False  # build the index in full even when the live one could be updated
     lease_seconds: float = 600.0
     pipeline_args: tuple[str, ...] = ()
 

@@ -34,7 +34,6 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from indexes.assemble import assemble_folder
 from indexes.config import BuildConfig
 from indexes.manifest import sanitize_endpoint
 from inference.client import ClientSettings, EnvApiKey
@@ -47,6 +46,8 @@ from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_part_l
 from pipeline.model_setup import ModelSetup, model_setup
 from pipeline.outputs import RunOutput, open_output, redact_args
 from pipeline.progress import ProgressTracker, Snapshot, tracking
+from pipeline.unchanged import input_fingerprint, unchanged_result, write_fingerprint
+from pipeline.update import finish_index
 from pipeline.vectors_note import finish_manifest
 from transforms.index_shards import load_trained
 
@@ -126,6 +127,10 @@ def run_index_job(
 def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
     started = time.monotonic()
     tracker.stage("starting")
+    fingerprint = None if "://" in cfg.output else input_fingerprint(cfg)
+    same = unchanged_result(cfg, fingerprint)  # nothing to do: no input or setting changed
+    if same is not None:
+        return _unchanged(*same, time.monotonic() - started)
     with open_output(cfg) as run:
         with _endpoint(cfg) as (settings, endpoint, setup):
             model = setup.model
@@ -173,8 +178,12 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
         spec, blob = trained
         parts = read_part_list(run.staging)
         run.fetch([name for part in parts for name in part["files"]])
-        manifest = assemble_folder(
+        manifest, update = finish_index(  # update the live version's index, or build it
             run.local,
+            previous=run.previous if reuse else None,
+            previous_manifest=run.previous_manifest,
+            factory=None if cfg.index == "auto" else cfg.index,
+            rebuild=cfg.rebuild,
             spec=spec,
             trained=blob,
             parts=parts,
@@ -202,11 +211,28 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
             time.monotonic() - started,
         )
         tracker.stage("publishing")
+        report["update"] = update
         report.update(tracker.record())
         (run.local / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        write_fingerprint(run.local, fingerprint)
         folder = run.publish()
     code = EXIT_FAILED_INPUTS if failures.num_rows else EXIT_OK
     return IndexJobResult(version=run.name, folder=folder, exit_code=code, report=report)
+
+
+def _unchanged(folder: Path, live: dict, seconds: float) -> IndexJobResult:
+    """The live version, unchanged: its report with this run's counts and time."""
+    report = dict(live)
+    indexed = live["counts"]["indexed"]
+    report["counts"] = {**live["counts"], "embedded": 0, "reused": indexed, "deleted": 0}
+    report["requests"] = {k: 0 for k in live.get("requests", {})}
+    report["seconds"] = {"pipeline": 0.0, "merge_and_publish": 0.0, "total": round(seconds, 3)}
+    report["update"] = {
+        "mode": "unchanged",
+        "reason": "no input file changed (paths, sizes, modification times), nor a setting",
+    }
+    code = EXIT_FAILED_INPUTS if live["counts"].get("failed") else EXIT_OK
+    return IndexJobResult(version=folder.name, folder=folder, exit_code=code, report=report)
 
 
 def _read_any(path: str) -> bytes:

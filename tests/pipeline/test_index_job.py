@@ -96,7 +96,11 @@ def test_unchanged_rerun_sends_no_request_and_changes_are_incremental(tmp_path, 
     out = tmp_path / "out"
     first = run_index_job(job(corpus, out, endpoint=endpoint.url))
     before = embedding_requests(endpoint)
-    again = run_index_job(job(corpus, out, endpoint=endpoint.url))
+    same = run_index_job(job(corpus, out, endpoint=endpoint.url))
+    # No input changed: the live version answers (pipeline.unchanged), nothing runs.
+    assert same.version == first.version and same.report["update"]["mode"] == "unchanged"
+    # --rebuild runs the pipeline: every vector is reused, none embedded.
+    again = run_index_job(job(corpus, out, endpoint=endpoint.url, rebuild=True))
     assert embedding_requests(endpoint) == before
     assert again.report["requests"]["requests"] == 0
     assert again.report["counts"]["reused"] == first.report["counts"]["embedded"] == 32

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 
 import httpx
+import pytest
 
 from inference.asgi.prometheus import parse_metrics
 from retrieval.embedder import EmbedderPool
@@ -128,3 +129,83 @@ def test_a_served_version_survives_its_folder_being_deleted(tmp_path, build_text
         shutil.rmtree(root / "versions" / "v1")
         hits = live.current.search("the owl eats mice", k=3)
         assert live.current.rescores and hits[0].metadata["tag"] == "v1"
+
+
+@pytest.mark.slow
+def test_swap_to_each_updated_version_under_load(tmp_path):
+    """The index job updates the live index five times (segments: the main index shared,
+    a delta and tombstones) while 4 clients search; every request succeeds, each client
+    follows every version, and no response holds a document deleted by then."""
+    from indexes import versions
+    from inference.server import EndpointConfig, running_endpoint
+    from pipeline.index_job import IndexJobConfig, run_index_job
+    from tests.pipeline.test_update_job import Records
+    from tests.transforms.pipelines import RUNNERS
+
+    records = Records(tmp_path / "corpus", n=200)
+    out = tmp_path / "out"
+    queries = [text for _, text in records.files.values()]
+    failures: list[str] = []
+    seen: list[list[tuple[str, set[str]]]] = [[] for _ in range(4)]
+    stop = threading.Event()
+
+    def fire(url: str, mine: list, offset: int) -> None:
+        with httpx.Client(base_url=url, timeout=60) as c:
+            i = offset
+            while not stop.is_set():
+                i += 4
+                try:
+                    r = c.post("/search", json={"query": queries[i % len(queries)], "k": 5})
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+                    continue
+                if r.status_code != 200:
+                    failures.append(f"{r.status_code} {r.text}")
+                    continue
+                body = r.json()
+                hits = {h["document_id"] for h in body["hits"]}
+                mine.append((body["indexes"][0]["version"], hits))
+
+    deleted_by: dict[str, set[str]] = {}
+    with running_endpoint(EndpointConfig(dimensions=64)) as ep:
+
+        def index() -> str:
+            cfg = IndexJobConfig(
+                inputs=(str(records.folder),),
+                output=str(out),
+                endpoint=ep.url,
+                shards=4,
+                pipeline_args=tuple(RUNNERS["direct"]),
+            )
+            result = run_index_job(cfg)
+            deleted_by[result.version] = {r for r in records.deleted if r not in records.files}
+            return result
+
+        index()
+        with running_service([out], config=ServiceConfig(poll_interval=0.05)) as svc:
+            threads = [threading.Thread(target=fire, args=(svc.url, seen[i], i)) for i in range(4)]
+            for t in threads:
+                t.start()
+            try:
+                _wait(lambda: all(len(s) >= 3 for s in seen), timeout=60)
+                for _ in range(5):
+                    records.step()
+                    result = index()
+                    assert result.report["update"]["mode"] == "update"
+                    name = result.version
+                    _wait(lambda n=name: all(s and s[-1][0] == n for s in seen), timeout=60)
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join(timeout=60)
+            live = svc.indexes[0]
+            assert live.swaps == 5 and live.version == versions.read_current(out)
+    assert failures == []
+    order = list(deleted_by)
+    for mine in seen:
+        names = [v for v, _ in mine]
+        # Each client saw every version, in order, never going back.
+        assert [order.index(v) for v in names] == sorted(order.index(v) for v in names)
+        assert set(names) == set(order)
+        for version, hits in mine:
+            assert not hits & deleted_by[version], version

@@ -1,0 +1,256 @@
+"""Nightly reruns: a first run, an unchanged rerun and 1% changed reruns of the index job.
+
+Generates N one-chunk documents as JSONL files, runs ``corpusbeam index`` in a child
+process (``python -m cli.main index``: the local reference endpoint, hash model,
+unshaped, DirectRunner) and reports, for each run, the wall time from the process's
+start to its exit, the job's own seconds (pipeline; finish and publish) and the update's
+(``report["update"]``), and the new bytes the version wrote: the bytes of its files that
+are not hard links to an earlier version's, against the first version's bytes.
+
+A 1% change is a third edited, a third added, a third deleted. After ``--updates``
+successive 1% changes, the same corpus is built in full (``--rebuild``) and both are
+evaluated on the same queries (``indexes.evaluate_folder``: recall@10 against exact
+search over the stored vectors).
+
+    python -m benchmarks.update [--docs 100000] [--updates 10] [--dimensions 256]
+    python -m benchmarks.update --docs 100000 --dimensions 256 --breakdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks._common import emit
+
+BENCH = "update"
+TOPICS = ["cats", "boats", "trains", "rain", "tea", "bread", "snow", "owls", "chess", "moon"]
+
+
+class Corpus:
+    def __init__(self, root: Path, n: int, files: int = 20) -> None:
+        self.root = root
+        self.files = files
+        self.docs = {i: 0 for i in range(n)}  # doc number -> edit count
+        self.next = n
+        self.rng = random.Random(0)
+        root.mkdir(parents=True, exist_ok=True)
+        self.write()
+
+    def write(self) -> None:
+        lines: list[list[str]] = [[] for _ in range(self.files)]
+        for i, edits in sorted(self.docs.items()):
+            topic = TOPICS[i % len(TOPICS)]
+            text = f"Document {i} is about {topic} and number {i * 7 % 1000}."
+            if edits:
+                text += f" It was edited {edits} times."
+            lines[i % self.files].append(json.dumps({"id": f"doc-{i}", "text": text}))
+        for f, rows in enumerate(lines):
+            (self.root / f"part-{f:03d}.jsonl").write_text("\n".join(rows) + "\n")
+
+    def change(self, fraction: float) -> dict:
+        third = max(1, int(len(self.docs) * fraction / 3))
+        picked = self.rng.sample(sorted(self.docs), 2 * third)
+        for i in picked[:third]:
+            self.docs[i] += 1
+        for i in picked[third:]:
+            del self.docs[i]
+        for _ in range(third):
+            self.docs[self.next] = 0
+            self.next += 1
+        self.write()
+        return {"edited": third, "deleted": third, "added": third}
+
+
+def run_job(corpus: Path, output: Path, options: list[str]) -> tuple[dict, float]:
+    """(report, seconds from the process's start to its exit) of ``corpusbeam index``."""
+    cmd = [sys.executable, "-m", "cli.main", "index", str(corpus), "--output", str(output)]
+    cmd += ["--json", *options]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if proc.returncode not in (0, 3):
+        raise SystemExit(f"index job failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout), seconds
+
+
+def version_bytes(folder: Path, seen: set[tuple[int, int]]) -> tuple[int, int]:
+    """(all bytes, new bytes) of a version's files: new ones are not hard links to a file
+    of an earlier version (``seen``: (device, inode) of those; updated in place)."""
+    total = new = 0
+    for p in folder.rglob("*"):
+        if not p.is_file():
+            continue
+        st = p.stat()
+        total += st.st_size
+        key = (st.st_dev, st.st_ino)
+        if key not in seen:
+            new += st.st_size
+            seen.add(key)
+    return total, new
+
+
+def _load_avg() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--docs", type=int, default=100_000)
+    ap.add_argument("--updates", type=int, default=10)
+    ap.add_argument("--fraction", type=float, default=0.01)
+    ap.add_argument("--dimensions", type=int, default=None)
+    ap.add_argument("--index", default=None, help="a factory string (default: auto)")
+    ap.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="after the first run, time Beam's start-up, reading the corpus and loading "
+        "the live ids and hashes, each alone, and stop",
+    )
+    args = ap.parse_args()
+    options = ["--runner=DirectRunner"]
+    if args.dimensions:
+        options += ["--dimensions", str(args.dimensions)]
+    if args.index:
+        options += ["--index", args.index]
+    with tempfile.TemporaryDirectory(prefix="bench-update-") as tmp:
+        root = Path(tmp)
+        corpus = Corpus(root / "corpus", args.docs)
+        out = root / "out"
+        seen: set[tuple[int, int]] = set()
+        first_seconds = first_bytes = None
+
+        def measure(run: str, extra: list[str] | None = None, output: Path = out) -> dict:
+            nonlocal first_seconds, first_bytes
+            load = _load_avg()
+            report, wall = run_job(corpus.root, output, options + (extra or []))
+            folder = output / "versions" / report["version"]
+            total, new = version_bytes(folder, seen)
+            if first_seconds is None:
+                first_seconds, first_bytes = wall, total
+            update = report.get("update") or {}
+            row = {
+                "run": run,
+                "docs": len(corpus.docs),
+                "of_first_run": round(wall / first_seconds, 3),
+                "inside_s": report["seconds"],
+                "startup_s": round(wall - report["seconds"]["total"], 2),
+                "embedded": report["counts"]["embedded"],
+                "reused": report["counts"]["reused"],
+                "mode": update.get("mode"),
+                "reason": update.get("reason"),
+                "update_s": update.get("seconds"),
+                "index": report["index"]["factory"],
+                "recall": (report["index"]["recall"] or {}).get("value"),
+                "version_mib": round(total / 2**20, 2),
+                "new_mib": round(new / 2**20, 2),
+                "new_of_first": round(new / first_bytes, 4),
+                "load_1m": [load, _load_avg()],
+            }
+            emit(BENCH, "wall_time", round(wall, 2), "s", **row)
+            return report
+
+        measure("first")
+        if args.breakdown:
+            breakdown(corpus.root, out)
+            return
+        measure("unchanged")
+        for u in range(max(args.updates, 1)):
+            corpus.change(args.fraction)
+            last = measure(f"changed {args.fraction:.0%} #{u + 1}")
+        from indexes import evaluate_folder
+
+        rebuilt = root / "rebuilt"
+        measure("full build of the same corpus", ["--rebuild"], output=rebuilt)
+        updated = out / "versions" / last["version"]
+        full = rebuilt / "versions" / versions_current(rebuilt)
+        a, b = evaluate_folder(updated), evaluate_folder(full)
+        # The same search parameters for both (each build tunes its own under a latency
+        # budget, which a loaded machine moves): the index structures compared alone.
+        from indexes.manifest import Manifest
+
+        params = Manifest.from_json((updated / "manifest.json").read_text()).search_params
+        same = evaluate_folder(full, params=params)
+        # Queries that are not indexed points: a sampled query is its own node in a
+        # rebuilt graph (whose links are its neighbours), but not in an updated one when
+        # it was added since (it is in the delta), which favours the rebuild.
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        xq = rng.standard_normal((200, _dims(updated))).astype(np.float32)
+        xq /= np.linalg.norm(xq, axis=1, keepdims=True)
+        fresh_a = evaluate_folder(updated, xq=xq)["recall_at_10"]
+        fresh_b = evaluate_folder(full, xq=xq, params=params)["recall_at_10"]
+        emit(
+            BENCH,
+            "recall_at_10_updated",
+            a["recall_at_10"],
+            "recall",
+            after_updates=args.updates,
+            rebuilt=b["recall_at_10"],
+            params=params,
+            rebuilt_same_params=same["recall_at_10"],
+            random_queries={"updated": fresh_a, "rebuilt_same_params": fresh_b},
+            baseline="a full build of the same corpus (--rebuild)",
+            ratio=round(a["recall_at_10"] / b["recall_at_10"], 4),
+            load_1m=_load_avg(),
+        )
+
+
+def breakdown(corpus: Path, output: Path) -> None:
+    """Where a rerun's pipeline time goes, each part timed alone in this process: Beam's
+    start-up (an empty pipeline), reading and chunking the corpus, reading the live
+    version's ids and content hashes (what ``ReuseVectors`` loads)."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from indexes.manifest import Manifest
+    from transforms import ChunkDocuments, ReadDocuments
+    from transforms.reuse import _load
+
+    opts = PipelineOptions(["--runner=DirectRunner"])
+    t = time.perf_counter()
+    with beam.Pipeline(options=opts) as p:
+        _ = p | beam.Create([1]) | beam.Map(lambda x: x)
+    empty = time.perf_counter() - t
+    t = time.perf_counter()
+    with beam.Pipeline(options=opts) as p:
+        docs, _ = p | ReadDocuments([str(corpus)])
+        chunks, _ = docs | ChunkDocuments(max_tokens=512, overlap_tokens=None)
+        _ = chunks | beam.combiners.Count.Globally()
+    read = time.perf_counter() - t
+    live = output / "versions" / versions_current(output)
+    manifest = Manifest.from_json((live / "manifest.json").read_text())
+    t = time.perf_counter()
+    _load({"folder": str(live), "parts": manifest.parts})
+    load = time.perf_counter() - t
+    emit(
+        BENCH,
+        "rerun_breakdown",
+        round(read, 2),
+        "s",
+        part="read and chunk the corpus (an empty pipeline's time included)",
+        empty_pipeline_s=round(empty, 2),
+        previous_ids_and_hashes_s=round(load, 2),
+        docs=manifest.count,
+        load_1m=_load_avg(),
+    )
+
+
+def _dims(folder: Path) -> int:
+    return json.loads((folder / "manifest.json").read_text())["dimensions"]
+
+
+def versions_current(output: Path) -> str:
+    return (output / "CURRENT").read_text().strip()
+
+
+if __name__ == "__main__":
+    main()

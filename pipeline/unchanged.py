@@ -1,0 +1,71 @@
+"""An unchanged rerun costs a file listing: the inputs' fingerprint against the live version's.
+
+Each version the index job publishes on a local output records ``inputs.json``: every
+input file's path, size and modification time as the job's matching saw them before it
+read anything, and a digest of the run's settings. A later run whose inputs and settings
+give the same fingerprint has nothing to do: ``unchanged_result`` answers with the live
+version (no pipeline, no endpoint, no new version; its exit status is the live
+version's). A file rewritten with the same size within the filesystem's time
+resolution is not seen as changed: ``--rebuild`` or ``--no-reuse`` always run the job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.config import IndexJobConfig
+from transforms.read import _expand_pattern
+
+__all__ = ["FINGERPRINT", "input_fingerprint", "unchanged_result", "write_fingerprint"]
+
+FINGERPRINT = "inputs.json"
+# Settings that do not change what a run writes into the index.
+_NOT_SETTINGS = ("output", "lease_seconds", "reuse", "rebuild", "pipeline_args")
+
+
+def input_fingerprint(cfg: IndexJobConfig) -> dict | None:
+    """``{"settings", "files"}`` of a run, or None when an input cannot be listed."""
+    settings = {k: v for k, v in asdict(cfg).items() if k not in _NOT_SETTINGS}
+    settings["inputs"] = list(cfg.inputs)
+    files = []
+    for pattern in cfg.inputs:
+        try:
+            (result,) = FileSystems.match([_expand_pattern(pattern)])
+        except Exception:
+            return None
+        files += [
+            [m.path, int(m.size_in_bytes), float(getattr(m, "last_updated_in_seconds", 0) or 0)]
+            for m in result.metadata_list
+        ]
+    canon = json.dumps(settings, sort_keys=True, default=str).encode()
+    return {"settings": hashlib.sha256(canon).hexdigest(), "files": sorted(files)}
+
+
+def write_fingerprint(folder: Path, fingerprint: dict | None) -> None:
+    if fingerprint is not None:
+        (folder / FINGERPRINT).write_text(json.dumps(fingerprint, sort_keys=True) + "\n")
+
+
+def unchanged_result(cfg: IndexJobConfig, fingerprint: dict | None) -> tuple[Path, dict] | None:
+    """(the live version's folder, its report) when this run's fingerprint is the live
+    version's: a local output, reuse on, no ``--rebuild``; else None."""
+    if fingerprint is None or not cfg.reuse or cfg.rebuild or "://" in cfg.output:
+        return None
+    from indexes import versions
+
+    live = versions.current_version(cfg.output)
+    if live is None or not (live / FINGERPRINT).is_file() or not (live / "report.json").is_file():
+        return None
+    try:
+        recorded = json.loads((live / FINGERPRINT).read_text())
+        report = json.loads((live / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if recorded != json.loads(json.dumps(fingerprint)):
+        return None
+    return live, report

@@ -1,0 +1,90 @@
+"""The index job's last step: update the live version's index, or build the index in full.
+
+``finish_index`` is what ``pipeline.index_job`` calls once the workers have written the new
+version's parts. With a live version whose vectors this run reused (same model and
+settings) on a local output, the index is updated from it (``indexes.update``: the main
+index shared by hard links, a delta segment and tombstones, the retraining policy);
+otherwise, or when the policy asks for a rebuild (``--rebuild`` forces one), the folder
+is assembled in full from the parts and the workers' shards (``indexes.assemble``).
+Object-store outputs are assembled in full (their versions share no files yet).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from indexes.assemble import assemble_folder
+from indexes.choose import IndexSpec
+from indexes.config import BuildConfig
+from indexes.manifest import Manifest
+from indexes.objectstore import is_url
+from indexes.update import UpdatePolicy, discard_update, update_folder
+
+__all__ = ["finish_index"]
+
+log = logging.getLogger(__name__)
+
+
+def finish_index(
+    local: Path,
+    *,
+    previous: str | None,
+    previous_manifest: Manifest | None,
+    factory: str | None,
+    rebuild: bool,
+    spec: IndexSpec,
+    trained: bytes,
+    parts: list[dict],
+    model: str,
+    endpoint: str | None,
+    api_version: str | None,
+    input_type: str | None,
+    config: BuildConfig,
+    read: Callable[[str], bytes],
+) -> tuple[Manifest, dict]:
+    """(the new folder's manifest, the report's ``update`` entry: ``mode`` ``update`` or
+    ``rebuild``, ``reason``, the change's counts and the update's seconds)."""
+    started = time.monotonic()
+    entry: dict = {"mode": "rebuild", "reason": "no live version to update from"}
+    if previous is not None and previous_manifest is not None:
+        if is_url(previous):
+            entry["reason"] = "object-store outputs are rebuilt in full"
+        elif factory is not None and spec.factory != previous_manifest.index_factory:
+            entry["reason"] = f"--index {factory} differs from the live version's index"
+        else:
+            outcome = update_folder(
+                local,
+                previous,
+                spec=spec,
+                parts=parts,
+                model=model,
+                endpoint=endpoint,
+                api_version=api_version,
+                input_type=input_type,
+                config=config,
+                policy=UpdatePolicy(rebuild=rebuild),
+            )
+            entry = {"stats": outcome.stats, "seconds": outcome.seconds}
+            if outcome.manifest is not None:
+                entry |= {"mode": "update", "reason": ""}
+                return outcome.manifest, entry
+            entry |= {"mode": "rebuild", "reason": outcome.reason}
+            discard_update(local)
+    log.info("building the index in full: %s", entry["reason"])
+    manifest = assemble_folder(
+        local,
+        spec=spec,
+        trained=trained,
+        parts=parts,
+        model=model,
+        endpoint=endpoint,
+        api_version=api_version,
+        input_type=input_type,
+        config=config,
+        read=read,
+    )
+    entry["seconds_rebuild"] = round(time.monotonic() - started, 3)
+    return manifest, entry

@@ -1,0 +1,233 @@
+"""The index job updates the live version's index (indexes.update) instead of rebuilding
+it: five successive runs with edits, additions, deletions and a record that moves between
+files search like a full rebuild; a killed update leaves the previous version serving and
+its shared files untouched, and the next run completes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexes import versions
+from indexes.files import sha256
+from indexes.ids import chunk_id
+from indexes.reader import open_index
+from inference.server import EndpointConfig, running_endpoint
+from pipeline.index_job import IndexJobConfig, run_index_job
+from tests.transforms.pipelines import RUNNERS
+
+REPO = Path(__file__).resolve().parents[2]
+WORDS = ["otter", "heron", "maple", "granite", "comet"]
+WORDS += ["violin", "lantern", "harbor", "cedar", "falcon"]
+
+
+class Records:
+    """Records with ids in two JSONL files; each step edits, adds, deletes and moves."""
+
+    def __init__(self, folder: Path, n: int = 160) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.files = {f"r{i}": ("a.jsonl" if i % 2 else "b.jsonl", self._text(i)) for i in range(n)}
+        self.next = n
+        self.deleted: set[str] = set()
+        self.rng = np.random.default_rng(7)
+        self.write()
+
+    def _text(self, i: int) -> str:
+        return f"Record {i} tells of the {WORDS[i % 10]} and the {WORDS[(i * 7) % 10]} #{i * 31}."
+
+    def write(self) -> None:
+        by_file: dict[str, list[str]] = {"a.jsonl": [], "b.jsonl": []}
+        for rid, (name, text) in sorted(self.files.items()):
+            by_file[name].append(json.dumps({"id": rid, "text": text}))
+        for name, lines in by_file.items():
+            (self.folder / name).write_text("\n".join(lines) + "\n")
+
+    def step(self) -> str:
+        names = sorted(self.files)
+        picked = self.rng.choice(len(names), 9, replace=False)
+        for j in picked[:4]:  # edits
+            where, _ = self.files[names[j]]
+            self.files[names[j]] = (where, self._text(self.next))
+            self.next += 1
+        for j in picked[4:8]:  # deletions
+            del self.files[names[j]]
+            self.deleted.add(names[j])
+        moved = names[picked[8]]  # to the other file, same id and text
+        where, text = self.files[moved]
+        self.files[moved] = ("b.jsonl" if where == "a.jsonl" else "a.jsonl", text)
+        for _ in range(4):  # additions
+            self.files[f"r{self.next}"] = ("a.jsonl", self._text(self.next))
+            self.next += 1
+        self.write()
+        return moved
+
+
+def job(corpus: Path, output: Path, url: str, **kw) -> IndexJobConfig:
+    return IndexJobConfig(
+        inputs=(str(corpus),),
+        output=str(output),
+        endpoint=url,
+        shards=4,
+        pipeline_args=tuple(RUNNERS["direct"]),
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    with running_endpoint(EndpointConfig(dimensions=64)) as ep:
+        yield ep
+
+
+def _exact(folder, xq: np.ndarray, k: int):
+    """What a full rebuild of a flat index returns: exact search over the stored vectors."""
+    ids, xb, _ = folder.vectors()
+    xb = xb / np.linalg.norm(xb, axis=1, keepdims=True)
+    xq = xq / np.linalg.norm(xq, axis=1, keepdims=True)
+    S = xq @ xb.T
+    order = np.argsort(-S, axis=1, kind="stable")[:, :k]
+    return ids[order], np.take_along_axis(S, order, axis=1)
+
+
+@pytest.mark.slow
+def test_five_updates_of_a_flat_index_search_like_a_rebuild(tmp_path, endpoint):
+    records = Records(tmp_path / "corpus")
+    out = tmp_path / "out"
+    first = run_index_job(job(records.folder, out, endpoint.url))
+    assert first.report["update"]["mode"] == "rebuild"
+    rng = np.random.default_rng(3)
+    xq = rng.standard_normal((30, 64)).astype(np.float32)
+    prev = first.folder
+    compacted, since = False, 0
+    for step in range(5):
+        before = {p.name: sha256(p) for p in (prev / "parts").iterdir()}
+        moved = records.step()
+        run = run_index_job(job(records.folder, out, endpoint.url))
+        update = run.report["update"]
+        assert update["mode"] == "update", update
+        assert update["stats"]["fresh"] == 8 and update["stats"]["stale"] == 8
+        assert {p.name: sha256(p) for p in (prev / "parts").iterdir()} == before
+        folder = open_index(run.folder)
+        seg = folder.manifest.segments
+        since += 8
+        # Past 0.1 of the index (16 of 160), the flat index is compacted: remove_ids, add.
+        compacted = seg["compacted"]
+        assert seg["delta"]["count"] == (0 if compacted else since), step
+        assert compacted == (since > 16)
+        if compacted:
+            since = 0
+        assert seg["trained"]["version"] == first.version
+        assert folder.manifest.count == len(records.files)
+        res = folder.search(xq, 10)
+        I_exact, D_exact = _exact(folder, xq, 10)
+        np.testing.assert_array_equal(res.I, I_exact)
+        np.testing.assert_allclose(res.D, D_exact, rtol=1e-5, atol=1e-5)
+        gone = np.array([chunk_id(r, 0) for r in records.deleted if r not in records.files])
+        assert not np.isin(folder.parts.ids(), gone).any()
+        assert not np.isin(res.I, gone).any()
+        (row,) = folder.lookup(np.array([chunk_id(moved, 0)]))
+        assert row["uri"].endswith(records.files[moved][0])  # the move is seen
+        prev = run.folder
+    # --rebuild builds the same corpus in full: the same results.
+    rebuilt = run_index_job(job(records.folder, out, endpoint.url, rebuild=True))
+    assert rebuilt.report["update"]["mode"] == "rebuild"
+    assert "--rebuild" in rebuilt.report["update"]["reason"]
+    a, b = open_index(prev).search(xq, 10), open_index(rebuilt.folder).search(xq, 10)
+    np.testing.assert_array_equal(a.I, b.I)
+    np.testing.assert_allclose(a.D, b.D, rtol=1e-5, atol=1e-5)
+    assert open_index(rebuilt.folder).manifest.segments is None
+
+
+@pytest.mark.slow
+def test_an_hnsw_index_is_updated_then_rebuilt_past_the_threshold(tmp_path, endpoint):
+    records = Records(tmp_path / "corpus", n=200)
+    out = tmp_path / "out"
+    run_index_job(job(records.folder, out, endpoint.url, index="HNSW16"))
+    records.step()
+    run = run_index_job(job(records.folder, out, endpoint.url, index="HNSW16"))
+    assert run.report["update"]["mode"] == "update"
+    assert open_index(run.folder).manifest.recall["value"] >= 0.9
+    for _ in range(2):  # a delta of 24 of 200 passes 0.1: HNSW cannot remove, so rebuild
+        records.step()
+        run = run_index_job(job(records.folder, out, endpoint.url, index="HNSW16"))
+    assert run.report["update"]["mode"] == "rebuild"
+    assert "cannot remove ids" in run.report["update"]["reason"]
+
+
+@pytest.mark.slow
+def test_a_killed_update_leaves_the_previous_version_intact(tmp_path, endpoint):
+    records = Records(tmp_path / "corpus", n=400)
+    out = tmp_path / "out"
+    run_index_job(job(records.folder, out, endpoint.url))
+    records.step()
+    second = run_index_job(job(records.folder, out, endpoint.url))
+    live = second.folder
+    files = {p: sha256(p) for p in live.rglob("*") if p.is_file()}
+    shared = [p for p in files if p.stat().st_nlink > 1]
+    assert shared  # the main index (and unchanged files) are hard links to the first's
+    records.step()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "index",
+            str(records.folder),
+            "--output",
+            str(out),
+            "--endpoint",
+            endpoint.url,
+            "--shards",
+            "4",
+            "--runner=DirectRunner",
+        ],
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    # Killed once the update has linked the live version's files into the new one.
+    deadline = time.monotonic() + 120
+    while not list((out / "versions").glob("*.partial/index.faiss")):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.002)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert versions.current_version(out) == live
+    assert {p: sha256(p) for p in files} == files  # shared or not, nothing was written
+    open_index(live)  # and it verifies
+    third = run_index_job(job(records.folder, out, endpoint.url))
+    assert third.exit_code == 0 and versions.current_version(out) == third.folder
+    assert third.report["update"]["mode"] == "update"
+    assert not list((out / "versions").glob("*.partial"))
+    assert open_index(third.folder).manifest.count == len(records.files)
+
+
+@pytest.mark.slow
+def test_an_unchanged_rerun_answers_with_the_live_version(tmp_path, endpoint):
+    records = Records(tmp_path / "corpus", n=40)
+    out = tmp_path / "out"
+    first = run_index_job(job(records.folder, out, endpoint.url))
+    again = run_index_job(job(records.folder, out, endpoint.url))
+    assert again.report["update"]["mode"] == "unchanged"
+    assert again.version == first.version and again.folder == versions.current_version(out)
+    assert again.report["requests"]["requests"] == 0 and again.exit_code == 0
+    assert len(list((out / "versions").iterdir())) == 1  # no new version
+    assert run_index_job(job(records.folder, out, endpoint.url, max_tokens=256)).version != (
+        first.version
+    )  # another setting: the job runs
+    forced = run_index_job(job(records.folder, out, endpoint.url, max_tokens=256, rebuild=True))
+    assert forced.report["update"]["mode"] == "rebuild"
+    records.step()
+    changed = run_index_job(job(records.folder, out, endpoint.url, max_tokens=256))
+    assert changed.report["update"]["mode"] == "update"
