@@ -60,7 +60,8 @@ def _build_ours(xb_path: str, out: str, budget: str, threads: str) -> dict:
         meta,
         encoding="float",
         model="bench",
-        config=BuildConfig(memory_budget=int(budget), threads=int(threads)),
+        # No lexical index: autofaiss builds none.
+        config=BuildConfig(memory_budget=int(budget), threads=int(threads), lexical=False),
     )
     return {
         "build_s": time.perf_counter() - started,
@@ -74,6 +75,7 @@ def _search_ours(out: str, xq_path: str, i_path: str, k: int = 10) -> dict:
     import faiss
 
     from indexes.ids import chunk_ids
+    from indexes.parts import RESCORE_SUFFIX
     from indexes.reader import open_index
 
     xq = np.load(xq_path)
@@ -99,7 +101,11 @@ def _search_ours(out: str, xq_path: str, i_path: str, k: int = 10) -> dict:
     resident = _rss_mb() - before
     np.save(i_path, found)
     kept = (*f.manifest.index_files, (f.manifest.rescore or {}).get("file"))
-    disk = sum(info["bytes"] for name, info in f.manifest.files.items() if name in kept)
+    disk = sum(
+        info["bytes"]
+        for name, info in f.manifest.files.items()
+        if name in kept or name.endswith(RESCORE_SUFFIX)  # the parts' rescoring vectors
+    )
     return {
         "p50_ms": float(np.median(times) * 1000),
         "resident_mb": resident,
