@@ -226,7 +226,12 @@ class _WritePartFn(beam.DoFn):
             table = table.filter(pa.array(~dup))
             ids = ids[~dup]
         reused = table.column("reused").to_numpy(zero_copy_only=False)
-        values = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        # The vectors leave the table: once copied into xb, their Arrow column is freed
+        # before the part is encoded (a part grows with the corpus).
+        vectors = table.column("vector")
+        table = table.drop_columns(["vector"])
+        values = vectors.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        del vectors
         old_ids, old_xb, old_rv = np.empty(0, np.int64), None, None
         if reused.any():
             old_ids, old_xb, old_rv = _previous_vectors(
@@ -237,6 +242,7 @@ class _WritePartFn(beam.DoFn):
         width = width or old_xb.shape[1]
         xb = np.zeros((ids.size, width), dtype=dtype)
         xb[~reused] = values.astype(dtype, copy=False).reshape(-1, width)
+        del values
         if reused.any():
             want = ids[reused]
             pos = np.minimum(np.searchsorted(old_ids, want), max(old_ids.size - 1, 0))
