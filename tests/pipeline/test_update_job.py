@@ -231,6 +231,9 @@ def test_an_unchanged_rerun_answers_with_the_live_version(tmp_path, endpoint):
     records.step()
     changed = run_index_job(job(records.folder, out, endpoint.url, max_tokens=256))
     assert changed.report["update"]["mode"] == "update"
+    other = run_index_job(job(records.folder, out, endpoint.url, max_tokens=256, index="HNSW16"))
+    assert other.report["update"]["mode"] == "rebuild"
+    assert "differs from the live version's index" in other.report["update"]["reason"]
 
 
 @pytest.mark.parametrize("encoding", ["int8", "ubinary"])
