@@ -253,11 +253,12 @@ class _WritePartFn(beam.DoFn):
                     "a reused id is missing from the previous version, or its width differs",
                 )
             xb[reused] = old_xb[pos]
-        rv = self._derived_rescore(table, ids, reused, old_rv, pos if reused.any() else None)
-        extra = [c for c in ("reused", "vector", "rescore") if c in table.column_names]
-        meta = metadata_table(expand_metadata_json(table.drop_columns(extra)))
         if family_of(self._encoding) == "int8":  # int8 indexes rescore against their bytes
             rv = (xb.astype(np.int16) - 128).astype(np.int8) if self._encoding == "uint8" else xb
+        else:  # (the live version's rescore column of an int8 index is those bytes too)
+            rv = self._derived_rescore(table, ids, reused, old_rv, pos if reused.any() else None)
+        extra = [c for c in ("reused", "vector", "rescore") if c in table.column_names]
+        meta = metadata_table(expand_metadata_json(table.drop_columns(extra)))
         d = xb.shape[1] * (8 if self._encoding in codec.BIT_ENCODINGS else 1)
         info, blobs = encode_part(part, meta, xb, rv, encoding=self._encoding, dimensions=d)
         files = {}

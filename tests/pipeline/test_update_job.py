@@ -231,3 +231,23 @@ def test_an_unchanged_rerun_answers_with_the_live_version(tmp_path, endpoint):
     records.step()
     changed = run_index_job(job(records.folder, out, endpoint.url, max_tokens=256))
     assert changed.report["update"]["mode"] == "update"
+    other = run_index_job(job(records.folder, out, endpoint.url, max_tokens=256, index="HNSW16"))
+    assert other.report["update"]["mode"] == "rebuild"
+    assert "differs from the live version's index" in other.report["update"]["reason"]
+
+
+@pytest.mark.parametrize("encoding", ["int8", "ubinary"])
+def test_int8_and_binary_reruns_update_their_index(tmp_path, endpoint, encoding):
+    """Reused rows carry the live version's rescoring vectors (int8: the bytes)."""
+    records = Records(tmp_path / "corpus", n=120)
+    out = tmp_path / "out"
+    run_index_job(job(records.folder, out, endpoint.url, encoding_format=encoding))
+    records.step()
+    run = run_index_job(job(records.folder, out, endpoint.url, encoding_format=encoding))
+    assert run.report["update"]["mode"] == "update"
+    folder = open_index(run.folder)
+    _, _, rv = folder.vectors()
+    assert rv is not None and rv.shape == (len(records.files), 64)
+    gone = np.array([chunk_id(r, 0) for r in records.deleted if r not in records.files])
+    res = folder.search(np.random.default_rng(1).standard_normal((8, 64)).astype("float32"), 5)
+    assert res.rescored and not np.isin(res.I, gone).any() and (res.I >= 0).all()
