@@ -24,6 +24,7 @@ import bisect
 import hashlib
 import io
 import itertools
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -225,6 +226,9 @@ class Parts:
         self._group_mins: dict[int, np.ndarray] = {}
         self._groups: OrderedDict[tuple[int, int], pa.Table] = OrderedDict()
         self._filter_tables: dict[tuple[str, ...], pa.Table] = {}
+        # A service searches from several threads: pyarrow's ParquetFile readers and the
+        # row-group cache are not safe to share without it.
+        self._lock = threading.RLock()
 
     @property
     def count(self) -> int:
@@ -239,11 +243,12 @@ class Parts:
         """The metadata of every part, sorted by id (whole columns: for small folders,
         filters and rebuilds; a lookup reads only its rows' row groups)."""
         tables = []
-        for i in range(len(self.infos)):
-            pf = self._file(i)
-            names = pf.schema_arrow.names
-            cols = None if columns is None else [c for c in columns if c in names]
-            tables.append(pf.read(columns=cols))
+        with self._lock:
+            for i in range(len(self.infos)):
+                pf = self._open(i)
+                names = pf.schema_arrow.names
+                cols = None if columns is None else [c for c in columns if c in names]
+                tables.append(pf.read(columns=cols))
         if not tables:
             return pa.table({"id": pa.array([], type=pa.int64())})
         return pa.concat_tables(tables, promote_options="permissive")
@@ -262,11 +267,16 @@ class Parts:
     def filter_table(self, columns: Sequence[str]) -> pa.Table:
         """``id`` and ``columns`` of every part (cached): what a filter is evaluated on."""
         key = tuple(sorted({"id", *columns}))
-        if key not in self._filter_tables:
-            self._filter_tables[key] = self.metadata(key).combine_chunks()
-        return self._filter_tables[key]
+        with self._lock:
+            if key not in self._filter_tables:
+                self._filter_tables[key] = self.metadata(key).combine_chunks()
+            return self._filter_tables[key]
 
     def _file(self, i: int) -> pq.ParquetFile:
+        with self._lock:
+            return self._open(i)
+
+    def _open(self, i: int) -> pq.ParquetFile:
         if i not in self._files:
             path = self.path(i, METADATA_SUFFIX)
             try:
@@ -282,6 +292,10 @@ class Parts:
 
     def _group_starts(self, i: int) -> np.ndarray:
         """The smallest id of each row group of part ``i`` (from the Parquet statistics)."""
+        with self._lock:
+            return self._starts(i)
+
+    def _starts(self, i: int) -> np.ndarray:
         if i not in self._group_mins:
             meta = self._file(i).metadata
             col = meta.schema.to_arrow_schema().get_field_index("id")
@@ -300,6 +314,10 @@ class Parts:
         return self._group_mins[i]
 
     def _group(self, i: int, g: int) -> pa.Table:
+        with self._lock:
+            return self._cached_group(i, g)
+
+    def _cached_group(self, i: int, g: int) -> pa.Table:
         key = (i, g)
         table = self._groups.get(key)
         if table is None:
