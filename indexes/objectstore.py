@@ -127,6 +127,11 @@ class ObjectStore:
     def download(self, key: str, path) -> None:
         raise NotImplementedError
 
+    def copy(self, source: str, key: str) -> None:
+        """Copy the object ``source`` to ``key`` inside the store (server-side: the bytes do
+        not pass through this machine)."""
+        raise NotImplementedError
+
     def delete_prefix(self, prefix: str) -> int:
         keys = [k for k, _ in self.list(prefix)]
         for key in keys:
@@ -199,6 +204,14 @@ class _S3(ObjectStore):
     def download(self, key: str, path) -> None:
         self._client.download_file(self.bucket, self._key(key), str(path))
 
+    def copy(self, source: str, key: str) -> None:
+        try:  # boto3's managed copy: multipart server-side copies past 5 GB
+            self._client.copy(
+                {"Bucket": self.bucket, "Key": self._key(source)}, self.bucket, self._key(key)
+            )
+        except self._ClientError as exc:
+            raise IndexFolderError(f"{self.url}/{source} -> {key}: {_reason(exc)}") from None
+
 
 class _GCS(ObjectStore):
     """Google Cloud Storage (generation numbers are the version tags)."""
@@ -259,6 +272,13 @@ class _GCS(ObjectStore):
     def download(self, key: str, path) -> None:
         with self._converted(key):
             self._bucket.blob(self._key(key)).download_to_filename(str(path))
+
+    def copy(self, source: str, key: str) -> None:
+        src, dst = self._bucket.blob(self._key(source)), self._bucket.blob(self._key(key))
+        with self._converted(source):  # rewrite: any size, in as many calls as GCS needs
+            token, _, _ = dst.rewrite(src)
+            while token is not None:
+                token, _, _ = dst.rewrite(src, token=token)
 
 
 def _reason(exc) -> str:

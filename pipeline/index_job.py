@@ -180,7 +180,7 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
         run.fetch([name for part in parts for name in part["files"]])
         manifest, update = finish_index(  # update the live version's index, or build it
             run.local,
-            previous=run.previous if reuse else None,
+            previous=_update_source(run) if reuse else None,
             previous_manifest=run.previous_manifest,
             factory=None if cfg.index == "auto" else cfg.index,
             rebuild=cfg.rebuild,
@@ -285,6 +285,16 @@ def _collect_failures(staging: str) -> pa.Table:
     if not tables:
         return FAILURE_SCHEMA.empty_table()
     return pa.concat_tables(tables).sort_by([("source_id", "ascending")])
+
+
+def _update_source(run: RunOutput) -> str | None:
+    """The live version's local folder an update starts from (its URL when it has none,
+    which makes the finish build the index in full)."""
+    try:
+        return str(run.previous_folder())
+    except CorpusbeamError as exc:
+        log.warning("the live version cannot be read to update from: %s", exc)
+        return run.previous
 
 
 def _report(setup, learned, cfg, run, reuse, manifest, counters, failures, pipeline_s, total_s):

@@ -83,6 +83,15 @@ class RunOutput:
         if fetch is not None:
             fetch(names)
 
+    def previous_folder(self) -> Path | None:
+        """The live version as a local folder, for an update to start from: itself locally;
+        for an object store, its copy in the readers' cache (the previous run left it there,
+        else it is downloaded once)."""
+        if self.previous is None:
+            return None
+        local = getattr(self._publish, "previous_folder", None)
+        return local() if local is not None else Path(self.previous)
+
     def publish(self) -> Path:
         return self._publish.publish()  # type: ignore[union-attr]
 
@@ -118,15 +127,39 @@ class _RemotePublish:
             target.parent.mkdir(parents=True, exist_ok=True)
             self.store.download(f"{self.prefix}/{name}", target)
 
+    def _live_name(self) -> str | None:
+        return self.run.previous.rstrip("/").rsplit("/", 1)[-1] if self.run.previous else None
+
+    def previous_folder(self) -> Path:
+        return remote.cached_version(self.run.root, version=self._live_name(), store=self.store)
+
+    def _shared(self, names: Sequence[str]) -> dict[str, str]:
+        """The files among ``names`` that the live version holds with the same bytes (an
+        update shares its index files): copied inside the store, not uploaded."""
+        live, previous = self._live_name(), self.run.previous_manifest
+        if live is None or previous is None:
+            return {}
+        mine = Manifest.from_json((self.run.local / MANIFEST).read_text()).files
+        return {
+            n: f"{remote.VERSIONS}/{live}/{n}"
+            for n in names
+            if n in mine and mine[n].get("sha256") == previous.files.get(n, {}).get("sha256")
+        }
+
     def publish(self) -> Path:
         local = self.run.local
         written = {k.split("/", 2)[2] for k, _ in self.store.list(f"{self.prefix}/")}
         names = sorted(
             p.relative_to(local).as_posix()
             for p in local.rglob("*")
-            if p.is_file() and p.name != MANIFEST
+            if p.is_file() and p.name != MANIFEST and p.relative_to(local).as_posix() not in written
         )
-        remote.upload_folder(self.store, local, self.prefix, [n for n in names if n not in written])
+        shared = self._shared(names)
+        for name, source in shared.items():
+            self.store.copy(source, f"{self.prefix}/{name}")
+        if shared:
+            log.info("%d files shared with the live version: copied inside the store", len(shared))
+        remote.upload_folder(self.store, local, self.prefix, [n for n in names if n not in shared])
         self.lease.check()
         remote.upload_folder(self.store, local, self.prefix, [MANIFEST])  # last
         remote.switch_current(self.store, self.run.name, self.tag)

@@ -6,7 +6,9 @@ settings) on a local output, the index is updated from it (``indexes.update``: t
 index shared by hard links, a delta segment and tombstones, the retraining policy);
 otherwise, or when the policy asks for a rebuild (``--rebuild`` forces one), the folder
 is assembled in full from the parts and the workers' shards (``indexes.assemble``).
-Object-store outputs are assembled in full (their versions share no files yet).
+On an object store the update starts from the live version's copy in the readers' cache
+(``RunOutput.previous_folder``), and the files it shares are copied inside the store at
+publishing, not uploaded (``pipeline.outputs``).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def finish_index(
     entry: dict = {"mode": "rebuild", "reason": "no live version to update from"}
     if previous is not None and previous_manifest is not None:
         if is_url(previous):
-            entry["reason"] = "object-store outputs are rebuilt in full"
+            entry["reason"] = "the live version has no local copy to update from"
         elif factory is not None and spec.factory != previous_manifest.index_factory:
             entry["reason"] = f"--index {factory} differs from the live version's index"
         else:

@@ -239,3 +239,41 @@ def test_a_second_run_is_refused_and_a_killed_runs_lease_expires(s3, tmp_path):
     }
     hits = [r["text"] for r in content(url)[2] if r["document_id"] == "animals/cats.md"]
     assert hits == ["Changed cats."]
+
+
+def test_an_update_on_s3_copies_the_shared_index_inside_the_store(
+    s3, endpoint, tmp_path, monkeypatch
+):
+    corpus = write_sample(tmp_path / "corpus")
+    url = "s3://corpus/updated"
+    job = IndexJobConfig(
+        inputs=(str(corpus),), output=url, endpoint=endpoint.url, pipeline_args=s3_args(s3)
+    )
+    first = run_index_job(job)
+    (corpus / "animals" / "cats.md").write_text("Cats now chase laser pointers all day.")
+    (corpus / "space" / "mars.txt").unlink()
+    # Record what the launcher copies inside the store and what it uploads (calls go on).
+    copied, uploaded = [], []
+    s3_store = type(open_store(url))
+    copy, put = s3_store.copy, s3_store.put
+    monkeypatch.setattr(
+        s3_store, "copy", lambda self, s, k: (copied.append(k), copy(self, s, k))[1]
+    )
+    monkeypatch.setattr(
+        s3_store,
+        "put",
+        lambda self, k, data, **kw: (uploaded.append(k), put(self, k, data, **kw))[1],
+    )
+    second = run_index_job(job)
+    assert second.report["update"]["mode"] == "update", second.report["update"]
+    index_files = open_index(versions.resolve_index_folder(url)).manifest.index_files
+    for name in index_files:  # the live version's index, shared: copied, not uploaded
+        assert f"versions/{second.version}/{name}" in copied
+        assert f"versions/{second.version}/{name}" not in uploaded
+        assert open_store(url).read(f"versions/{second.version}/{name}") == open_store(url).read(
+            f"versions/{first.version}/{name}"
+        )
+    texts = {r["document_id"]: r["text"] for r in content(url)[2]}
+    assert texts["animals/cats.md"] == "Cats now chase laser pointers all day."
+    assert "space/mars.txt" not in texts
+    assert main(["search", url, "red planet rovers iron oxide", "--json"]) == 0

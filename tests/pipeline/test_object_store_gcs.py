@@ -176,6 +176,17 @@ def test_current_is_switched_only_over_the_generation_read(gcs, tmp_path):
         store.download("missing", tmp_path / "missing")
 
 
+def test_a_copy_inside_the_store_keeps_the_bytes(gcs):
+    # What an update uses for the files it shares with the live version.
+    store = open_store("gs://corpus/copies")
+    data = bytes(range(256)) * 1000
+    store.put("versions/v1/index.faiss", data)
+    store.copy("versions/v1/index.faiss", "versions/v2/index.faiss")
+    assert store.read("versions/v2/index.faiss") == data
+    with pytest.raises(IndexFolderError, match="gs://corpus/copies/versions/v0/missing"):
+        store.copy("versions/v0/missing", "versions/v2/missing")
+
+
 def test_a_second_run_is_refused_and_a_killed_runs_lease_expires(gcs, tmp_path):
     corpus = write_sample(tmp_path / "corpus")
     url = "gs://corpus/leased"
