@@ -124,6 +124,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(an update keeps its index and adds a delta segment and tombstones)",
     )
     i.add_argument(
+        "--no-lexical",
+        dest="lexical",
+        action="store_false",
+        help="no BM25 index (dense search only; its build holds the postings in memory)",
+    )
+    i.add_argument(
         "--lease-seconds",
         type=float,
         default=IndexJobConfig.lease_seconds,

@@ -50,6 +50,7 @@ class IndexJobConfig:
     id_field: str | None = "id"
     reuse: bool = True
     rebuild: bool = False  # build the index in full even when the live one could be updated
+    lexical: bool = True  # a BM25 index beside the vectors (built on the launcher: RAM ~ postings)
     lease_seconds: float = 600.0
     pipeline_args: tuple[str, ...] = ()
 

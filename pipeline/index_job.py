@@ -191,7 +191,7 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
             endpoint=endpoint,
             api_version=cfg.api_version,
             input_type=cfg.input_type,
-            config=BuildConfig(memory_budget=cfg.memory_budget),
+            config=BuildConfig(memory_budget=cfg.memory_budget, lexical=cfg.lexical),
             read=_read_any,
         )
         manifest = finish_manifest(
