@@ -32,7 +32,7 @@ from indexes import build
 from indexes.build import prepare_vectors, training_sample
 from indexes.choose import IndexSpec
 from indexes.config import BuildConfig
-from indexes.evaluate import RESCORE_FACTORS, trial_records
+from indexes.evaluate import tune_measured
 from indexes.files import INDEX, MANIFEST, SHARDS, sha256, shard_file
 from indexes.lexical import build_lexical
 from indexes.manifest import Manifest, sanitize_endpoint
@@ -41,7 +41,6 @@ from indexes.parts import RESCORE_SUFFIX, PartInfo, Parts
 from indexes.recall import streaming_reference
 from indexes.search import RescoreStore
 from indexes.shards import Combined
-from indexes.tune import tune_index
 from indexes.writer import rescore_entry
 from inference.errors import IndexFolderError
 
@@ -225,30 +224,19 @@ def _tune(index, spec: IndexSpec, parts: Parts, config: BuildConfig, store, resc
     ids, xb, rv = parts.rows(rows)
     xq = xb if rv is None else rv.astype("float32")
     I_gt, ref = streaming_reference(parts, xq, config.k, exclude=ids)
-    tuned = tune_index(
+    recall, latency, tuned_params = tune_measured(
         index,
         spec,
         xq,
         I_gt,
-        k=config.k,
-        latency_budget_ms=config.latency_budget_ms,
-        target_recall=config.target_recall,
-        rescore=store,
+        ref,
+        config=config,
+        store=store,
         rescore_factor=rescore["factor"] if rescore else 1,
-        # A compressed float index's factor is tuned with nprobe (unless the config fixes it).
-        rescore_factors=RESCORE_FACTORS if spec.rescore and not config.rescore_factor else None,
         exclude=ids,
+        source=_SAMPLED,
     )
-    recall = {
-        "k": config.k,
-        "value": round(tuned.recall, 5),
-        "queries": int(xq.shape[0]),
-        "reference": ref,
-        "source": _SAMPLED,
-        "rescored": store is not None,
-        "trials": trial_records(tuned.trials),
-    }
-    params = dict(tuned.params)
+    params = dict(tuned_params)
     if rescore is not None and "rescore_factor" in params:
         rescore["factor"] = params.pop("rescore_factor")  # kept with the vectors it is about
-    return recall, round(tuned.latency_ms, 4), params
+    return recall, latency, params

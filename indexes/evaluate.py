@@ -27,7 +27,7 @@ from indexes.tables import FolderData
 from indexes.tune import drop_ids, recall_at_k, reference_neighbours, tune_index
 from inference.errors import ConfigError
 
-__all__ = ["RESCORE_FACTORS", "evaluate_folder", "trial_records", "tune_build"]
+__all__ = ["RESCORE_FACTORS", "evaluate_folder", "trial_records", "tune_build", "tune_measured"]
 
 # Candidates a result that tuning tries for a compressed float index, cheapest first.
 RESCORE_FACTORS = (2, 4, 8, 16, 32)
@@ -122,6 +122,36 @@ def tune_build(
         rescore_vectors=rv,
         exclude=exclude,
     )
+    return tune_measured(
+        index,
+        spec,
+        xq,
+        I_gt,
+        ref,
+        config=config,
+        store=store,
+        rescore_factor=rescore_factor,
+        exclude=exclude,
+        source=source,
+    )
+
+
+def tune_measured(
+    index,
+    spec: IndexSpec,
+    xq: np.ndarray,
+    I_gt: np.ndarray,
+    reference: str,
+    *,
+    config: BuildConfig,
+    store: RescoreStore | None,
+    rescore_factor: int,
+    exclude: np.ndarray | None,
+    source: str,
+) -> tuple[dict, float, dict[str, int]]:
+    """Tune ``index`` against the ground truth ``I_gt`` of the queries ``xq`` and return
+    (the manifest's recall dict, latency ms, params): what a full build and an assembled
+    folder record alike."""
     tuned = tune_index(
         index,
         spec,
@@ -140,7 +170,7 @@ def tune_build(
         "k": config.k,
         "value": round(tuned.recall, 5),
         "queries": int(xq.shape[0]),
-        "reference": ref,
+        "reference": reference,
         "source": source,
         "rescored": store is not None,
         # Every setting tried, for the recall-vs-latency curve (`corpusbeam report`).
