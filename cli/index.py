@@ -124,6 +124,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(an update keeps its index and adds a delta segment and tombstones)",
     )
     i.add_argument(
+        "--no-layers",
+        dest="layered",
+        action="store_false",
+        help="an update writes every table part in full (default: only the changed rows, "
+        "as layers over the live version's parts)",
+    )
+    i.add_argument(
         "--no-lexical",
         dest="lexical",
         action="store_false",

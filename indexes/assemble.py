@@ -34,10 +34,11 @@ from indexes.choose import IndexSpec
 from indexes.config import BuildConfig
 from indexes.evaluate import tune_measured
 from indexes.files import INDEX, MANIFEST, SHARDS, sha256, shard_file
+from indexes.layers import LayeredParts, open_parts, tables_from_refs
 from indexes.lexical import build_lexical
 from indexes.manifest import Manifest, sanitize_endpoint
 from indexes.memory import resident, trim
-from indexes.parts import RESCORE_SUFFIX, PartInfo, Parts
+from indexes.parts import RESCORE_SUFFIX, Parts
 from indexes.recall import streaming_reference
 from indexes.search import RescoreStore
 from indexes.shards import Combined
@@ -82,6 +83,7 @@ def _combine(
     parts: Parts,
     shard_files: Sequence[str],
     read: Callable[[str], bytes],
+    expected: int,
 ) -> Combined:
     """The folder's index file(s) from the workers' shards or, for flat and graph
     indexes, from the parts' vectors added part by part."""
@@ -91,10 +93,9 @@ def _combine(
             build.add_vectors(index, xb, ids, spec)
         build.write_index(index, out / INDEX)
         return Combined(index, "single", (INDEX,))
-    if len(shard_files) != len(parts.infos):
+    if len(shard_files) != expected:
         raise IndexFolderError(
-            f"{len(shard_files)} shard indexes for {len(parts.infos)} parts: a worker's "
-            "shard is missing"
+            f"{len(shard_files)} shard indexes for {expected} parts: a worker's shard is missing"
         )
     (out / SHARDS).mkdir()
     names = tuple(shard_file(s) for s in range(len(shard_files)))
@@ -125,38 +126,54 @@ def assemble_folder(
     input_type: str | None = None,
     config: BuildConfig | None = None,
     read: Callable[[str], bytes] | None = None,
+    previous_files: dict[str, dict] | None = None,
+    base_version: str | None = None,
 ) -> Manifest:
     """Finish the folder at ``path`` from the ``parts`` the workers wrote into it (dicts
     with ``info``: ``PartInfo`` as a dict, ``files``: their checksums, ``rescore_dtype``
     and, for IVF indexes, ``index``: the shard file). ``trained`` is the serialised empty
-    trained index the shards were copied from."""
+    trained index the shards were copied from. Layered parts (``indexes.layers``) name
+    their base parts, which the caller has linked into the folder: ``previous_files``
+    holds their checksums, ``base_version`` the version they come from."""
     config = config or BuildConfig()
     read = read or _read_local
     if not parts:
         raise IndexFolderError("no parts to assemble")
     out = Path(path)
-    parts = sorted(parts, key=lambda p: p["info"]["id_min"])
-    infos = [PartInfo.from_dict(p["info"]) for p in parts]
+    parts = sorted(parts, key=lambda p: p["part"])
+    infos, overlay, table_files, _ = tables_from_refs(parts, previous_files, base_version)
     dtypes = {p.get("rescore_dtype") for p in parts}
     if len(dtypes) != 1:
         raise IndexFolderError(f"the parts disagree on their rescoring vectors: {dtypes}")
     rdtype = dtypes.pop()
-    reader = Parts(
-        out, infos, encoding=spec.encoding, dimensions=spec.dimensions, rescore_dtype=rdtype
+    reader = open_parts(
+        out,
+        infos,
+        overlay,
+        encoding=spec.encoding,
+        dimensions=spec.dimensions,
+        rescore_dtype=rdtype,
     )
     config.apply_threads()
     combined = _combine(
-        out, spec, trained, reader, [p["index"] for p in parts if p.get("index")], read
+        out, spec, trained, reader, [p["index"] for p in parts if p.get("index")], read, len(parts)
     )
     trim()  # the shards' lists, loaded for the merge, are freed: give the memory back
     log.info("index combined (%s): %s", combined.layout, resident())
     extra: dict[str, dict] = {}
     from_vector = rdtype is None and spec.rescore
     if from_vector:  # a compressed float index: each part's full vectors, for rescoring
-        extra = _write_full_vectors(out, reader, spec)
+        layers = [reader.base, reader.delta] if isinstance(reader, LayeredParts) else [reader]
+        for layer in layers:  # (a layered folder's base and delta parts, row for row)
+            extra |= _write_full_vectors(out, layer, spec)
         rdtype = "float32"
-        reader = Parts(
-            out, infos, encoding=spec.encoding, dimensions=spec.dimensions, rescore_dtype=rdtype
+        reader = open_parts(
+            out,
+            infos,
+            overlay,
+            encoding=spec.encoding,
+            dimensions=spec.dimensions,
+            rescore_dtype=rdtype,
         )
     rescore = rescore_entry(rdtype, spec, config, from_vector=from_vector)
     store = None
@@ -168,7 +185,7 @@ def assemble_folder(
     # rescoring vectors before the lexical build.
     layout, index_files = combined.layout, combined.index_files
     del combined, store
-    files = {name: entry for p in parts for name, entry in p["files"].items()} | extra
+    files = table_files | extra
     local = list(index_files)
     lexical = None
     if config.lexical:  # the chunks' text streamed from the parts: bounded memory
@@ -198,6 +215,7 @@ def assemble_folder(
         recall=recall,
         latency_ms=latency,
         files=dict(sorted(files.items())),
+        overlay=overlay,
     )
     tmp = Path(tempfile.mkstemp(dir=out, prefix=".manifest.")[1])
     tmp.write_text(manifest.to_json())
@@ -211,7 +229,9 @@ def _write_full_vectors(out: Path, reader: Parts, spec: IndexSpec) -> dict[str, 
     files = {}
     for i, (_, xb, _) in enumerate(reader.iter_vectors(rescore=False)):
         name = reader.infos[i].name + RESCORE_SUFFIX
-        np.save(out / name, prepare_vectors(xb, spec.encoding, spec.dimensions))
+        tmp = out / f"{name}.tmp.npy"  # a new file, never into a file shared by a hard link
+        np.save(tmp, prepare_vectors(xb, spec.encoding, spec.dimensions))
+        tmp.replace(out / name)
         files[name] = {"sha256": sha256(out / name), "bytes": (out / name).stat().st_size}
     return files
 

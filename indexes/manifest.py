@@ -88,6 +88,10 @@ class Manifest:
     # vectors and the recall measured then; ``added_since_training`` counts vectors added
     # since. None for a version built in full.
     segments: dict | None = None
+    # Tables written as layers (indexes.layers): ``parts`` are the base, shared with the
+    # version that wrote them; ``overlay`` lists the delta parts and the removed ids'
+    # files (``{"parts", "removed": [{"file", "count"}], "base"}``). None: no layers.
+    overlay: dict | None = None
     digest: str = ""
 
     def __post_init__(self) -> None:
@@ -108,7 +112,17 @@ class Manifest:
             raise ConfigError("index_files", self.index_files, "names no index file")
         if self.endpoint is not None and sanitize_endpoint(self.endpoint) != self.endpoint:
             raise ConfigError("endpoint", "<redacted>", "must not carry credentials or a query")
-        if self.parts and sum(int(p.get("rows", 0)) for p in self.parts) != self.count:
+        rows = sum(int(p.get("rows", 0)) for p in self.parts)
+        if self.overlay is not None:
+            try:
+                delta = sum(int(p["rows"]) for p in self.overlay["parts"])
+                gone = sum(int(r["count"]) for r in self.overlay.get("removed", []))
+            except (KeyError, TypeError, ValueError):
+                raise ConfigError(
+                    "overlay", "<dict>", "needs parts[].rows, removed[].count"
+                ) from None
+            rows += delta - gone
+        if (self.parts or self.overlay) and rows != self.count:
             raise ConfigError("parts", len(self.parts), f"their rows do not add up to {self.count}")
         if self.segments is not None:
             _check_segments(self.segments, self.count)
@@ -177,7 +191,7 @@ def _check_segments(seg: dict, count: int) -> None:
         )
 
 
-_OPTIONAL = ("model_info", "wire_encoding", "note", "segments")
+_OPTIONAL = ("model_info", "wire_encoding", "note", "segments", "overlay")
 
 
 def check_expected(

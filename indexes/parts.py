@@ -81,9 +81,10 @@ def part_of(ids: np.ndarray | int, parts: int) -> np.ndarray | int:
     return np.searchsorted(starts, np.asarray(ids, dtype=np.int64), side="right") - 1
 
 
-def part_name(number: int) -> str:
-    """The folder-relative base name of part ``number``."""
-    return f"{PARTS_DIR}/part-{number:05d}"
+def part_name(number: int, prefix: str = "part") -> str:
+    """The folder-relative base name of part ``number`` (``prefix`` ``delta``: its delta
+    part, ``indexes.layers``)."""
+    return f"{PARTS_DIR}/{prefix}-{number:05d}"
 
 
 def split_by_part(ids: np.ndarray, parts: int) -> list[tuple[int, int, int]]:
@@ -146,6 +147,7 @@ def encode_part(
     encoding: str,
     dimensions: int,
     rescore_column: bool = True,
+    prefix: str = "part",
 ) -> tuple[PartInfo, dict[str, bytes]]:
     """Part ``number``'s files as bytes (folder-relative name -> bytes) and its entry.
 
@@ -161,7 +163,7 @@ def encode_part(
         raise ConfigError("table.id", "unsorted", "a part's ids must be ascending and unique")
     if xb.shape[0] != ids.size:
         raise ConfigError("xb", xb.shape, f"expected {ids.size} rows")
-    base = part_name(number)
+    base = part_name(number, prefix)
     columns = [pa.array(ids, type=pa.int64()), fixed_size_list(xb)]
     in_table = rescore_vectors is not None and rescore_column
     if in_table:

@@ -18,8 +18,9 @@ from indexes import build
 from indexes.choose import IndexSpec, family_of
 from indexes.files import MANIFEST, sha256
 from indexes.filters import filter_columns, filter_ids
+from indexes.layers import open_parts, overlay_files
 from indexes.manifest import Manifest, check_expected
-from indexes.parts import METADATA_SUFFIX, RESCORE_SUFFIX, VECTORS_SUFFIX, PartInfo, Parts
+from indexes.parts import METADATA_SUFFIX, RESCORE_SUFFIX, VECTORS_SUFFIX, PartInfo
 from indexes.search import RescoreStore, SearchResult, index_id_view, ivf_ids, search
 from indexes.segments import SegmentedIndex, read_tombstones
 from indexes.tables import vectors_schema
@@ -36,9 +37,10 @@ class IndexFolder:
         self.manifest = manifest
         self.index = index
         self.spec = spec
-        self.parts = Parts(
+        self.parts = open_parts(
             path,
             [PartInfo.from_dict(p) for p in manifest.parts],
+            manifest.overlay,
             encoding=manifest.encoding,
             dimensions=manifest.dimensions,
             rescore_dtype=None if manifest.rescore is None else manifest.rescore["dtype"],
@@ -155,9 +157,11 @@ def open_index(
 
 def _check_files(folder: Path, manifest: Manifest, *, verify: bool) -> None:
     """Every file the manifest lists is there with its size and (``verify``) sha256."""
-    names = [p["name"] + s for p in manifest.parts for s in (METADATA_SUFFIX, VECTORS_SUFFIX)]
+    suffixes = (METADATA_SUFFIX, VECTORS_SUFFIX)
     if manifest.rescore is not None:
-        names += [p["name"] + RESCORE_SUFFIX for p in manifest.parts]
+        suffixes += (RESCORE_SUFFIX,)
+    names = [p["name"] + s for p in manifest.parts for s in suffixes]
+    names += overlay_files(manifest.overlay, suffixes)
     seg = manifest.segments
     if seg is not None:
         names += [seg["delta"]["file"], seg["tombstones"]["file"]]
@@ -180,7 +184,7 @@ def _check_vectors_schema(folder: Path, manifest: Manifest) -> None:
     column = manifest.rescore is not None and manifest.rescore.get("from") != "vector"
     rdtype = np.dtype(manifest.rescore["dtype"]) if column else None
     want = vectors_schema(manifest.encoding, manifest.dimensions, rdtype)
-    for part in manifest.parts:
+    for part in [*manifest.parts, *(manifest.overlay or {}).get("parts", [])]:
         name = part["name"] + VECTORS_SUFFIX
         try:
             schema = pq.read_schema(folder / name)

@@ -47,7 +47,6 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-import pyarrow.parquet as pq
 
 from indexes import build
 from indexes.assemble import _SAMPLED, _write_full_vectors
@@ -55,9 +54,10 @@ from indexes.build import training_sample
 from indexes.choose import IndexSpec, choose_index
 from indexes.config import BuildConfig
 from indexes.files import INDEX, MANIFEST, sha256
+from indexes.layers import LayeredParts, open_parts, tables_from_refs
 from indexes.lexical import LEXICAL_DIR, build_lexical
 from indexes.manifest import Manifest, sanitize_endpoint
-from indexes.parts import METADATA_SUFFIX, PartInfo, Parts
+from indexes.parts import PartInfo, Parts
 from indexes.recall import streaming_reference
 from indexes.search import index_id_view
 from indexes.segments import DELTA, TOMBSTONES, SegmentedIndex, make_delta, read_tombstones
@@ -71,6 +71,7 @@ __all__ = [
     "UpdateOutcome",
     "UpdatePolicy",
     "discard_update",
+    "link_file",
     "update_folder",
 ]
 
@@ -109,16 +110,12 @@ class UpdateOutcome:
     seconds: dict = field(default_factory=dict)
 
 
-def _ids_and_hashes(folder: Path, infos: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """Every id (ascending) and its content hash, read as two columns part by part."""
-    ids, hashes = [], []
-    for info in infos:
-        t = pq.read_table(folder / (info["name"] + METADATA_SUFFIX), columns=["id", "content_hash"])
-        ids.append(t.column("id").to_numpy())
-        hashes.append(t.column("content_hash").to_numpy(zero_copy_only=False))
-    if not ids:
+def _ids_and_hashes(reader: Parts | LayeredParts) -> tuple[np.ndarray, np.ndarray]:
+    """Every id (ascending) and its content hash, read as two columns."""
+    t = reader.metadata(["id", "content_hash"])
+    if t.num_rows == 0:
         return np.empty(0, np.int64), np.empty(0, object)
-    return np.concatenate(ids), np.concatenate(hashes)
+    return t.column("id").to_numpy(), t.column("content_hash").to_numpy(zero_copy_only=False)
 
 
 def _change(prev: tuple, new: tuple) -> tuple[np.ndarray, np.ndarray]:
@@ -131,7 +128,7 @@ def _change(prev: tuple, new: tuple) -> tuple[np.ndarray, np.ndarray]:
     return np.union1d(removed, changed), np.union1d(added, changed)
 
 
-def _link(src: Path, dst: Path) -> None:
+def link_file(src: Path, dst: Path) -> None:
     """``dst`` becomes a hard link to ``src`` (replacing any file there, atomically)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.link")
@@ -211,8 +208,7 @@ def update_folder(
     if not parts:
         raise IndexFolderError("no parts to assemble")
     prev = Manifest.from_json((prev_dir / MANIFEST).read_text())
-    parts = sorted(parts, key=lambda p: p["info"]["id_min"])
-    infos = [PartInfo.from_dict(p["info"]) for p in parts]
+    infos, overlay, table_files, _ = tables_from_refs(parts, prev.files, prev_dir.name)
     rdtypes = {p.get("rescore_dtype") for p in parts}
     prev_rdtype = None if prev.rescore is None else prev.rescore["dtype"]
     from_vector = prev.rescore is not None and prev.rescore.get("from") == "vector"
@@ -222,14 +218,28 @@ def update_folder(
         or rdtypes != {None if from_vector else prev_rdtype}
     ):
         return UpdateOutcome(None, "the previous version holds other vectors")
-    count = sum(i.rows for i in infos)
+    reader = open_parts(
+        out,
+        infos,
+        overlay,
+        encoding=prev.encoding,
+        dimensions=prev.dimensions,
+        rescore_dtype=prev_rdtype if not from_vector else None,
+    )
+    count = reader.count
     if count == 0:
         return UpdateOutcome(None, "nothing left to index")
 
     # 1. What changed.
-    stale, fresh = _change(
-        _ids_and_hashes(prev_dir, prev.parts), _ids_and_hashes(out, [p["info"] for p in parts])
+    prev_reader = open_parts(
+        prev_dir,
+        [PartInfo.from_dict(p) for p in prev.parts],
+        prev.overlay,
+        encoding=prev.encoding,
+        dimensions=prev.dimensions,
     )
+    stale, fresh = _change(_ids_and_hashes(prev_reader), _ids_and_hashes(reader))
+    del prev_reader
     seg = prev.segments or {}
     if seg:
         dead_prev = read_tombstones(prev_dir / seg["tombstones"]["file"])
@@ -280,13 +290,6 @@ def update_folder(
 
     # 2.-4. The segments (or the compacted main index).
     t = time.monotonic()
-    reader = Parts(
-        out,
-        infos,
-        encoding=prev.encoding,
-        dimensions=prev.dimensions,
-        rescore_dtype=prev_rdtype if not from_vector else None,
-    )
     all_ids = reader.ids()
     pos = np.searchsorted(all_ids, delta_ids)
     if delta_ids.size and (
@@ -311,7 +314,7 @@ def update_folder(
         xd = None
     else:
         for name in prev.index_files:
-            _link(prev_dir / name, out / name)
+            link_file(prev_dir / name, out / name)
             files[name] = dict(prev.files[name])
         # Read, for measuring recall (IVF lists on disk stay there).
         shards = [build.read_index(out / f, prev.encoding) for f in prev.index_files[:1]]
@@ -329,19 +332,18 @@ def update_folder(
     # 6. Parts unchanged since the previous version: hard links to its files.
     t = time.monotonic()
     shared = 0
-    for p in parts:
-        for name, entry in p["files"].items():
-            old = prev.files.get(name)
-            if old is not None and old["sha256"] == entry["sha256"]:
-                _link(prev_dir / name, out / name)
-                shared += 1
-            files[name] = entry
+    for name, entry in table_files.items():
+        old = prev.files.get(name)
+        if old is not None and old["sha256"] == entry["sha256"]:
+            link_file(prev_dir / name, out / name)
+            shared += 1
+        files[name] = entry
     extra = {}
     if from_vector:
         extra = _write_full_vectors(out, reader, spec)
         for name, entry in extra.items():
             if prev.files.get(name, {}).get("sha256") == entry["sha256"]:
-                _link(prev_dir / name, out / name)
+                link_file(prev_dir / name, out / name)
                 shared += 1
         reader = Parts(
             out, infos, encoding=prev.encoding, dimensions=prev.dimensions, rescore_dtype="float32"
@@ -392,7 +394,7 @@ def update_folder(
         lexical = dict(prev.lexical)
         for name, entry in prev.files.items():
             if name.startswith(f"{LEXICAL_DIR}/"):
-                _link(prev_dir / name, out / name)
+                link_file(prev_dir / name, out / name)
                 files[name] = dict(entry)
     elif config.lexical:
         lexical = build_lexical(out, all_ids, reader.iter_column("text"))
@@ -431,6 +433,7 @@ def update_folder(
         latency_ms=latency,
         files=dict(sorted(files.items())),
         segments=segments,
+        overlay=overlay,
     )
     tmp = Path(tempfile.mkstemp(dir=out, prefix=".manifest.")[1])
     tmp.write_text(manifest.to_json())

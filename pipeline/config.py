@@ -9,10 +9,13 @@ from indexes.config import DEFAULT_MEMORY_BUDGET
 from inference.errors import ConfigError
 from inference.protocol import API_VERSION
 
-__all__ = ["LOCAL_RUNNERS", "IndexJobConfig", "runner_name"]
+__all__ = ["LAYER_LIMIT", "LOCAL_RUNNERS", "IndexJobConfig", "runner_name"]
 
 # Runners whose workers run on this machine, so they can reach a local endpoint.
 LOCAL_RUNNERS = ("DirectRunner", "FnApiRunner", "PortableRunner", "PrismRunner")
+# An update's tables are layers over the live version's while the delta rows and removed
+# ids stay within this fraction of the rows; past it, the run writes them in full again.
+LAYER_LIMIT = 0.1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +53,9 @@ class IndexJobConfig:
     id_field: str | None = "id"
     reuse: bool = True
     rebuild: bool = False  # build the index in full even when the live one could be updated
+    # an update writes its tables as layers over the live version's (indexes.layers): the
+    # changed rows and the removed ids; past LAYER_LIMIT of the rows, in full again
+    layered: bool = True
     lexical: bool = True  # a BM25 index beside the vectors (built on the launcher: RAM ~ postings)
     lease_seconds: float = 600.0
     pipeline_args: tuple[str, ...] = ()

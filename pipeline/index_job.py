@@ -35,13 +35,15 @@ from apache_beam.metrics import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from indexes.config import BuildConfig
+from indexes.layers import overlay_rows
 from indexes.manifest import sanitize_endpoint
 from inference.client import ClientSettings, EnvApiKey
+from inference.codec import wire_width
 from inference.derive import is_rescored, wire_encoding_for
 from inference.errors import ConfigError, CorpusbeamError, JobError
 from inference.protocol import BIT_ENCODINGS, local_endpoint
 from inference.server import EndpointConfig, running_endpoint
-from pipeline.config import IndexJobConfig, runner_name
+from pipeline.config import LAYER_LIMIT, IndexJobConfig, runner_name
 from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_part_list
 from pipeline.model_setup import ModelSetup, model_setup
 from pipeline.outputs import RunOutput, open_output, redact_args
@@ -112,7 +114,25 @@ def _reusable(run: RunOutput, cfg: IndexJobConfig, endpoint: str, model: str) ->
     if not same:
         log.info("not reusing %s: it was embedded with other settings", run.previous)
         return None
-    return {"folder": run.previous, "parts": manifest.parts, "count": manifest.count}
+    delta, removed = overlay_rows(manifest.overlay)
+    from_vector = (manifest.rescore or {}).get("from") == "vector"
+    # Layers while they stay small; past the limit (or --rebuild) the tables are written
+    # in full again, and the next runs layer over those.
+    layered = (
+        cfg.layered
+        and not cfg.rebuild
+        and not from_vector
+        and delta + removed <= LAYER_LIMIT * max(manifest.count, 1)
+    )
+    return {
+        "folder": run.previous,
+        "parts": manifest.parts,
+        "overlay": manifest.overlay,
+        "count": manifest.count,
+        "layered": layered,
+        "width": wire_width(manifest.encoding, manifest.dimensions),
+        "rescore_dtype": None if manifest.rescore is None else manifest.rescore["dtype"],
+    }
 
 
 def run_index_job(
@@ -148,7 +168,7 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
                 factory=None if cfg.index == "auto" else cfg.index,
                 memory_budget=cfg.memory_budget,
                 shards=cfg.shards,
-                previous={"folder": reuse["folder"], "parts": reuse["parts"]} if reuse else None,
+                previous={k: v for k, v in reuse.items() if k != "count"} if reuse else None,
                 encoding=cfg.encoding_format,
                 rescored=setup.rescored,
                 budget=setup.budget,

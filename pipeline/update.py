@@ -21,9 +21,11 @@ from pathlib import Path
 from indexes.assemble import assemble_folder
 from indexes.choose import IndexSpec
 from indexes.config import BuildConfig
+from indexes.layers import tables_from_refs
 from indexes.manifest import Manifest
 from indexes.objectstore import is_url
-from indexes.update import UpdatePolicy, discard_update, update_folder
+from indexes.update import UpdatePolicy, discard_update, link_file, update_folder
+from inference.errors import IndexFolderError
 
 __all__ = ["finish_index"]
 
@@ -50,6 +52,7 @@ def finish_index(
     """(the new folder's manifest, the report's ``update`` entry: ``mode`` ``update`` or
     ``rebuild``, ``reason``, the change's counts and the update's seconds)."""
     started = time.monotonic()
+    layered = _share_base(local, previous, previous_manifest, parts)
     entry: dict = {"mode": "rebuild", "reason": "no live version to update from"}
     if previous is not None and previous_manifest is not None:
         if is_url(previous):
@@ -87,6 +90,26 @@ def finish_index(
         input_type=input_type,
         config=config,
         read=read,
+        previous_files=previous_manifest.files if layered else None,
+        base_version=Path(previous).name if layered else None,
     )
     entry["seconds_rebuild"] = round(time.monotonic() - started, 3)
     return manifest, entry
+
+
+def _share_base(
+    local: Path, previous: str | None, manifest: Manifest | None, parts: list[dict]
+) -> bool:
+    """Layered parts (``indexes.layers``): hard-link the base parts' files from the live
+    version's local folder into the new one, before anything reads them. Returns whether
+    the parts are layered."""
+    if not any(p.get("layered") for p in parts):
+        return False
+    if previous is None or manifest is None or is_url(previous):
+        raise IndexFolderError(
+            "the parts were written as layers over the live version, which has no local copy"
+        )
+    _, _, _, shared = tables_from_refs(parts, manifest.files, Path(previous).name)
+    for name in shared:
+        link_file(Path(previous) / name, local / name)
+    return True

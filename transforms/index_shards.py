@@ -35,12 +35,21 @@ from indexes import build
 from indexes.assemble import expand_metadata_json
 from indexes.choose import IndexSpec, choose_index, family_of
 from indexes.ids import chunk_id
+from indexes.layers import DELTA_PREFIX
 from indexes.memory import trim
 from indexes.parts import encode_part, file_entry, id_starts, part_of
 from indexes.tables import METADATA_COLUMNS, column_array, metadata_table
 from inference import codec
 from inference.errors import ConfigError
 from transforms.elements import Embedded, Failure
+from transforms.part_layers import (
+    base_of,
+    kept_in_base,
+    layered_ids,
+    layered_vectors,
+    read_base_metadata,
+    removed_entry,
+)
 from transforms.read import FAILURES, Outputs
 
 __all__ = [
@@ -168,12 +177,13 @@ class _WriteRunsFn(beam.DoFn):
 
 
 def _previous_vectors(previous: dict | None, lo: int, hi: int, dtype) -> tuple:
-    """(ids, vectors, rescoring vectors or None) of the previous version's parts
-    overlapping ids [lo, hi]."""
+    """(ids, vectors, rescoring vectors or None) of the previous version's parts (and delta
+    parts: their row wins over the base's of the same id) overlapping ids [lo, hi]."""
     if not previous:
         return np.empty(0, np.int64), None, None
     ids, xbs, rvs = [], [], []
-    for info in previous["parts"]:
+    infos = [*previous["parts"], *(previous.get("overlay") or {}).get("parts", [])]
+    for info in infos:
         if info["id_max"] < lo or info["id_min"] > hi:
             continue
         t = pq.read_table(io.BytesIO(_read(f"{previous['folder']}/{info['name']}.vectors.parquet")))
@@ -184,7 +194,14 @@ def _previous_vectors(previous: dict | None, lo: int, hi: int, dtype) -> tuple:
     if not ids:
         return np.empty(0, np.int64), None, None
     rv = np.concatenate(rvs) if rvs and len(rvs) == len(ids) else None
-    return np.concatenate(ids), np.concatenate(xbs), rv
+    all_ids = np.concatenate(ids)
+    # Stable sort: of the same id twice, the later (the delta's) is kept.
+    order = np.argsort(all_ids, kind="stable")
+    sorted_ids = all_ids[order]
+    last = np.ones(sorted_ids.size, dtype=bool)
+    last[:-1] = sorted_ids[1:] != sorted_ids[:-1]
+    order = order[last]
+    return all_ids[order], np.concatenate(xbs)[order], None if rv is None else rv[order]
 
 
 class _WritePartFn(beam.DoFn):
@@ -225,6 +242,12 @@ class _WritePartFn(beam.DoFn):
         if dup.any():
             table = table.filter(pa.array(~dup))
             ids = ids[~dup]
+        layer = None
+        if self._previous and self._previous.get("layered"):
+            table, ids, layer = self._layer(part, table, ids)
+            if not ids.size:  # every row of the part is the base's, as it was
+                yield self._layer_ref(part, layer, None, {}, None, None)
+                return
         reused = table.column("reused").to_numpy(zero_copy_only=False)
         # The vectors leave the table: once copied into xb, their Arrow column is freed
         # before the part is encoded (a part grows with the corpus).
@@ -260,21 +283,68 @@ class _WritePartFn(beam.DoFn):
         extra = [c for c in ("reused", "vector", "rescore") if c in table.column_names]
         meta = metadata_table(expand_metadata_json(table.drop_columns(extra)))
         d = xb.shape[1] * (8 if self._encoding in codec.BIT_ENCODINGS else 1)
-        info, blobs = encode_part(part, meta, xb, rv, encoding=self._encoding, dimensions=d)
+        prefix = "part" if layer is None else DELTA_PREFIX
+        info, blobs = encode_part(
+            part, meta, xb, rv, encoding=self._encoding, dimensions=d, prefix=prefix
+        )
         files = {}
         for name, blob in blobs.items():
             _write(f"{self._folder}/{name}", blob)
             files[name] = file_entry(blob)
-        ref = {
-            "part": part,
-            "info": info.as_dict(),
-            "files": files,
-            "width": xb.shape[1],
-            "rescore_dtype": None if rv is None else str(rv.dtype),
-        }
+        rdtype = None if rv is None else str(rv.dtype)
+        if layer is None:
+            ref = {
+                "part": part,
+                "info": info.as_dict(),
+                "rows": info.rows,
+                "id_min": info.id_min,
+                "files": files,
+                "width": xb.shape[1],
+                "rescore_dtype": rdtype,
+            }
+        else:
+            ref = self._layer_ref(part, layer, info.as_dict(), files, xb.shape[1], rdtype)
         del table, meta, blobs, xb, rv
         trim()  # one part at a time, really
         yield ref
+
+    def _layer(self, part: int, table: pa.Table, ids: np.ndarray):
+        """Layered mode: drop the rows the previous version's base part holds as they are;
+        returns (the rest: the delta's rows, their ids, the layer's facts)."""
+        base = base_of(self._previous, part)
+        layer = {"base": base, "kept": 0, "removed": None}
+        if base is None:
+            return table, ids, layer
+        old = read_base_metadata(self._previous, base)
+        extra = [c for c in ("reused", "vector", "rescore") if c in table.column_names]
+        meta = metadata_table(expand_metadata_json(table.drop_columns(extra)))
+        reused = table.column("reused").to_numpy(zero_copy_only=False)
+        kept = kept_in_base(meta, reused, old)
+        gone = np.setdiff1d(old.column("id").to_numpy(), ids[kept], assume_unique=True)
+        del old, meta
+        layer["kept"] = int(kept.sum())
+        layer["removed"] = removed_entry(self._folder, part, gone)
+        return table.filter(pa.array(~kept)), ids[~kept], layer
+
+    def _layer_ref(self, part, layer, info, files, width, rdtype) -> dict:
+        """A layered part's reference: its delta part (or None), base part, removed ids."""
+        base = layer["base"]
+        mins = [i["id_min"] for i in (base, info) if i is not None]
+        if layer["removed"]:  # the removed ids' file is one of this version's own files
+            files = {**files, layer["removed"]["file"]: layer["removed"]["entry"]}
+        return {
+            "part": part,
+            "layered": True,
+            "info": info,
+            "base": base,
+            "base_folder": self._previous["folder"],
+            "removed": layer["removed"],
+            "rows": layer["kept"] + (info["rows"] if info else 0),
+            "id_min": min(mins),
+            "files": files,
+            "width": width or self._previous["width"],
+            "rescore_dtype": rdtype if info else self._previous.get("rescore_dtype"),
+        }
 
     def _derived_rescore(self, table, ids, reused, old_rv, pos) -> np.ndarray | None:
         """The part's derived int8 rescoring vectors (binary indexes fed floats): fresh
@@ -304,7 +374,7 @@ class _TotalsFn(beam.CombineFn):
         return (0, 0)
 
     def add_input(self, acc, ref):
-        return (acc[0] + ref["info"]["rows"], max(acc[1], ref["width"]))
+        return (acc[0] + ref["rows"], max(acc[1], ref["width"]))
 
     def merge_accumulators(self, accs):
         accs = list(accs)
@@ -343,7 +413,11 @@ _BATCH_ROWS = 32_768  # a part's rows decoded at a time (a part grows with the c
 
 
 def _part_vectors(folder: str, ref: dict, encoding: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(ids, vectors) of one part, ``_BATCH_ROWS`` rows at a time in id order."""
+    """(ids, vectors) of one part, ``_BATCH_ROWS`` rows at a time in id order (a layered
+    part: its base's then its delta's)."""
+    if ref.get("layered"):
+        yield from layered_vectors(folder, ref, encoding, _BATCH_ROWS)
+        return
     data = pq.ParquetFile(io.BytesIO(_read(f"{folder}/{ref['info']['name']}.vectors.parquet")))
     dtype = codec.natural_dtype(encoding)
     for batch in data.iter_batches(batch_size=_BATCH_ROWS, columns=["id", "vector"]):
@@ -352,6 +426,8 @@ def _part_vectors(folder: str, ref: dict, encoding: str) -> Iterator[tuple[np.nd
 
 
 def _part_ids(folder: str, ref: dict) -> np.ndarray:
+    if ref.get("layered"):
+        return layered_ids(folder, ref)
     with FileSystems.open(f"{folder}/{ref['info']['name']}.vectors.parquet") as f:
         return pq.read_table(io.BytesIO(f.read()), columns=["id"]).column("id").to_numpy()
 
@@ -377,7 +453,7 @@ def _train(spec: dict | None, refs: list[dict], folder: str, settings: dict) -> 
         xs = np.empty((int((low <= cut).sum()), width), dtype=dtype)
         filled = 0
         for ref in refs:
-            if ref["info"]["id_min"] > cut:
+            if ref["id_min"] > cut:
                 break
             for ids, xb in _part_vectors(folder, ref, encoding):
                 keep = xb[ids <= cut]

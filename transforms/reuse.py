@@ -48,25 +48,43 @@ def hash_digest(content_hash: str | None) -> int:
     )
 
 
+def _ids_digests(folder: str, info: dict) -> tuple[np.ndarray, np.ndarray]:
+    with FileSystems.open(f"{folder}/{info['name']}{METADATA_SUFFIX}") as f:
+        t = pq.read_table(io.BytesIO(f.read()), columns=["id", "content_hash"])
+    digests = np.fromiter(
+        (hash_digest(h) for h in t.column("content_hash").to_pylist()),
+        dtype=np.int64,
+        count=t.num_rows,
+    )
+    return t.column("id").to_numpy(), digests
+
+
+def _removed(folder: str, overlay: dict | None) -> np.ndarray:
+    out = [np.empty(0, np.int64)]
+    for r in (overlay or {}).get("removed", []):
+        with FileSystems.open(f"{folder}/{r['file']}") as f:
+            out.append(np.load(io.BytesIO(f.read()), allow_pickle=False))
+    return np.concatenate(out)
+
+
 def _load(previous: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, hash digests) of the previous version, sorted by id; once a process."""
+    """(ids, hash digests) of the previous version's live rows, sorted by id; once a
+    process. A layered version's rows: its base parts without the removed ids, and its
+    delta parts (``indexes.layers``)."""
     key = previous["folder"]
     with _LOCK:
         if key not in _LOADED:
-            ids, digests = [], []
-            for info in previous["parts"]:
-                with FileSystems.open(f"{key}/{info['name']}{METADATA_SUFFIX}") as f:
-                    t = pq.read_table(io.BytesIO(f.read()), columns=["id", "content_hash"])
-                ids.append(t.column("id").to_numpy())
-                digests.append(
-                    np.fromiter(
-                        (hash_digest(h) for h in t.column("content_hash").to_pylist()),
-                        dtype=np.int64,
-                        count=t.num_rows,
-                    )
-                )
-            if ids:
-                _LOADED[key] = (np.concatenate(ids), np.concatenate(digests))
+            overlay = previous.get("overlay")
+            got = [_ids_digests(key, info) for info in previous["parts"]]
+            removed = _removed(key, overlay)
+            if removed.size:
+                got = [(i[~np.isin(i, removed)], d[~np.isin(i, removed)]) for i, d in got]
+            got += [_ids_digests(key, info) for info in (overlay or {}).get("parts", [])]
+            if got:
+                ids = np.concatenate([g[0] for g in got])
+                digests = np.concatenate([g[1] for g in got])
+                order = np.argsort(ids, kind="stable")
+                _LOADED[key] = (ids[order], digests[order])
             else:
                 _LOADED[key] = (np.empty(0, np.int64), np.empty(0, np.int64))
         return _LOADED[key]
@@ -103,7 +121,11 @@ class ReuseVectors(beam.PTransform):
 
     def __init__(self, previous: dict, *, encoding: str) -> None:
         super().__init__()
-        self._previous = {"folder": previous["folder"].rstrip("/"), "parts": previous["parts"]}
+        self._previous = {
+            "folder": previous["folder"].rstrip("/"),
+            "parts": previous["parts"],
+            "overlay": previous.get("overlay"),
+        }
         codec.check_encoding(encoding)
 
     def expand(self, items: beam.PCollection):

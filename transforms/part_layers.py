@@ -1,0 +1,164 @@
+"""What the part writer needs to write a part as a layer over the previous version's base.
+
+In layered mode (``indexes.layers``) a worker writing part ``s`` keeps the base's rows that
+this run reproduces exactly (same id, same content, same metadata) where they are, and
+writes only the rest: the delta part (added, changed, moved rows) and the base ids that no
+longer count. These helpers read through Beam's filesystems, so they work on any store.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from indexes.layers import part_number, removed_name
+from indexes.parts import METADATA_SUFFIX, VECTORS_SUFFIX, file_entry
+from indexes.tables import column_array
+from inference import codec
+
+__all__ = [
+    "base_of",
+    "kept_in_base",
+    "layered_ids",
+    "layered_vectors",
+    "previous_delta_of",
+    "read_base_metadata",
+    "removed_entry",
+]
+
+
+def _read(path: str) -> bytes:
+    with FileSystems.open(path) as f:
+        return f.read()
+
+
+def base_of(previous: dict, part: int) -> dict | None:
+    """The previous version's base part ``part`` (its PartInfo dict), if it has one."""
+    for info in previous["parts"]:
+        if part_number(info["name"]) == part:
+            return info
+    return None
+
+
+def previous_delta_of(previous: dict, part: int) -> dict | None:
+    """The previous version's delta part ``part``, if it has one."""
+    for info in (previous.get("overlay") or {}).get("parts", []):
+        if part_number(info["name"]) == part:
+            return info
+    return None
+
+
+def read_base_metadata(previous: dict, info: dict) -> pa.Table:
+    """A base part's whole metadata table (read once by the worker writing that part)."""
+    data = _read(f"{previous['folder']}/{info['name']}{METADATA_SUFFIX}")
+    return pq.read_table(io.BytesIO(data))
+
+
+def _same(a: pa.ChunkedArray | None, b: pa.ChunkedArray | None, n: int) -> np.ndarray:
+    """Row by row: are the two columns' values equal (both null counts as equal; a missing
+    column is all null)."""
+    if a is None and b is None:
+        return np.ones(n, dtype=bool)
+    if a is None or b is None:
+        present = a if a is not None else b
+        return present.is_null().to_numpy(zero_copy_only=False)
+    try:
+        if a.type != b.type:
+            b = b.cast(a.type)
+        eq = pc.fill_null(pc.equal(a, b), False)
+        both_null = pc.and_(a.is_null(), b.is_null())
+        return pc.or_(eq, both_null).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # types that do not compare
+        return np.array([x == y for x, y in zip(a.to_pylist(), b.to_pylist(), strict=True)])
+
+
+def kept_in_base(meta: pa.Table, reused: np.ndarray, base: pa.Table) -> np.ndarray:
+    """Which rows of ``meta`` (this run's rows of a part, metadata columns, sorted by id)
+    the base part holds exactly as they are: reused (same id and content hash) and every
+    metadata column equal (a document that moved files, or whose metadata changed, is not
+    kept: its new row goes to the delta)."""
+    ids = meta.column("id").to_numpy()
+    base_ids = base.column("id").to_numpy()
+    keep = np.zeros(ids.size, dtype=bool)
+    if base_ids.size == 0 or not reused.any():
+        return keep
+    pos = np.minimum(np.searchsorted(base_ids, ids), base_ids.size - 1)
+    cand = np.flatnonzero(reused & (base_ids[pos] == ids))
+    if cand.size == 0:
+        return keep
+    mine = meta.take(pa.array(cand))
+    theirs = base.take(pa.array(pos[cand]))
+    same = np.ones(cand.size, dtype=bool)
+    for name in sorted(set(mine.column_names) | set(theirs.column_names)):
+        a = mine.column(name) if name in mine.column_names else None
+        b = theirs.column(name) if name in theirs.column_names else None
+        same &= _same(a, b, cand.size)
+    keep[cand[same]] = True
+    return keep
+
+
+def removed_entry(folder: str, part: int, removed: np.ndarray) -> dict | None:
+    """Write part ``part``'s removed base ids (sorted int64) into the version's folder;
+    returns the manifest's ``{"file", "count"}``, or None when there are none."""
+    if removed.size == 0:
+        return None
+    name = removed_name(part)
+    out = io.BytesIO()
+    np.save(out, np.ascontiguousarray(removed, dtype=np.int64), allow_pickle=False)
+    with FileSystems.create(f"{folder}/{name}") as f:
+        f.write(out.getvalue())
+    return {"file": name, "count": int(removed.size), "entry": file_entry(out.getvalue())}
+
+
+def _removed(folder: str, ref: dict) -> np.ndarray:
+    entry = ref.get("removed")
+    if not entry:
+        return np.empty(0, np.int64)
+    return np.load(io.BytesIO(_read(f"{folder}/{entry['file']}")), allow_pickle=False)
+
+
+def _batches(path: str, columns: list[str], batch_rows: int) -> Iterator[pa.Table]:
+    data = pq.ParquetFile(io.BytesIO(_read(path)))
+    for batch in data.iter_batches(batch_size=batch_rows, columns=columns):
+        yield pa.Table.from_batches([batch])
+
+
+def layered_vectors(
+    folder: str, ref: dict, encoding: str, batch_rows: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ids, vectors) of a layered part: the base's rows not removed, then the delta's
+    (each ascending; the two not merged: training and adding need no global order)."""
+    dtype = codec.natural_dtype(encoding)
+    removed = _removed(folder, ref)
+    base = ref.get("base")
+    if base is not None:
+        path = f"{ref['base_folder']}/{base['name']}{VECTORS_SUFFIX}"
+        for t in _batches(path, ["id", "vector"], batch_rows):
+            ids = t.column("id").to_numpy()
+            keep = ~np.isin(ids, removed, assume_unique=True)
+            yield ids[keep], column_array(t, "vector", dtype)[keep]
+    if ref.get("info") is not None:
+        path = f"{folder}/{ref['info']['name']}{VECTORS_SUFFIX}"
+        for t in _batches(path, ["id", "vector"], batch_rows):
+            yield t.column("id").to_numpy(), column_array(t, "vector", dtype)
+
+
+def layered_ids(folder: str, ref: dict) -> np.ndarray:
+    """Every id of a layered part (not sorted)."""
+    out = []
+    removed = _removed(folder, ref)
+    base = ref.get("base")
+    if base is not None:
+        data = _read(f"{ref['base_folder']}/{base['name']}{VECTORS_SUFFIX}")
+        ids = pq.read_table(io.BytesIO(data), columns=["id"]).column("id").to_numpy()
+        out.append(ids[~np.isin(ids, removed, assume_unique=True)])
+    if ref.get("info") is not None:
+        data = _read(f"{folder}/{ref['info']['name']}{VECTORS_SUFFIX}")
+        out.append(pq.read_table(io.BytesIO(data), columns=["id"]).column("id").to_numpy())
+    return np.concatenate(out) if out else np.empty(0, np.int64)
