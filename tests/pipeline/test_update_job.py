@@ -20,6 +20,7 @@ from indexes import versions
 from indexes.files import sha256
 from indexes.ids import chunk_id
 from indexes.reader import open_index
+from inference.errors import IndexFolderError
 from inference.server import EndpointConfig, running_endpoint
 from pipeline.index_job import IndexJobConfig, run_index_job
 from tests.transforms.pipelines import RUNNERS
@@ -251,3 +252,83 @@ def test_int8_and_binary_reruns_update_their_index(tmp_path, endpoint, encoding)
     gone = np.array([chunk_id(r, 0) for r in records.deleted if r not in records.files])
     res = folder.search(np.random.default_rng(1).standard_normal((8, 64)).astype("float32"), 5)
     assert res.rescored and not np.isin(res.I, gone).any() and (res.I >= 0).all()
+
+
+def _own_bytes(folder: Path) -> int:
+    """Bytes of the folder's files that are not hard links to an earlier version's."""
+    return sum(
+        p.stat().st_size for p in folder.rglob("*") if p.is_file() and p.stat().st_nlink == 1
+    )
+
+
+@pytest.mark.parametrize("encoding", ["float", "ubinary"])
+def test_layered_tables_read_like_tables_written_in_full(tmp_path, endpoint, encoding):
+    """An update writes only the changed rows (delta parts) and the removed ids, sharing the
+    live version's parts; read back, its tables are those of the same corpus written in
+    full: ids, metadata, vectors, rescoring vectors, rows by position, lookups."""
+    records = Records(tmp_path / "corpus", n=400)
+    out = tmp_path / "out"
+    kw = {"encoding_format": encoding}
+    first = run_index_job(job(records.folder, out, endpoint.url, **kw))
+    moved = records.step()
+    run = run_index_job(job(records.folder, out, endpoint.url, **kw))
+    full = run_index_job(job(records.folder, tmp_path / "full", endpoint.url, **kw))
+    layered, written = open_index(run.folder), open_index(full.folder)
+    overlay = layered.manifest.overlay
+    assert overlay is not None and overlay["base"] == first.version
+    assert written.manifest.overlay is None
+    # 4 edits, 4 additions and the moved record are the delta; 4 edits, 4 deletions and the
+    # move's old row are removed from the base, which is the first version's, shared.
+    assert sum(p["rows"] for p in overlay["parts"]) == 9
+    assert sum(r["count"] for r in overlay["removed"]) == 9
+    assert layered.manifest.parts == open_index(first.folder).manifest.parts
+    for p in layered.manifest.parts:
+        assert (run.folder / (p["name"] + ".metadata.parquet")).stat().st_nlink > 1
+    # The update's own parts files are a small fraction of the first version's.
+    own_parts = sum(
+        p.stat().st_size for p in (run.folder / "parts").iterdir() if p.stat().st_nlink == 1
+    )
+    first_parts = sum(p.stat().st_size for p in (first.folder / "parts").iterdir())
+    assert own_parts < 0.25 * first_parts
+
+    a, b = layered.parts, written.parts
+    assert a.count == b.count == len(records.files)
+    np.testing.assert_array_equal(a.ids(), b.ids())
+    ma, mb = layered.metadata(), written.metadata()
+    assert ma.select(mb.column_names).equals(mb)
+    for x, y in zip(a.vectors(), b.vectors(), strict=True):
+        np.testing.assert_array_equal(x, y)
+    rows = np.array([0, 3, 57, 58, 200, a.count - 1])
+    for x, y in zip(a.rows(rows), b.rows(rows), strict=True):
+        np.testing.assert_array_equal(x, y)
+    if encoding == "ubinary":
+        np.testing.assert_array_equal(a.rescore_rows()[rows], b.rescore_rows()[rows])
+    assert list(a.iter_column("text")) == list(b.iter_column("text"))
+    (row,) = layered.lookup(np.array([chunk_id(moved, 0)]))
+    assert row["uri"].endswith(records.files[moved][0])
+    gone = next(r for r in sorted(records.deleted) if r not in records.files)
+    with pytest.raises(IndexFolderError, match="removed"):
+        layered.lookup(np.array([chunk_id(gone, 0)]))
+    xq = np.random.default_rng(5).standard_normal((12, 64)).astype(np.float32)
+    ra, rb = layered.search(xq, 10), written.search(xq, 10)
+    assert not np.isin(ra.I, [chunk_id(gone, 0)]).any()
+    if encoding == "float":  # flat: exact on both sides
+        np.testing.assert_array_equal(ra.I, rb.I)
+
+
+def test_layers_are_written_in_full_again_past_the_limit(tmp_path, endpoint):
+    """Each layered update rewrites the delta and removed files for the version; once they
+    pass LAYER_LIMIT of the rows, the next run writes every part in full (no overlay)."""
+    records = Records(tmp_path / "corpus", n=120)
+    out = tmp_path / "out"
+    run_index_job(job(records.folder, out, endpoint.url))
+    records.step()  # 9 delta rows and 9 removed ids: 18 > 0.1 of 120 rows
+    second = open_index(run_index_job(job(records.folder, out, endpoint.url)).folder)
+    assert second.manifest.overlay is not None
+    records.step()
+    third = open_index(run_index_job(job(records.folder, out, endpoint.url)).folder)
+    assert third.manifest.overlay is None
+    assert all(p["name"].startswith("parts/part-") for p in third.manifest.parts)
+    records.step()
+    no_layers = run_index_job(job(records.folder, out, endpoint.url, layered=False))
+    assert open_index(no_layers.folder).manifest.overlay is None
