@@ -15,9 +15,9 @@ import numpy as np
 from indexes.build import prepare_queries, prepare_vectors
 from indexes.choose import family_of
 from indexes.parts import Parts
-from indexes.tune import drop_ids, exact_search
+from indexes.tune import exact_search
 
-__all__ = ["REFERENCE_BATCH_ROWS", "streaming_reference"]
+__all__ = ["REFERENCE_BATCH_ROWS", "best_first", "streaming_reference", "streaming_topk"]
 
 # Rows searched at a time: 200 queries x 32,768 rows of distances (26 MB) and the rows'
 # vectors (32 MB at d = 256 float), whatever the size of a part.
@@ -69,6 +69,21 @@ def streaming_reference(
     """True k nearest ids of ``xq`` among every part's vectors, ids in ``exclude`` (one a
     query) left out, searching ``batch_rows`` rows at a time. Returns (I_gt (nq, k), a
     description of the reference)."""
+    _, I, ref = streaming_topk(parts, xq, k, exclude=exclude, batch_rows=batch_rows)  # noqa: E741
+    return I, ref
+
+
+def streaming_topk(
+    parts,
+    xq: np.ndarray,
+    k: int,
+    *,
+    exclude: np.ndarray | None = None,
+    batch_rows: int = REFERENCE_BATCH_ROWS,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """``streaming_reference`` with the scores: (D, I, description), (nq, k) each, best
+    first (-1 ids pad rows with fewer than k vectors). ``parts``: anything with
+    ``dimensions``, ``encoding``, ``rescore_dtype`` and ``iter_vectors(batch_rows=)``."""
     qr, family, ref, prepare = _prepared(parts, xq)
     want = k + (0 if exclude is None else 1)
     nq = qr.shape[0]
@@ -78,10 +93,19 @@ def streaming_reference(
         D, I = exact_search(prepare(xb, rv), ids, qr, want, family=family)  # noqa: E741
         best_d = np.hstack([best_d, D.astype(np.float32)])
         best_i = np.hstack([best_i, I])
-        # Higher inner product first, lower Hamming distance first; ties by id, as one
-        # flat index over the folder (ids ascending) would order them.
-        key = best_d if family == "binary" else -best_d
-        order = np.lexsort((best_i, key), axis=1)[:, :want]
-        best_d = np.take_along_axis(best_d, order, axis=1)
-        best_i = np.take_along_axis(best_i, order, axis=1)
-    return drop_ids(best_i, exclude, k), ref
+        best_d, best_i = best_first(best_d, best_i, want, binary=family == "binary")
+    if exclude is not None:
+        own = best_i == np.asarray(exclude, dtype=np.int64)[:, None]
+        best_i = np.where(own, -1, best_i)
+        best_d, best_i = best_first(best_d, best_i, want, binary=family == "binary")
+    return best_d[:, :k], best_i[:, :k], ref
+
+
+def best_first(
+    scores: np.ndarray, ids: np.ndarray, k: int, *, binary: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k best (higher inner product, lower Hamming distance first; ties by id,
+    as one flat index over the folder, ids ascending, orders them; -1 ids last)."""
+    key = scores if binary else -scores
+    order = np.lexsort((ids, key, ids < 0), axis=1)[:, :k]
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)

@@ -18,14 +18,17 @@ previous version exists, ``update_folder`` finishes the new folder from it:
 5. the retraining policy: the index is rebuilt from the parts (trained again) when the
    vectors added since it was trained pass ``retrain_fraction`` of it (trained index
    types: IVF, PQ, SQ), or when recall@k measured after the update (at the live
-   version's search parameters, on ``RECALL_QUERIES`` queries sampled from the parts,
-   against exact search) falls more than ``max_recall_drop`` below the recall measured
+   version's search parameters, on the recall probe: ``RECALL_QUERIES`` queries sampled
+   from the parts with their exact neighbours, carried forward from the live version's
+   probe by searching only the changed vectors, ``indexes.probe``) falls more than ``max_recall_drop`` below the recall measured
    when it was trained, beyond two standard errors of the measurement (0.0085 at recall
    0.9 and 500 queries: a smaller drop is the query sample's, not the index's);
-6. parts whose files came out byte-for-byte the same as the previous version's are
-   replaced by hard links to them; the lexical index is rebuilt from the parts' text
-   (streamed; ``UpdateOutcome.seconds["lexical"]`` says what it costs), or shared when
-   no chunk changed;
+6. the tables: parts the workers wrote as layers (``indexes.layers``: delta parts and
+   removed ids over the live version's parts) or in full; files that came out
+   byte-for-byte the same as the previous version's are replaced by hard links to them;
+   the lexical index is rebuilt from the parts' text (streamed;
+   ``UpdateOutcome.seconds["lexical"]`` says what it costs), or shared when no chunk
+   changed;
 7. the manifest (written last) records the segments, the tombstones, which version last
    trained the index, with how many vectors and what recall, and the recall now.
 
@@ -50,7 +53,6 @@ import numpy as np
 
 from indexes import build
 from indexes.assemble import _SAMPLED, _write_full_vectors
-from indexes.build import training_sample
 from indexes.choose import IndexSpec, choose_index
 from indexes.config import BuildConfig
 from indexes.files import INDEX, MANIFEST, sha256
@@ -58,7 +60,7 @@ from indexes.layers import LayeredParts, open_parts, tables_from_refs
 from indexes.lexical import LEXICAL_DIR, build_lexical
 from indexes.manifest import Manifest, sanitize_endpoint
 from indexes.parts import PartInfo, Parts
-from indexes.recall import streaming_reference
+from indexes.probe import MARGIN, PROBE, Probe, advance_probe, load_probe, sample_probe
 from indexes.search import index_id_view
 from indexes.segments import DELTA, TOMBSTONES, SegmentedIndex, make_delta, read_tombstones
 from indexes.tune import measure, recall_at_k
@@ -363,16 +365,24 @@ def update_folder(
     if not stale.size and not fresh.size and prev.recall is not None:
         # The same vectors in the same index: the live version's figures hold.
         recall, latency, params = dict(prev.recall), prev.latency_ms, dict(prev.search_params)
+        if PROBE in prev.files:
+            link_file(prev_dir / PROBE, out / PROBE)
+            files[PROBE] = dict(prev.files[PROBE])
     else:
-        recall, latency = _recall_now(index, spec, reader, config, store, rescore, prev)
+        probe, baseline = _probes(reader, prev_dir, prev, stale, fresh, spec, config, not seg)
+        recall, latency = None, None
+        if probe is not None:
+            recall, latency = _measure(index, spec, probe, config, store, rescore, prev)
+            probe.save(out)
+            files[PROBE] = _entry(out / PROBE)
         params = dict(prev.search_params)
+        if recall is not None and baseline is not None and prev.recall is not None:
+            # The first update after a build: the trained index's recall measured again
+            # the same way (its parameters, the probe's queries and exact neighbours), so
+            # that the rule compares like with like (a build's figure comes out of tuning).
+            trained["recall_build"] = trained["recall"]
+            trained["recall"] = baseline["value"]
     seconds["recall"] = round(time.monotonic() - t, 3)
-    if recall is not None and not seg and prev.recall is not None:
-        # The first update after a build: the trained index's recall measured again the
-        # same way (its parameters, these queries' count, exact search over its parts),
-        # so that the rule compares like with like (a build's figure comes out of tuning).
-        trained["recall_build"] = trained["recall"]
-        trained["recall"] = _baseline(spec, prev_dir, prev, config)["value"]
     if recall is not None and trained.get("recall") is not None:
         margin = policy.max_recall_drop + _noise(recall)
         if recall["value"] < trained["recall"] - margin:
@@ -451,41 +461,54 @@ def _noise(recall: dict) -> float:
     return 2 * (r * (1 - r) / n) ** 0.5
 
 
-def _baseline(spec: IndexSpec, prev_dir: Path, prev: Manifest, config: BuildConfig):
-    """The previous version's own recall, measured as ``_recall_now`` measures."""
-    from indexes.reader import open_index
-
-    folder = open_index(prev_dir, verify=False)
-    store = folder.rescore_store()
-    return _recall_now(folder.index, spec, folder.parts, config, store, prev.rescore, prev)[0]
-
-
-def _recall_now(index, spec, reader, config, store, rescore, prev: Manifest):
-    """(recall dict, latency ms) of the updated index at the live version's search
-    parameters, on queries sampled from the parts as a full build samples them (exact
-    ground truth streamed over the parts); no tuning sweep."""
+def _probes(reader, prev_dir: Path, prev: Manifest, stale, fresh, spec, config, first: bool):
+    """(this version's recall probe, the previous index's recall on the previous probe when
+    ``first``: the first update after a build). The previous version's probe is carried
+    forward at the cost of the change (``indexes.probe``); without one, or when too few of
+    its queries are left, a probe is sampled with one exact pass over the vectors."""
     if config.eval_queries == 0:
         return None, None
-    queries = min(max(config.eval_queries, RECALL_QUERIES), reader.count)
-    rows = training_sample(reader.count, queries, seed=config.seed + 1)
-    ids, xb, rv = reader.rows(rows)
-    xq = xb if rv is None else rv.astype("float32")
-    I_gt, ref = streaming_reference(reader, xq, config.k, exclude=ids)
+    queries = max(config.eval_queries, RECALL_QUERIES)
+    old = load_probe(prev_dir) if PROBE in prev.files else None
+    baseline = None
+    if first:
+        from indexes.reader import open_index
+
+        folder = open_index(prev_dir, verify=False)
+        if old is None:
+            old = sample_probe(
+                folder.parts, min(queries, folder.parts.count), config.k, seed=config.seed + 1
+            )
+        store = folder.rescore_store()
+        baseline = _measure(folder.index, spec, old, config, store, prev.rescore, prev)[0]
+        del folder, store
+    if old is not None and old.k == config.k and reader.count > 4 * (config.k + MARGIN):
+        carried = advance_probe(old, reader, stale, fresh)
+        if carried is not None:
+            return carried, baseline
+    return sample_probe(
+        reader, min(queries, reader.count), config.k, seed=config.seed + 1
+    ), baseline
+
+
+def _measure(index, spec, probe: Probe, config, store, rescore, prev: Manifest):
+    """(recall dict, latency ms) of ``index`` at the live version's search parameters on
+    the probe's queries against their exact neighbours; no tuning sweep."""
     I, latency = measure(  # noqa: E741
         index,
         spec,
-        xq,
+        probe.xq,
         config.k,
         params=dict(prev.search_params),
         rescore=store,
         rescore_factor=rescore["factor"] if rescore else 1,
-        exclude=ids,
+        exclude=probe.query_ids,
     )
     recall = {
         "k": config.k,
-        "value": round(recall_at_k(I, I_gt, config.k), 5),
-        "queries": int(xq.shape[0]),
-        "reference": ref,
+        "value": round(recall_at_k(I, probe.gt_ids[:, : config.k], config.k), 5),
+        "queries": probe.queries,
+        "reference": probe.reference,
         "source": _SAMPLED,
         "rescored": store is not None,
     }
