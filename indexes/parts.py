@@ -41,6 +41,7 @@ from inference import codec
 from inference.errors import ConfigError, IndexFolderError
 
 __all__ = [
+    "DIGESTS_SUFFIX",
     "METADATA_SUFFIX",
     "PARTS_DIR",
     "RESCORE_SUFFIX",
@@ -61,6 +62,7 @@ PARTS_DIR = "parts"
 METADATA_SUFFIX = ".metadata.parquet"
 VECTORS_SUFFIX = ".vectors.parquet"
 RESCORE_SUFFIX = ".rescore.npy"
+DIGESTS_SUFFIX = ".digests.npy"  # each row's metadata digest (int64), for updates
 ROW_GROUP_ROWS = 1024
 _ID_SPACE = 1 << 63
 _CACHED_GROUPS = 64
@@ -148,6 +150,7 @@ def encode_part(
     dimensions: int,
     rescore_column: bool = True,
     prefix: str = "part",
+    digests: np.ndarray | None = None,
 ) -> tuple[PartInfo, dict[str, bytes]]:
     """Part ``number``'s files as bytes (folder-relative name -> bytes) and its entry.
 
@@ -155,6 +158,8 @@ def encode_part(
     order (natural dtype); ``rescore_vectors`` (n, d) int8 or float32 or None, also kept
     as a ``rescore`` column of the vectors table unless ``rescore_column`` is False (a
     compressed float index's full vectors: the column would repeat ``vector``).
+    ``digests``: each row's metadata digest (``transforms.reuse.row_digest``), kept as
+    ``.digests.npy`` so that an update finds the rows it need not write again.
     """
     ids = np.asarray(table.column("id").to_numpy(), dtype=np.int64)
     if ids.size == 0:
@@ -176,6 +181,10 @@ def encode_part(
     }
     if rescore_vectors is not None:
         files[base + RESCORE_SUFFIX] = _npy(rescore_vectors)
+    if digests is not None:
+        if digests.shape != (ids.size,):
+            raise ConfigError("digests", digests.shape, f"expected ({ids.size},)")
+        files[base + DIGESTS_SUFFIX] = _npy(np.asarray(digests, dtype=np.int64))
     info = PartInfo(name=base, rows=int(ids.size), id_min=int(ids[0]), id_max=int(ids[-1]))
     return info, files
 

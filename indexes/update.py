@@ -20,9 +20,10 @@ previous version exists, ``update_folder`` finishes the new folder from it:
    types: IVF, PQ, SQ), or when recall@k measured after the update (at the live
    version's search parameters, on the recall probe: ``RECALL_QUERIES`` queries sampled
    from the parts with their exact neighbours, carried forward from the live version's
-   probe by searching only the changed vectors, ``indexes.probe``) falls more than ``max_recall_drop`` below the recall measured
-   when it was trained, beyond two standard errors of the measurement (0.0085 at recall
-   0.9 and 500 queries: a smaller drop is the query sample's, not the index's);
+   probe by searching only the changed vectors, ``indexes.probe``) falls more than
+   ``max_recall_drop`` below the recall measured when it was trained, beyond two
+   standard errors of the measurement (0.0085 at recall 0.9 and 500 queries: a smaller
+   drop is the query sample's, not the index's);
 6. the tables: parts the workers wrote as layers (``indexes.layers``: delta parts and
    removed ids over the live version's parts) or in full; files that came out
    byte-for-byte the same as the previous version's are replaced by hard links to them;

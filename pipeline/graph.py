@@ -93,11 +93,16 @@ def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
     chunks, chunk_failures = docs | "Chunk" >> ChunkDocuments(
         max_tokens=cfg.max_tokens, overlap_tokens=cfg.overlap_tokens, budget=cfg.budget
     )
-    reused = []
+    reused, kept = [], []
     if cfg.previous:  # chunks and images each decided in their own stage: nothing meets
-        old_texts, chunks = chunks | "ReuseTexts" >> ReuseVectors(cfg.previous, encoding=encoding)
-        old_images, images = images | "ReuseImages" >> ReuseVectors(cfg.previous, encoding=encoding)
-        reused = [old_texts, old_images]
+        previous = {**cfg.previous, "shards": cfg.shards}
+        old_texts, chunks, kept_texts = chunks | "ReuseTexts" >> ReuseVectors(
+            previous, encoding=encoding
+        )
+        old_images, images, kept_images = images | "ReuseImages" >> ReuseVectors(
+            previous, encoding=encoding
+        )
+        reused, kept = [old_texts, old_images], [kept_texts, kept_images]
     texts, text_failures = chunks | "EmbedTexts" >> EmbedTexts(
         cfg.settings, input_type=cfg.input_type, encoding=encoding, budget=cfg.budget
     )
@@ -105,7 +110,7 @@ def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
         cfg.settings, input_type=cfg.input_type, encoding=encoding
     )
     # Each branch writes its vectors to run files in the stage that made them.
-    _, index_failures = (texts, pictures, *reused) | "BuildIndex" >> BuildIndexShards(
+    _, index_failures = (texts, pictures, *reused, *kept) | "BuildIndex" >> BuildIndexShards(
         cfg.staging,
         folder=cfg.folder,
         encoding=encoding,
@@ -113,6 +118,7 @@ def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
         memory_budget=cfg.memory_budget,
         shards=cfg.shards,
         previous=cfg.previous,
+        kept=len(kept),
     )
     failures = (
         read_failures,

@@ -17,6 +17,7 @@ version's folder; runs, IVF shards and the trained index go under ``staging``.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -47,6 +48,7 @@ from transforms.part_layers import (
     kept_in_base,
     layered_ids,
     layered_vectors,
+    read_base_ids,
     read_base_metadata,
     removed_entry,
 )
@@ -59,6 +61,7 @@ __all__ = [
     "load_trained",
     "metadata_row",
     "read_part_list",
+    "row_digest",
 ]
 
 _ID_SPACE = 1 << 63
@@ -69,6 +72,7 @@ TRAINED_SPEC = "spec.json"
 # An Embedded whose vector is empty (this marker) is reused: its vector is read from the previous
 # version's part when the part is written (``ReuseVectors``).
 REUSED_VECTOR = np.empty(0, dtype=np.uint8)
+_RUN_ONLY = ("reused", "vector", "rescore", "row_digest")  # run columns a part does not keep
 
 # A run file: the folder's metadata columns, the user's metadata as one JSON object a row
 # (``indexes.assemble.expand_metadata_json`` turns it into columns), whether the row is
@@ -78,12 +82,27 @@ RUN_COLUMNS = pa.schema(
         *METADATA_COLUMNS.items(),
         ("metadata_json", pa.string()),
         ("reused", pa.bool_()),
+        ("row_digest", pa.int64()),
     ]
 )
 
 
+def _run_only(table: pa.Table) -> list[str]:
+    """The columns of a run's ``table`` that a part does not keep."""
+    return [c for c in _RUN_ONLY if c in table.column_names]
+
+
 def _is_reused(e: Embedded) -> bool:
     return np.asarray(e.vector).size == 0
+
+
+def row_digest(row: dict) -> int:
+    """A metadata row's digest (signed 64-bit; its id left out): equal digests, equal rows.
+    Parts keep them (``.digests.npy``), so an update recognises a row it need not write."""
+    body = json.dumps({k: v for k, v in row.items() if k != "id"}, sort_keys=True, default=str)
+    return int.from_bytes(
+        hashlib.blake2b(body.encode(), digest_size=8).digest(), "little", signed=True
+    )
 
 
 def metadata_row(e: Embedded, id_: int) -> dict:
@@ -148,8 +167,12 @@ class _WriteRunsFn(beam.DoFn):
             yield self._write_run(part, items)
 
     def _write_run(self, part: int, items: list[tuple[int, Embedded]]) -> dict:
+        rows = [metadata_row(e, i) for i, e in items]
         table = pa.Table.from_pylist(
-            [{**metadata_row(e, i), "reused": _is_reused(e)} for i, e in items],
+            [
+                {**row, "reused": _is_reused(e), "row_digest": row_digest(row)}
+                for row, (_, e) in zip(rows, items, strict=True)
+            ],
             schema=RUN_COLUMNS,
         )
         # A list column: each fresh row's vector, an empty list for a reused row.
@@ -215,7 +238,14 @@ class _WritePartFn(beam.DoFn):
 
     def process(self, element: tuple[int, Iterable[dict]]) -> Iterator:
         part, refs = element
-        refs = sorted(refs, key=lambda r: r["path"])
+        refs = list(refs)
+        # Layered: the ids ReuseVectors found unchanged in the base part (no run row).
+        kept = [np.asarray(r["kept"], dtype=np.int64) for r in refs if "kept" in r]
+        pre_kept = np.unique(np.concatenate(kept)) if kept else np.empty(0, np.int64)
+        refs = sorted((r for r in refs if "path" in r), key=lambda r: r["path"])
+        if not refs:  # every row of the part is the base's, as it was
+            yield self._layer_ref(part, self._kept_only(part, pre_kept), None, {}, None, None)
+            return
         dtype = codec.natural_dtype(self._encoding)
         tables = [pq.read_table(io.BytesIO(_read(r["path"]))) for r in refs]
         width = max(r["width"] for r in refs)
@@ -244,7 +274,7 @@ class _WritePartFn(beam.DoFn):
             ids = ids[~dup]
         layer = None
         if self._previous and self._previous.get("layered"):
-            table, ids, layer = self._layer(part, table, ids)
+            table, ids, layer = self._layer(part, table, ids, pre_kept)
             if not ids.size:  # every row of the part is the base's, as it was
                 yield self._layer_ref(part, layer, None, {}, None, None)
                 return
@@ -280,12 +310,19 @@ class _WritePartFn(beam.DoFn):
             rv = (xb.astype(np.int16) - 128).astype(np.int8) if self._encoding == "uint8" else xb
         else:  # (the live version's rescore column of an int8 index is those bytes too)
             rv = self._derived_rescore(table, ids, reused, old_rv, pos if reused.any() else None)
-        extra = [c for c in ("reused", "vector", "rescore") if c in table.column_names]
-        meta = metadata_table(expand_metadata_json(table.drop_columns(extra)))
+        digests = table.column("row_digest").to_numpy()
+        meta = metadata_table(expand_metadata_json(table.drop_columns(_run_only(table))))
         d = xb.shape[1] * (8 if self._encoding in codec.BIT_ENCODINGS else 1)
         prefix = "part" if layer is None else DELTA_PREFIX
         info, blobs = encode_part(
-            part, meta, xb, rv, encoding=self._encoding, dimensions=d, prefix=prefix
+            part,
+            meta,
+            xb,
+            rv,
+            encoding=self._encoding,
+            dimensions=d,
+            prefix=prefix,
+            digests=digests,
         )
         files = {}
         for name, blob in blobs.items():
@@ -308,23 +345,42 @@ class _WritePartFn(beam.DoFn):
         trim()  # one part at a time, really
         yield ref
 
-    def _layer(self, part: int, table: pa.Table, ids: np.ndarray):
-        """Layered mode: drop the rows the previous version's base part holds as they are;
+    def _layer(self, part: int, table: pa.Table, ids: np.ndarray, pre_kept: np.ndarray):
+        """Layered mode: drop the rows the previous version's base part holds as they are
+        (``pre_kept``: found so by ``ReuseVectors``; reused run rows equal to the base's);
         returns (the rest: the delta's rows, their ids, the layer's facts)."""
         base = base_of(self._previous, part)
         layer = {"base": base, "kept": 0, "removed": None}
         if base is None:
             return table, ids, layer
-        old = read_base_metadata(self._previous, base)
-        extra = [c for c in ("reused", "vector", "rescore") if c in table.column_names]
-        meta = metadata_table(expand_metadata_json(table.drop_columns(extra)))
+        base_ids = read_base_ids(self._previous, base)
         reused = table.column("reused").to_numpy(zero_copy_only=False)
-        kept = kept_in_base(meta, reused, old)
-        gone = np.setdiff1d(old.column("id").to_numpy(), ids[kept], assume_unique=True)
-        del old, meta
-        layer["kept"] = int(kept.sum())
+        kept = np.zeros(ids.size, dtype=bool)
+        if (reused & np.isin(ids, base_ids)).any():  # compare them with the base's rows
+            old = read_base_metadata(self._previous, base)
+            meta = metadata_table(expand_metadata_json(table.drop_columns(_run_only(table))))
+            kept = kept_in_base(meta, reused, old)
+            del old, meta
+        # A run row with an id kept from elsewhere: the same id twice (ids must be unique).
+        kept |= np.isin(ids, pre_kept)
+        everything = np.union1d(pre_kept, ids[kept])
+        gone = np.setdiff1d(base_ids, everything, assume_unique=True)
+        layer["kept"] = int(everything.size)
         layer["removed"] = removed_entry(self._folder, part, gone)
         return table.filter(pa.array(~kept)), ids[~kept], layer
+
+    def _kept_only(self, part: int, pre_kept: np.ndarray) -> dict:
+        """A layered part none of whose rows needs writing: the base part's ids minus
+        ``pre_kept`` are removed."""
+        base = base_of(self._previous, part)
+        if base is None:
+            raise ConfigError("kept", part, "rows were kept from a base part that is not there")
+        gone = np.setdiff1d(read_base_ids(self._previous, base), pre_kept, assume_unique=True)
+        return {
+            "base": base,
+            "kept": int(pre_kept.size),
+            "removed": removed_entry(self._folder, part, gone),
+        }
 
     def _layer_ref(self, part, layer, info, files, width, rdtype) -> dict:
         """A layered part's reference: its delta part (or None), base part, removed ids."""
@@ -530,8 +586,9 @@ class BuildIndexShards(beam.PTransform):
     elements (a PCollection, or a tuple of them each written in its own stage), on the
     workers: the parts into ``folder``, IVF shards, the trained index and the part list
     into ``staging`` (``read_part_list``, ``load_trained``). ``previous`` is
-    ``{"folder", "parts"}`` of the version reused vectors come from. Returns
-    ``Outputs(main=part refs, failures)``.
+    ``{"folder", "parts"}`` of the version reused vectors come from. The last ``kept``
+    PCollections of the input are ``ReuseVectors``' kept references (layered updates).
+    Returns ``Outputs(main=part refs, failures)``.
     """
 
     def __init__(
@@ -546,8 +603,10 @@ class BuildIndexShards(beam.PTransform):
         shards: int = 8,
         seed: int = 0,
         previous: dict | None = None,
+        kept: int = 0,
     ) -> None:
         super().__init__()
+        self._kept = kept
         codec.check_encoding(encoding)
         if shards < 1:
             raise ConfigError("shards", shards, "must be at least 1")
@@ -568,12 +627,14 @@ class BuildIndexShards(beam.PTransform):
     def expand(self, embedded) -> Outputs:
         branches = embedded if isinstance(embedded, tuple) else (embedded,)
         p = branches[0].pipeline
+        kept = branches[len(branches) - self._kept :] if self._kept else ()
         runs = [
             branch
             | f"WriteRuns{i}"
             >> beam.ParDo(_WriteRunsFn(self._staging, self._shards, self._encoding))
-            for i, branch in enumerate(branches)
+            for i, branch in enumerate(branches[: len(branches) - self._kept])
         ]
+        runs += list(kept)  # {"part", "kept": ids}: rows a layered part keeps from its base
         written = (
             tuple(runs)
             | "Runs" >> beam.Flatten()

@@ -28,6 +28,7 @@ __all__ = [
     "layered_ids",
     "layered_vectors",
     "previous_delta_of",
+    "read_base_ids",
     "read_base_metadata",
     "removed_entry",
 ]
@@ -58,6 +59,12 @@ def read_base_metadata(previous: dict, info: dict) -> pa.Table:
     """A base part's whole metadata table (read once by the worker writing that part)."""
     data = _read(f"{previous['folder']}/{info['name']}{METADATA_SUFFIX}")
     return pq.read_table(io.BytesIO(data))
+
+
+def read_base_ids(previous: dict, info: dict) -> np.ndarray:
+    """A base part's ids (ascending), read as one column."""
+    data = _read(f"{previous['folder']}/{info['name']}{METADATA_SUFFIX}")
+    return pq.read_table(io.BytesIO(data), columns=["id"]).column("id").to_numpy()
 
 
 def _same(a: pa.ChunkedArray | None, b: pa.ChunkedArray | None, n: int) -> np.ndarray:

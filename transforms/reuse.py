@@ -23,19 +23,21 @@ import apache_beam as beam
 import numpy as np
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import GlobalWindows
 
 from indexes.ids import chunk_id
-from indexes.parts import METADATA_SUFFIX
+from indexes.parts import DIGESTS_SUFFIX, METADATA_SUFFIX, part_of
 from inference import codec
 from transforms import progress
 from transforms.elements import Chunk, ImageItem
 from transforms.embed import embedded_from
-from transforms.index_shards import REUSED_VECTOR
+from transforms.index_shards import REUSED_VECTOR, metadata_row, row_digest
 
 __all__ = ["ReuseVectors", "hash_digest"]
 
 TO_EMBED = "to_embed"
-_LOADED: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+KEPT = "kept"
+_LOADED: dict[str, tuple[np.ndarray, ...]] = {}
 _LOCK = threading.Lock()
 
 
@@ -48,7 +50,9 @@ def hash_digest(content_hash: str | None) -> int:
     )
 
 
-def _ids_digests(folder: str, info: dict) -> tuple[np.ndarray, np.ndarray]:
+def _ids_digests(folder: str, info: dict, rows: bool) -> tuple[np.ndarray, ...]:
+    """(ids, content-hash digests, row digests) of one part; row digests (0: unknown)
+    only for a base part (``rows``) that keeps them (``.digests.npy``)."""
     with FileSystems.open(f"{folder}/{info['name']}{METADATA_SUFFIX}") as f:
         t = pq.read_table(io.BytesIO(f.read()), columns=["id", "content_hash"])
     digests = np.fromiter(
@@ -56,7 +60,12 @@ def _ids_digests(folder: str, info: dict) -> tuple[np.ndarray, np.ndarray]:
         dtype=np.int64,
         count=t.num_rows,
     )
-    return t.column("id").to_numpy(), digests
+    row = np.zeros(t.num_rows, dtype=np.int64)
+    path = f"{folder}/{info['name']}{DIGESTS_SUFFIX}"
+    if rows and FileSystems.exists(path):
+        with FileSystems.open(path) as f:
+            row = np.load(io.BytesIO(f.read()), allow_pickle=False)
+    return t.column("id").to_numpy(), digests, row
 
 
 def _removed(folder: str, overlay: dict | None) -> np.ndarray:
@@ -67,37 +76,42 @@ def _removed(folder: str, overlay: dict | None) -> np.ndarray:
     return np.concatenate(out)
 
 
-def _load(previous: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, hash digests) of the previous version's live rows, sorted by id; once a
-    process. A layered version's rows: its base parts without the removed ids, and its
-    delta parts (``indexes.layers``)."""
+def _load(previous: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, content-hash digests, base row digests: 0 for a row not in a base part or
+    without one) of the previous version's live rows, sorted by id; once a process. A
+    layered version's rows: its base parts without the removed ids, and its delta parts
+    (``indexes.layers``)."""
     key = previous["folder"]
     with _LOCK:
         if key not in _LOADED:
             overlay = previous.get("overlay")
-            got = [_ids_digests(key, info) for info in previous["parts"]]
+            got = [_ids_digests(key, info, True) for info in previous["parts"]]
             removed = _removed(key, overlay)
             if removed.size:
-                got = [(i[~np.isin(i, removed)], d[~np.isin(i, removed)]) for i, d in got]
-            got += [_ids_digests(key, info) for info in (overlay or {}).get("parts", [])]
+                got = [tuple(a[~np.isin(g[0], removed)] for a in g) for g in got]
+            got += [_ids_digests(key, info, False) for info in (overlay or {}).get("parts", [])]
             if got:
                 ids = np.concatenate([g[0] for g in got])
-                digests = np.concatenate([g[1] for g in got])
                 order = np.argsort(ids, kind="stable")
-                _LOADED[key] = (ids[order], digests[order])
+                _LOADED[key] = tuple(np.concatenate([g[i] for g in got])[order] for i in range(3))
             else:
-                _LOADED[key] = (np.empty(0, np.int64), np.empty(0, np.int64))
+                _LOADED[key] = tuple(np.empty(0, np.int64) for _ in range(3))
         return _LOADED[key]
 
 
 class _SplitFn(beam.DoFn):
     def __init__(self, previous: dict) -> None:
         self._previous = previous
+        self._layered = bool(previous.get("layered"))
+        self._parts = int(previous.get("shards", 1))
         self._reused = progress.counter("inputs_reused")
         self._matched = progress.counter("previous_matched")
 
     def setup(self) -> None:
-        self._ids, self._digests = _load(self._previous)
+        self._ids, self._digests, self._rows = _load(self._previous)
+
+    def start_bundle(self) -> None:
+        self._kept: dict[int, list[int]] = {}
 
     def process(self, item: Chunk | ImageItem) -> Iterator:
         index = item.chunk_index if isinstance(item, Chunk) else 0
@@ -108,16 +122,30 @@ class _SplitFn(beam.DoFn):
             if self._digests[pos] == hash_digest(item.content_hash):
                 self._reused.inc()
                 modality = "image" if isinstance(item, ImageItem) else "text"
-                yield embedded_from(item, REUSED_VECTOR, modality)
+                e = embedded_from(item, REUSED_VECTOR, modality)
+                row = self._rows[pos]
+                if self._layered and row and row == row_digest(metadata_row(e, id_)):
+                    # The base part holds this row as it is: only its id goes on.
+                    self._kept.setdefault(int(part_of(id_, self._parts)), []).append(id_)
+                    return
+                yield e
                 return
         yield beam.pvalue.TaggedOutput(TO_EMBED, item)
+
+    def finish_bundle(self) -> Iterator:
+        for part, ids in sorted(self._kept.items()):
+            ref = {"part": part, "kept": ids}
+            yield beam.pvalue.TaggedOutput(KEPT, GlobalWindows.windowed_value(ref))
+        self._kept = {}
 
 
 class ReuseVectors(beam.PTransform):
     """Split ``Chunk``/``ImageItem`` elements into ``Embedded`` ones reused from the
     previous version (``{"folder", "parts"}``: its folder on any filesystem and its
     manifest's parts; same encoding) and those still ``to_embed``. Returns
-    ``(reused, to_embed)``."""
+    ``(reused, to_embed, kept)``: ``kept`` holds, for a layered update (``previous``
+    has ``layered`` and ``shards``), ``{"part", "kept": ids}`` references to the rows the
+    base parts hold exactly as they are, which need no writing."""
 
     def __init__(self, previous: dict, *, encoding: str) -> None:
         super().__init__()
@@ -125,11 +153,13 @@ class ReuseVectors(beam.PTransform):
             "folder": previous["folder"].rstrip("/"),
             "parts": previous["parts"],
             "overlay": previous.get("overlay"),
+            "layered": previous.get("layered", False),
+            "shards": previous.get("shards", 1),
         }
         codec.check_encoding(encoding)
 
     def expand(self, items: beam.PCollection):
         split = items | "Split" >> beam.ParDo(_SplitFn(self._previous)).with_outputs(
-            TO_EMBED, main="reused"
+            TO_EMBED, KEPT, main="reused"
         )
-        return split.reused, split[TO_EMBED]
+        return split.reused, split[TO_EMBED], split[KEPT]
