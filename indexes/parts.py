@@ -421,21 +421,33 @@ class Parts:
 
     def rows(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(ids, vectors, rescore vectors) of the rows at ascending global ``positions``
-        (row numbers in id order across parts), reading only the parts they fall in."""
+        (row numbers in id order across parts), reading only the row groups they fall in."""
         positions = np.asarray(positions, dtype=np.int64)
         offsets = np.cumsum([0, *(p.rows for p in self.infos)])
         which = np.searchsorted(offsets, positions, side="right") - 1
+        dtype = codec.natural_dtype(self.encoding)
         ids, xbs, rvs = [], [], []
-        for i, (pid, xb, rv) in enumerate(self.iter_vectors()):
+        for i in np.unique(which):
             sel = positions[which == i] - offsets[i]
-            if sel.size:
-                ids.append(pid[sel])
-                xbs.append(xb[sel])
-                if rv is not None:
-                    rvs.append(rv[sel])
+            path = self.path(int(i), VECTORS_SUFFIX)
+            pf = pq.ParquetFile(path)
+            cols = ["id", "vector"]
+            if self.rescore_dtype is not None and "rescore" in pf.schema_arrow.names:
+                cols.append("rescore")
+            sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
+            starts = np.cumsum([0, *sizes])
+            groups = np.unique(np.searchsorted(starts, sel, side="right") - 1)
+            t = pf.read_row_groups([int(g) for g in groups], columns=cols)
+            # Row numbers within the groups read, which are contiguous in the file's order.
+            within = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in groups])
+            t = t.take(pa.array(np.searchsorted(within, sel)))
+            ids.append(t.column("id").to_numpy())
+            xbs.append(column_array(t, "vector", dtype))
+            if "rescore" in cols:
+                rvs.append(column_array(t, "rescore", np.dtype(self.rescore_dtype)))
         width = codec.wire_width(self.encoding, self.dimensions)
         if not ids:
-            empty = np.empty((0, width), dtype=codec.natural_dtype(self.encoding))
+            empty = np.empty((0, width), dtype=dtype)
             return np.empty(0, np.int64), empty, None
         return np.concatenate(ids), np.concatenate(xbs), np.concatenate(rvs) if rvs else None
 
