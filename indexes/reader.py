@@ -18,7 +18,7 @@ from indexes import build
 from indexes.choose import IndexSpec, family_of
 from indexes.files import MANIFEST, sha256
 from indexes.filters import filter_columns, filter_ids
-from indexes.layers import open_parts, overlay_files
+from indexes.layers import check_overlay, open_parts, overlay_files
 from indexes.manifest import Manifest, check_expected
 from indexes.parts import METADATA_SUFFIX, RESCORE_SUFFIX, VECTORS_SUFFIX, PartInfo
 from indexes.search import RescoreStore, SearchResult, index_id_view, ivf_ids, search
@@ -144,6 +144,8 @@ def open_index(
     check_expected(
         manifest, encoding=expect_encoding, model=expect_model, dimensions=expect_dimensions
     )
+    if manifest.overlay is not None:
+        check_overlay(manifest.overlay)
     _check_files(folder, manifest, verify=verify)
     _check_vectors_schema(folder, manifest)
     spec = IndexSpec(

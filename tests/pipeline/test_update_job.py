@@ -332,3 +332,15 @@ def test_layers_are_written_in_full_again_past_the_limit(tmp_path, endpoint):
     records.step()
     no_layers = run_index_job(job(records.folder, out, endpoint.url, layered=False))
     assert open_index(no_layers.folder).manifest.overlay is None
+
+
+def test_a_folder_whose_overlay_lost_a_file_is_refused(tmp_path, endpoint):
+    records = Records(tmp_path / "corpus", n=120)
+    out = tmp_path / "out"
+    run_index_job(job(records.folder, out, endpoint.url))
+    records.step()
+    run = run_index_job(job(records.folder, out, endpoint.url))
+    removed = open_index(run.folder).manifest.overlay["removed"][0]["file"]
+    (run.folder / removed).unlink()
+    with pytest.raises(IndexFolderError, match="removed-0000"):
+        open_index(run.folder)
