@@ -69,6 +69,9 @@ class GraphConfig:
     encoding: str | None = None  # the index's (None: settings.encoding_format, the wire's)
     rescored: bool = False  # vectors carry derived rescoring vectors (binary indexes)
     budget: TokenBudget | None = None  # the model's input limit (inference.tokens)
+    # a layered update's unchanged documents: path -> [size, mtime]; not read again, their
+    # rows stay in the base parts (``transforms.index_shards``)
+    skip: dict | None = None
 
 
 def _failure_row(f) -> dict:
@@ -84,7 +87,7 @@ def _failure_row(f) -> dict:
 def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
     """Add the index job's steps to ``p``."""
     docs, read_failures = p | "ReadDocuments" >> ReadDocuments(
-        list(cfg.inputs), text_field=cfg.text_field, id_field=cfg.id_field
+        list(cfg.inputs), text_field=cfg.text_field, id_field=cfg.id_field, skip=cfg.skip
     )
     images, image_failures = p | "ReadImages" >> ReadImages(list(cfg.inputs), unknown_files="skip")
     encoding = cfg.encoding or cfg.settings.encoding_format
@@ -117,7 +120,7 @@ def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
         factory=cfg.factory,
         memory_budget=cfg.memory_budget,
         shards=cfg.shards,
-        previous=cfg.previous,
+        previous={**cfg.previous, "skipped": sorted(cfg.skip or {})} if cfg.previous else None,
         kept=len(kept),
     )
     failures = (

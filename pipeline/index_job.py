@@ -48,7 +48,13 @@ from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_part_l
 from pipeline.model_setup import ModelSetup, model_setup
 from pipeline.outputs import RunOutput, open_output, redact_args
 from pipeline.progress import ProgressTracker, Snapshot, tracking
-from pipeline.unchanged import input_fingerprint, unchanged_result, write_fingerprint
+from pipeline.unchanged import (
+    carried_failures,
+    input_fingerprint,
+    unchanged_files,
+    unchanged_result,
+    write_fingerprint,
+)
 from pipeline.update import finish_index
 from pipeline.vectors_note import finish_manifest
 from transforms.index_shards import load_trained
@@ -155,6 +161,9 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
         with _endpoint(cfg) as (settings, endpoint, setup):
             model = setup.model
             reuse = _reusable(run, cfg, endpoint, model)
+            skip = {}
+            if reuse and reuse["layered"] and "://" not in reuse["folder"]:
+                skip = unchanged_files(Path(reuse["folder"]), fingerprint, reuse["overlay"])
             graph = GraphConfig(
                 inputs=cfg.inputs,
                 staging=run.staging,
@@ -172,6 +181,7 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
                 encoding=cfg.encoding_format,
                 rescored=setup.rescored,
                 budget=setup.budget,
+                skip=skip or None,
             )
             p = beam.Pipeline(options=PipelineOptions(list(cfg.pipeline_args)))
             build_graph(p, graph)
@@ -183,13 +193,21 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
             except Exception as exc:
                 raise JobError(f"the pipeline failed: {_reason(exc)}") from exc
             counters = _counters(result)
-            if reuse:
-                counters["chunks_deleted"] = reuse["count"] - counters.get("previous_matched", 0)
+            if reuse:  # the live version's rows neither matched nor kept unread are gone
+                counters["chunks_deleted"] = (
+                    reuse["count"]
+                    - counters.get("previous_matched", 0)
+                    - counters.get("rows_kept_unread", 0)
+                )
             learned = _learned_budget(result)
             tracker.pipeline_done(counters)
         pipeline_seconds = time.monotonic() - started
         tracker.stage("merging")
         failures = _collect_failures(run.staging)
+        if skip:  # the files not read again fail as they did
+            carried = carried_failures(Path(reuse["folder"]), skip)
+            if carried is not None and carried.num_rows:
+                failures = pa.concat_tables([failures, carried.cast(failures.schema)])
         trained = load_trained(run.staging)
         if trained is None:
             raise ConfigError(
@@ -336,7 +354,8 @@ def _report(setup, learned, cfg, run, reuse, manifest, counters, failures, pipel
             "images_read": counters.get("images_read", 0),
             "chunks": counters.get("chunks", 0),
             "embedded": counters.get("inputs_embedded", 0),
-            "reused": counters.get("inputs_reused", 0),
+            "reused": counters.get("inputs_reused", 0) + counters.get("rows_kept_unread", 0),
+            "files_skipped": counters.get("files_skipped", 0),
             "deleted": counters.get("chunks_deleted", 0),
             "failed": failures.num_rows,
             "failed_by_stage": by_stage,

@@ -21,7 +21,14 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.config import IndexJobConfig
 from transforms.read import _expand_pattern
 
-__all__ = ["FINGERPRINT", "input_fingerprint", "unchanged_result", "write_fingerprint"]
+__all__ = [
+    "FINGERPRINT",
+    "carried_failures",
+    "input_fingerprint",
+    "unchanged_files",
+    "unchanged_result",
+    "write_fingerprint",
+]
 
 FINGERPRINT = "inputs.json"
 # Settings that do not change what a run writes into the index.
@@ -69,3 +76,44 @@ def unchanged_result(cfg: IndexJobConfig, fingerprint: dict | None) -> tuple[Pat
     if recorded != json.loads(json.dumps(fingerprint)):
         return None
     return live, report
+
+
+def unchanged_files(live: Path, fingerprint: dict | None, overlay: dict | None) -> dict:
+    """The input files a layered update need not read: path -> [size, mtime] of those the
+    live version read with the same size and modification time, under the same settings,
+    and whose rows all sit in its base parts (a file with rows in its delta parts is read
+    again: the delta is written anew each version). Empty when nothing can be skipped."""
+    if fingerprint is None or not (live / FINGERPRINT).is_file():
+        return {}
+    try:
+        recorded = json.loads((live / FINGERPRINT).read_text())
+    except (OSError, ValueError):
+        return {}
+    if recorded.get("settings") != fingerprint["settings"]:
+        return {}
+    before = {f[0]: [f[1], f[2]] for f in recorded.get("files", [])}
+    same = {f[0]: [f[1], f[2]] for f in fingerprint["files"] if before.get(f[0]) == [f[1], f[2]]}
+    import pyarrow.parquet as pq
+
+    from indexes.parts import METADATA_SUFFIX
+
+    for info in (overlay or {}).get("parts", []):
+        uris = pq.read_table(live / (info["name"] + METADATA_SUFFIX), columns=["uri"])
+        for uri in set(uris.column("uri").to_pylist()):
+            same.pop(uri, None)
+    return same
+
+
+def carried_failures(live: Path, skipped: dict):
+    """The live version's failures from the files this run did not read again (they
+    still fail): a Table like the job's failures, possibly empty."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    path = live / "failures.parquet"
+    if not skipped or not path.is_file():
+        return None
+    table = pq.read_table(path)
+    keep = pc.is_in(table.column("uri"), value_set=pa.array(sorted(skipped), type=pa.string()))
+    return table.filter(pc.fill_null(keep, False))

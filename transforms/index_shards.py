@@ -36,12 +36,13 @@ from indexes import build
 from indexes.assemble import expand_metadata_json
 from indexes.choose import IndexSpec, choose_index, family_of
 from indexes.ids import chunk_id
-from indexes.layers import DELTA_PREFIX
+from indexes.layers import DELTA_PREFIX, part_number
 from indexes.memory import trim
 from indexes.parts import encode_part, file_entry, id_starts, part_of
 from indexes.tables import METADATA_COLUMNS, column_array, metadata_table
 from inference import codec
 from inference.errors import ConfigError
+from transforms import progress
 from transforms.elements import Embedded, Failure
 from transforms.part_layers import (
     base_of,
@@ -51,6 +52,7 @@ from transforms.part_layers import (
     read_base_ids,
     read_base_metadata,
     removed_entry,
+    unread_base_ids,
 )
 from transforms.read import FAILURES, Outputs
 
@@ -235,6 +237,7 @@ class _WritePartFn(beam.DoFn):
         self._parts = parts
         self._encoding = encoding
         self._previous = previous
+        self._unread_rows = progress.counter("rows_kept_unread")
 
     def process(self, element: tuple[int, Iterable[dict]]) -> Iterator:
         part, refs = element
@@ -275,6 +278,17 @@ class _WritePartFn(beam.DoFn):
         layer = None
         if self._previous and self._previous.get("layered"):
             table, ids, layer = self._layer(part, table, ids, pre_kept)
+            for e in layer.pop("duplicates", pa.table({})).to_pylist():
+                yield beam.pvalue.TaggedOutput(
+                    FAILURES,
+                    Failure.of(
+                        f"duplicate id: chunk {e['chunk']} of {e['document_id']!r} is also in "
+                        "a document the live version holds; ids must be unique (kept that one)",
+                        source_id=f"{e['document_id']}#{e['chunk']}",
+                        uri=e["uri"],
+                        stage="index",
+                    ),
+                )
             if not ids.size:  # every row of the part is the base's, as it was
                 yield self._layer_ref(part, layer, None, {}, None, None)
                 return
@@ -354,6 +368,7 @@ class _WritePartFn(beam.DoFn):
         if base is None:
             return table, ids, layer
         base_ids = read_base_ids(self._previous, base)
+        pre_kept = np.union1d(pre_kept, self._unread(part, base))
         reused = table.column("reused").to_numpy(zero_copy_only=False)
         kept = np.zeros(ids.size, dtype=bool)
         if (reused & np.isin(ids, base_ids)).any():  # compare them with the base's rows
@@ -362,12 +377,24 @@ class _WritePartFn(beam.DoFn):
             kept = kept_in_base(meta, reused, old)
             del old, meta
         # A run row with an id kept from elsewhere: the same id twice (ids must be unique).
-        kept |= np.isin(ids, pre_kept)
+        twice = np.isin(ids, pre_kept) & ~kept
+        layer["duplicates"] = table.filter(pa.array(twice)).select(["document_id", "chunk", "uri"])
+        kept |= twice
         everything = np.union1d(pre_kept, ids[kept])
         gone = np.setdiff1d(base_ids, everything, assume_unique=True)
         layer["kept"] = int(everything.size)
         layer["removed"] = removed_entry(self._folder, part, gone)
         return table.filter(pa.array(~kept)), ids[~kept], layer
+
+    def _unread(self, part: int, base: dict) -> np.ndarray:
+        """The live rows of base part ``part`` from the documents this run did not read
+        (unchanged files, ``previous["skipped"]``): they stay as they are."""
+        skipped = self._previous.get("skipped")
+        if not skipped:
+            return np.empty(0, np.int64)
+        ids = unread_base_ids(self._previous, base, skipped, part)
+        self._unread_rows.inc(int(ids.size))
+        return ids
 
     def _kept_only(self, part: int, pre_kept: np.ndarray) -> dict:
         """A layered part none of whose rows needs writing: the base part's ids minus
@@ -375,6 +402,7 @@ class _WritePartFn(beam.DoFn):
         base = base_of(self._previous, part)
         if base is None:
             raise ConfigError("kept", part, "rows were kept from a base part that is not there")
+        pre_kept = np.union1d(pre_kept, self._unread(part, base))
         gone = np.setdiff1d(read_base_ids(self._previous, base), pre_kept, assume_unique=True)
         return {
             "base": base,
@@ -635,6 +663,10 @@ class BuildIndexShards(beam.PTransform):
             for i, branch in enumerate(branches[: len(branches) - self._kept])
         ]
         runs += list(kept)  # {"part", "kept": ids}: rows a layered part keeps from its base
+        if self._previous and self._previous.get("skipped"):
+            # Every base part is written, even one no document read this run falls in.
+            numbers = sorted({part_number(i["name"]) for i in self._previous["parts"]})
+            runs.append(p | "BaseParts" >> beam.Create([{"part": n, "kept": []} for n in numbers]))
         written = (
             tuple(runs)
             | "Runs" >> beam.Flatten()

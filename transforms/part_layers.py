@@ -31,6 +31,7 @@ __all__ = [
     "read_base_ids",
     "read_base_metadata",
     "removed_entry",
+    "unread_base_ids",
 ]
 
 
@@ -65,6 +66,20 @@ def read_base_ids(previous: dict, info: dict) -> np.ndarray:
     """A base part's ids (ascending), read as one column."""
     data = _read(f"{previous['folder']}/{info['name']}{METADATA_SUFFIX}")
     return pq.read_table(io.BytesIO(data), columns=["id"]).column("id").to_numpy()
+
+
+def unread_base_ids(previous: dict, info: dict, skipped, part: int) -> np.ndarray:
+    """The ids of base part ``info`` whose rows come from the ``skipped`` files (paths)
+    and are live in the previous version (not among its removed ids), ascending."""
+    data = _read(f"{previous['folder']}/{info['name']}{METADATA_SUFFIX}")
+    t = pq.read_table(io.BytesIO(data), columns=["id", "uri"])
+    mask = pc.is_in(t.column("uri"), value_set=pa.array(list(skipped), type=pa.string()))
+    ids = t.column("id").to_numpy()[pc.fill_null(mask, False).to_numpy(zero_copy_only=False)]
+    for r in (previous.get("overlay") or {}).get("removed", []):
+        if part_number(r["file"].removesuffix(".npy")) == part:
+            gone = np.load(io.BytesIO(_read(f"{previous['folder']}/{r['file']}")))
+            ids = np.setdiff1d(ids, gone)
+    return ids
 
 
 def _same(a: pa.ChunkedArray | None, b: pa.ChunkedArray | None, n: int) -> np.ndarray:

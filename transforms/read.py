@@ -87,12 +87,17 @@ def _relative(path: str, root: str) -> str:
 class _MatchFn(beam.DoFn):
     """pattern -> (FileMetadata, relative path) for the files of the wanted kind."""
 
-    def __init__(self, kind: str, unknown: str) -> None:
+    def __init__(self, kind: str, unknown: str, skip: dict | None = None) -> None:
         self._kind = kind
         self._unknown = unknown
+        self._skip = skip or {}
+        self._skipped = progress.counter("files_skipped")
         # For the progress display's total: every pattern counts once a matcher is done.
         self._patterns = progress.counter("patterns_matched")
         self._files = progress.counter("files_matched")
+
+    def _unchanged(self, meta: FileMetadata) -> bool:
+        return bool(self._skip) and _unchanged_file(self._skip, meta)
 
     def process(self, pattern: str) -> Iterator:
         try:
@@ -126,7 +131,9 @@ class _MatchFn(beam.DoFn):
                 kind = "sidecar" if sidecar else "document"
             else:
                 kind = "image" if ext in IMAGE_EXTENSIONS else "unknown"
-            if kind == self._kind:
+            if kind == self._kind and self._unchanged(meta):
+                self._skipped.inc()
+            elif kind == self._kind:
                 self._files.inc()
                 yield meta, _relative(meta.path, root)
             elif kind == "unknown" and self._unknown == "fail":
@@ -136,6 +143,16 @@ class _MatchFn(beam.DoFn):
                     meta.path,
                     "read",
                 )
+
+
+def _unchanged_file(skip: dict, meta: FileMetadata) -> bool:
+    """Whether ``meta``'s file is listed in ``skip`` with the same size and modification
+    time (``skip``: path -> [size, mtime], files an update need not read again)."""
+    seen = skip.get(meta.path)
+    if seen is None:
+        return False
+    mtime = float(getattr(meta, "last_updated_in_seconds", 0) or 0)
+    return int(seen[0]) == int(meta.size_in_bytes) and float(seen[1]) == mtime
 
 
 def _failure(reason, source_id: str, uri: str, stage: str) -> beam.pvalue.TaggedOutput:
@@ -208,7 +225,9 @@ class ReadDocuments(beam.PTransform):
     the id, other fields become metadata). A document's id is its path relative to the
     pattern's root, or the record's id. Returns ``Outputs(main=Document, failures)``:
     unreadable, empty, undecodable, oversized and unsupported files are failures with
-    their reason. A folder (or ``dir/``) means every file under it.
+    their reason. A folder (or ``dir/``) means every file under it. ``skip`` (path ->
+    [size, modification time]) names files an update need not read: one still of that
+    size and time is left out (counted as ``files_skipped``).
     """
 
     def __init__(
@@ -221,9 +240,11 @@ class ReadDocuments(beam.PTransform):
         max_document_bytes: int = 10_000_000,
         max_file_bytes: int = 2_000_000_000,
         unknown_files: str = "fail",
+        skip: dict | None = None,
     ) -> None:
         super().__init__()
         self._patterns = _patterns(patterns)
+        self._skip = dict(skip or {})
         self._fields = RecordFields(
             text=text_field,
             id=id_field,
@@ -235,7 +256,9 @@ class ReadDocuments(beam.PTransform):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> Outputs:
         fn = _ReadDocumentsFn(self._fields, self._max_document_bytes, self._max_file_bytes)
-        return _match_and_read(pbegin, self._patterns, "document", self._unknown, fn)
+        return _match_and_read(
+            pbegin, self._patterns, "document", self._unknown, fn, skip=self._skip
+        )
 
 
 class _ReadImagesFn(beam.DoFn):
@@ -341,12 +364,15 @@ class ReadImages(beam.PTransform):
         return _match_and_read(pbegin, self._patterns, "image", self._unknown, fn)
 
 
-def _match_and_read(pbegin, patterns: list[str], kind: str, unknown: str, read_fn) -> Outputs:
-    """Patterns -> match (files of ``kind``) -> reshuffle -> ``read_fn``, failures merged."""
+def _match_and_read(
+    pbegin, patterns: list[str], kind: str, unknown: str, read_fn, *, skip: dict | None = None
+) -> Outputs:
+    """Patterns -> match (files of ``kind``, but those ``skip`` lists unchanged) ->
+    reshuffle -> ``read_fn``, failures merged."""
     matched = (
         pbegin
         | "Patterns" >> beam.Create(patterns)
-        | "Match" >> beam.ParDo(_MatchFn(kind, unknown)).with_outputs(FAILURES, main="files")
+        | "Match" >> beam.ParDo(_MatchFn(kind, unknown, skip)).with_outputs(FAILURES, main="files")
     )
     read = (
         matched.files

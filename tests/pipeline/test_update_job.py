@@ -344,3 +344,50 @@ def test_a_folder_whose_overlay_lost_a_file_is_refused(tmp_path, endpoint):
     (run.folder / removed).unlink()
     with pytest.raises(IndexFolderError, match="removed-0000"):
         open_index(run.folder)
+
+
+def _same_tables(a, b) -> None:
+    """Two folders hold the same rows: ids, metadata, vectors."""
+    np.testing.assert_array_equal(a.parts.ids(), b.parts.ids())
+    ma, mb = a.metadata(), b.metadata()
+    assert ma.select(mb.column_names).equals(mb)
+    for x, y in zip(a.vectors(), b.vectors(), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_an_update_reads_only_the_files_that_changed(tmp_path, endpoint):
+    """A layered update does not read the files the live version read with the same size
+    and time: their rows stay in the base parts, their failures are carried; files with
+    rows in the delta parts are read again. The tables equal a full build's."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(60):
+        (corpus / f"doc{i}.md").write_text(f"Note {i} about the {WORDS[i % 10]} and {i * 13}.\n")
+    (corpus / "empty.txt").write_text("")  # fails, unchanged, every run
+    out = tmp_path / "out"
+    first = run_index_job(job(corpus, out, endpoint.url))
+    assert first.report["counts"]["failed"] == 1
+    (corpus / "doc3.md").write_text("Note 3 was rewritten about the comet.\n")
+    (corpus / "doc5.md").unlink()
+    (corpus / "doc60.md").write_text("Note 60 is new, about the lantern.\n")
+    second = run_index_job(job(corpus, out, endpoint.url))
+    counts = second.report["counts"]
+    assert counts["files_skipped"] == 59 and counts["documents_read"] == 2
+    assert counts["embedded"] == 2 and counts["deleted"] == 1 and counts["indexed"] == 60
+    assert counts["failed"] == 1  # empty.txt, not read again, still fails
+    _same_tables(
+        open_index(second.folder),
+        open_index(run_index_job(job(corpus, tmp_path / "a", endpoint.url)).folder),
+    )
+    (corpus / "doc7.md").write_text("Note 7 now speaks of the harbor.\n")
+    third = run_index_job(job(corpus, out, endpoint.url))
+    counts = third.report["counts"]
+    # doc7 changed; doc3 and doc60 have rows in the live version's delta: read again.
+    assert counts["files_skipped"] == 58 and counts["documents_read"] == 3
+    assert open_index(third.folder).manifest.overlay is not None
+    full = run_index_job(job(corpus, tmp_path / "b", endpoint.url))
+    _same_tables(open_index(third.folder), open_index(full.folder))
+    res = open_index(third.folder).search(
+        np.random.default_rng(2).standard_normal((5, 64)).astype(np.float32), 10
+    )
+    assert not np.isin(res.I, [chunk_id("doc5.md", 0)]).any()
