@@ -12,7 +12,7 @@ successive 1% changes, the same corpus is built in full (``--rebuild``) and both
 evaluated on the same queries (``indexes.evaluate_folder``: recall@10 against exact
 search over the stored vectors).
 
-    python -m benchmarks.update [--docs 100000] [--updates 10] [--dimensions 256]
+    python -m benchmarks.update [--docs 100000] [--updates 10] [--dimensions 256] [--files 20]
     python -m benchmarks.update --docs 100000 --dimensions 256 --breakdown
 """
 
@@ -35,9 +35,13 @@ TOPICS = ["cats", "boats", "trains", "rain", "tea", "bread", "snow", "owls", "ch
 
 
 class Corpus:
+    """``n`` one-chunk documents as JSONL records spread over ``files`` files (document i
+    in file i mod files); a change rewrites only the files whose records changed."""
+
     def __init__(self, root: Path, n: int, files: int = 20) -> None:
         self.root = root
         self.files = files
+        self.written: dict[int, str] = {}
         self.docs = {i: 0 for i in range(n)}  # doc number -> edit count
         self.next = n
         self.rng = random.Random(0)
@@ -53,7 +57,10 @@ class Corpus:
                 text += f" It was edited {edits} times."
             lines[i % self.files].append(json.dumps({"id": f"doc-{i}", "text": text}))
         for f, rows in enumerate(lines):
-            (self.root / f"part-{f:03d}.jsonl").write_text("\n".join(rows) + "\n")
+            body = "\n".join(rows) + "\n"
+            if self.written.get(f) != body:  # unchanged files keep their modification time
+                (self.root / f"part-{f:05d}.jsonl").write_text(body)
+                self.written[f] = body
 
     def change(self, fraction: float) -> dict:
         third = max(1, int(len(self.docs) * fraction / 3))
@@ -106,6 +113,13 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=100_000)
     ap.add_argument("--updates", type=int, default=10)
     ap.add_argument("--fraction", type=float, default=0.01)
+    ap.add_argument(
+        "--files",
+        type=int,
+        default=20,
+        help="JSONL files the documents are spread over (20: a 1%% change touches every "
+        "file; as many as --docs: one document a file)",
+    )
     ap.add_argument("--dimensions", type=int, default=None)
     ap.add_argument("--index", default=None, help="a factory string (default: auto)")
     ap.add_argument(
@@ -122,7 +136,7 @@ def main() -> None:
         options += ["--index", args.index]
     with tempfile.TemporaryDirectory(prefix="bench-update-") as tmp:
         root = Path(tmp)
-        corpus = Corpus(root / "corpus", args.docs)
+        corpus = Corpus(root / "corpus", args.docs, args.files)
         out = root / "out"
         seen: set[tuple[int, int]] = set()
         first_seconds = first_bytes = None
@@ -143,6 +157,8 @@ def main() -> None:
                 "inside_s": report["seconds"],
                 "startup_s": round(wall - report["seconds"]["total"], 2),
                 "embedded": report["counts"]["embedded"],
+                "files": args.files,
+                "files_skipped": report["counts"].get("files_skipped", 0),
                 "reused": report["counts"]["reused"],
                 "mode": update.get("mode"),
                 "reason": update.get("reason"),
