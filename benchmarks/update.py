@@ -128,6 +128,11 @@ def main() -> None:
         help="after the first run, time Beam's start-up, reading the corpus and loading "
         "the live ids and hashes, each alone, and stop",
     )
+    ap.add_argument(
+        "--no-rebuild",
+        action="store_true",
+        help="stop after the updates (no full build of the final corpus to compare recall)",
+    )
     args = ap.parse_args()
     options = ["--runner=DirectRunner"]
     if args.dimensions:
@@ -181,6 +186,8 @@ def main() -> None:
         for u in range(max(args.updates, 1)):
             corpus.change(args.fraction)
             last = measure(f"changed {args.fraction:.0%} #{u + 1}")
+        if args.no_rebuild:
+            return
         from indexes import evaluate_folder
 
         rebuilt = root / "rebuilt"
