@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from indexes.lexical_read import Segment, in_sorted, mark_live, read_removed
 from indexes.lexical_segments import (
     LEXICAL_DIR,
-    SEGMENT_FILES,
     build_lexical,
     encode_segment,
     lexical_info,
@@ -77,99 +77,6 @@ class LexicalResult:
     I: np.ndarray  # noqa: E741
 
 
-def _load(path: Path, dtype: type, ndim: int = 1) -> np.ndarray:
-    """``path``'s array, memory-mapped (an empty one read), checked for dtype and rank."""
-    if not path.is_file():
-        raise IndexFolderError(f"{path}: the manifest lists a lexical index file that is missing")
-    try:
-        x = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError:  # an empty array cannot be mapped
-        x = np.load(path, allow_pickle=False)
-    if x.dtype != dtype or x.ndim != ndim:
-        raise IndexFolderError(f"{path}: expected a {ndim}-d {np.dtype(dtype)} array")
-    # A plain ndarray over the same mapping: np.memmap's slicing costs microseconds a call.
-    return x.view(np.ndarray)
-
-
-class _Segment:
-    """One segment's arrays, memory-mapped, and which of its rows are live."""
-
-    def __init__(self, path: Path, entry: dict) -> None:
-        self.path = path
-        self.name = entry["name"]
-        files = [_load(path / f, t) for f, t in zip(SEGMENT_FILES, _DTYPES, strict=True)]
-        self.ids, self.lengths, self.terms, self.indptr, self.rows, self.tf = files
-        n = int(entry["count"])
-        if self.ids.shape[0] != n or self.lengths.shape[0] != n:
-            raise IndexFolderError(f"{path}: the segment's ids and lengths disagree on the count")
-        if self.indptr.shape[0] != self.terms.shape[0] + 1 or self.tf.shape != self.rows.shape:
-            raise IndexFolderError(f"{path}: the segment's postings are inconsistent")
-        if int(self.indptr[-1]) != self.rows.shape[0]:
-            raise IndexFolderError(f"{path}: the segment's postings are inconsistent")
-        self.live: np.ndarray | None = None  # a row mask, None when every row is live
-        self.norm = np.zeros(0, np.float32)  # set by LexicalIndex: needs the global avgdl
-
-    def spans(self, hashes: np.ndarray) -> list[tuple[int, int]]:
-        """The postings span of each of ``hashes`` (empty where the segment lacks it)."""
-        out = []
-        if self.terms.shape[0]:
-            at = np.searchsorted(self.terms, hashes)
-            for h, t in zip(hashes.tolist(), at.tolist(), strict=True):
-                if t < self.terms.shape[0] and int(self.terms[t]) == h:
-                    out.append((int(self.indptr[t]), int(self.indptr[t + 1])))
-                    continue
-                out.append((0, 0))
-        else:
-            out = [(0, 0)] * len(hashes)
-        return out
-
-
-_DTYPES = (np.int64, np.float32, np.int64, np.int64, np.int32, np.float32)
-
-
-def _removed(folder: Path, files: list[str]) -> np.ndarray:
-    """The removed ids of every listed file, sorted and unique."""
-    parts = [np.asarray(_load(folder / f, np.int64)) for f in files]
-    return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
-
-
-def _in_sorted(values: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
-    """Mask of the ``values`` found in ``sorted_ids`` (ascending)."""
-    if sorted_ids.size == 0:
-        return np.zeros(values.shape[0], dtype=bool)
-    at = np.searchsorted(sorted_ids, values).clip(max=sorted_ids.size - 1)
-    return sorted_ids[at] == values
-
-
-def _mark_live(segments: list[_Segment], removed: np.ndarray) -> None:
-    """Set each segment's ``live`` mask: newest segment wins, removed ids never match
-    unless re-added over an older segment's row (see the module's docstring)."""
-    bounds = [(int(s.ids[0]), int(s.ids[-1])) for s in segments if s.ids.shape[0]]
-    overlap = any(
-        a[0] <= b[1] and b[0] <= a[1] for i, a in enumerate(bounds) for b in bounds[i + 1 :]
-    )
-    if not overlap:  # id-range parts: no id in two segments
-        for s in segments:
-            dead = _in_sorted(np.asarray(s.ids), removed)
-            s.live = ~dead if dead.any() else None
-        return
-    ids = np.concatenate([np.asarray(s.ids) for s in segments])
-    seg = np.repeat(np.arange(len(segments)), [s.ids.shape[0] for s in segments])
-    order = np.lexsort((seg, ids))  # by id, then oldest segment first
-    sid = ids[order]
-    first = np.r_[True, sid[1:] != sid[:-1]]
-    last = np.r_[sid[1:] != sid[:-1], True]
-    live_sorted = last & (~first | ~_in_sorted(sid, removed))
-    live = np.empty(ids.shape[0], dtype=bool)
-    live[order] = live_sorted
-    offset = 0
-    for s in segments:
-        n = s.ids.shape[0]
-        mask = live[offset : offset + n]
-        s.live = None if mask.all() else mask.copy()
-        offset += n
-
-
 class LexicalIndex:
     """A folder's lexical index, memory-mapped. ``open_lexical`` makes one."""
 
@@ -187,19 +94,29 @@ class LexicalIndex:
         self.path = folder / info.get("dir", LEXICAL_DIR)
         self.info = info
         self.k1, self.b = float(info["k1"]), float(info["b"])
-        self.segments = [_Segment(folder / s["dir"], s) for s in info["segments"]]
-        self.removed = _removed(folder, list(info.get("removed", [])))
-        _mark_live(self.segments, self.removed)
-        self.rows = sum(s.ids.shape[0] for s in self.segments)  # N, removed rows included
+        self.segments = [Segment(folder / s["dir"], s) for s in info["segments"]]
+        self.removed = read_removed(folder, list(info.get("removed", [])))
+        mark_live(self.segments, self.removed)
+        # One row space over the segments, in order: segment i's rows start at offsets[i].
+        sizes = [s.ids.shape[0] for s in self.segments]
+        self.offsets = np.r_[0, np.cumsum(sizes)].astype(np.int64)
+        self.rows = int(self.offsets[-1])  # N, removed and shadowed rows included
         length = sum(int(s["length"]) for s in info["segments"])
         self.avgdl = length / self.rows if self.rows and length else 1.0
-        for s in self.segments:  # k1 (1 - b + b dl / avgdl) of each row, 4 bytes a row
-            s.norm = (
-                self.k1 * ((1 - self.b) + self.b * np.asarray(s.lengths) / self.avgdl)
-            ).astype(np.float32)
-        self.count = sum(
-            s.ids.shape[0] if s.live is None else int(s.live.sum()) for s in self.segments
-        )
+        # k1 (1 - b + b dl / avgdl) of each row (it needs the global avgdl): 4 bytes a row
+        self.norm = np.empty(self.rows, dtype=np.float32)
+        for s, lo in zip(self.segments, self.offsets.tolist(), strict=False):
+            norm = self.k1 * ((1 - self.b) + self.b * np.asarray(s.lengths) / self.avgdl)
+            self.norm[lo : lo + s.ids.shape[0]] = norm
+        self.live: np.ndarray | None = None  # 1 byte a row, only when some row is dead
+        if any(s.live is not None for s in self.segments):
+            self.live = np.concatenate(
+                [
+                    np.ones(n, bool) if s.live is None else s.live
+                    for s, n in zip(self.segments, sizes, strict=True)
+                ]
+            )
+        self.count = self.rows if self.live is None else int(self.live.sum())
 
     @property
     def ids(self) -> np.ndarray:
@@ -207,35 +124,48 @@ class LexicalIndex:
         live = [np.asarray(s.ids) if s.live is None else s.ids[s.live] for s in self.segments]
         return np.sort(np.concatenate(live)) if live else np.zeros(0, np.int64)
 
-    def _terms(self, query: str) -> np.ndarray:
-        return term_hashes(sorted(set(tokenize(query))))
-
-    def _segment_scores(self, query: str) -> Iterator[tuple[_Segment, np.ndarray]]:
-        """Each segment and the BM25 score of each of its rows (float64; 0: no match)."""
-        hashes = self._terms(query)
-        spans = [s.spans(hashes) for s in self.segments]
-        df = np.zeros(hashes.size, dtype=np.float64)
-        for row in spans:
-            df += [b - a for a, b in row]
-        idf = np.log1p((self.rows - df + 0.5) / (df + 0.5)).astype(np.float32)
-        for s, row in zip(self.segments, spans, strict=True):
-            used = [(t, a, b) for t, (a, b) in enumerate(row) if b > a]
-            if not used:
-                yield s, np.zeros(0)
-                continue
-            rows = np.concatenate([s.rows[a:b] for _, a, b in used])
-            tf = np.concatenate([s.tf[a:b] for _, a, b in used])
-            w = tf / (tf + s.norm[rows])
-            w *= np.repeat(idf[[t for t, _, _ in used]], [b - a for _, a, b in used])
-            yield s, np.bincount(rows, weights=w, minlength=s.ids.shape[0])
+    def _ids_of(self, rows: np.ndarray) -> np.ndarray:
+        """The chunk ids of the ascending global ``rows``."""
+        out = np.empty(rows.shape[0], dtype=np.int64)
+        cuts = np.searchsorted(rows, self.offsets).tolist()
+        for i, s in enumerate(self.segments):
+            lo, hi = cuts[i], cuts[i + 1]
+            if hi > lo:
+                out[lo:hi] = s.ids[rows[lo:hi] - self.offsets[i]]
+        return out
 
     def scores(self, query: str) -> np.ndarray:
-        """BM25 score of every row of every segment for ``query`` (float32, the segments'
-        rows one after the other; removed and shadowed rows scored too)."""
-        out = []
-        for s, sc in self._segment_scores(query):
-            out.append(sc if sc.size else np.zeros(s.ids.shape[0]))
-        return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+        """BM25 score of every row of every segment for ``query`` (float64, the segments'
+        rows one after the other; removed and shadowed rows scored too; 0: no match)."""
+        hashes = term_hashes(sorted(set(tokenize(query))))
+        spans = [s.spans(hashes) for s in self.segments]
+        df = sum((span[:, 1] - span[:, 0] for span in spans), np.zeros(hashes.size, np.int64))
+        idf = np.log1p((self.rows - df + 0.5) / (df + 0.5)).astype(np.float32)
+        used = [
+            (t, s, off, a, b)
+            for s, off, span in zip(self.segments, self.offsets.tolist(), spans, strict=False)
+            for t, (a, b) in enumerate(span.tolist())
+            if b > a
+        ]
+        if not used:
+            return np.zeros(self.rows)
+        total = sum(b - a for _, _, _, a, b in used)
+        rows = np.empty(total, dtype=np.intp)  # the rows in the one row space
+        np.concatenate([s.rows[a:b] for _, s, _, a, b in used], out=rows, casting="same_kind")
+        at = 0
+        for _, _, off, a, b in used:
+            if off:
+                rows[at : at + b - a] += off
+            at += b - a
+        w = np.concatenate([s.tf[a:b] for _, s, _, a, b in used])  # tf, then the weights
+        norm = self.norm[rows]
+        norm += w
+        np.divide(w, norm, out=w)
+        at = 0
+        for t, _, _, a, b in used:
+            w[at : at + b - a] *= idf[t]
+            at += b - a
+        return np.bincount(rows, weights=w, minlength=self.rows)
 
     def search(
         self, queries: Sequence[str], k: int, *, allowed_ids: np.ndarray | None = None
@@ -254,29 +184,21 @@ class LexicalIndex:
         D = np.zeros((len(queries), k), dtype=np.float32)
         I = np.full((len(queries), k), -1, dtype=np.int64)  # noqa: E741
         for q, query in enumerate(queries):
-            found_s, found_i = [], []
-            for s, sc in self._segment_scores(query):
-                rows = np.flatnonzero(sc > 0)
-                if s.live is not None:
-                    rows = rows[s.live[rows]]
-                cand = s.ids[rows]
-                if allowed is not None:
-                    keep = _in_sorted(cand, allowed)
-                    rows, cand = rows[keep], cand[keep]
-                found_s.append(sc[rows].astype(np.float32))
-                found_i.append(np.asarray(cand))
-            if not found_s:
-                continue
-            scores, ids = np.concatenate(found_s), np.concatenate(found_i)
-            if scores.size > k:
-                top = np.argpartition(-scores, k - 1)[:k]
-                # everything tied with the k-th score competes on id
-                top = np.flatnonzero(scores >= scores[top].min())
-                scores, ids = scores[top], ids[top]
+            sc = self.scores(query)
+            rows = np.flatnonzero(sc > 0)
+            if self.live is not None:
+                rows = rows[self.live[rows]]
+            if allowed is not None:
+                rows = rows[in_sorted(self._ids_of(rows), allowed)]
+            best = sc[rows].astype(np.float32)
+            if best.size > k:  # the k best, and every row tied with the k-th
+                keep = best >= np.partition(best, best.size - k)[best.size - k]
+                rows, best = rows[keep], best[keep]
+            ids = self._ids_of(rows)
             # best first; equal scores in id order, so results do not depend on the sort
-            best = np.lexsort((ids, -scores))[:k]
-            D[q, : best.size] = scores[best]
-            I[q, : best.size] = ids[best]
+            order = np.lexsort((ids, -best))[:k]
+            D[q, : order.size] = best[order]
+            I[q, : order.size] = ids[order]
         return LexicalResult(D=D, I=I)
 
 
