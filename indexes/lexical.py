@@ -5,7 +5,12 @@ The files (``indexes.lexical_segments`` writes them): one folder ``lexical/<name
 segment (ids, document lengths, the vocabulary as sorted 64-bit term hashes, term-major
 postings of raw term frequencies), and ``.npy`` files of removed chunk ids; the
 manifest's ``lexical`` entry lists both (``lexical_info``). Every array is memory-mapped
-at search time and a query reads only its terms' postings in each segment.
+at search time and a query reads only its terms' postings in each segment; the reader's
+own memory is 4 bytes a row (each row's length normalisation, which needs the global
+average length), 1 byte a row more when some rows are removed or shadowed, and 16 bytes
+a row for a moment at opening when segments' id ranges overlap (finding the newest row
+of each id). The segments share one row space, so a query sums its postings with one
+``bincount`` whatever the number of segments.
 
 Scores are the ``lucene`` variant of BM25 that bm25s computes (idf
 ``log(1 + (N - df + 0.5) / (df + 0.5))``, ``tf / (tf + k1 (1 - b + b dl / avgdl))``) with
@@ -19,7 +24,10 @@ row whose id is removed never matches, unless an older segment holds the same id
 the row is the chunk re-added after its removal from the older segment, and it counts.
 Like Lucene, ``N``, ``df`` and ``avgdl`` still count removed and shadowed rows until the
 segments are rewritten, so scores drift a little with the removed share, never the
-matches. ``LexicalIndex.count`` is the live rows.
+matches. ``LexicalIndex.count`` is the live rows. An update that lists a changed chunk's
+id among the removed ids and its new row in a delta segment gets the new row; one that
+stacks several delta segments and then deletes a chunk a delta re-added must rewrite or
+drop that delta's row (the removed ids cannot tell "deleted" from "changed" there).
 
 ``LexicalIndex.search`` takes the allowed ids of a metadata filter (``indexes.filters``) and
 ranks only those rows: filters apply before top-k, as in the dense search.
