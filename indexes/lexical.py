@@ -54,6 +54,8 @@ from indexes.lexical_segments import (
 from indexes.lexical_tokens import TOKENIZER, tokenize
 from inference.errors import ConfigError, IndexFolderError
 
+_BLOCK_ROWS = 1 << 17  # rows whose scores are summed together (1 MiB of float64)
+
 __all__ = [
     "LEXICAL_DIR",
     "LexicalIndex",
@@ -149,30 +151,38 @@ class LexicalIndex:
         spans = [s.spans(hashes) for s in self.segments]
         df = sum((span[:, 1] - span[:, 0] for span in spans), np.zeros(hashes.size, np.int64))
         idf = np.log1p((self.rows - df + 0.5) / (df + 0.5)).astype(np.float32)
-        used = [
-            (t, s, off, a, b)
-            for s, off, span in zip(self.segments, self.offsets.tolist(), spans, strict=False)
-            for t, (a, b) in enumerate(span.tolist())
-            if b > a
-        ]
+        used = []  # (term, segment, row offset, start, end), block by block of rows
+        for seg, off, span in zip(self.segments, self.offsets.tolist(), spans, strict=False):
+            live = [(t, a, b) for t, (a, b) in enumerate(span.tolist()) if b > a]
+            n = seg.ids.shape[0]
+            if n <= _BLOCK_ROWS:
+                used += [(t, seg, off, a, b) for t, a, b in live]
+                continue
+            # A large segment is summed a block of rows at a time (each term's rows are
+            # ascending, so a binary search cuts its postings): the scores being added
+            # to stay in cache. A row's terms are still added in the same order.
+            bounds = np.arange(_BLOCK_ROWS, n, _BLOCK_ROWS)
+            cuts = [
+                [a, *(a + np.searchsorted(seg.rows[a:b], bounds)).tolist(), b] for _, a, b in live
+            ]
+            for j in range(bounds.size + 1):
+                used += [
+                    (t, seg, off, c[j], c[j + 1])
+                    for (t, _, _), c in zip(live, cuts, strict=True)
+                    if c[j + 1] > c[j]
+                ]
         if not used:
             return np.zeros(self.rows)
-        total = sum(b - a for _, _, _, a, b in used)
-        rows = np.empty(total, dtype=np.intp)  # the rows in the one row space
+        sizes = [b - a for _, _, _, a, b in used]
+        rows = np.empty(sum(sizes), dtype=np.intp)  # the rows in the one row space
         np.concatenate([s.rows[a:b] for _, s, _, a, b in used], out=rows, casting="same_kind")
-        at = 0
-        for _, _, off, a, b in used:
-            if off:
-                rows[at : at + b - a] += off
-            at += b - a
+        if len(self.segments) > 1:
+            rows += np.repeat([off for _, _, off, _, _ in used], sizes)
         w = np.concatenate([s.tf[a:b] for _, s, _, a, b in used])  # tf, then the weights
         norm = self.norm[rows]
         norm += w
         np.divide(w, norm, out=w)
-        at = 0
-        for t, _, _, a, b in used:
-            w[at : at + b - a] *= idf[t]
-            at += b - a
+        w *= np.repeat(idf[[t for t, _, _, _, _ in used]], sizes)
         return np.bincount(rows, weights=w, minlength=self.rows)
 
     def search(

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from indexes import BuildConfig, open_index
+from indexes import lexical as lexical_module
 from indexes import lexical_segments as segments_module
 from indexes.lexical import build_lexical, encode_segment, lexical_info, open_lexical
 from indexes.lexical_tokens import tokenize
@@ -51,6 +52,7 @@ def test_accents_fold_and_keep_the_original_and_stopwords_go():
 @pytest.mark.parametrize(("block", "segment_rows"), [(2, 100), (50_000, 100), (50_000, 3)])
 def test_scores_equal_bm25s_building_the_same_tokens(tmp_path, monkeypatch, block, segment_rows):
     monkeypatch.setattr(segments_module, "_BLOCK", block)  # several blocks, or one
+    monkeypatch.setattr(lexical_module, "_BLOCK_ROWS", 2)  # summed 2 rows at a time
     ids = np.arange(100, 100 + len(TEXTS), dtype=np.int64)
     info = build_lexical(tmp_path, ids, iter(TEXTS), segment_rows=segment_rows)
     assert info["count"] == len(TEXTS) and info["tokenizer"] == "corpusbeam-words-v1"
@@ -164,7 +166,10 @@ def corpus():
     return ids, texts, [*queries, "w0", "w299 w298", "nothing"]
 
 
-def test_eight_random_segments_rank_like_one(tmp_path, corpus):
+@pytest.mark.parametrize("block_rows", [1 << 17, 128])
+def test_eight_random_segments_rank_like_one(tmp_path, corpus, monkeypatch, block_rows):
+    # Segments larger than the block are summed a block of rows at a time: same scores.
+    monkeypatch.setattr(lexical_module, "_BLOCK_ROWS", block_rows)
     ids, texts, queries = corpus
     one = open_lexical(tmp_path / "one", write_segments(tmp_path / "one", [("s", ids, texts)]))
     seg = np.random.default_rng(3).integers(0, 8, size=len(ids))  # rows dealt at random
