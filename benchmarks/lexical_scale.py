@@ -1,7 +1,8 @@
 """Lexical and hybrid search at scale: BM25 build time and bytes, query latency against
 dense, and the service's p50 for hybrid against dense.
 
-    python -m benchmarks.lexical_scale [--n 1000000] [--words 60] [--cache DIR] [--quick]
+    python -m benchmarks.lexical_scale [--n 1000000] [--words 60] [--segments 1]
+                                       [--cache DIR] [--quick]
 
 The chunks: ``--n`` texts of about ``--words`` words (uniform in [words/2, 3 words/2]),
 each word drawn from the word frequencies of the standard library's docstrings
@@ -14,7 +15,9 @@ dimensions, ``IVF1024,SQ8`` (as ``benchmarks.search_latency``), the manifest's e
 Figures (one JSON line each, ``loadavg_1m`` beside every timing):
 
 - ``bm25_build``: ``indexes.lexical.build_lexical`` over the texts (what the folder
-  writer runs), seconds, with the lexical folder's bytes and postings;
+  writer runs), seconds, with the lexical folder's bytes and postings; ``--segments S``
+  builds the folder's lexical index as S segments of consecutive ids (as the id-range
+  parts of an index job give), searched as one;
 - ``{dense,lexical,hybrid}_latency``: ``Searcher.search_texts`` of one query at a time
   with precomputed query vectors (embedding not counted), k = 10, one thread (FAISS
   too): p50 and p99, with the ratio of each p50 to dense's;
@@ -22,13 +25,17 @@ Figures (one JSON line each, ``loadavg_1m`` beside every timing):
   in a child process at concurrency 8 (embedding included: the hash model behind a local
   endpoint in another child process), p50 and p99, hybrid's ratio to dense's.
 
-``--cache DIR`` keeps the built folder (the 1M build takes several minutes).
+``--cache DIR`` keeps the built folder (the 1M build takes several minutes); a cached
+folder whose lexical index has another number of segments (or an older format) gets its
+lexical index rebuilt, the vectors kept.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
+import json
 import os
 import re
 import shutil
@@ -74,6 +81,40 @@ def texts_for(n: int, words_a_chunk: int, seed: int = 0) -> list[str]:
     return out
 
 
+def lexical_segments(version: Path) -> int | None:
+    """The number of segments of ``version``'s lexical index (None: an older format)."""
+    info = json.loads((version / "manifest.json").read_text()).get("lexical") or {}
+    return len(info["segments"]) if "segments" in info else None
+
+
+def relex(version: Path, segments: int) -> None:
+    """Rebuild ``version``'s lexical index from its parts' text as ``segments`` segments of
+    consecutive ids, in place, and record it (and its files' checksums) in the manifest."""
+    from indexes import open_index
+    from indexes.files import sha256
+    from indexes.lexical import build_lexical
+    from indexes.manifest import Manifest
+
+    parts = open_index(version, verify=False).parts
+    ids = parts.ids()
+    n = len(ids)
+    shutil.rmtree(version / "lexical", ignore_errors=True)
+    t0 = time.perf_counter()
+    info = build_lexical(version, ids, parts.iter_column("text"), segment_rows=-(-n // segments))
+    took = time.perf_counter() - t0
+    lexical = [p for p in sorted((version / "lexical").rglob("*")) if p.is_file()]
+    size = sum(p.stat().st_size for p in lexical)
+    emit(BENCH, "bm25_build", round(took, 1), "s", bytes=size, bytes_per_chunk=round(size / n, 1),
+         postings=info["postings"], terms=info["terms"], segments=segments, n=n,
+         loadavg_1m=round(os.getloadavg()[0], 2))  # fmt: skip
+    m = Manifest.from_json((version / "manifest.json").read_text())
+    files = {k: v for k, v in m.files.items() if not k.startswith("lexical/")}
+    for p in lexical:
+        files[p.relative_to(version).as_posix()] = {"sha256": sha256(p), "bytes": p.stat().st_size}
+    m = dataclasses.replace(m, lexical=info, files=dict(sorted(files.items())))
+    (version / "manifest.json").write_text(m.to_json())
+
+
 def build(folder: Path, texts: list[str]) -> None:
     from indexes import BuildConfig, build_folder
     from indexes.lexical import build_lexical
@@ -84,7 +125,7 @@ def build(folder: Path, texts: list[str]) -> None:
         t0 = time.perf_counter()
         info = build_lexical(scratch, np.arange(n, dtype=np.int64), texts)
         took = time.perf_counter() - t0
-        size = sum(p.stat().st_size for p in (scratch / "lexical").iterdir())
+        size = sum(p.stat().st_size for p in (scratch / "lexical").rglob("*") if p.is_file())
     finally:
         shutil.rmtree(scratch)
     emit(
@@ -156,6 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--words", type=int, default=60)
     ap.add_argument("--nq", type=int, default=300)
     ap.add_argument("-k", type=int, default=10)
+    ap.add_argument("--segments", type=int, default=1, help="lexical segments (default 1)")
     ap.add_argument("--cache", help="keep the built folder here")
     ap.add_argument("--quick", action="store_true", help="20,000 chunks, 50 queries")
     args = ap.parse_args(argv)
@@ -167,10 +209,14 @@ def main(argv: list[str] | None = None) -> None:
         if folder.exists():
             shutil.rmtree(folder)
         build(folder, texts_for(args.n, args.words))
+    version = folder / "versions" / "v1"
+    if lexical_segments(version) != args.segments:
+        relex(version, args.segments)
     _, _, summaries = vocabulary()
     rng = np.random.default_rng(1)
     queries = [summaries[i] for i in rng.choice(len(summaries), args.nq, replace=False)]
     common = {"n": args.n, "k": args.k, "words_a_chunk": args.words, "threads": 1}
+    common["segments"] = args.segments
     lat = latencies(folder, queries, args.k)
     for mode, stats in lat.items():
         emit(
@@ -206,6 +252,7 @@ def main(argv: list[str] | None = None) -> None:
                 baseline="service dense p50, same run",
                 loadavg_1m=stats["loadavg_1m"],
                 n=args.n,
+                segments=args.segments,
             )
 
 

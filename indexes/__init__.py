@@ -7,7 +7,9 @@ The usual entry points:
 - ``open_index(path, expect_encoding=..., expect_model=..., expect_dimensions=...)``
   verifies and opens one; ``IndexFolder.search(xq, k, filter=...)`` searches it;
 - ``evaluate_folder(path)`` measures recall@k and latency against exact search;
-- ``build_lexical`` / ``open_lexical``: the folder's BM25 index of the chunks' text;
+- ``build_lexical`` / ``open_lexical``: the folder's BM25 index of the chunks' text, as
+  segments (``encode_segment``: one part's segment as bytes; ``lexical_info``: the
+  manifest's entry for segments plus removed ids);
 - ``choose_index``, ``train_index``, ``add_vectors``, ``merge_indexes``, ``merge_ondisk``
   and ``shard_group`` build in pieces on many workers; ``indexes.search.search`` searches
   a bare FAISS index (filters, rescoring) without a folder.
@@ -40,6 +42,8 @@ _EXPORTS = {
     "filter_mask": "indexes.filters",
     "LexicalIndex": "indexes.lexical",
     "build_lexical": "indexes.lexical",
+    "encode_segment": "indexes.lexical",
+    "lexical_info": "indexes.lexical",
     "open_lexical": "indexes.lexical",
     "tokenize": "indexes.lexical_tokens",
     "check_ids": "indexes.ids",

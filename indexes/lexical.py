@@ -1,37 +1,60 @@
-"""The lexical (BM25) index of an index folder: built from the chunks' text, searched with
-keyword queries, filtered like the dense index.
+"""The lexical (BM25) index of an index folder: segments of the chunks' text plus removed
+ids, searched as one index with keyword queries and filtered like the dense index.
 
-Files, in ``lexical/`` inside the folder (each listed with its sha256 in the manifest)::
+The files (``indexes.lexical_segments`` writes them): one folder ``lexical/<name>/`` a
+segment (ids, document lengths, the vocabulary as sorted 64-bit term hashes, term-major
+postings of raw term frequencies), and ``.npy`` files of removed chunk ids; the
+manifest's ``lexical`` entry lists both (``lexical_info``). Every array is memory-mapped
+at search time and a query reads only its terms' postings in each segment; the reader's
+own memory is 4 bytes a row (each row's length normalisation, which needs the global
+average length), 1 byte a row more when some rows are removed or shadowed, and 16 bytes
+a row for a moment at opening when segments' id ranges overlap (finding the newest row
+of each id). The segments share one row space, so a query sums its postings with one
+``bincount`` whatever the number of segments.
 
-    data.csc.index.npy  indices.csc.index.npy  indptr.csc.index.npy
-                        the (documents x terms) BM25 score matrix, CSC: one column a term
-    vocab.index.json    term -> column
-    params.index.json   k1, b, method, document count
-    ids.npy             the chunk id (int64) of each row, ascending
+Scores are the ``lucene`` variant of BM25 that bm25s computes (idf
+``log(1 + (N - df + 0.5) / (df + 0.5))``, ``tf / (tf + k1 (1 - b + b dl / avgdl))``) with
+``N``, ``df`` and ``avgdl`` taken over **all** segments, so a corpus split into any
+number of segments ranks exactly like one segment of the same rows.
 
-This is bm25s's on-disk format (``bm25s.BM25.load(..., mmap=True)`` reads it), so the
-arrays are memory-mapped at search time and a query reads only its terms' columns. The
-scores are bm25s's ``lucene`` variant (idf ``log(1 + (N - df + 0.5) / (df + 0.5))``,
-``tf / (tf + k1 (1 - b + b dl / avgdl))``), computed here in blocks of documents so that
-building holds the postings and one block's tokens, never the texts
-(``build_lexical`` takes any iterable of texts). Tokens: ``indexes.lexical_tokens``.
+Which rows match (Lucene's way with deletions): segments are listed oldest first. An
+id's rows in older segments are shadowed by its row in the newest segment that holds it
+(a chunk re-added with new text in a delta segment is found by its new text only). A
+row whose id is removed never matches, unless an older segment holds the same id: then
+the row is the chunk re-added after its removal from the older segment, and it counts.
+Like Lucene, ``N``, ``df`` and ``avgdl`` still count removed and shadowed rows until the
+segments are rewritten, so scores drift a little with the removed share, never the
+matches. ``LexicalIndex.count`` is the live rows. An update that lists a changed chunk's
+id among the removed ids and its new row in a delta segment gets the new row; one that
+stacks several delta segments and then deletes a chunk a delta re-added must rewrite or
+drop that delta's row (the removed ids cannot tell "deleted" from "changed" there).
 
 ``LexicalIndex.search`` takes the allowed ids of a metadata filter (``indexes.filters``) and
-ranks only those documents: filters apply before top-k, as in the dense search.
+ranks only those rows: filters apply before top-k, as in the dense search.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from indexes.lexical_read import Segment, in_sorted, mark_live, read_removed
+from indexes.lexical_segments import (
+    LEXICAL_DIR,
+    build_lexical,
+    encode_segment,
+    lexical_info,
+    term_hashes,
+)
 from indexes.lexical_tokens import TOKENIZER, tokenize
 from inference.errors import ConfigError, IndexFolderError
+
+_BLOCK_ROWS = 1 << 17  # rows whose scores are summed together (1 MiB of float64)
 
 __all__ = [
     "LEXICAL_DIR",
@@ -39,129 +62,10 @@ __all__ = [
     "LexicalResult",
     "build_lexical",
     "column_texts",
+    "encode_segment",
+    "lexical_info",
     "open_lexical",
 ]
-
-LEXICAL_DIR = "lexical"
-IDS = "ids.npy"
-K1 = 1.5
-B = 0.75
-_BLOCK = 50_000  # documents tokenized before their postings are counted
-_SLICE = 1 << 20  # postings scored at a time
-
-
-def _postings(
-    tokens: np.ndarray, lengths: np.ndarray, first_doc: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(term, doc, tf) of one block's (doc, term) pairs, sorted by term then doc."""
-    docs = np.repeat(np.arange(first_doc, first_doc + len(lengths), dtype=np.int64), lengths)
-    keys = tokens.astype(np.int64) * (1 << 32) + docs
-    keys, tf = np.unique(keys, return_counts=True)
-    return (keys >> 32).astype(np.int32), (keys & 0xFFFFFFFF).astype(np.int32), tf.astype(np.int32)
-
-
-def _term_major(
-    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]], terms: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(doc int32, tf float32, indptr) in term-major order, docs ascending within a term,
-    from blocks in doc order whose postings are sorted by term then doc. A counting sort:
-    each block's postings go straight to their place and the block is freed, so the
-    postings are held about twice at most, not in several sorted copies."""
-    df = np.zeros(terms, dtype=np.int64)
-    for term, _, _ in blocks:
-        df += np.bincount(term, minlength=terms)
-    indptr = np.zeros(terms + 1, dtype=np.int64)
-    np.cumsum(df, out=indptr[1:])
-    doc = np.empty(int(indptr[-1]), dtype=np.int32)
-    tf = np.empty(int(indptr[-1]), dtype=np.float32)
-    cursor = indptr[:-1].copy()
-    for i, (term, d, f) in enumerate(blocks):
-        if term.size:
-            starts = np.flatnonzero(np.r_[True, term[1:] != term[:-1]])
-            run = np.repeat(starts, np.diff(np.r_[starts, term.size]))
-            at = cursor[term] + (np.arange(term.size) - run)
-            doc[at], tf[at] = d, f
-            cursor[term[starts]] += np.diff(np.r_[starts, term.size])
-        blocks[i] = (term[:0], d[:0], f[:0])
-    blocks.clear()
-    return doc, tf, indptr
-
-
-def build_lexical(
-    folder: str | os.PathLike,
-    ids: np.ndarray,
-    texts: Iterable[str | None],
-    *,
-    k1: float = K1,
-    b: float = B,
-) -> dict:
-    """Write ``folder/lexical/`` for the chunks ``ids`` (int64, one a text, in the order of
-    ``texts``; a None or empty text, such as an image without caption, matches nothing).
-    Returns the manifest's ``lexical`` entry: ``{"dir", "tokenizer", "k1", "b", "count",
-    "terms", "postings"}``."""
-    import bm25s  # here: the folder writer loads it only when it builds a lexical index
-
-    ids = np.asarray(ids, dtype=np.int64)
-    if ids.ndim != 1:
-        raise ConfigError("ids", ids.shape, "expected a 1-d array of chunk ids")
-    vocab: dict[str, int] = {}
-    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    lengths_all: list[np.ndarray] = []
-    buf: list[int] = []
-    lens: list[int] = []
-    n = 0
-
-    def flush() -> None:
-        nonlocal buf, lens
-        if lens:
-            length = np.asarray(lens, dtype=np.int64)
-            blocks.append(_postings(np.asarray(buf, np.int64), length, n - len(lens)))
-            lengths_all.append(length)
-        buf, lens = [], []
-
-    for text in texts:
-        toks = tokenize(text) if text else []
-        buf.extend(vocab.setdefault(t, len(vocab)) for t in toks)
-        lens.append(len(toks))
-        n += 1
-        if len(lens) >= _BLOCK:
-            flush()
-    flush()
-    if n != len(ids):
-        raise ConfigError("texts", n, f"expected one text a chunk id ({len(ids)})")
-    if n >= 1 << 31:
-        raise ConfigError("texts", n, "at most 2**31 - 1 chunks a lexical index")
-    doc_len = np.concatenate(lengths_all) if lengths_all else np.zeros(0, np.int64)
-    doc, tf, indptr = _term_major(blocks, len(vocab))
-    df = np.diff(indptr)
-    idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
-    avgdl = float(doc_len.mean()) if n and doc_len.sum() else 1.0
-    norm = (k1 * ((1 - b) + b * doc_len / avgdl)).astype(np.float32)
-    data = tf  # the scores replace the term frequencies, a slice at a time
-    term_idf = np.repeat(idf, df)
-    for lo in range(0, data.shape[0], _SLICE):
-        hi = lo + _SLICE
-        f = tf[lo:hi]
-        data[lo:hi] = term_idf[lo:hi] * f / (f + norm[doc[lo:hi]])
-    del term_idf
-
-    retriever = bm25s.BM25(k1=k1, b=b, method="lucene", backend="numpy")
-    retriever.scores = {"data": data, "indices": doc, "indptr": indptr, "num_docs": n}
-    retriever.vocab_dict = vocab
-    retriever.nonoccurrence_array = None  # the lucene variant has none
-    out = Path(folder) / LEXICAL_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    retriever.save(out, show_progress=False)
-    np.save(out / IDS, ids, allow_pickle=False)
-    return {
-        "dir": LEXICAL_DIR,
-        "tokenizer": TOKENIZER,
-        "k1": k1,
-        "b": b,
-        "count": n,
-        "terms": len(vocab),
-        "postings": int(data.shape[0]),
-    }
 
 
 def column_texts(table: pa.Table, column: str = "text") -> Iterator[str | None]:
@@ -186,72 +90,133 @@ class LexicalResult:
 class LexicalIndex:
     """A folder's lexical index, memory-mapped. ``open_lexical`` makes one."""
 
-    def __init__(self, path: Path, info: dict) -> None:
-        import bm25s
-
+    def __init__(self, folder: Path, info: dict) -> None:
         if info.get("tokenizer") != TOKENIZER:
             raise IndexFolderError(
-                f"{path}: lexical index built with tokenizer {info.get('tokenizer')!r}, "
-                f"this version reads {TOKENIZER!r}"
+                f"{folder / info.get('dir', LEXICAL_DIR)}: lexical index built with tokenizer "
+                f"{info.get('tokenizer')!r}, this version reads {TOKENIZER!r}"
             )
-        self.path = path
+        if "segments" not in info:
+            raise IndexFolderError(
+                f"{folder / info.get('dir', LEXICAL_DIR)}: a lexical index in an older format "
+                "(one bm25s folder): rebuild the index"
+            )
+        self.path = folder / info.get("dir", LEXICAL_DIR)
         self.info = info
-        self._bm25 = bm25s.BM25.load(path, mmap=True, show_progress=False, verbosity=0)
-        self.ids = np.load(path / IDS, mmap_mode="r")
-        if self._bm25.scores["num_docs"] != len(self.ids) or len(self.ids) != info["count"]:
-            raise IndexFolderError(f"{path}: lexical index and its ids disagree on the count")
-        self._vocab = self._bm25.vocab_dict
+        self.k1, self.b = float(info["k1"]), float(info["b"])
+        self.segments = [Segment(folder / s["dir"], s) for s in info["segments"]]
+        self.removed = read_removed(folder, list(info.get("removed", [])))
+        mark_live(self.segments, self.removed)
+        # One row space over the segments, in order: segment i's rows start at offsets[i].
+        sizes = [s.ids.shape[0] for s in self.segments]
+        self.offsets = np.r_[0, np.cumsum(sizes)].astype(np.int64)
+        self.rows = int(self.offsets[-1])  # N, removed and shadowed rows included
+        length = sum(int(s["length"]) for s in info["segments"])
+        self.avgdl = length / self.rows if self.rows and length else 1.0
+        # k1 (1 - b + b dl / avgdl) of each row (it needs the global avgdl): 4 bytes a row
+        self.norm = np.empty(self.rows, dtype=np.float32)
+        for s, lo in zip(self.segments, self.offsets.tolist(), strict=False):
+            norm = self.k1 * ((1 - self.b) + self.b * np.asarray(s.lengths) / self.avgdl)
+            self.norm[lo : lo + s.ids.shape[0]] = norm
+        self.live: np.ndarray | None = None  # 1 byte a row, only when some row is dead
+        if any(s.live is not None for s in self.segments):
+            self.live = np.concatenate(
+                [
+                    np.ones(n, bool) if s.live is None else s.live
+                    for s, n in zip(self.segments, sizes, strict=True)
+                ]
+            )
+        self.count = self.rows if self.live is None else int(self.live.sum())
 
     @property
-    def count(self) -> int:
-        return len(self.ids)
+    def ids(self) -> np.ndarray:
+        """The live rows' chunk ids, ascending."""
+        live = [np.asarray(s.ids) if s.live is None else s.ids[s.live] for s in self.segments]
+        return np.sort(np.concatenate(live)) if live else np.zeros(0, np.int64)
 
-    def term_ids(self, query: str) -> np.ndarray:
-        """The columns of ``query``'s known terms (each once)."""
-        found = {self._vocab[t] for t in tokenize(query) if t in self._vocab}
-        return np.asarray(sorted(found), dtype=np.int64)
+    def _ids_of(self, rows: np.ndarray) -> np.ndarray:
+        """The chunk ids of the ascending global ``rows``."""
+        out = np.empty(rows.shape[0], dtype=np.int64)
+        cuts = np.searchsorted(rows, self.offsets).tolist()
+        for i, s in enumerate(self.segments):
+            lo, hi = cuts[i], cuts[i + 1]
+            if hi > lo:
+                out[lo:hi] = s.ids[rows[lo:hi] - self.offsets[i]]
+        return out
 
     def scores(self, query: str) -> np.ndarray:
-        """BM25 score of every row for ``query`` (float32, one a row)."""
-        terms = self.term_ids(query)
-        if terms.size == 0:
-            return np.zeros(self.count, dtype=np.float32)
-        # bm25s sums the terms' columns with np.add.at; one bincount over the columns
-        # joined is the same sum, several times faster on long posting lists.
-        scores = self._bm25.scores
-        indptr, indices, data = scores["indptr"], scores["indices"], scores["data"]
-        spans = [(int(indptr[t]), int(indptr[t + 1])) for t in terms]
-        rows = np.concatenate([indices[a:b] for a, b in spans])
-        weights = np.concatenate([data[a:b] for a, b in spans])
-        return np.bincount(rows, weights=weights, minlength=self.count).astype(np.float32)
-
-    def allowed_rows(self, allowed_ids: np.ndarray) -> np.ndarray:
-        """Boolean mask of the rows whose chunk id is in ``allowed_ids``."""
-        return np.isin(self.ids, np.asarray(allowed_ids, dtype=np.int64), assume_unique=True)
+        """BM25 score of every row of every segment for ``query`` (float64, the segments'
+        rows one after the other; removed and shadowed rows scored too; 0: no match)."""
+        hashes = term_hashes(sorted(set(tokenize(query))))
+        spans = [s.spans(hashes) for s in self.segments]
+        df = sum((span[:, 1] - span[:, 0] for span in spans), np.zeros(hashes.size, np.int64))
+        idf = np.log1p((self.rows - df + 0.5) / (df + 0.5)).astype(np.float32)
+        used = []  # (term, segment, row offset, start, end), block by block of rows
+        for seg, off, span in zip(self.segments, self.offsets.tolist(), spans, strict=False):
+            live = [(t, a, b) for t, (a, b) in enumerate(span.tolist()) if b > a]
+            n = seg.ids.shape[0]
+            if n <= _BLOCK_ROWS:
+                used += [(t, seg, off, a, b) for t, a, b in live]
+                continue
+            # A large segment is summed a block of rows at a time (each term's rows are
+            # ascending, so a binary search cuts its postings): the scores being added
+            # to stay in cache. A row's terms are still added in the same order.
+            bounds = np.arange(_BLOCK_ROWS, n, _BLOCK_ROWS)
+            cuts = [
+                [a, *(a + np.searchsorted(seg.rows[a:b], bounds)).tolist(), b] for _, a, b in live
+            ]
+            for j in range(bounds.size + 1):
+                used += [
+                    (t, seg, off, c[j], c[j + 1])
+                    for (t, _, _), c in zip(live, cuts, strict=True)
+                    if c[j + 1] > c[j]
+                ]
+        if not used:
+            return np.zeros(self.rows)
+        sizes = [b - a for _, _, _, a, b in used]
+        rows = np.empty(sum(sizes), dtype=np.intp)  # the rows in the one row space
+        np.concatenate([s.rows[a:b] for _, s, _, a, b in used], out=rows, casting="same_kind")
+        if len(self.segments) > 1:
+            rows += np.repeat([off for _, _, off, _, _ in used], sizes)
+        w = np.concatenate([s.tf[a:b] for _, s, _, a, b in used])  # tf, then the weights
+        norm = self.norm[rows]
+        norm += w
+        np.divide(w, norm, out=w)
+        w *= np.repeat(idf[[t for t, _, _, _, _ in used]], sizes)
+        return np.bincount(rows, weights=w, minlength=self.rows)
 
     def search(
         self, queries: Sequence[str], k: int, *, allowed_ids: np.ndarray | None = None
     ) -> LexicalResult:
-        """The ``k`` best rows for each query; with ``allowed_ids`` (sorted ids a filter
+        """The ``k`` best live rows for each query; with ``allowed_ids`` (the ids a filter
         allows) only those rows are ranked."""
         if isinstance(queries, str):
             raise ConfigError("queries", queries[:40], "pass a list of strings")
         if k < 1:
             raise ConfigError("k", k, "must be >= 1")
-        mask = None if allowed_ids is None else self.allowed_rows(allowed_ids)
+        allowed = None
+        if allowed_ids is not None:
+            allowed = np.asarray(allowed_ids, dtype=np.int64)
+            if allowed.size > 1 and not (allowed[1:] > allowed[:-1]).all():
+                allowed = np.unique(allowed)
         D = np.zeros((len(queries), k), dtype=np.float32)
         I = np.full((len(queries), k), -1, dtype=np.int64)  # noqa: E741
         for q, query in enumerate(queries):
-            scores = self.scores(query)
-            if mask is not None:
-                scores = np.where(mask, scores, 0)
-            rows = np.flatnonzero(scores > 0)
-            if rows.size > k:
-                rows = rows[np.argpartition(-scores[rows], k - 1)[:k]]
+            sc = self.scores(query)
+            rows = np.flatnonzero(sc > 0)
+            if self.live is not None:
+                rows = rows[self.live[rows]]
+            if allowed is not None:
+                rows = rows[in_sorted(self._ids_of(rows), allowed)]
+            best = sc[rows].astype(np.float32)
+            if best.size > k:  # the k best, and every row tied with the k-th
+                keep = best >= np.partition(best, best.size - k)[best.size - k]
+                rows, best = rows[keep], best[keep]
+            ids = self._ids_of(rows)
             # best first; equal scores in id order, so results do not depend on the sort
-            rows = rows[np.lexsort((rows, -scores[rows]))]
-            D[q, : rows.size] = scores[rows]
-            I[q, : rows.size] = self.ids[rows]
+            order = np.lexsort((ids, -best))[:k]
+            D[q, : order.size] = best[order]
+            I[q, : order.size] = ids[order]
         return LexicalResult(D=D, I=I)
 
 
@@ -261,6 +226,6 @@ def open_lexical(folder: str | os.PathLike, info: dict | None) -> LexicalIndex |
     if not info:
         return None
     path = Path(folder) / info.get("dir", LEXICAL_DIR)
-    if not (path / "params.index.json").is_file():
+    if not path.is_dir():
         raise IndexFolderError(f"{path}: the manifest lists a lexical index that is missing")
-    return LexicalIndex(path, info)
+    return LexicalIndex(Path(folder), info)

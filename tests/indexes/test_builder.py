@@ -16,15 +16,8 @@ from tests.indexes.helpers import build, metadata_rows
 
 def test_layout_and_manifest(float_folder, xb):
     names = sorted(p.relative_to(float_folder).as_posix() for p in float_folder.rglob("*"))
-    lexical = [
-        "lexical",
-        "lexical/data.csc.index.npy",
-        "lexical/ids.npy",
-        "lexical/indices.csc.index.npy",
-        "lexical/indptr.csc.index.npy",
-        "lexical/params.index.json",
-        "lexical/vocab.index.json",
-    ]
+    segment = ["ids", "indptr", "lengths", "rows", "terms", "tf"]
+    lexical = ["lexical", "lexical/seg-00000", *(f"lexical/seg-00000/{f}.npy" for f in segment)]
     assert names == [
         "index.faiss",
         *lexical,
@@ -50,7 +43,7 @@ def test_layout_and_manifest(float_folder, xb):
     assert set(m.search_params) == {"nprobe"}
     assert m.recall["k"] == 10 and m.recall["value"] >= 0.9 and m.recall["queries"] == 50
     assert m.latency_ms > 0
-    assert set(m.files) == set(names) - {"manifest.json", "parts", "lexical"}
+    assert set(m.files) == set(names) - {"manifest.json", "parts", "lexical", "lexical/seg-00000"}
     assert m.lexical["dir"] == "lexical" and m.lexical["count"] == len(xb)
     assert all(len(f["sha256"]) == 64 for f in m.files.values())
 
