@@ -34,8 +34,8 @@ from indexes.choose import IndexSpec
 from indexes.config import BuildConfig
 from indexes.evaluate import tune_measured
 from indexes.files import INDEX, MANIFEST, SHARDS, sha256, shard_file
-from indexes.layers import LayeredParts, open_parts, tables_from_refs
-from indexes.lexical import build_lexical
+from indexes.layers import LayeredParts, Tables, open_parts, tables_from_refs
+from indexes.lexical_segments import LEXICAL_DIR, build_lexical, lexical_info
 from indexes.manifest import Manifest, sanitize_endpoint
 from indexes.memory import resident, trim
 from indexes.parts import RESCORE_SUFFIX, Parts
@@ -126,22 +126,28 @@ def assemble_folder(
     input_type: str | None = None,
     config: BuildConfig | None = None,
     read: Callable[[str], bytes] | None = None,
-    previous_files: dict[str, dict] | None = None,
+    previous: Manifest | None = None,
     base_version: str | None = None,
 ) -> Manifest:
     """Finish the folder at ``path`` from the ``parts`` the workers wrote into it (dicts
     with ``info``: ``PartInfo`` as a dict, ``files``: their checksums, ``rescore_dtype``
     and, for IVF indexes, ``index``: the shard file). ``trained`` is the serialised empty
     trained index the shards were copied from. Layered parts (``indexes.layers``) name
-    their base parts, which the caller has linked into the folder: ``previous_files``
-    holds their checksums, ``base_version`` the version they come from."""
+    their base parts, which the caller has linked into the folder: ``previous`` is the
+    manifest of the version they come from, ``base_version`` its name."""
     config = config or BuildConfig()
     read = read or _read_local
     if not parts:
         raise IndexFolderError("no parts to assemble")
     out = Path(path)
     parts = sorted(parts, key=lambda p: p["part"])
-    infos, overlay, table_files, _ = tables_from_refs(parts, previous_files, base_version)
+    tables = tables_from_refs(
+        parts,
+        None if previous is None else previous.files,
+        base_version,
+        None if previous is None else previous.lexical,
+    )
+    infos, overlay, table_files = tables.infos, tables.overlay, tables.files
     dtypes = {p.get("rescore_dtype") for p in parts}
     if len(dtypes) != 1:
         raise IndexFolderError(f"the parts disagree on their rescoring vectors: {dtypes}")
@@ -188,10 +194,9 @@ def assemble_folder(
     files = table_files | extra
     local = list(index_files)
     lexical = None
-    if config.lexical:  # the chunks' text streamed from the parts: bounded memory
-        lexical = build_lexical(out, reader.ids(), reader.iter_column("text"))
-        local += [f.relative_to(out).as_posix() for f in (out / lexical["dir"]).rglob("*")]
-        log.info("lexical index built: %s", resident())
+    if config.lexical:
+        lexical, built = lexical_entry(out, tables, reader)
+        local += built
     for name in local:
         if (out / name).is_file():
             files[name] = {"sha256": sha256(out / name), "bytes": (out / name).stat().st_size}
@@ -221,6 +226,19 @@ def assemble_folder(
     tmp.write_text(manifest.to_json())
     tmp.replace(out / MANIFEST)
     return manifest
+
+
+def lexical_entry(out: Path, tables: Tables, reader) -> tuple[dict, list[str]]:
+    """(the manifest's ``lexical`` entry, the files the launcher wrote for it). The workers
+    wrote a segment for each part (``indexes.lexical_segments``): the entry lists them
+    (and the removed ids' files) and nothing is built here. Otherwise (parts from a
+    version without per-part segments) the index is built from the parts' text, streamed
+    (bounded memory, one segment of postings at a time)."""
+    if tables.lexical is not None:
+        return lexical_info(tables.lexical, tables.removed_files), []
+    lexical = build_lexical(out, reader.ids(), reader.iter_column("text"))
+    log.info("lexical index built on the launcher: %s", resident())
+    return lexical, [f.relative_to(out).as_posix() for f in (out / LEXICAL_DIR).rglob("*")]
 
 
 def _write_full_vectors(out: Path, reader: Parts, spec: IndexSpec) -> dict[str, dict]:

@@ -22,6 +22,7 @@ and a version whose overlay passes a fraction of its rows is written in full aga
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from inference.errors import IndexFolderError
 __all__ = [
     "DELTA_PREFIX",
     "LayeredParts",
+    "Tables",
     "check_overlay",
     "open_parts",
     "overlay_files",
@@ -371,24 +373,60 @@ def _merge(a: tuple, b: tuple) -> tuple:
     return ids[order], xb, rv
 
 
+@dataclass
+class Tables:
+    """What the workers' part references make of a folder's tables (``tables_from_refs``):
+    the base ``PartInfo``s, the manifest's ``overlay`` (None: no layers), every table
+    file's checksum entry, the base files to share from the previous version, and the
+    lexical segments' entries (base first; None when the parts carry none, or a base
+    part's segment is missing: the lexical index is then built on the launcher)."""
+
+    infos: list[PartInfo]
+    overlay: dict | None
+    files: dict[str, dict]
+    shared: list[str]
+    lexical: list[dict] | None
+
+    @property
+    def removed_files(self) -> list[str]:
+        return [r["file"] for r in (self.overlay or {}).get("removed", [])]
+
+
+def _segment_name(part_name: str) -> str:
+    return part_name.rsplit("/", 1)[-1]
+
+
 def tables_from_refs(
-    refs: Sequence[dict], previous_files: dict[str, dict] | None, base_version: str | None
-) -> tuple[list[PartInfo], dict | None, dict[str, dict], list[str]]:
-    """What the workers' part references (``transforms.index_shards``) make of a folder's
-    tables: (base ``PartInfo``s, the manifest's ``overlay`` or None, every table file's
-    checksum entry, the base files to share from the previous version). A layered run's
-    base parts are the previous version's (``previous_files`` gives their checksums)."""
+    refs: Sequence[dict],
+    previous_files: dict[str, dict] | None,
+    base_version: str | None,
+    previous_lexical: dict | None = None,
+) -> Tables:
+    """The folder's tables from the workers' part references (``transforms.index_shards``).
+    A layered run's base parts (and their lexical segments) are the previous version's:
+    ``previous_files`` gives their checksums, ``previous_lexical`` their segments."""
     refs = sorted(refs, key=lambda r: r["part"])
     files = {name: entry for r in refs for name, entry in r["files"].items()}
+    new_segments = [r["lexical"] for r in refs if r.get("lexical")]
     if not any(r.get("layered") for r in refs):
-        return [PartInfo.from_dict(r["info"]) for r in refs], None, files, []
+        infos = [PartInfo.from_dict(r["info"]) for r in refs]
+        lexical = new_segments if len(new_segments) == len(refs) else None
+        return Tables(infos, None, files, [], lexical)
     if previous_files is None:
         raise IndexFolderError("layered parts need the previous version's file list")
     base = [PartInfo.from_dict(r["base"]) for r in refs if r.get("base")]
+    known = {s["name"]: s for s in (previous_lexical or {}).get("segments", [])}
+    base_segments = [known.get(_segment_name(info.name)) for info in base]
+    lexical = None
+    if all(base_segments) and len(new_segments) == sum(1 for r in refs if r.get("info")):
+        lexical = [*base_segments, *new_segments]
     shared = []
     for info in base:
+        prefixes = [info.name + "."]
+        if lexical is not None:
+            prefixes.append(f"lexical/{_segment_name(info.name)}/")
         for name, entry in previous_files.items():
-            if name.startswith(info.name + "."):
+            if any(name.startswith(p) for p in prefixes):
                 files[name] = dict(entry)
                 shared.append(name)
     overlay = {
@@ -400,4 +438,4 @@ def tables_from_refs(
         ],
         "base": base_version,
     }
-    return base, overlay, files, sorted(shared)
+    return Tables(base, overlay, files, sorted(shared), lexical)

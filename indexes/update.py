@@ -53,12 +53,11 @@ import faiss
 import numpy as np
 
 from indexes import build
-from indexes.assemble import _SAMPLED, _write_full_vectors
+from indexes.assemble import _SAMPLED, _write_full_vectors, lexical_entry
 from indexes.choose import IndexSpec, choose_index
 from indexes.config import BuildConfig
 from indexes.files import INDEX, MANIFEST, sha256
 from indexes.layers import LayeredParts, open_parts, tables_from_refs
-from indexes.lexical import LEXICAL_DIR, build_lexical
 from indexes.manifest import Manifest, sanitize_endpoint
 from indexes.parts import PartInfo, Parts
 from indexes.probe import MARGIN, PROBE, Probe, advance_probe, load_probe, sample_probe
@@ -211,7 +210,8 @@ def update_folder(
     if not parts:
         raise IndexFolderError("no parts to assemble")
     prev = Manifest.from_json((prev_dir / MANIFEST).read_text())
-    infos, overlay, table_files, _ = tables_from_refs(parts, prev.files, prev_dir.name)
+    tables = tables_from_refs(parts, prev.files, prev_dir.name, prev.lexical)
+    infos, overlay, table_files = tables.infos, tables.overlay, tables.files
     rdtypes = {p.get("rescore_dtype") for p in parts}
     prev_rdtype = None if prev.rescore is None else prev.rescore["dtype"]
     from_vector = prev.rescore is not None and prev.rescore.get("from") == "vector"
@@ -400,18 +400,10 @@ def update_folder(
     # The lexical index, rebuilt from the parts' text (streamed).
     t = time.monotonic()
     lexical = None
-    same_text = not stale.size and not fresh.size and prev.lexical is not None
-    if config.lexical and same_text:  # the same chunks, the same texts: share its files
-        lexical = dict(prev.lexical)
-        for name, entry in prev.files.items():
-            if name.startswith(f"{LEXICAL_DIR}/"):
-                link_file(prev_dir / name, out / name)
-                files[name] = dict(entry)
-    elif config.lexical:
-        lexical = build_lexical(out, all_ids, reader.iter_column("text"))
-        for f in (out / LEXICAL_DIR).rglob("*"):
-            if f.is_file():
-                files[f.relative_to(out).as_posix()] = _entry(f)
+    if config.lexical:  # the workers' segments listed, or built here from the parts
+        lexical, built = lexical_entry(out, tables, reader)
+        for name in built:
+            files[name] = _entry(out / name)
     seconds["lexical"] = round(time.monotonic() - t, 3)
 
     # 7. The manifest, last.

@@ -72,6 +72,7 @@ class GraphConfig:
     # a layered update's unchanged documents: path -> [size, mtime]; not read again, their
     # rows stay in the base parts (``transforms.index_shards``)
     skip: dict | None = None
+    lexical: bool = True  # each part's BM25 segment, written by the worker writing the part
 
 
 def _failure_row(f) -> dict:
@@ -122,6 +123,7 @@ def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
         shards=cfg.shards,
         previous={**cfg.previous, "skipped": sorted(cfg.skip or {})} if cfg.previous else None,
         kept=len(kept),
+        lexical=cfg.lexical,
     )
     failures = (
         read_failures,

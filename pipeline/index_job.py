@@ -182,6 +182,7 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
                 rescored=setup.rescored,
                 budget=setup.budget,
                 skip=skip or None,
+                lexical=cfg.lexical,
             )
             p = beam.Pipeline(options=PipelineOptions(list(cfg.pipeline_args)))
             build_graph(p, graph)

@@ -90,7 +90,7 @@ def finish_index(
         input_type=input_type,
         config=config,
         read=read,
-        previous_files=previous_manifest.files if layered else None,
+        previous=previous_manifest if layered else None,
         base_version=Path(previous).name if layered else None,
     )
     entry["seconds_rebuild"] = round(time.monotonic() - started, 3)
@@ -109,7 +109,7 @@ def _share_base(
         raise IndexFolderError(
             "the parts were written as layers over the live version, which has no local copy"
         )
-    _, _, _, shared = tables_from_refs(parts, manifest.files, Path(previous).name)
-    for name in shared:
+    tables = tables_from_refs(parts, manifest.files, Path(previous).name, manifest.lexical)
+    for name in tables.shared:
         link_file(Path(previous) / name, local / name)
     return True

@@ -37,6 +37,8 @@ from indexes.assemble import expand_metadata_json
 from indexes.choose import IndexSpec, choose_index, family_of
 from indexes.ids import chunk_id
 from indexes.layers import DELTA_PREFIX, part_number
+from indexes.lexical import column_texts
+from indexes.lexical_segments import encode_segment
 from indexes.memory import trim
 from indexes.parts import encode_part, file_entry, id_starts, part_of
 from indexes.tables import METADATA_COLUMNS, column_array, metadata_table
@@ -232,7 +234,10 @@ def _previous_vectors(previous: dict | None, lo: int, hi: int, dtype) -> tuple:
 class _WritePartFn(beam.DoFn):
     """All runs of one part -> the part's files in the version's folder."""
 
-    def __init__(self, folder: str, parts: int, encoding: str, previous: dict | None) -> None:
+    def __init__(
+        self, folder: str, parts: int, encoding: str, previous: dict | None, lexical: bool
+    ) -> None:
+        self._lexical = lexical
         self._folder = folder.rstrip("/")
         self._parts = parts
         self._encoding = encoding
@@ -338,6 +343,12 @@ class _WritePartFn(beam.DoFn):
             prefix=prefix,
             digests=digests,
         )
+        segment = None
+        if self._lexical:  # the part's BM25 segment, from its texts (indexes.lexical_segments)
+            segment, more = encode_segment(
+                f"{prefix}-{part:05d}", meta.column("id").to_numpy(), column_texts(meta)
+            )
+            blobs = {**blobs, **more}
         files = {}
         for name, blob in blobs.items():
             _write(f"{self._folder}/{name}", blob)
@@ -355,6 +366,8 @@ class _WritePartFn(beam.DoFn):
             }
         else:
             ref = self._layer_ref(part, layer, info.as_dict(), files, xb.shape[1], rdtype)
+        if segment is not None:
+            ref["lexical"] = segment
         del table, meta, blobs, xb, rv
         trim()  # one part at a time, really
         yield ref
@@ -616,6 +629,7 @@ class BuildIndexShards(beam.PTransform):
     into ``staging`` (``read_part_list``, ``load_trained``). ``previous`` is
     ``{"folder", "parts"}`` of the version reused vectors come from. The last ``kept``
     PCollections of the input are ``ReuseVectors``' kept references (layered updates).
+    ``lexical``: each part also gets its BM25 segment (``indexes.lexical_segments``).
     Returns ``Outputs(main=part refs, failures)``.
     """
 
@@ -632,9 +646,11 @@ class BuildIndexShards(beam.PTransform):
         seed: int = 0,
         previous: dict | None = None,
         kept: int = 0,
+        lexical: bool = False,
     ) -> None:
         super().__init__()
         self._kept = kept
+        self._lexical = lexical
         codec.check_encoding(encoding)
         if shards < 1:
             raise ConfigError("shards", shards, "must be at least 1")
@@ -674,7 +690,9 @@ class BuildIndexShards(beam.PTransform):
             | "GroupRuns" >> beam.GroupByKey()
             | "WritePart"
             >> beam.ParDo(
-                _WritePartFn(self._folder, self._shards, self._encoding, self._previous)
+                _WritePartFn(
+                    self._folder, self._shards, self._encoding, self._previous, self._lexical
+                )
             ).with_outputs(FAILURES, main="parts")
         )
         parts = written.parts
