@@ -19,6 +19,7 @@ import pytest
 from indexes import versions
 from indexes.files import sha256
 from indexes.ids import chunk_id
+from indexes.lexical import open_lexical
 from indexes.reader import open_index
 from inference.errors import IndexFolderError
 from inference.server import EndpointConfig, running_endpoint
@@ -270,6 +271,7 @@ def test_layered_tables_read_like_tables_written_in_full(tmp_path, endpoint, enc
     out = tmp_path / "out"
     kw = {"encoding_format": encoding}
     first = run_index_job(job(records.folder, out, endpoint.url, **kw))
+    before = dict(records.files)
     moved = records.step()
     run = run_index_job(job(records.folder, out, endpoint.url, **kw))
     full = run_index_job(job(records.folder, tmp_path / "full", endpoint.url, **kw))
@@ -314,6 +316,22 @@ def test_layered_tables_read_like_tables_written_in_full(tmp_path, endpoint, enc
     assert not np.isin(ra.I, [chunk_id(gone, 0)]).any()
     if encoding == "float":  # flat: exact on both sides
         np.testing.assert_array_equal(ra.I, rb.I)
+
+    # The lexical index: the base parts' segments shared, the delta's written, the removed
+    # ids never found; an edited record is found by its new words only.
+    lexical = open_lexical(run.folder, layered.manifest.lexical)
+    names = [seg["name"] for seg in layered.manifest.lexical["segments"]]
+    assert any(n.startswith("part-") for n in names) and any(n.startswith("delta-") for n in names)
+    base_files = [f for f in (run.folder / "lexical").rglob("*") if "part-" in str(f.parent)]
+    assert base_files and all(f.stat().st_nlink > 1 for f in base_files if f.is_file())
+    edited = next(r for r in sorted(records.files) if r in before and records.files[r] != before[r])
+    old_number = before[edited][1].split("#")[1].rstrip(".")
+    new_number = records.files[edited][1].split("#")[1].rstrip(".")
+    target = chunk_id(edited, 0)
+    assert target in lexical.search([new_number], 5).I[0]
+    assert target not in lexical.search([old_number], 5).I[0]
+    gone_text = before[gone][1].split("#")[1].rstrip(".")
+    assert chunk_id(gone, 0) not in lexical.search([gone_text], 5).I[0]
 
 
 def test_layers_are_written_in_full_again_past_the_limit(tmp_path, endpoint):
