@@ -274,7 +274,30 @@ def test_serve_follows_an_update_that_copies_the_shared_index_inside_the_store(
     assert main(["search", url, "red planet rovers iron oxide", "--json"]) == 0
 
 
-def test_a_second_run_is_refused_and_a_killed_runs_lease_expires(store, endpoint, tmp_path):
+def test_a_lease_is_refused_while_live_taken_over_once_expired_and_lost_to_the_taker(store):
+    """The lease's conditional writes on each store, on an injected clock: created only if
+    absent, taken over only over the tag read, and a renewal over a stale tag is refused."""
+    leased = open_store(store.url("lease-only"))
+    now = [1000.0]
+    with remote.hold_lease(leased, seconds=60, clock=lambda: now[0]) as held:
+        with pytest.raises(ConfigError, match=r"another run .* expires in 60 s"):
+            with remote.hold_lease(leased, seconds=60, clock=lambda: now[0]):
+                pass
+        assert ".lease" in store.keys("lease-only")
+        now[0] += 61  # the holder stopped renewing (its run died): the lease expired
+        with remote.hold_lease(leased, seconds=60, clock=lambda: now[0]) as taker:
+            taker.check()  # the taker renews over the tag it wrote
+            with pytest.raises(JobError, match="lost the lease"):
+                held.check()  # the old holder's renewal is over a stale tag
+    # The taker released the lease; the old holder, no longer its owner, deleted nothing.
+    assert ".lease" not in store.keys("lease-only")
+
+
+def test_a_second_run_is_refused_and_a_killed_runs_lease_expires(gcs, endpoint, tmp_path):
+    """The job's side of the lease, on one store: the lease is store-independent code
+    (indexes/remote.py over ObjectStore.put's conditions, tested on both stores above), and
+    each store's staging cleanup shows in the job tests above. GCS: its jobs run faster."""
+    store = gcs
     corpus = write_sample(tmp_path / "corpus")
     url = store.url("leased")
     job = IndexJobConfig(
