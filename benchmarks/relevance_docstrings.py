@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import json
 import random
 import sys
@@ -42,8 +43,13 @@ _SKIP_DIRS = {"test", "tests", "idlelib", "lib2to3", "site-packages", "turtledem
 
 def docstring_pairs(root: Path | None = None) -> list[tuple[str, str, str]]:
     """``(id, summary, body)`` of every usable docstring under the stdlib ``root``,
-    each summary and each body once, in a stable order."""
-    root = root or Path(sysconfig.get_paths()["stdlib"])
+    each summary and each body once, in a stable order (files sorted by path). A root is
+    parsed once a process (about 10 s for the stdlib); each call gets its own list."""
+    return list(_docstring_pairs(root or Path(sysconfig.get_paths()["stdlib"])))
+
+
+@functools.lru_cache(maxsize=4)
+def _docstring_pairs(root: Path) -> tuple[tuple[str, str, str], ...]:
     out: list[tuple[str, str, str]] = []
     seen_summary: set[str] = set()
     seen_body: set[str] = set()
@@ -72,7 +78,7 @@ def docstring_pairs(root: Path | None = None) -> list[tuple[str, str, str]]:
             seen_summary.add(summary)
             seen_body.add(body)
             out.append((f"{module}:{qualname}", summary, body))
-    return out
+    return tuple(out)
 
 
 def _walk(node: ast.AST, prefix: str):

@@ -13,6 +13,7 @@ error class and a readable reason; nothing is dropped without one.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +25,7 @@ __all__ = [
     "Failure",
     "ImageItem",
     "content_hash",
+    "read_failures",
 ]
 
 Metadata = dict[str, object]
@@ -159,3 +161,14 @@ class Failure:
         return cls(
             source_id=source_id, uri=uri, stage=stage, error=type(exc).__name__, message=message
         )
+
+
+def read_failures(document_id: str, uri: str) -> Callable[..., Failure]:
+    """``fail(reason, source=document_id)``: the read-stage ``Failure`` of one file (or,
+    with ``source``, of one of its parts: a page, a section, a record), as each file parser
+    reports what it cannot read. ``reason`` is a message or an exception."""
+
+    def fail(reason: str | BaseException, source: str = document_id) -> Failure:
+        return Failure.of(reason, source_id=source, uri=uri, stage="read")
+
+    return fail

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 
 from inference.errors import ConfigError
-from transforms.elements import Document, Failure
+from transforms.elements import Document, Failure, read_failures
 
 __all__ = [
     "DOCUMENT_EXTENSIONS",
@@ -125,8 +125,7 @@ def parse_documents(
     """Documents (or failures) from one file's bytes, by its extension."""
     ext = extension.lower()
 
-    def fail(reason: str | BaseException, source: str = document_id) -> Failure:
-        return Failure.of(reason, source_id=source, uri=uri, stage="read")
+    fail = read_failures(document_id, uri)
 
     if not data:
         yield fail("empty file")
@@ -216,8 +215,7 @@ class _BadRecord(str):
 
 
 def _record_document(row, source, uri, ext, fields: RecordFields, max_document_bytes):
-    def fail(reason: str) -> Failure:
-        return Failure.of(reason, source_id=source, uri=uri, stage="read")
+    fail = read_failures(source, uri)
 
     text = row.get(fields.text)
     if not isinstance(text, str):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from transforms.elements import Document, Failure
+from transforms.elements import Document, Failure, read_failures
 
 __all__ = ["parse_pdf"]
 
@@ -43,8 +43,7 @@ def parse_pdf(
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
 
-    def fail(reason: str, source: str = document_id) -> Failure:
-        return Failure.of(reason, source_id=source, uri=uri, stage="read")
+    fail = read_failures(document_id, uri)
 
     try:
         pdf = pdfium.PdfDocument(data)

@@ -15,7 +15,7 @@ import re
 import zipfile
 from collections.abc import Iterator
 
-from transforms.elements import Document, Failure
+from transforms.elements import Document, Failure, read_failures
 
 __all__ = ["parse_docx"]
 
@@ -44,8 +44,7 @@ def parse_docx(
     import docx
     from docx.opc.exceptions import PackageNotFoundError
 
-    def fail(reason: str, source: str = document_id) -> Failure:
-        return Failure.of(reason, source_id=source, uri=uri, stage="read")
+    fail = read_failures(document_id, uri)
 
     try:
         doc = docx.Document(io.BytesIO(data))
