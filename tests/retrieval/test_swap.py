@@ -18,7 +18,7 @@ from retrieval.service.run import running_service
 from tests.folders import flip, make_versioned
 
 QUERY = {"query": "the rabbit eats carrots", "k": 3}
-UPDATES = 3  # each an update and a swap under load: more would repeat the same path
+UPDATES = 5  # each an update and a swap under load (issue 13: five successive updates)
 
 
 def _wait(predicate, timeout: float = 20.0) -> None:
@@ -134,7 +134,7 @@ def test_a_served_version_survives_its_folder_being_deleted(tmp_path, build_text
 
 @pytest.mark.slow
 def test_swap_to_each_updated_version_under_load(tmp_path):
-    """The index job updates the live index three times (segments: the main index shared,
+    """The index job updates the live index five times (segments: the main index shared,
     a delta and tombstones) while 4 clients search; every request succeeds, each client
     follows every version, and no response holds a document deleted by then."""
     from indexes import versions
