@@ -56,7 +56,7 @@ class IndexJobConfig:
     # an update writes its tables as layers over the live version's (indexes.layers): the
     # changed rows and the removed ids; past LAYER_LIMIT of the rows, in full again
     layered: bool = True
-    lexical: bool = True  # a BM25 index beside the vectors (built on the launcher: RAM ~ postings)
+    lexical: bool = True  # a BM25 index beside the vectors: a segment a part, by the workers
     lease_seconds: float = 600.0
     pipeline_args: tuple[str, ...] = ()
 
