@@ -53,7 +53,7 @@ class Manifest:
     (binary folders with rescoring add ``unrescored``, the recall of their bits alone);
     ``lexical`` is None or the BM25 index's ``{"dir", "tokenizer", "k1", "b", "count",
     "terms", "postings", "segments", "removed"}`` (``indexes.lexical_segments``);
-    ``overlay`` (layered tables, ``indexes.layers``) is left out when not set; ``model_info``, ``wire_encoding`` and
+    ``overlay`` (layered tables, ``indexes.layers``), ``model_info``, ``wire_encoding`` and
     ``note`` are left out when not set; ``digest`` is the sha256 of all other fields, so a
     reader detects an edited manifest (the other files are covered by ``files``).
     """
