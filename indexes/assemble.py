@@ -238,7 +238,8 @@ def lexical_entry(out: Path, tables: Tables, reader) -> tuple[dict, list[str]]:
         return lexical_info(tables.lexical, tables.removed_files), []
     lexical = build_lexical(out, reader.ids(), reader.iter_column("text"))
     log.info("lexical index built on the launcher: %s", resident())
-    return lexical, [f.relative_to(out).as_posix() for f in (out / LEXICAL_DIR).rglob("*")]
+    built = [f for f in (out / LEXICAL_DIR).rglob("*") if f.is_file()]
+    return lexical, [f.relative_to(out).as_posix() for f in built]
 
 
 def _write_full_vectors(out: Path, reader: Parts, spec: IndexSpec) -> dict[str, dict]:

@@ -58,6 +58,7 @@ from indexes.choose import IndexSpec, choose_index
 from indexes.config import BuildConfig
 from indexes.files import INDEX, MANIFEST, sha256
 from indexes.layers import LayeredParts, open_parts, tables_from_refs
+from indexes.lexical_segments import LEXICAL_DIR
 from indexes.manifest import Manifest, sanitize_endpoint
 from indexes.parts import PartInfo, Parts
 from indexes.probe import MARGIN, PROBE, Probe, advance_probe, load_probe, sample_probe
@@ -400,7 +401,15 @@ def update_folder(
     # The lexical index, rebuilt from the parts' text (streamed).
     t = time.monotonic()
     lexical = None
-    if config.lexical:  # the workers' segments listed, or built here from the parts
+    same_text = not stale.size and not fresh.size and prev.lexical is not None
+    if config.lexical and tables.lexical is None and same_text:
+        # Built here (no per-part segments), from the same texts: share the live one's.
+        lexical = dict(prev.lexical)
+        for name, entry in prev.files.items():
+            if name.startswith(f"{LEXICAL_DIR}/"):
+                link_file(prev_dir / name, out / name)
+                files[name] = dict(entry)
+    elif config.lexical:  # the workers' segments listed, or built here from the parts
         lexical, built = lexical_entry(out, tables, reader)
         for name in built:
             files[name] = _entry(out / name)
