@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 from dataclasses import asdict
 from pathlib import Path
 
@@ -92,7 +93,16 @@ def unchanged_files(live: Path, fingerprint: dict | None, overlay: dict | None) 
     if recorded.get("settings") != fingerprint["settings"]:
         return {}
     before = {f[0]: [f[1], f[2]] for f in recorded.get("files", [])}
-    same = {f[0]: [f[1], f[2]] for f in fingerprint["files"] if before.get(f[0]) == [f[1], f[2]]}
+    from transforms.formats import DOCUMENT_EXTENSIONS
+
+    # Documents only: images are read again (their reader does not skip), so their rows
+    # come through the pipeline and must not also count as kept unread.
+    same = {
+        f[0]: [f[1], f[2]]
+        for f in fingerprint["files"]
+        if before.get(f[0]) == [f[1], f[2]]
+        and posixpath.splitext(f[0])[1].lower() in DOCUMENT_EXTENSIONS
+    }
     import pyarrow.parquet as pq
 
     from indexes.parts import METADATA_SUFFIX
