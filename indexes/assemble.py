@@ -152,14 +152,18 @@ def assemble_folder(
     if len(dtypes) != 1:
         raise IndexFolderError(f"the parts disagree on their rescoring vectors: {dtypes}")
     rdtype = dtypes.pop()
-    reader = open_parts(
-        out,
-        infos,
-        overlay,
-        encoding=spec.encoding,
-        dimensions=spec.dimensions,
-        rescore_dtype=rdtype,
-    )
+
+    def tables_reader(rescore_dtype: str | None):
+        return open_parts(
+            out,
+            infos,
+            overlay,
+            encoding=spec.encoding,
+            dimensions=spec.dimensions,
+            rescore_dtype=rescore_dtype,
+        )
+
+    reader = tables_reader(rdtype)
     config.apply_threads()
     combined = _combine(
         out, spec, trained, reader, [p["index"] for p in parts if p.get("index")], read, len(parts)
@@ -173,14 +177,7 @@ def assemble_folder(
         for layer in layers:  # (a layered folder's base and delta parts, row for row)
             extra |= _write_full_vectors(out, layer, spec)
         rdtype = "float32"
-        reader = open_parts(
-            out,
-            infos,
-            overlay,
-            encoding=spec.encoding,
-            dimensions=spec.dimensions,
-            rescore_dtype=rdtype,
-        )
+        reader = tables_reader(rdtype)
     rescore = rescore_entry(rdtype, spec, config, from_vector=from_vector)
     store = None
     if rdtype is not None:
