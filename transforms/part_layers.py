@@ -27,7 +27,6 @@ __all__ = [
     "kept_in_base",
     "layered_ids",
     "layered_vectors",
-    "previous_delta_of",
     "read_base_ids",
     "read_base_metadata",
     "removed_entry",
@@ -43,14 +42,6 @@ def _read(path: str) -> bytes:
 def base_of(previous: dict, part: int) -> dict | None:
     """The previous version's base part ``part`` (its PartInfo dict), if it has one."""
     for info in previous["parts"]:
-        if part_number(info["name"]) == part:
-            return info
-    return None
-
-
-def previous_delta_of(previous: dict, part: int) -> dict | None:
-    """The previous version's delta part ``part``, if it has one."""
-    for info in (previous.get("overlay") or {}).get("parts", []):
         if part_number(info["name"]) == part:
             return info
     return None
