@@ -98,6 +98,20 @@ def _endpoint(cfg: IndexJobConfig) -> Iterator[tuple[ClientSettings, str, ModelS
     yield settings, cfg.endpoint, model_setup(settings, cfg)
 
 
+def _same_parts(parts: list[dict], shards: int) -> bool:
+    """Whether the live version's parts cover the id ranges of ``shards`` parts (layers
+    go over parts of the same ranges; another ``--shards`` writes the parts in full)."""
+    from indexes.layers import part_number
+    from indexes.parts import part_of
+
+    return all(
+        part_of(int(p["id_min"]), shards)
+        == part_number(p["name"])
+        == part_of(int(p["id_max"]), shards)
+        for p in parts
+    )
+
+
 def _reusable(run: RunOutput, cfg: IndexJobConfig, endpoint: str, model: str) -> dict | None:
     """``{"folder", "parts", "count"}`` of the live version, when its vectors are valid for
     this run's settings."""
@@ -129,6 +143,7 @@ def _reusable(run: RunOutput, cfg: IndexJobConfig, endpoint: str, model: str) ->
         and not cfg.rebuild
         and not from_vector
         and delta + removed <= LAYER_LIMIT * max(manifest.count, 1)
+        and _same_parts(manifest.parts, cfg.shards)
     )
     return {
         "folder": run.previous,

@@ -74,11 +74,11 @@ class Records:
 
 
 def job(corpus: Path, output: Path, url: str, **kw) -> IndexJobConfig:
+    kw = {"shards": 4, **kw}
     return IndexJobConfig(
         inputs=(str(corpus),),
         output=str(output),
         endpoint=url,
-        shards=4,
         pipeline_args=tuple(RUNNERS["direct"]),
         **kw,
     )
@@ -409,3 +409,18 @@ def test_an_update_reads_only_the_files_that_changed(tmp_path, endpoint):
         np.random.default_rng(2).standard_normal((5, 64)).astype(np.float32), 10
     )
     assert not np.isin(res.I, [chunk_id("doc5.md", 0)]).any()
+
+
+def test_another_shard_count_writes_the_parts_in_full(tmp_path, endpoint):
+    """Layers go over parts of the same id ranges: with another --shards the run writes
+    every part in full, and its tables equal a full build's."""
+    records = Records(tmp_path / "corpus", n=160)
+    out = tmp_path / "out"
+    run_index_job(job(records.folder, out, endpoint.url))  # 4 shards
+    records.step()
+    run = run_index_job(job(records.folder, out, endpoint.url, shards=8))
+    folder = open_index(run.folder)
+    assert folder.manifest.overlay is None and len(folder.manifest.parts) == 8
+    _same_tables(
+        folder, open_index(run_index_job(job(records.folder, tmp_path / "b", endpoint.url)).folder)
+    )
