@@ -48,13 +48,12 @@ from transforms import progress
 from transforms.elements import Embedded, Failure
 from transforms.part_layers import (
     base_of,
+    base_rows,
     kept_in_base,
     layered_ids,
     layered_vectors,
-    read_base_ids,
     read_base_metadata,
     removed_entry,
-    unread_base_ids,
 )
 from transforms.read import FAILURES, Outputs
 
@@ -380,8 +379,8 @@ class _WritePartFn(beam.DoFn):
         layer = {"base": base, "kept": 0, "removed": None}
         if base is None:
             return table, ids, layer
-        base_ids = read_base_ids(self._previous, base)
-        pre_kept = np.union1d(pre_kept, self._unread(part, base))
+        base_ids, unread = self._base_rows(part, base)
+        pre_kept = np.union1d(pre_kept, unread)
         reused = table.column("reused").to_numpy(zero_copy_only=False)
         kept = np.zeros(ids.size, dtype=bool)
         if (reused & np.isin(ids, base_ids)).any():  # compare them with the base's rows
@@ -399,15 +398,12 @@ class _WritePartFn(beam.DoFn):
         layer["removed"] = removed_entry(self._folder, part, gone)
         return table.filter(pa.array(~kept)), ids[~kept], layer
 
-    def _unread(self, part: int, base: dict) -> np.ndarray:
-        """The live rows of base part ``part`` from the documents this run did not read
-        (unchanged files, ``previous["skipped"]``): they stay as they are."""
-        skipped = self._previous.get("skipped")
-        if not skipped:
-            return np.empty(0, np.int64)
-        ids = unread_base_ids(self._previous, base, skipped, part)
-        self._unread_rows.inc(int(ids.size))
-        return ids
+    def _base_rows(self, part: int, base: dict) -> tuple[np.ndarray, np.ndarray]:
+        """(base part ``part``'s ids, the live ones from documents this run did not read:
+        unchanged files, which stay as they are)."""
+        ids, unread = base_rows(self._previous, base, part)
+        self._unread_rows.inc(int(unread.size))
+        return ids, unread
 
     def _kept_only(self, part: int, pre_kept: np.ndarray) -> dict:
         """A layered part none of whose rows needs writing: the base part's ids minus
@@ -415,8 +411,9 @@ class _WritePartFn(beam.DoFn):
         base = base_of(self._previous, part)
         if base is None:
             raise ConfigError("kept", part, "rows were kept from a base part that is not there")
-        pre_kept = np.union1d(pre_kept, self._unread(part, base))
-        gone = np.setdiff1d(read_base_ids(self._previous, base), pre_kept, assume_unique=True)
+        base_ids, unread = self._base_rows(part, base)
+        pre_kept = np.union1d(pre_kept, unread)
+        gone = np.setdiff1d(base_ids, pre_kept, assume_unique=True)
         return {
             "base": base,
             "kept": int(pre_kept.size),

@@ -24,13 +24,13 @@ from inference import codec
 
 __all__ = [
     "base_of",
+    "base_rows",
     "kept_in_base",
     "layered_ids",
     "layered_vectors",
-    "read_base_ids",
     "read_base_metadata",
+    "read_removed",
     "removed_entry",
-    "unread_base_ids",
 ]
 
 
@@ -53,24 +53,32 @@ def read_base_metadata(previous: dict, info: dict) -> pa.Table:
     return pq.read_table(io.BytesIO(data))
 
 
-def read_base_ids(previous: dict, info: dict) -> np.ndarray:
-    """A base part's ids (ascending), read as one column."""
-    data = _read(f"{previous['folder']}/{info['name']}{METADATA_SUFFIX}")
-    return pq.read_table(io.BytesIO(data), columns=["id"]).column("id").to_numpy()
+def read_removed(folder: str, entries) -> np.ndarray:
+    """The ids of removed-id files (``{"file", ...}`` entries of ``folder``), joined."""
+    arrays = [
+        np.load(io.BytesIO(_read(f"{folder}/{e['file']}")), allow_pickle=False) for e in entries
+    ]
+    return np.concatenate(arrays) if arrays else np.empty(0, np.int64)
 
 
-def unread_base_ids(previous: dict, info: dict, skipped, part: int) -> np.ndarray:
-    """The ids of base part ``info`` whose rows come from the ``skipped`` files (paths)
-    and are live in the previous version (not among its removed ids), ascending."""
+def base_rows(previous: dict, info: dict, part: int) -> tuple[np.ndarray, np.ndarray]:
+    """(every id of base part ``info``, ascending; those of its live rows that come from
+    the files this run did not read, ``previous["skipped"]``), from one read of the part's
+    ``id`` (and ``uri``) columns."""
+    skipped = previous.get("skipped")
     data = _read(f"{previous['folder']}/{info['name']}{METADATA_SUFFIX}")
-    t = pq.read_table(io.BytesIO(data), columns=["id", "uri"])
+    t = pq.read_table(io.BytesIO(data), columns=["id", "uri"] if skipped else ["id"])
+    ids = t.column("id").to_numpy()
+    if not skipped:
+        return ids, np.empty(0, np.int64)
     mask = pc.is_in(t.column("uri"), value_set=pa.array(list(skipped), type=pa.string()))
-    ids = t.column("id").to_numpy()[pc.fill_null(mask, False).to_numpy(zero_copy_only=False)]
-    for r in (previous.get("overlay") or {}).get("removed", []):
-        if part_number(r["file"].removesuffix(".npy")) == part:
-            gone = np.load(io.BytesIO(_read(f"{previous['folder']}/{r['file']}")))
-            ids = np.setdiff1d(ids, gone)
-    return ids
+    unread = ids[pc.fill_null(mask, False).to_numpy(zero_copy_only=False)]
+    mine = [
+        r
+        for r in (previous.get("overlay") or {}).get("removed", [])
+        if part_number(r["file"].removesuffix(".npy")) == part
+    ]
+    return ids, np.setdiff1d(unread, read_removed(previous["folder"], mine))
 
 
 def _same(a: pa.ChunkedArray | None, b: pa.ChunkedArray | None, n: int) -> np.ndarray:
@@ -130,10 +138,7 @@ def removed_entry(folder: str, part: int, removed: np.ndarray) -> dict | None:
 
 
 def _removed(folder: str, ref: dict) -> np.ndarray:
-    entry = ref.get("removed")
-    if not entry:
-        return np.empty(0, np.int64)
-    return np.load(io.BytesIO(_read(f"{folder}/{entry['file']}")), allow_pickle=False)
+    return read_removed(folder, [ref["removed"]] if ref.get("removed") else [])
 
 
 def _batches(path: str, columns: list[str], batch_rows: int) -> Iterator[pa.Table]:

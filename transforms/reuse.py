@@ -32,6 +32,7 @@ from transforms import progress
 from transforms.elements import Chunk, ImageItem
 from transforms.embed import embedded_from
 from transforms.index_shards import REUSED_VECTOR, metadata_row, row_digest
+from transforms.part_layers import read_removed
 
 __all__ = ["ReuseVectors", "hash_digest"]
 
@@ -68,14 +69,6 @@ def _ids_digests(folder: str, info: dict, rows: bool) -> tuple[np.ndarray, ...]:
     return t.column("id").to_numpy(), digests, row
 
 
-def _removed(folder: str, overlay: dict | None) -> np.ndarray:
-    out = [np.empty(0, np.int64)]
-    for r in (overlay or {}).get("removed", []):
-        with FileSystems.open(f"{folder}/{r['file']}") as f:
-            out.append(np.load(io.BytesIO(f.read()), allow_pickle=False))
-    return np.concatenate(out)
-
-
 def _load(previous: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ids, content-hash digests, base row digests: 0 for a row not in a base part or
     without one) of the previous version's live rows, sorted by id; once a process. A
@@ -86,7 +79,7 @@ def _load(previous: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if key not in _LOADED:
             overlay = previous.get("overlay")
             got = [_ids_digests(key, info, True) for info in previous["parts"]]
-            removed = _removed(key, overlay)
+            removed = read_removed(key, (overlay or {}).get("removed", []))
             if removed.size:
                 got = [tuple(a[~np.isin(g[0], removed)] for a in g) for g in got]
             got += [_ids_digests(key, info, False) for info in (overlay or {}).get("parts", [])]
