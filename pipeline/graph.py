@@ -73,6 +73,9 @@ class GraphConfig:
     # rows stay in the base parts (``transforms.index_shards``)
     skip: dict | None = None
     lexical: bool = True  # each part's BM25 segment, written by the worker writing the part
+    # train the index and write IVF shards (False: an update that keeps the live index;
+    # ``pipeline.training`` trains later if the update must rebuild after all)
+    train: bool = True
 
 
 def _failure_row(f) -> dict:
@@ -124,6 +127,7 @@ def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
         previous={**cfg.previous, "skipped": sorted(cfg.skip or {})} if cfg.previous else None,
         kept=len(kept),
         lexical=cfg.lexical,
+        train=cfg.train,
     )
     failures = (
         read_failures,

@@ -48,6 +48,7 @@ from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_part_l
 from pipeline.model_setup import ModelSetup, model_setup
 from pipeline.outputs import RunOutput, open_output, redact_args
 from pipeline.progress import ProgressTracker, Snapshot, tracking
+from pipeline.training import train_later, trains_up_front
 from pipeline.unchanged import (
     carried_failures,
     input_fingerprint,
@@ -198,6 +199,7 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
                 budget=setup.budget,
                 skip=skip or None,
                 lexical=cfg.lexical,
+                train=_train_up_front(cfg, run, reuse),
             )
             p = beam.Pipeline(options=PipelineOptions(list(cfg.pipeline_args)))
             build_graph(p, graph)
@@ -247,6 +249,13 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
             input_type=cfg.input_type,
             config=BuildConfig(memory_budget=cfg.memory_budget, lexical=cfg.lexical),
             read=_read_any,
+            train=lambda: train_later(
+                pipeline_args=cfg.pipeline_args,
+                staging=run.staging,
+                folder=run.folder,
+                spec=spec,
+                parts=parts,
+            ),
         )
         manifest = finish_manifest(
             run.local, manifest, info=setup.info, wire=setup.wire, rescored=setup.rescored
@@ -272,6 +281,18 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
         folder = run.publish()
     code = EXIT_FAILED_INPUTS if failures.num_rows else EXIT_OK
     return IndexJobResult(version=run.name, folder=folder, exit_code=code, report=report)
+
+
+def _train_up_front(cfg: IndexJobConfig, run: RunOutput, reuse: dict | None) -> bool:
+    """Whether the pipeline trains the index (``pipeline.training``): not when the finish
+    is expected to update the live version's index."""
+    live = run.previous_manifest
+    return trains_up_front(
+        reusable=reuse is not None,
+        rebuild=cfg.rebuild,
+        factory=None if cfg.index == "auto" else cfg.index,
+        live_factory=None if live is None else live.index_factory,
+    )
 
 
 def _unchanged(folder: Path, live: dict, seconds: float) -> IndexJobResult:

@@ -40,7 +40,7 @@ def finish_index(
     factory: str | None,
     rebuild: bool,
     spec: IndexSpec,
-    trained: bytes,
+    trained: bytes | None,
     parts: list[dict],
     model: str,
     endpoint: str | None,
@@ -48,9 +48,16 @@ def finish_index(
     input_type: str | None,
     config: BuildConfig,
     read: Callable[[str], bytes],
+    train: Callable[[], tuple[IndexSpec, bytes, list[dict]]] | None = None,
 ) -> tuple[Manifest, dict]:
     """(the new folder's manifest, the report's ``update`` entry: ``mode`` ``update`` or
-    ``rebuild``, ``reason``, the change's counts and the update's seconds)."""
+    ``rebuild``, ``reason``, the change's counts, the update's seconds and ``training``:
+    where the index was trained, ``pipeline``, ``finish`` or ``none``).
+
+    ``trained`` is the empty index the pipeline trained (and ``parts`` carry its IVF
+    shards), or None when it trained none because an update was expected
+    (``pipeline.training``); then ``train`` (spec, trained index, parts with their shards)
+    is called only if the folder must be built in full after all."""
     started = time.monotonic()
     layered = _share_base(local, previous, previous_manifest, parts)
     entry: dict = {"mode": "rebuild", "reason": "no live version to update from"}
@@ -74,11 +81,21 @@ def finish_index(
             )
             entry = {"stats": outcome.stats, "seconds": outcome.seconds}
             if outcome.manifest is not None:
-                entry |= {"mode": "update", "reason": ""}
+                entry |= {"mode": "update", "reason": "", "training": _training(trained)}
                 return outcome.manifest, entry
             entry |= {"mode": "rebuild", "reason": outcome.reason}
             discard_update(local)
     log.info("building the index in full: %s", entry["reason"])
+    entry["training"] = _training(trained)
+    if trained is None:  # the pipeline trained none: an update was expected
+        if train is None:
+            raise IndexFolderError(
+                f"the index must be built in full ({entry['reason']}), but nothing was trained"
+            )
+        t = time.monotonic()
+        spec, trained, parts = train()
+        entry["training"] = "finish"
+        entry["seconds_training"] = round(time.monotonic() - t, 3)
     manifest = assemble_folder(
         local,
         spec=spec,
@@ -95,6 +112,10 @@ def finish_index(
     )
     entry["seconds_rebuild"] = round(time.monotonic() - started, 3)
     return manifest, entry
+
+
+def _training(trained: bytes | None) -> str:
+    return "none" if trained is None else "pipeline"
 
 
 def _share_base(

@@ -5,8 +5,10 @@
         read the part's runs, fill reused vectors from the previous version's part,
         sort by id, drop duplicate ids (to failures), write the part's Parquet files
     part refs --Combine--> Choose (the index for that many vectors)
-    part refs --Train (one worker: the sample, the smallest ids, read part by part)
-    part refs --AddShard (IVF: trained copy + add_with_ids)--> shard files
+    TrainShards (when the job will build the index in full; an update that keeps the
+    live index skips it, and trains later only if it must rebuild after all):
+        part refs --Train (one worker: the sample, the smallest ids, read part by part)
+        part refs --AddShard (IVF: trained copy + add_with_ids)--> shard files
 
 Only small records (file names, counts, id ranges) cross a stage boundary, so the
 in-process runner, which keeps each PCollection between stages in memory, holds no
@@ -60,16 +62,21 @@ from transforms.read import FAILURES, Outputs
 __all__ = [
     "PART_LIST",
     "REUSED_VECTOR",
+    "SHARD_LIST",
     "BuildIndexShards",
+    "TrainShards",
     "load_trained",
     "metadata_row",
     "read_part_list",
+    "read_shard_list",
     "row_digest",
+    "train_without_data",
 ]
 
 _ID_SPACE = 1 << 63
 _RUN_ROWS = 4096
 PART_LIST = "parts.jsonl"
+SHARD_LIST = "shards.jsonl"  # TrainShards run on its own: {"part", "index"} a line
 TRAINED_INDEX = "trained.faiss"
 TRAINED_SPEC = "spec.json"
 # An Embedded whose vector is empty (this marker) is reused: its vector is read from the previous
@@ -529,8 +536,10 @@ def _part_ids(folder: str, ref: dict) -> np.ndarray:
 def _train(spec: dict | None, refs: list[dict], folder: str, settings: dict) -> dict | None:
     """Train the chosen index on a random sample of the parts' vectors (never the first
     rows), read part by part. Ids are hashes, so the sample is the ``train_size`` smallest
-    ids: the same corpus trains on the same vectors on every runner. A first pass reads
-    only ids to find the cut; the second fills one array of exactly that many vectors."""
+    ids: the same corpus trains on the same vectors, in id order, on every runner and
+    whether its parts were written in full or as layers (a layered part reads its base's
+    rows, then its delta's). A first pass reads only ids to find the cut; the second
+    fills one array of exactly that many vectors."""
     if spec is None:
         return None
     index_spec = IndexSpec(**spec)
@@ -545,21 +554,35 @@ def _train(spec: dict | None, refs: list[dict], folder: str, settings: dict) -> 
         low = np.sort(np.concatenate([i[i < bound] for i in (_part_ids(folder, r) for r in refs)]))
         cut = int(low[min(size, low.size) - 1]) if low.size else -1
         xs = np.empty((int((low <= cut).sum()), width), dtype=dtype)
+        order = np.empty(xs.shape[0], dtype=np.int64)
         filled = 0
         for ref in refs:
             if ref["id_min"] > cut:
                 break
             for ids, xb in _part_vectors(folder, ref, encoding):
-                keep = xb[ids <= cut]
-                xs[filled : filled + keep.shape[0]] = keep
-                filled += keep.shape[0]
+                keep = ids <= cut
+                n = int(keep.sum())
+                xs[filled : filled + n] = xb[keep]
+                order[filled : filled + n] = ids[keep]
+                filled += n
                 del ids, xb, keep
+        if order.size > 1 and (np.diff(order) < 0).any():  # layered parts: into id order
+            xs = xs[np.argsort(order, kind="stable")]
+        del order
     trained = build.train_index(index_spec, xs, seed=settings["seed"], overwrite=True)
     del xs
     blob = build.serialize_index(trained)
     del trained
     trim()
     return {"spec": spec, "blob": blob}
+
+
+def train_without_data(spec: IndexSpec, *, seed: int = 0) -> bytes | None:
+    """The empty index ``TrainShards`` would make, when it needs no vectors (no training
+    sample, no IVF shards: flat and graph indexes); None when it does."""
+    if spec.nlist or min(spec.train_size, spec.count):
+        return None
+    return _train(asdict(spec), [], "", {"encoding": spec.encoding, "seed": seed})["blob"]
 
 
 class _AddShardFn(beam.DoFn):
@@ -588,18 +611,79 @@ def _save_trained(trained: dict | None, staging: str) -> None:
     """The trained empty index and its spec, for the final step (``load_trained``)."""
     if trained is not None:
         _write(f"{staging.rstrip('/')}/{TRAINED_INDEX}", trained["blob"])
-        _write(f"{staging.rstrip('/')}/{TRAINED_SPEC}", json.dumps(trained["spec"]).encode())
+        _save_spec(trained["spec"], staging)
 
 
-def load_trained(staging: str) -> tuple[IndexSpec, bytes] | None:
-    """What ``BuildIndexShards`` trained, or None when there was nothing to index."""
+def _save_spec(spec: dict | None, staging: str) -> None:
+    """The chosen index's spec alone (nothing trained: the job updates the live index)."""
+    if spec is not None:
+        _write(f"{staging.rstrip('/')}/{TRAINED_SPEC}", json.dumps(spec).encode())
+
+
+def load_trained(staging: str) -> tuple[IndexSpec, bytes | None] | None:
+    """(the chosen index's spec, the trained empty index: None when the job did not train
+    one), or None when there was nothing to index."""
     spec_path = f"{staging.rstrip('/')}/{TRAINED_SPEC}"
     if not FileSystems.exists(spec_path):
         return None
     with FileSystems.open(spec_path) as f:
         spec = IndexSpec(**json.loads(f.read()))
-    with FileSystems.open(f"{staging.rstrip('/')}/{TRAINED_INDEX}") as f:
+    blob_path = f"{staging.rstrip('/')}/{TRAINED_INDEX}"
+    if not FileSystems.exists(blob_path):
+        return spec, None
+    with FileSystems.open(blob_path) as f:
         return spec, f.read()
+
+
+def read_shard_list(staging: str) -> dict[int, str]:
+    """part -> shard file, of a ``TrainShards`` run on its own (``shard_list`` set)."""
+    path = f"{staging.rstrip('/')}/{SHARD_LIST}"
+    if not FileSystems.exists(path):
+        return {}
+    with FileSystems.open(path) as f:
+        rows = [json.loads(line) for line in f.read().decode("utf-8").splitlines() if line]
+    return {int(r["part"]): r["index"] for r in rows}
+
+
+class TrainShards(beam.PTransform):
+    """Train the chosen index and add each part's vectors to a copy of it (IVF: a shard
+    file a part), on the workers, from ``(part refs, spec)``: the refs
+    ``BuildIndexShards`` writes and a one-element PCollection of the spec (a dict, or
+    None when there is nothing to index). The trained empty index and its spec go to
+    ``staging`` (``load_trained``); with ``shard_list`` the shards' ``{"part", "index"}``
+    too (``read_shard_list``). Returns the shard refs."""
+
+    def __init__(
+        self, staging: str, *, folder: str, encoding: str, seed: int = 0, shard_list: bool = False
+    ) -> None:
+        super().__init__()
+        codec.check_encoding(encoding)
+        self._staging = staging
+        self._folder = folder
+        self._encoding = encoding
+        self._settings = {"encoding": encoding, "seed": seed}
+        self._shard_list = shard_list
+
+    def expand(self, inputs):
+        parts, spec = inputs
+        # The training sample is read from the parts by the one worker that trains: it
+        # never crosses a stage boundary (only the parts' small refs do).
+        trained = spec | "Train" >> beam.Map(
+            _train, beam.pvalue.AsList(parts), self._folder, self._settings
+        )
+        _ = trained | "SaveTrained" >> beam.Map(_save_trained, self._staging)
+        shards = parts | "AddShard" >> beam.ParDo(
+            _AddShardFn(self._folder, self._staging, self._encoding),
+            beam.pvalue.AsSingleton(trained),
+        )
+        if self._shard_list:
+            _ = (
+                shards
+                | "ShardJson" >> beam.Map(json.dumps, sort_keys=True)
+                | "ShardList"
+                >> beam.io.WriteToText(f"{self._staging}/{SHARD_LIST}", shard_name_template="")
+            )
+        return shards
 
 
 def read_part_list(staging: str) -> list[dict]:
@@ -627,6 +711,8 @@ class BuildIndexShards(beam.PTransform):
     ``{"folder", "parts"}`` of the version reused vectors come from. The last ``kept``
     PCollections of the input are ``ReuseVectors``' kept references (layered updates).
     ``lexical``: each part also gets its BM25 segment (``indexes.lexical_segments``).
+    ``train``: train the index and write the IVF shards (``TrainShards``); without, only
+    the chosen spec is saved (an update that keeps the live index needs no training).
     Returns ``Outputs(main=part refs, failures)``.
     """
 
@@ -644,8 +730,10 @@ class BuildIndexShards(beam.PTransform):
         previous: dict | None = None,
         kept: int = 0,
         lexical: bool = False,
+        train: bool = True,
     ) -> None:
         super().__init__()
+        self._train = train
         self._kept = kept
         self._lexical = lexical
         codec.check_encoding(encoding)
@@ -699,16 +787,16 @@ class BuildIndexShards(beam.PTransform):
             | "Once" >> beam.Create([None])
             | "Choose" >> beam.Map(_choose, beam.pvalue.AsSingleton(totals), self._settings)
         )
-        # The training sample is read from the parts by the one worker that trains: it
-        # never crosses a stage boundary (only the parts' small refs do).
-        trained = spec | "Train" >> beam.Map(
-            _train, beam.pvalue.AsList(parts), self._folder, self._settings
-        )
-        _ = trained | "SaveTrained" >> beam.Map(_save_trained, self._staging)
-        shards = parts | "AddShard" >> beam.ParDo(
-            _AddShardFn(self._folder, self._staging, self._encoding),
-            beam.pvalue.AsSingleton(trained),
-        )
+        if self._train:
+            shards = (parts, spec) | "TrainShards" >> TrainShards(
+                self._staging,
+                folder=self._folder,
+                encoding=self._encoding,
+                seed=self._settings["seed"],
+            )
+        else:  # the job updates the live index: the spec alone (TrainShards if it rebuilds)
+            _ = spec | "SaveSpec" >> beam.Map(_save_spec, self._staging)
+            shards = p | "NoShards" >> beam.Create([])
         _ = (
             (parts, shards)
             | "PartsAndShards" >> beam.Flatten()

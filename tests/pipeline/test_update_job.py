@@ -165,6 +165,65 @@ def test_an_hnsw_index_is_updated_then_rebuilt_past_the_threshold(tmp_path, endp
     assert "cannot remove ids" in run.report["update"]["reason"]
 
 
+def _ivf_lists(folder: Path) -> tuple[np.ndarray, list[set[int]]]:
+    """(the IVF quantizer's centroids, each inverted list's ids) of a version's index."""
+    import faiss
+
+    from indexes.build import read_index
+
+    index = read_index(folder / "index.faiss", "float")
+    ivf = faiss.extract_index_ivf(index)
+    lists = ivf.invlists
+    ids = [
+        {int(i) for i in faiss.rev_swig_ptr(lists.get_ids(n), lists.list_size(n))}
+        if lists.list_size(n)
+        else set()
+        for n in range(ivf.nlist)
+    ]
+    return ivf.quantizer.reconstruct_n(0, ivf.nlist), ids
+
+
+@pytest.mark.slow
+def test_an_update_trains_nothing_and_a_rebuild_it_forces_trains_as_rebuild_does(
+    tmp_path, endpoint
+):
+    """The pipeline trains no quantizer for an update that keeps the live index; when the
+    retraining policy then asks for a rebuild, the index trained after the fact is the one
+    ``--rebuild`` trains in the pipeline: the same centroids, the same ids in each list."""
+    records = Records(tmp_path / "corpus", n=200)
+    out = tmp_path / "out"
+    ivf = {"index": "IVF4,Flat"}
+    first = run_index_job(job(records.folder, out, endpoint.url, **ivf))
+    assert first.report["update"]["training"] == "pipeline"
+    records.step()
+    run = run_index_job(job(records.folder, out, endpoint.url, **ivf))
+    update = run.report["update"]
+    assert (update["mode"], update["training"]) == ("update", "none"), update
+    assert open_index(run.folder).manifest.segments["added_since_training"] == 8
+    for name in sorted(records.files)[:50]:  # 50 edited: past 0.2 of the index added
+        where, _ = records.files[name]
+        records.files[name] = (where, records._text(records.next))
+        records.next += 1
+    records.write()
+    policy = run_index_job(job(records.folder, out, endpoint.url, **ivf))
+    update = policy.report["update"]
+    assert (update["mode"], update["training"]) == ("rebuild", "finish"), update
+    assert "retrain" in update["reason"]
+    assert open_index(policy.folder).manifest.segments is None  # trained anew: no segments
+    forced = run_index_job(job(records.folder, out, endpoint.url, rebuild=True, **ivf))
+    assert forced.report["update"]["training"] == "pipeline"
+    centroids, lists = _ivf_lists(policy.folder)
+    forced_centroids, forced_lists = _ivf_lists(forced.folder)
+    np.testing.assert_array_equal(centroids, forced_centroids)
+    assert lists == forced_lists and sum(map(len, lists)) == len(records.files)
+    # The next update counts from the rebuild the policy made.
+    records.step()
+    run = run_index_job(job(records.folder, out, endpoint.url, **ivf))
+    seg = open_index(run.folder).manifest.segments
+    assert run.report["update"]["training"] == "none"
+    assert seg["trained"]["version"] == forced.version and seg["added_since_training"] == 8
+
+
 @pytest.mark.slow
 def test_a_killed_update_leaves_the_previous_version_intact(tmp_path, endpoint):
     records = Records(tmp_path / "corpus", n=400)
