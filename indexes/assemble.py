@@ -10,6 +10,9 @@ indexes, one shard a part (a copy of the trained index with the part's vectors a
   final index needs in RAM, no more);
 - recall: queries sampled by global row number, exact ground truth by searching part
   after part and keeping the running top k (``indexes.recall``), then the usual tuning;
+  the same exact pass gives the recall probe the next update carries forward
+  (``indexes.probe``: ``recall_probe.npz``, listed in the manifest's files), so no update
+  pays an exact pass over every vector for it;
 - the manifest, with the parts' checksums the workers computed, written last.
 
 Shard files are read through a ``read`` callable (local files by default; the index job
@@ -39,7 +42,8 @@ from indexes.lexical_segments import LEXICAL_DIR, build_lexical, lexical_info
 from indexes.manifest import Manifest, sanitize_endpoint
 from indexes.memory import resident, trim
 from indexes.parts import RESCORE_SUFFIX, Parts
-from indexes.recall import streaming_reference
+from indexes.probe import MARGIN, PROBE, RECALL_QUERIES, Probe
+from indexes.recall import streaming_topk
 from indexes.search import RescoreStore
 from indexes.shards import Combined
 from indexes.writer import rescore_entry
@@ -182,14 +186,14 @@ def assemble_folder(
     store = None
     if rdtype is not None:
         store = RescoreStore(reader.ids(), reader.rescore_rows(), dimensions=spec.dimensions)
-    recall, latency, params = _tune(combined.index, spec, reader, config, store, rescore)
+    recall, latency, params = _tune(combined.index, spec, reader, config, store, rescore, out)
     log.info("recall measured and search tuned: %s", resident())
     # Nothing below searches: unmap the index (tuning touched its lists' pages) and the
     # rescoring vectors before the lexical build.
     layout, index_files = combined.layout, combined.index_files
     del combined, store
     files = table_files | extra
-    local = list(index_files)
+    local = [*index_files, *([PROBE] if (out / PROBE).is_file() else [])]
     lexical = None
     if config.lexical:
         lexical, built = lexical_entry(out, tables, reader)
@@ -252,14 +256,27 @@ def _write_full_vectors(out: Path, reader: Parts, spec: IndexSpec) -> dict[str, 
     return files
 
 
-def _tune(index, spec: IndexSpec, parts: Parts, config: BuildConfig, store, rescore):
-    """(recall dict, latency ms, params) measured on queries sampled from the parts."""
+def _tune(index, spec: IndexSpec, parts: Parts, config: BuildConfig, store, rescore, out: Path):
+    """(recall dict, latency ms, params) measured on queries sampled from the parts. The
+    exact pass that gives their ground truth also gives the recall probe's (its own
+    queries, ``k + MARGIN`` deep), which is saved into ``out``."""
     if config.eval_queries == 0:
         return None, None, {}
     rows = training_sample(parts.count, config.eval_queries, seed=config.seed + 1)
-    ids, xb, rv = parts.rows(rows)
+    # The probe an update would sample (indexes.update): the same rows, the same seed.
+    probe_rows = training_sample(
+        parts.count,
+        min(max(config.eval_queries, RECALL_QUERIES), parts.count),
+        seed=config.seed + 1,
+    )
+    both = np.union1d(rows, probe_rows)  # one exact pass for both sets of queries
+    ids, xb, rv = parts.rows(both)
     xq = xb if rv is None else rv.astype("float32")
-    I_gt, ref = streaming_reference(parts, xq, config.k, exclude=ids)
+    D, I, ref = streaming_topk(parts, xq, config.k + MARGIN, exclude=ids)  # noqa: E741
+    p = np.searchsorted(both, probe_rows)
+    Probe(ids[p], xq[p], I[p], D[p], config.k, ref, "Hamming" in ref, int(p.size)).save(out)
+    t = np.searchsorted(both, rows)
+    ids, xq, I_gt = ids[t], xq[t], I[t, : config.k]
     recall, latency, tuned_params = tune_measured(
         index,
         spec,

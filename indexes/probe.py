@@ -30,11 +30,21 @@ from indexes.build import training_sample
 from indexes.recall import best_first, streaming_topk
 from inference.errors import IndexFolderError
 
-__all__ = ["MARGIN", "MIN_KEPT", "PROBE", "Probe", "advance_probe", "load_probe", "sample_probe"]
+__all__ = [
+    "MARGIN",
+    "MIN_KEPT",
+    "PROBE",
+    "RECALL_QUERIES",
+    "Probe",
+    "advance_probe",
+    "load_probe",
+    "sample_probe",
+]
 
 PROBE = "recall_probe.npz"
 MARGIN = 40  # neighbours kept beyond k: what changes may take from a list before it is cut
 MIN_KEPT = 0.8  # the share of the queries below which the probe is sampled again
+RECALL_QUERIES = 500  # queries a probe holds (at least): recall after an update is measured on
 
 
 @dataclass(frozen=True)

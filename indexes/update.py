@@ -61,7 +61,15 @@ from indexes.layers import LayeredParts, open_parts, tables_from_refs
 from indexes.lexical_segments import LEXICAL_DIR
 from indexes.manifest import Manifest, sanitize_endpoint
 from indexes.parts import PartInfo, Parts
-from indexes.probe import MARGIN, PROBE, Probe, advance_probe, load_probe, sample_probe
+from indexes.probe import (
+    MARGIN,
+    PROBE,
+    RECALL_QUERIES,
+    Probe,
+    advance_probe,
+    load_probe,
+    sample_probe,
+)
 from indexes.search import index_id_view
 from indexes.segments import DELTA, TOMBSTONES, SegmentedIndex, make_delta, read_tombstones
 from indexes.tune import measure, recall_at_k
@@ -81,7 +89,6 @@ __all__ = [
 DEFAULT_RETRAIN_FRACTION = 0.2
 DEFAULT_COMPACT_FRACTION = 0.1
 DEFAULT_MAX_RECALL_DROP = 0.01
-RECALL_QUERIES = 500  # queries the recall after an update is measured on (at least)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -89,3 +89,30 @@ def test_assemble_refuses_no_parts_and_a_missing_shard(tmp_path, xb, metadata):
     parts[1]["index"] = None  # a worker's shard never arrived
     with pytest.raises(IndexFolderError, match="shard is missing"):
         assemble_folder(tmp_path / "y", spec=spec, trained=trained, parts=parts, model="m")
+
+
+def test_assembled_folder_keeps_the_recall_probe_an_update_would_sample(tmp_path, xb, metadata):
+    """The build's exact pass also gives the recall probe (``indexes.probe``): listed in
+    the manifest's files and equal to the one an update would otherwise sample with an
+    exact pass of its own over every vector."""
+    from indexes.probe import MARGIN, PROBE, RECALL_QUERIES, load_probe, sample_probe
+
+    spec = choose_index(len(xb), xb.shape[1], "float", factory="Flat")
+    trained = build.serialize_index(build.train_index(spec, xb, seed=0))
+    parts = _worker_parts(tmp_path / "made", xb, metadata, spec, trained)
+    config = BuildConfig(factory="Flat", eval_queries=50, seed=3)
+    made = assemble_folder(
+        tmp_path / "made", spec=spec, trained=trained, parts=parts, model="m", config=config
+    )
+    assert PROBE in made.files
+    kept = load_probe(tmp_path / "made")
+    folder = open_index(tmp_path / "made")
+    sampled = sample_probe(
+        folder.parts, min(RECALL_QUERIES, len(xb)), config.k, seed=config.seed + 1
+    )
+    assert kept.queries == sampled.queries == min(RECALL_QUERIES, len(xb))
+    assert kept.gt_ids.shape == (kept.queries, config.k + MARGIN)
+    np.testing.assert_array_equal(kept.query_ids, sampled.query_ids)
+    np.testing.assert_array_equal(kept.gt_ids, sampled.gt_ids)
+    np.testing.assert_allclose(kept.gt_scores, sampled.gt_scores, rtol=1e-6)
+    assert (kept.k, kept.reference, kept.sampled) == (sampled.k, sampled.reference, kept.queries)
