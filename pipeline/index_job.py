@@ -179,7 +179,7 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
             reuse = _reusable(run, cfg, endpoint, model)
             skip = {}
             if reuse and reuse["layered"] and "://" not in reuse["folder"]:
-                skip = unchanged_files(Path(reuse["folder"]), fingerprint, reuse["overlay"])
+                skip = unchanged_files(Path(reuse["folder"]), fingerprint)
             graph = GraphConfig(
                 inputs=cfg.inputs,
                 staging=run.staging,

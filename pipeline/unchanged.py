@@ -79,11 +79,12 @@ def unchanged_result(cfg: IndexJobConfig, fingerprint: dict | None) -> tuple[Pat
     return live, report
 
 
-def unchanged_files(live: Path, fingerprint: dict | None, overlay: dict | None) -> dict:
+def unchanged_files(live: Path, fingerprint: dict | None) -> dict:
     """The input files a layered update need not read: path -> [size, mtime] of those the
-    live version read with the same size and modification time, under the same settings,
-    and whose rows all sit in its base parts (a file with rows in its delta parts is read
-    again: the delta is written anew each version). Empty when nothing can be skipped."""
+    live version read with the same size and modification time, under the same settings.
+    Their rows stay as they are: those in its base parts are kept there, those in its
+    delta parts are carried into the new delta parts (``transforms.part_layers
+    .carried_rows``). Empty when nothing can be skipped."""
     if fingerprint is None or not (live / FINGERPRINT).is_file():
         return {}
     try:
@@ -97,21 +98,12 @@ def unchanged_files(live: Path, fingerprint: dict | None, overlay: dict | None) 
 
     # Documents only: images are read again (their reader does not skip), so their rows
     # come through the pipeline and must not also count as kept unread.
-    same = {
+    return {
         f[0]: [f[1], f[2]]
         for f in fingerprint["files"]
         if before.get(f[0]) == [f[1], f[2]]
         and posixpath.splitext(f[0])[1].lower() in DOCUMENT_EXTENSIONS
     }
-    import pyarrow.parquet as pq
-
-    from indexes.parts import METADATA_SUFFIX
-
-    for info in (overlay or {}).get("parts", []):
-        uris = pq.read_table(live / (info["name"] + METADATA_SUFFIX), columns=["uri"])
-        for uri in set(uris.column("uri").to_pylist()):
-            same.pop(uri, None)
-    return same
 
 
 def carried_failures(live: Path, skipped: dict):

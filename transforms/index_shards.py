@@ -49,8 +49,11 @@ from inference.errors import ConfigError
 from transforms import progress
 from transforms.elements import Embedded, Failure
 from transforms.part_layers import (
+    Carried,
     base_of,
     base_rows,
+    carried_rows,
+    concat_metadata,
     kept_in_base,
     layered_ids,
     layered_vectors,
@@ -237,6 +240,40 @@ def _previous_vectors(previous: dict | None, lo: int, hi: int, dtype) -> tuple:
     return all_ids[order], np.concatenate(xbs)[order], None if rv is None else rv[order]
 
 
+_WHO = ["document_id", "chunk", "uri"]
+
+
+def _duplicate_of_live(e: dict):
+    """A failure: a run row whose id a live row of another document holds (kept)."""
+    return beam.pvalue.TaggedOutput(
+        FAILURES,
+        Failure.of(
+            f"duplicate id: chunk {e['chunk']} of {e['document_id']!r} is also in "
+            "a document the live version holds; ids must be unique (kept that one)",
+            source_id=f"{e['document_id']}#{e['chunk']}",
+            uri=e["uri"],
+            stage="index",
+        ),
+    )
+
+
+def _merged(meta, xb, rv, digests, c_meta, c_xb, c_rv, c_digests) -> tuple:
+    """A part's rows and carried rows as one part's arrays, ids ascending."""
+    ids = np.concatenate([meta.column("id").to_numpy(), c_meta.column("id").to_numpy()])
+    order = np.argsort(ids, kind="stable")
+    meta = concat_metadata(meta, c_meta).take(pa.array(order))
+    xb = np.concatenate([xb, c_xb.astype(xb.dtype, copy=False)])[order]
+    if (rv is None) != (c_rv is None):
+        raise ConfigError("rescore", None, "some rows have rescoring vectors, others none")
+    if rv is not None:
+        rv = np.concatenate([rv, c_rv.astype(rv.dtype, copy=False)])[order]
+    if digests is not None and c_digests is not None:
+        digests = np.concatenate([digests, c_digests])[order]
+    else:
+        digests = None
+    return meta, xb, rv, digests
+
+
 class _WritePartFn(beam.DoFn):
     """All runs of one part -> the part's files in the version's folder."""
 
@@ -257,8 +294,15 @@ class _WritePartFn(beam.DoFn):
         kept = [np.asarray(r["kept"], dtype=np.int64) for r in refs if "kept" in r]
         pre_kept = np.unique(np.concatenate(kept)) if kept else np.empty(0, np.int64)
         refs = sorted((r for r in refs if "path" in r), key=lambda r: r["path"])
-        if not refs:  # every row of the part is the base's, as it was
-            yield self._layer_ref(part, self._kept_only(part, pre_kept), None, {}, None, None)
+        carry = self._carried(part)
+        if not refs:  # every row of the part is the base's, as it was (or the live delta's)
+            layer = self._kept_only(part, pre_kept)
+            if layer["base"] is None and carry is None:  # a live delta part alone: all gone
+                return
+            if carry is None:
+                yield self._layer_ref(part, layer, None, {}, None, None)
+            else:
+                yield self._encode(part, *self._carried_arrays(carry), layer)
             return
         dtype = codec.natural_dtype(self._encoding)
         tables = [pq.read_table(io.BytesIO(_read(r["path"]))) for r in refs]
@@ -286,22 +330,21 @@ class _WritePartFn(beam.DoFn):
         if dup.any():
             table = table.filter(pa.array(~dup))
             ids = ids[~dup]
+        if carry is not None:  # an id also in a file not read again: the live row stays
+            twice = np.isin(ids, carry.ids)
+            for e in table.filter(pa.array(twice)).select(_WHO).to_pylist():
+                yield _duplicate_of_live(e)
+            table, ids = table.filter(pa.array(~twice)), ids[~twice]
         layer = None
         if self._previous and self._previous.get("layered"):
             table, ids, layer = self._layer(part, table, ids, pre_kept)
             for e in layer.pop("duplicates", pa.table({})).to_pylist():
-                yield beam.pvalue.TaggedOutput(
-                    FAILURES,
-                    Failure.of(
-                        f"duplicate id: chunk {e['chunk']} of {e['document_id']!r} is also in "
-                        "a document the live version holds; ids must be unique (kept that one)",
-                        source_id=f"{e['document_id']}#{e['chunk']}",
-                        uri=e["uri"],
-                        stage="index",
-                    ),
-                )
+                yield _duplicate_of_live(e)
             if not ids.size:  # every row of the part is the base's, as it was
-                yield self._layer_ref(part, layer, None, {}, None, None)
+                if carry is None:
+                    yield self._layer_ref(part, layer, None, {}, None, None)
+                else:
+                    yield self._encode(part, *self._carried_arrays(carry), layer)
                 return
         reused = table.column("reused").to_numpy(zero_copy_only=False)
         # The vectors leave the table: once copied into xb, their Arrow column is freed
@@ -332,11 +375,35 @@ class _WritePartFn(beam.DoFn):
                 )
             xb[reused] = old_xb[pos]
         if family_of(self._encoding) == "int8":  # int8 indexes rescore against their bytes
-            rv = (xb.astype(np.int16) - 128).astype(np.int8) if self._encoding == "uint8" else xb
+            rv = self._int8_rescore(xb)
         else:  # (the live version's rescore column of an int8 index is those bytes too)
             rv = self._derived_rescore(table, ids, reused, old_rv, pos if reused.any() else None)
         digests = table.column("row_digest").to_numpy()
         meta = metadata_table(expand_metadata_json(table.drop_columns(_run_only(table))))
+        del table
+        if carry is not None:
+            meta, xb, rv, digests = _merged(meta, xb, rv, digests, *self._carried_arrays(carry))
+        yield self._encode(part, meta, xb, rv, digests, layer)
+
+    def _int8_rescore(self, xb: np.ndarray) -> np.ndarray:
+        return (xb.astype(np.int16) - 128).astype(np.int8) if self._encoding == "uint8" else xb
+
+    def _carried(self, part: int) -> Carried | None:
+        """The live delta's rows of part ``part`` from files not read again (layered)."""
+        if not (self._previous and self._previous.get("layered")):
+            return None
+        carry = carried_rows(self._previous, part, self._encoding)
+        if carry is not None:
+            self._unread_rows.inc(int(carry.ids.size))
+        return carry
+
+    def _carried_arrays(self, carry: Carried) -> tuple:
+        """(meta, xb, rv, digests) of carried rows, as ``_encode`` takes them."""
+        rv = self._int8_rescore(carry.xb) if family_of(self._encoding) == "int8" else carry.rv
+        return carry.meta, carry.xb, rv, carry.digests
+
+    def _encode(self, part, meta, xb, rv, digests, layer) -> dict:
+        """Write a part's (or a layered part's delta part's) files; returns its ref."""
         d = xb.shape[1] * (8 if self._encoding in codec.BIT_ENCODINGS else 1)
         prefix = "part" if layer is None else DELTA_PREFIX
         info, blobs = encode_part(
@@ -374,9 +441,9 @@ class _WritePartFn(beam.DoFn):
             ref = self._layer_ref(part, layer, info.as_dict(), files, xb.shape[1], rdtype)
         if segment is not None:
             ref["lexical"] = segment
-        del table, meta, blobs, xb, rv
+        del meta, blobs, xb, rv
         trim()  # one part at a time, really
-        yield ref
+        return ref
 
     def _layer(self, part: int, table: pa.Table, ids: np.ndarray, pre_kept: np.ndarray):
         """Layered mode: drop the rows the previous version's base part holds as they are
@@ -412,12 +479,15 @@ class _WritePartFn(beam.DoFn):
         self._unread_rows.inc(int(unread.size))
         return ids, unread
 
-    def _kept_only(self, part: int, pre_kept: np.ndarray) -> dict:
-        """A layered part none of whose rows needs writing: the base part's ids minus
-        ``pre_kept`` are removed."""
+    def _kept_only(self, part: int, pre_kept: np.ndarray) -> dict | None:
+        """A layered part none of whose rows this run wrote: the base part's ids minus
+        ``pre_kept`` are removed. Without a base part (the live version had a delta part
+        alone there), a layer with no base."""
         base = base_of(self._previous, part)
-        if base is None:
+        if base is None and pre_kept.size:
             raise ConfigError("kept", part, "rows were kept from a base part that is not there")
+        if base is None:
+            return {"base": None, "kept": 0, "removed": None}
         base_ids, unread = self._base_rows(part, base)
         pre_kept = np.union1d(pre_kept, unread)
         gone = np.setdiff1d(base_ids, pre_kept, assume_unique=True)
@@ -766,7 +836,11 @@ class BuildIndexShards(beam.PTransform):
         runs += list(kept)  # {"part", "kept": ids}: rows a layered part keeps from its base
         if self._previous and self._previous.get("skipped"):
             # Every base part is written, even one no document read this run falls in.
-            numbers = sorted({part_number(i["name"]) for i in self._previous["parts"]})
+            infos = [
+                *self._previous["parts"],
+                *(self._previous.get("overlay") or {}).get("parts", []),
+            ]
+            numbers = sorted({part_number(i["name"]) for i in infos})
             runs.append(p | "BaseParts" >> beam.Create([{"part": n, "kept": []} for n in numbers]))
         written = (
             tuple(runs)

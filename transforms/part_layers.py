@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -18,13 +19,23 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from indexes.layers import part_number, removed_name
-from indexes.parts import METADATA_SUFFIX, VECTORS_SUFFIX, file_entry
+from indexes.parts import (
+    DIGESTS_SUFFIX,
+    METADATA_SUFFIX,
+    RESCORE_SUFFIX,
+    VECTORS_SUFFIX,
+    file_entry,
+)
 from indexes.tables import column_array
 from inference import codec
+from inference.errors import IndexFolderError
 
 __all__ = [
+    "Carried",
     "base_of",
     "base_rows",
+    "carried_rows",
+    "concat_metadata",
     "kept_in_base",
     "layered_ids",
     "layered_vectors",
@@ -79,6 +90,74 @@ def base_rows(previous: dict, info: dict, part: int) -> tuple[np.ndarray, np.nda
         if part_number(r["file"].removesuffix(".npy")) == part
     ]
     return ids, np.setdiff1d(unread, read_removed(previous["folder"], mine))
+
+
+@dataclass(frozen=True)
+class Carried:
+    """Rows of the live version's delta part that a layered update carries into its own
+    delta part as they are: those of the files it did not read again. ``meta`` is their
+    metadata (as the part stores it), ``xb`` their vectors, ``rv`` their rescoring
+    vectors (or None), ``digests`` their metadata digests (or None), row for row."""
+
+    meta: pa.Table
+    xb: np.ndarray
+    rv: np.ndarray | None
+    digests: np.ndarray | None
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.meta.column("id").to_numpy()
+
+
+def _exists(path: str) -> bool:
+    return FileSystems.exists(path)
+
+
+def carried_rows(previous: dict, part: int, encoding: str) -> Carried | None:
+    """The live version's delta rows of part ``part`` from the files this run did not read
+    (``previous["skipped"]``), or None when there are none. Those files are unchanged, so
+    their rows are what reading them again would give; the delta is written anew each
+    version, so they go into this version's delta part."""
+    skipped = previous.get("skipped")
+    if not skipped:
+        return None
+    infos = [
+        i
+        for i in (previous.get("overlay") or {}).get("parts", [])
+        if part_number(i["name"]) == part
+    ]
+    if not infos:
+        return None
+    name = f"{previous['folder']}/{infos[0]['name']}"
+    meta = pq.read_table(io.BytesIO(_read(name + METADATA_SUFFIX)))
+    mask = pc.is_in(meta.column("uri"), value_set=pa.array(list(skipped), type=pa.string()))
+    rows = np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))
+    if rows.size == 0:
+        return None
+    vectors = pq.read_table(io.BytesIO(_read(name + VECTORS_SUFFIX)), columns=["id", "vector"])
+    if not np.array_equal(vectors.column("id").to_numpy(), meta.column("id").to_numpy()):
+        raise IndexFolderError(f"{name}: its vectors and metadata hold other ids")
+    xb = column_array(vectors, "vector", codec.natural_dtype(encoding))[rows]
+    rv = digests = None
+    if _exists(name + RESCORE_SUFFIX):
+        rv = np.load(io.BytesIO(_read(name + RESCORE_SUFFIX)), allow_pickle=False)[rows]
+    if _exists(name + DIGESTS_SUFFIX):
+        digests = np.load(io.BytesIO(_read(name + DIGESTS_SUFFIX)), allow_pickle=False)[rows]
+    return Carried(meta.take(pa.array(rows)), xb, rv, digests)
+
+
+def concat_metadata(a: pa.Table, b: pa.Table) -> pa.Table:
+    """Two parts' metadata tables as one (columns of either; a column whose types differ
+    between them becomes strings, as ``expand_metadata_json`` makes a mixed column)."""
+    try:
+        return pa.concat_tables([a, b], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    for name in set(a.column_names) & set(b.column_names):
+        if a.schema.field(name).type != b.schema.field(name).type:
+            a = a.set_column(a.column_names.index(name), name, a.column(name).cast(pa.string()))
+            b = b.set_column(b.column_names.index(name), name, b.column(name).cast(pa.string()))
+    return pa.concat_tables([a, b], promote_options="permissive")
 
 
 def _same(a: pa.ChunkedArray | None, b: pa.ChunkedArray | None, n: int) -> np.ndarray:

@@ -20,6 +20,7 @@ from indexes import versions
 from indexes.files import sha256
 from indexes.ids import chunk_id
 from indexes.lexical import open_lexical
+from indexes.probe import PROBE, load_probe
 from indexes.reader import open_index
 from inference.errors import IndexFolderError
 from inference.server import EndpointConfig, running_endpoint
@@ -190,17 +191,25 @@ def test_an_update_trains_nothing_and_a_rebuild_it_forces_trains_as_rebuild_does
     """The pipeline trains no quantizer for an update that keeps the live index; when the
     retraining policy then asks for a rebuild, the index trained after the fact is the one
     ``--rebuild`` trains in the pipeline: the same centroids, the same ids in each list."""
-    records = Records(tmp_path / "corpus", n=200)
+    records = Records(tmp_path / "corpus", n=240)
     out = tmp_path / "out"
     ivf = {"index": "IVF4,Flat"}
     first = run_index_job(job(records.folder, out, endpoint.url, **ivf))
     assert first.report["update"]["training"] == "pipeline"
+    assert PROBE in open_index(first.folder).manifest.files  # the build keeps a probe
     records.step()
     run = run_index_job(job(records.folder, out, endpoint.url, **ivf))
     update = run.report["update"]
     assert (update["mode"], update["training"]) == ("update", "none"), update
-    assert open_index(run.folder).manifest.segments["added_since_training"] == 8
-    for name in sorted(records.files)[:50]:  # 50 edited: past 0.2 of the index added
+    seg = open_index(run.folder).manifest.segments
+    assert seg["added_since_training"] == 8 and seg["trained"]["version"] == first.version
+    # The first update carried the build's probe forward (its queries less the changed
+    # rows), and measured the built index's recall again on it (the rule's baseline).
+    carried, built = load_probe(run.folder), load_probe(first.folder)
+    assert 0 < built.queries - carried.queries <= 8 and carried.sampled == built.sampled
+    assert np.isin(carried.query_ids, built.query_ids).all()
+    assert "recall_build" in seg["trained"]
+    for name in sorted(records.files)[:60]:  # 60 edited: past 0.2 of the index added
         where, _ = records.files[name]
         records.files[name] = (where, records._text(records.next))
         records.next += 1
@@ -434,8 +443,8 @@ def _same_tables(a, b) -> None:
 
 def test_an_update_reads_only_the_files_that_changed(tmp_path, endpoint):
     """A layered update does not read the files the live version read with the same size
-    and time: their rows stay in the base parts, their failures are carried; files with
-    rows in the delta parts are read again. The tables equal a full build's."""
+    and time: their rows stay in the base parts, or are carried from the live delta parts
+    into the new ones, and their failures are carried. The tables equal a full build's."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for i in range(60):
@@ -459,15 +468,29 @@ def test_an_update_reads_only_the_files_that_changed(tmp_path, endpoint):
     (corpus / "doc7.md").write_text("Note 7 now speaks of the harbor.\n")
     third = run_index_job(job(corpus, out, endpoint.url))
     counts = third.report["counts"]
-    # doc7 changed; doc3 and doc60 have rows in the live version's delta: read again.
-    assert counts["files_skipped"] == 58 and counts["documents_read"] == 3
-    assert open_index(third.folder).manifest.overlay is not None
+    # doc7 changed; doc3 and doc60, whose rows are in the live version's delta, are not
+    # read again: their rows are carried into the new delta parts.
+    assert counts["files_skipped"] == 60 and counts["documents_read"] == 1
+    assert counts["embedded"] == 1 and counts["deleted"] == 0 and counts["indexed"] == 60
+    overlay = open_index(third.folder).manifest.overlay
+    assert sum(p["rows"] for p in overlay["parts"]) == 3  # doc3, doc60 carried; doc7
     full = run_index_job(job(corpus, tmp_path / "b", endpoint.url))
     _same_tables(open_index(third.folder), open_index(full.folder))
     res = open_index(third.folder).search(
         np.random.default_rng(2).standard_normal((5, 64)).astype(np.float32), 10
     )
     assert not np.isin(res.I, [chunk_id("doc5.md", 0)]).any()
+    # A carried row's file changes (doc3 again) and another goes (doc60): read, dropped.
+    (corpus / "doc3.md").write_text("Note 3 was rewritten twice, about the cedar.\n")
+    (corpus / "doc60.md").unlink()
+    fourth = run_index_job(job(corpus, out, endpoint.url))
+    counts = fourth.report["counts"]
+    assert counts["files_skipped"] == 59 and counts["documents_read"] == 1
+    assert counts["deleted"] == 1 and counts["indexed"] == 59 and counts["failed"] == 1
+    full = run_index_job(job(corpus, tmp_path / "c", endpoint.url))
+    _same_tables(open_index(fourth.folder), open_index(full.folder))
+    overlay = open_index(fourth.folder).manifest.overlay
+    assert sum(p["rows"] for p in overlay["parts"]) == 2  # doc3 read again; doc7 carried
 
 
 def test_another_shard_count_writes_the_parts_in_full(tmp_path, endpoint):
