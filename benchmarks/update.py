@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -76,16 +77,21 @@ class Corpus:
         return {"edited": third, "deleted": third, "added": third}
 
 
-def run_job(corpus: Path, output: Path, options: list[str]) -> tuple[dict, float]:
-    """(report, seconds from the process's start to its exit) of ``corpusbeam index``."""
+def run_job(corpus: Path, output: Path, options: list[str]) -> tuple[dict, float, float]:
+    """(report, seconds from the process's start to its exit, CPU seconds it and its
+    children used: less moved by other load on the machine than the wall time) of
+    ``corpusbeam index``."""
     cmd = [sys.executable, "-m", "cli.main", "index", str(corpus), "--output", str(output)]
     cmd += ["--json", *options]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode not in (0, 3):
         raise SystemExit(f"index job failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return json.loads(proc.stdout), seconds
+    return json.loads(proc.stdout), seconds, cpu
 
 
 def version_bytes(folder: Path, seen: set[tuple[int, int]]) -> tuple[int, int]:
@@ -144,21 +150,23 @@ def main() -> None:
         corpus = Corpus(root / "corpus", args.docs, args.files)
         out = root / "out"
         seen: set[tuple[int, int]] = set()
-        first_seconds = first_bytes = None
+        first_seconds = first_bytes = first_cpu = None
 
         def measure(run: str, extra: list[str] | None = None, output: Path = out) -> dict:
-            nonlocal first_seconds, first_bytes
+            nonlocal first_seconds, first_bytes, first_cpu
             load = _load_avg()
-            report, wall = run_job(corpus.root, output, options + (extra or []))
+            report, wall, cpu = run_job(corpus.root, output, options + (extra or []))
             folder = output / "versions" / report["version"]
             total, new = version_bytes(folder, seen)
             if first_seconds is None:
-                first_seconds, first_bytes = wall, total
+                first_seconds, first_bytes, first_cpu = wall, total, cpu
             update = report.get("update") or {}
             row = {
                 "run": run,
                 "docs": len(corpus.docs),
                 "of_first_run": round(wall / first_seconds, 3),
+                "cpu_s": round(cpu, 2),
+                "cpu_of_first_run": round(cpu / first_cpu, 3),
                 "inside_s": report["seconds"],
                 "startup_s": round(wall - report["seconds"]["total"], 2),
                 "embedded": report["counts"]["embedded"],

@@ -212,31 +212,43 @@ class _WriteRunsFn(beam.DoFn):
         return {"part": part, "path": path, "rows": len(items), "width": width}
 
 
-def _previous_vectors(previous: dict | None, lo: int, hi: int, dtype) -> tuple:
-    """(ids, vectors, rescoring vectors or None) of the previous version's parts (and delta
-    parts: their row wins over the base's of the same id) overlapping ids [lo, hi]."""
-    if not previous:
+def _previous_vectors(previous: dict | None, want: np.ndarray, dtype) -> tuple:
+    """(ids, vectors, rescoring vectors or None) of the previous version's rows among the
+    ids ``want`` (sorted), ids ascending: its delta parts' rows first (a delta row wins
+    over the base's of the same id), then its base parts' for the ids still missing, each
+    read only in the row groups that hold them."""
+    if not previous or not want.size:
         return np.empty(0, np.int64), None, None
+    overlay = (previous.get("overlay") or {}).get("parts", [])
     ids, xbs, rvs = [], [], []
-    infos = [*previous["parts"], *(previous.get("overlay") or {}).get("parts", [])]
-    for info in infos:
-        if info["id_max"] < lo or info["id_min"] > hi:
-            continue
-        t = pq.read_table(io.BytesIO(_read(f"{previous['folder']}/{info['name']}.vectors.parquet")))
-        ids.append(t.column("id").to_numpy())
-        xbs.append(column_array(t, "vector", dtype))
-        if "rescore" in t.column_names:
-            rvs.append(column_array(t, "rescore", np.dtype(np.int8)))
+    missing = want
+    for infos in (overlay, previous["parts"]):
+        got = []
+        for info in infos:
+            if not missing.size:
+                break
+            lo = np.searchsorted(missing, info["id_min"])
+            hi = np.searchsorted(missing, info["id_max"], side="right")
+            if lo == hi:
+                continue
+            path = f"{previous['folder']}/{info['name']}.vectors.parquet"
+            t = pq.read_table(
+                pa.BufferReader(_read(path)), filters=[("id", "in", missing[lo:hi].tolist())]
+            )
+            if not t.num_rows:
+                continue
+            got.append(t.column("id").to_numpy())
+            ids.append(got[-1])
+            xbs.append(column_array(t, "vector", dtype))
+            if "rescore" in t.column_names:
+                rvs.append(column_array(t, "rescore", np.dtype(np.int8)))
+        if got:
+            missing = np.setdiff1d(missing, np.concatenate(got), assume_unique=True)
     if not ids:
         return np.empty(0, np.int64), None, None
     rv = np.concatenate(rvs) if rvs and len(rvs) == len(ids) else None
     all_ids = np.concatenate(ids)
-    # Stable sort: of the same id twice, the later (the delta's) is kept.
-    order = np.argsort(all_ids, kind="stable")
-    sorted_ids = all_ids[order]
-    last = np.ones(sorted_ids.size, dtype=bool)
-    last[:-1] = sorted_ids[1:] != sorted_ids[:-1]
-    order = order[last]
+    order = np.argsort(all_ids, kind="stable")  # (no id twice: the base is read for the rest)
     return all_ids[order], np.concatenate(xbs)[order], None if rv is None else rv[order]
 
 
@@ -355,9 +367,7 @@ class _WritePartFn(beam.DoFn):
         del vectors
         old_ids, old_xb, old_rv = np.empty(0, np.int64), None, None
         if reused.any():
-            old_ids, old_xb, old_rv = _previous_vectors(
-                self._previous, int(ids[0]), int(ids[-1]), dtype
-            )
+            old_ids, old_xb, old_rv = _previous_vectors(self._previous, ids[reused], dtype)
         if width == 0 and old_xb is None:
             raise ConfigError("previous", None, "rows were marked reused, but no version is")
         width = width or old_xb.shape[1]
