@@ -378,7 +378,10 @@ def update_folder(
             link_file(prev_dir / PROBE, out / PROBE)
             files[PROBE] = dict(prev.files[PROBE])
     else:
-        probe, baseline = _probes(reader, prev_dir, prev, stale, fresh, spec, config, not seg)
+        built = None if compact else main  # the live version's main index, as it was
+        probe, baseline = _probes(
+            reader, prev_dir, prev, stale, fresh, spec, config, not seg, built
+        )
         recall, latency = None, None
         if probe is not None:
             recall, latency = _measure(index, spec, probe, config, store, rescore, prev)
@@ -470,17 +473,22 @@ def _noise(recall: dict) -> float:
     return 2 * (r * (1 - r) / n) ** 0.5
 
 
-def _probes(reader, prev_dir: Path, prev: Manifest, stale, fresh, spec, config, first: bool):
+def _probes(reader, prev_dir: Path, prev: Manifest, stale, fresh, spec, config, first: bool, built):
     """(this version's recall probe, the previous index's recall on the previous probe when
-    ``first``: the first update after a build). The previous version's probe is carried
-    forward at the cost of the change (``indexes.probe``); without one, or when too few of
-    its queries are left, a probe is sampled with one exact pass over the vectors."""
+    ``first``: the first update after a build; ``built``: the live version's main index as
+    ``update_folder`` read it, or None). The previous version's probe is carried forward
+    at the cost of the change (``indexes.probe``); without one, or when too few of its
+    queries are left, a probe is sampled with one exact pass over the vectors."""
     if config.eval_queries == 0:
         return None, None
     queries = max(config.eval_queries, RECALL_QUERIES)
     old = load_probe(prev_dir) if PROBE in prev.files else None
     baseline = None
-    if first:
+    if first and built is not None and old is not None and prev.rescore is None:
+        # The build kept its probe and nothing rescores: the index already read will do
+        # (a built version is its main index alone), not the whole folder read again.
+        baseline = _measure(built, spec, old, config, None, None, prev)[0]
+    elif first:
         from indexes.reader import open_index
 
         folder = open_index(prev_dir, verify=False)
