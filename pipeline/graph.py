@@ -76,6 +76,9 @@ class GraphConfig:
     # train the index and write IVF shards (False: an update that keeps the live index;
     # ``pipeline.training`` trains later if the update must rebuild after all)
     train: bool = True
+    # read images (False: the inputs' listing holds none, and the image steps are left
+    # out of the graph: a smaller graph starts and runs faster, which an update notices)
+    images: bool = True
 
 
 def _failure_row(f) -> dict:
@@ -93,31 +96,44 @@ def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
     docs, read_failures = p | "ReadDocuments" >> ReadDocuments(
         list(cfg.inputs), text_field=cfg.text_field, id_field=cfg.id_field, skip=cfg.skip
     )
-    images, image_failures = p | "ReadImages" >> ReadImages(list(cfg.inputs), unknown_files="skip")
     encoding = cfg.encoding or cfg.settings.encoding_format
-    # Written by the workers straight into the version's folder, beside its parts.
-    _, thumbnail_failures = images | "Thumbnails" >> WriteThumbnails(f"{cfg.folder}/{THUMBNAILS}")
     chunks, chunk_failures = docs | "Chunk" >> ChunkDocuments(
         max_tokens=cfg.max_tokens, overlap_tokens=cfg.overlap_tokens, budget=cfg.budget
     )
+    failures = [read_failures, chunk_failures]
     reused, kept = [], []
-    if cfg.previous:  # chunks and images each decided in their own stage: nothing meets
-        previous = {**cfg.previous, "shards": cfg.shards}
+    previous = {**cfg.previous, "shards": cfg.shards} if cfg.previous else None
+    if previous:  # chunks and images each decided in their own stage: nothing meets
         old_texts, chunks, kept_texts = chunks | "ReuseTexts" >> ReuseVectors(
             previous, encoding=encoding
         )
-        old_images, images, kept_images = images | "ReuseImages" >> ReuseVectors(
-            previous, encoding=encoding
-        )
-        reused, kept = [old_texts, old_images], [kept_texts, kept_images]
+        reused, kept = [old_texts], [kept_texts]
     texts, text_failures = chunks | "EmbedTexts" >> EmbedTexts(
         cfg.settings, input_type=cfg.input_type, encoding=encoding, budget=cfg.budget
     )
-    pictures, picture_failures = images | "EmbedImages" >> EmbedImages(
-        cfg.settings, input_type=cfg.input_type, encoding=encoding
-    )
+    embedded = [texts]
+    failures.append(text_failures)
+    if cfg.images:
+        images, image_failures = p | "ReadImages" >> ReadImages(
+            list(cfg.inputs), unknown_files="skip"
+        )
+        # Written by the workers straight into the version's folder, beside its parts.
+        _, thumbnail_failures = images | "Thumbnails" >> WriteThumbnails(
+            f"{cfg.folder}/{THUMBNAILS}"
+        )
+        if previous:
+            old_images, images, kept_images = images | "ReuseImages" >> ReuseVectors(
+                previous, encoding=encoding
+            )
+            reused.append(old_images)
+            kept.append(kept_images)
+        pictures, picture_failures = images | "EmbedImages" >> EmbedImages(
+            cfg.settings, input_type=cfg.input_type, encoding=encoding
+        )
+        embedded.append(pictures)
+        failures += [image_failures, picture_failures, thumbnail_failures]
     # Each branch writes its vectors to run files in the stage that made them.
-    _, index_failures = (texts, pictures, *reused, *kept) | "BuildIndex" >> BuildIndexShards(
+    _, index_failures = (*embedded, *reused, *kept) | "BuildIndex" >> BuildIndexShards(
         cfg.staging,
         folder=cfg.folder,
         encoding=encoding,
@@ -129,15 +145,7 @@ def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
         lexical=cfg.lexical,
         train=cfg.train,
     )
-    failures = (
-        read_failures,
-        image_failures,
-        chunk_failures,
-        text_failures,
-        picture_failures,
-        index_failures,
-        thumbnail_failures,
-    ) | "Failures" >> beam.Flatten()
+    failures = (*failures, index_failures) | "Failures" >> beam.Flatten()
     _ = (
         failures
         | "FailureRows" >> beam.Map(_failure_row)

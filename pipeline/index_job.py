@@ -198,6 +198,7 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
                 rescored=setup.rescored,
                 budget=setup.budget,
                 skip=skip or None,
+                images=_any_images(fingerprint),
                 lexical=cfg.lexical,
                 train=_train_up_front(cfg, run, reuse),
             )
@@ -281,6 +282,16 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
         folder = run.publish()
     code = EXIT_FAILED_INPUTS if failures.num_rows else EXIT_OK
     return IndexJobResult(version=run.name, folder=folder, exit_code=code, report=report)
+
+
+def _any_images(fingerprint: dict | None) -> bool:
+    """Whether the inputs' listing holds an image (True when there is no listing: an
+    object-store output's run lists its inputs on the workers)."""
+    from transforms.formats import IMAGE_EXTENSIONS
+
+    if fingerprint is None:
+        return True
+    return any(Path(f[0]).suffix.lower() in IMAGE_EXTENSIONS for f in fingerprint["files"])
 
 
 def _train_up_front(cfg: IndexJobConfig, run: RunOutput, reuse: dict | None) -> bool:
