@@ -239,7 +239,7 @@ def _print(result: IndexJobResult, as_json: bool) -> int:
     if note and report["index"]["encoding"] in ("binary", "ubinary"):  # rescored or not
         print(f"  {note}")
     if c["failed"]:
-        print(f"  failed inputs: {result.folder / 'failures.parquet'}", file=sys.stderr)
+        print(f"  failed inputs: {result.folder}/failures.parquet", file=sys.stderr)
     return result.exit_code
 
 

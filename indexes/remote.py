@@ -207,9 +207,10 @@ def prune_versions(store: ObjectStore, live: str, keep: int = KEEP_VERSIONS) -> 
 
 
 def upload_folder(store: ObjectStore, folder: Path, prefix: str, names) -> None:
-    """Upload ``names`` (relative to ``folder``) under ``prefix``, in the order given."""
+    """Upload ``names`` (relative to ``folder``) under ``prefix``, in the order given, each
+    streamed from its file."""
     for name in names:
-        store.put(f"{prefix}/{name}", (folder / name).read_bytes())
+        store.upload(f"{prefix}/{name}", folder / name)
 
 
 def _cache_root(cache: str | os.PathLike | None) -> Path:

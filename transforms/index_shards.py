@@ -61,6 +61,7 @@ __all__ = [
     "PART_LIST",
     "REUSED_VECTOR",
     "BuildIndexShards",
+    "has_trained",
     "load_trained",
     "metadata_row",
     "read_part_list",
@@ -717,3 +718,9 @@ class BuildIndexShards(beam.PTransform):
             >> beam.io.WriteToText(f"{self._staging}/{PART_LIST}", shard_name_template="")
         )
         return Outputs(parts, written.failures)
+
+
+def has_trained(staging: str) -> bool:
+    """Whether ``BuildIndexShards`` trained an index (there was something to index),
+    without reading it."""
+    return FileSystems.exists(f"{staging.rstrip('/')}/{TRAINED_SPEC}")
