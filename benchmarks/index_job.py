@@ -222,7 +222,7 @@ def run_all(args: argparse.Namespace, extra: list[str]) -> None:
             if args.s3:
                 with s3_stand_in() as s3_options:
                     url = f"s3://bench/{name}"
-                    _, s3_seconds, s3_peaks = run_job(
+                    s3_report, s3_seconds, s3_peaks = run_job(
                         corpus, url, RUNNERS[name] + extra + s3_options
                     )
                 emit(
@@ -234,7 +234,9 @@ def run_all(args: argparse.Namespace, extra: list[str]) -> None:
                     seconds=round(s3_seconds, 1),
                     baseline_seconds=round(seconds, 1),
                     baseline="the same job with local output",
+                    stages=s3_report["seconds"],
                     peak_rss_tree=round(s3_peaks.peak_tree, 1),
+                    peak_rss_launcher=round(s3_peaks.peak_launcher, 1),
                     note="moto's S3 server on loopback, a stand-in for S3",
                 )
             if args.incremental and name == args.runners.split(",")[0]:

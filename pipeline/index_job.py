@@ -28,7 +28,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import apache_beam as beam
@@ -54,6 +54,7 @@ from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_part_l
 from pipeline.model_setup import ModelSetup, model_setup
 from pipeline.outputs import RunOutput, open_output, redact_args
 from pipeline.progress import ProgressTracker, Snapshot, tracking
+from pipeline.shard_count import auto_shards
 from pipeline.unchanged import (
     carried_failures,
     input_fingerprint,
@@ -179,6 +180,7 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
     if same is not None:
         return _unchanged(*same, time.monotonic() - started)
     with open_output(cfg) as run:
+        cfg = _resolved_shards(cfg, run)
         with _endpoint(cfg) as (settings, endpoint, setup):
             model = setup.model
             reuse = _reusable(run, cfg, endpoint, model)
@@ -262,6 +264,15 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
         folder = run.publish(files)
     code = EXIT_FAILED_INPUTS if failures.num_rows else EXIT_OK
     return IndexJobResult(version=run.name, folder=folder, exit_code=code, report=report)
+
+
+def _resolved_shards(cfg: IndexJobConfig, run: RunOutput) -> IndexJobConfig:
+    """``cfg`` with ``--shards auto`` replaced by a count (``pipeline.shard_count``)."""
+    if cfg.shards != "auto":
+        return cfg
+    count, why = auto_shards(cfg.inputs, max_tokens=cfg.max_tokens, live=run.previous_manifest)
+    log.info("--shards auto: %s", why)
+    return replace(cfg, shards=count)
 
 
 def _finish_local(
