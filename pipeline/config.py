@@ -49,7 +49,7 @@ class IndexJobConfig:
     index: str = "auto"
     memory_budget: int = DEFAULT_MEMORY_BUDGET
     # the parts (and IVF shards) the workers write: "auto" follows the corpus's size
-    # (pipeline.shard_count: about 25,000 rows a part, the live version's count kept
+    # (pipeline.shard_count: about 12,500 rows a part, the live version's count kept
     # within 2x so updates can layer), or a number
     shards: int | str = "auto"
     text_field: str = "text"

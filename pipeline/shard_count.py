@@ -41,7 +41,7 @@ __all__ = [
     "live_shards",
 ]
 
-ROWS_PER_PART = 25_000
+ROWS_PER_PART = 12_500
 MAX_AUTO_SHARDS = 256
 BYTES_PER_TOKEN = 4
 HTML_MARKUP = 3

@@ -10,7 +10,7 @@ that writes the part, so the launcher holds no postings (before, its in-memory b
 about 115 MB at 200,000 chunks of this corpus). What this test bounds is the whole job:
 reading, embedding, parts and their segments, training, shards, merge, recall, tuning.
 Both runs use the default ``--shards auto``, which cuts each corpus into parts of about
-25,000 rows (``pipeline.shard_count``: 2 parts at 50,000, 8 at 200,000): a worker holds
+12,500 rows (``pipeline.shard_count``: 4 parts at 50,000, 16 at 200,000): a worker holds
 one part at a time, so a part's size is what a worker's memory follows, and on the
 DirectRunner the workers are the launcher. With ``--shards 8`` at both sizes (a part
 four times larger at 200,000) the difference was 177-195 MB (README, "Scaling").
@@ -64,11 +64,11 @@ def test_launcher_peak_memory_does_not_grow_with_the_corpus(tmp_path):
     peaks = {}
     for n in (50_000, 200_000):
         write_corpus(tmp_path / f"c{n}", n)
-        # The default --shards auto: parts of the same size at both sizes (25,000 rows). A
+        # The default --shards auto: parts of the same size at both sizes (12,500 rows). A
         # worker holds one part at a time, so what may grow with N is the part.
         sampler, report = _peak(tmp_path / f"c{n}", tmp_path / f"o{n}")
         assert report["counts"]["indexed"] == n
-        assert report["job"]["shards"] == n // 25_000
+        assert report["job"]["shards"] == n // 12_500
         peaks[n] = {
             "launcher": round(sampler.peak_launcher, 1),
             "launcher_anonymous": round(sampler.peak_launcher_anon, 1),

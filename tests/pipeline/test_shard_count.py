@@ -55,12 +55,13 @@ def test_text_images_and_parquet_are_estimated_by_their_own_measure(tmp_path):
 
 
 def test_auto_follows_the_corpus_size_and_keeps_the_live_count_within_2x(tmp_path):
-    assert ROWS_PER_PART == 25_000
-    write_corpus(tmp_path / "c", 100_000)
+    assert ROWS_PER_PART == 12_500
+    write_corpus(tmp_path / "c", 50_000)
     assert auto_shards([str(tmp_path / "c")], max_tokens=512)[0] == 4
     # An update keeps the live version's count while the estimate is within 2x of it ...
     count, why = auto_shards([str(tmp_path / "c")], max_tokens=512, live=_live(8))
     assert (count, why.split(",")[0]) == (8, "8")
+    assert auto_shards([str(tmp_path / "c")], max_tokens=512, live=_live(2))[0] == 2
     # ... and past it writes its parts with the new count.
     assert auto_shards([str(tmp_path / "c")], max_tokens=512, live=_live(16))[0] == 4
     assert auto_shards([str(tmp_path / "c")], max_tokens=512, live=_live(1))[0] == 4
