@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--shape", choices=("none", "azure", "slots"), default="none")
     parser.add_argument("--s3", action="store_true", help="also run with s3:// output")
     parser.add_argument("--dimensions", type=int, help="passed to the job")
+    parser.add_argument("--shards", help="passed to the job (default: the job's, auto)")
     parser.add_argument("--quick", action="store_true", help="2,000 documents, DirectRunner")
     parser.add_argument(
         "--trace", type=Path, help="a folder for each run's log and memory samples over time"
@@ -170,6 +171,8 @@ def main() -> None:
             extra = ["--endpoint", ep.url]
         if args.dimensions:
             extra += ["--dimensions", str(args.dimensions)]
+        if args.shards:
+            extra += ["--shards", args.shards]
         run_all(args, extra)
 
 
