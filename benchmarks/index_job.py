@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--shape", choices=("none", "azure", "slots"), default="none")
     parser.add_argument("--s3", action="store_true", help="also run with s3:// output")
     parser.add_argument("--dimensions", type=int, help="passed to the job")
+    parser.add_argument("--shards", help="passed to the job (default: the job's, auto)")
     parser.add_argument("--quick", action="store_true", help="2,000 documents, DirectRunner")
     parser.add_argument(
         "--trace", type=Path, help="a folder for each run's log and memory samples over time"
@@ -170,6 +171,8 @@ def main() -> None:
             extra = ["--endpoint", ep.url]
         if args.dimensions:
             extra += ["--dimensions", str(args.dimensions)]
+        if args.shards:
+            extra += ["--shards", args.shards]
         run_all(args, extra)
 
 
@@ -222,7 +225,7 @@ def run_all(args: argparse.Namespace, extra: list[str]) -> None:
             if args.s3:
                 with s3_stand_in() as s3_options:
                     url = f"s3://bench/{name}"
-                    _, s3_seconds, s3_peaks = run_job(
+                    s3_report, s3_seconds, s3_peaks = run_job(
                         corpus, url, RUNNERS[name] + extra + s3_options
                     )
                 emit(
@@ -234,7 +237,9 @@ def run_all(args: argparse.Namespace, extra: list[str]) -> None:
                     seconds=round(s3_seconds, 1),
                     baseline_seconds=round(seconds, 1),
                     baseline="the same job with local output",
+                    stages=s3_report["seconds"],
                     peak_rss_tree=round(s3_peaks.peak_tree, 1),
+                    peak_rss_launcher=round(s3_peaks.peak_launcher, 1),
                     note="moto's S3 server on loopback, a stand-in for S3",
                 )
             if args.incremental and name == args.runners.split(",")[0]:

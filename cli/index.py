@@ -32,6 +32,16 @@ def parse_bytes(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2)])
 
 
+def parse_shards(text: str) -> int | str:
+    """``--shards``: "auto" or a whole number."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 'auto' or a whole number") from None
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     # Every default shown and used is IndexJobConfig's own (a dataclass field's default is
     # its class attribute).
@@ -109,7 +119,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--index", default=IndexJobConfig.index, help="'auto' or a FAISS factory string")
     i.add_argument("--memory-budget", type=parse_bytes, default=IndexJobConfig.memory_budget)
     i.add_argument(
-        "--shards", type=int, default=IndexJobConfig.shards, help="shards built on the workers"
+        "--shards",
+        type=parse_shards,
+        default=IndexJobConfig.shards,
+        help="parts (and IVF shards) built on the workers: 'auto' (from the corpus's size) "
+        "or a number",
     )
     i.add_argument(
         "--no-reuse",
@@ -239,7 +253,7 @@ def _print(result: IndexJobResult, as_json: bool) -> int:
     if note and report["index"]["encoding"] in ("binary", "ubinary"):  # rescored or not
         print(f"  {note}")
     if c["failed"]:
-        print(f"  failed inputs: {result.folder / 'failures.parquet'}", file=sys.stderr)
+        print(f"  failed inputs: {result.folder}/failures.parquet", file=sys.stderr)
     return result.exit_code
 
 

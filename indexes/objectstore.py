@@ -127,6 +127,10 @@ class ObjectStore:
     def download(self, key: str, path) -> None:
         raise NotImplementedError
 
+    def upload(self, key: str, path) -> None:
+        """Write the file ``path`` to ``key``, streamed (in parts when large)."""
+        raise NotImplementedError
+
     def copy(self, source: str, key: str) -> None:
         """Copy the object ``source`` to ``key`` inside the store (server-side: the bytes do
         not pass through this machine)."""
@@ -204,6 +208,14 @@ class _S3(ObjectStore):
     def download(self, key: str, path) -> None:
         self._client.download_file(self.bucket, self._key(key), str(path))
 
+    def upload(self, key: str, path) -> None:
+        from boto3.exceptions import S3UploadFailedError
+
+        try:  # boto3's managed upload: multipart past its threshold
+            self._client.upload_file(str(path), self.bucket, self._key(key))
+        except (self._ClientError, S3UploadFailedError) as exc:
+            raise IndexFolderError(f"{self.url}/{key}: {_reason(exc)}") from None
+
     def copy(self, source: str, key: str) -> None:
         try:  # boto3's managed copy: multipart server-side copies past 5 GB
             self._client.copy(
@@ -272,6 +284,10 @@ class _GCS(ObjectStore):
     def download(self, key: str, path) -> None:
         with self._converted(key):
             self._bucket.blob(self._key(key)).download_to_filename(str(path))
+
+    def upload(self, key: str, path) -> None:
+        with self._converted(key):  # resumable upload past google-cloud-storage's threshold
+            self._bucket.blob(self._key(key)).upload_from_filename(str(path))
 
     def copy(self, source: str, key: str) -> None:
         src, dst = self._bucket.blob(self._key(source)), self._bucket.blob(self._key(key))

@@ -9,8 +9,9 @@
       .lease                the running job's lease: created only if absent, renewed
                             while the run lives, expired (and taken over) if it dies
 
-Object stores have no rename and no lock, so the job never moves a version: workers and
-the launcher write it in place, manifest last, and only then does ``switch_current``
+Object stores have no rename and no lock, so the job never moves a version: workers
+write it in place (the parts, then the index and the rest, ``pipeline.finish_remote``),
+the launcher its small files and the manifest last, and only then does ``switch_current``
 replace ``CURRENT`` on the condition that it still holds what the run read at its
 start (S3 ``If-Match`` on the ETag, GCS ``ifGenerationMatch``). ``hold_lease`` creates
 ``.lease`` with ``If-None-Match: *``: a second run is refused while the lease is live;
@@ -207,9 +208,10 @@ def prune_versions(store: ObjectStore, live: str, keep: int = KEEP_VERSIONS) -> 
 
 
 def upload_folder(store: ObjectStore, folder: Path, prefix: str, names) -> None:
-    """Upload ``names`` (relative to ``folder``) under ``prefix``, in the order given."""
+    """Upload ``names`` (relative to ``folder``) under ``prefix``, in the order given, each
+    streamed from its file."""
     for name in names:
-        store.put(f"{prefix}/{name}", (folder / name).read_bytes())
+        store.upload(f"{prefix}/{name}", folder / name)
 
 
 def _cache_root(cache: str | os.PathLike | None) -> Path:

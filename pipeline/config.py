@@ -48,7 +48,10 @@ class IndexJobConfig:
     max_concurrency: int = 8
     index: str = "auto"
     memory_budget: int = DEFAULT_MEMORY_BUDGET
-    shards: int = 8
+    # the parts (and IVF shards) the workers write: "auto" follows the corpus's size
+    # (pipeline.shard_count: about 12,500 rows a part, the live version's count kept
+    # within 2x so updates can layer), or a number
+    shards: int | str = "auto"
     text_field: str = "text"
     id_field: str | None = "id"
     reuse: bool = True
@@ -68,6 +71,10 @@ class IndexJobConfig:
         scheme = self.output.split("://", 1)[0] if "://" in self.output else None
         if scheme not in (None, "s3", "gs"):
             raise ConfigError("output", self.output, "must be a local folder, s3:// or gs://")
+        if self.shards != "auto" and (
+            isinstance(self.shards, bool) or not isinstance(self.shards, int) or self.shards < 1
+        ):
+            raise ConfigError("shards", self.shards, 'must be "auto" or a whole number >= 1')
         if self.lease_seconds <= 0:
             raise ConfigError("lease_seconds", self.lease_seconds, "must be positive")
         from inference import codec  # numpy: loaded when a job is configured, not for --help

@@ -7,11 +7,15 @@
 3. run the Beam pipeline (``pipeline.graph``): read, chunk, reuse unchanged vectors,
    embed the rest, write the new version's id-range parts and IVF shards on the
    workers, write failures;
-4. finish the version's folder from small things (``indexes.assemble_folder``: the
-   index from the shards or the parts, streamed; recall; the manifest), write
-   ``failures.parquet`` and ``report.json``, and switch ``CURRENT`` to it.
+4. finish the version (``pipeline.update.finish_index``: the live version's index
+   updated, or the index built from the shards or the parts, streamed; recall; the
+   manifest): in its folder for a local output; for an object store on a worker, in a
+   second small pipeline with the job's options (``pipeline.finish_remote``), which
+   writes the version's files in place and leaves the manifest to the launcher;
+5. write ``failures.parquet`` and ``report.json`` (and, on an object store, the
+   manifest, last) and switch ``CURRENT`` to the new version.
 
-A run that fails or is killed before step 4 ends leaves the live version serving.
+A run that fails or is killed before step 5 ends leaves the live version serving.
 The exit status says how it went: 0 every input embedded, 3 finished with failed
 inputs (listed in ``failures.parquet``), anything else a failed run.
 """
@@ -24,7 +28,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import apache_beam as beam
@@ -35,8 +39,9 @@ from apache_beam.metrics import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from indexes.config import BuildConfig
+from indexes.files import MANIFEST
 from indexes.layers import overlay_rows
-from indexes.manifest import sanitize_endpoint
+from indexes.manifest import Manifest, sanitize_endpoint
 from inference.client import ClientSettings, EnvApiKey
 from inference.codec import wire_width
 from inference.derive import is_rescored, wire_encoding_for
@@ -44,10 +49,12 @@ from inference.errors import ConfigError, CorpusbeamError, JobError
 from inference.protocol import BIT_ENCODINGS, local_endpoint
 from inference.server import EndpointConfig, running_endpoint
 from pipeline.config import LAYER_LIMIT, IndexJobConfig, runner_name
+from pipeline.finish_remote import FinishTask, finish_on_worker
 from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_part_list
 from pipeline.model_setup import ModelSetup, model_setup
 from pipeline.outputs import RunOutput, open_output, redact_args
 from pipeline.progress import ProgressTracker, Snapshot, tracking
+from pipeline.shard_count import auto_shards
 from pipeline.training import train_later, trains_up_front
 from pipeline.unchanged import (
     carried_failures,
@@ -58,7 +65,7 @@ from pipeline.unchanged import (
 )
 from pipeline.update import finish_index
 from pipeline.vectors_note import finish_manifest
-from transforms.index_shards import load_trained
+from transforms.index_shards import has_trained, load_trained
 
 __all__ = ["EXIT_FAILED_INPUTS", "EXIT_OK", "IndexJobConfig", "IndexJobResult", "run_index_job"]
 
@@ -71,7 +78,7 @@ EXIT_FAILED_INPUTS = 3
 @dataclass(frozen=True)
 class IndexJobResult:
     version: str
-    folder: Path
+    folder: Path | str  # the version's folder; its URL on an object store
     exit_code: int
     report: dict = field(default_factory=dict)
 
@@ -174,6 +181,7 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
     if same is not None:
         return _unchanged(*same, time.monotonic() - started)
     with open_output(cfg) as run:
+        cfg = _resolved_shards(cfg, run)
         with _endpoint(cfg) as (settings, endpoint, setup):
             model = setup.model
             reuse = _reusable(run, cfg, endpoint, model)
@@ -227,41 +235,12 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
             carried = carried_failures(Path(reuse["folder"]), skip)
             if carried is not None and carried.num_rows:
                 failures = pa.concat_tables([failures, carried.cast(failures.schema)])
-        trained = load_trained(run.staging)
-        if trained is None:
+        if not has_trained(run.staging):
             raise ConfigError(
                 "inputs", list(cfg.inputs), f"nothing to index: {failures.num_rows} inputs failed"
             )
-        spec, blob = trained
-        parts = read_part_list(run.staging)
-        run.fetch([name for part in parts for name in part["files"]])
-        manifest, update = finish_index(  # update the live version's index, or build it
-            run.local,
-            previous=_update_source(run) if reuse else None,
-            previous_manifest=run.previous_manifest,
-            factory=None if cfg.index == "auto" else cfg.index,
-            rebuild=cfg.rebuild,
-            spec=spec,
-            trained=blob,
-            parts=parts,
-            model=model,
-            endpoint=endpoint,
-            api_version=cfg.api_version,
-            input_type=cfg.input_type,
-            config=BuildConfig(memory_budget=cfg.memory_budget, lexical=cfg.lexical),
-            read=_read_any,
-            train=lambda: train_later(
-                pipeline_args=cfg.pipeline_args,
-                staging=run.staging,
-                folder=run.folder,
-                spec=spec,
-                parts=parts,
-            ),
-        )
-        manifest = finish_manifest(
-            run.local, manifest, info=setup.info, wire=setup.wire, rescored=setup.rescored
-        )
-        pq.write_table(failures, run.local / "failures.parquet")
+        finish = _finish_remote if run.remote else _finish_local
+        manifest, update = finish(run, cfg, reuse, setup, endpoint)
         report = _report(
             setup,
             learned,
@@ -277,9 +256,15 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
         tracker.stage("publishing")
         report["update"] = update
         report.update(tracker.record())
-        (run.local / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-        write_fingerprint(run.local, fingerprint)
-        folder = run.publish()
+        files = {
+            "failures.parquet": _parquet_bytes(failures),
+            "report.json": (json.dumps(report, indent=2, sort_keys=True) + "\n").encode(),
+        }
+        if run.remote:  # the worker left the manifest to the launcher: written last
+            files[MANIFEST] = manifest.to_json().encode()
+        else:
+            write_fingerprint(run.local, fingerprint)
+        folder = run.publish(files)
     code = EXIT_FAILED_INPUTS if failures.num_rows else EXIT_OK
     return IndexJobResult(version=run.name, folder=folder, exit_code=code, report=report)
 
@@ -297,6 +282,8 @@ def _any_images(fingerprint: dict | None) -> bool:
 def _train_up_front(cfg: IndexJobConfig, run: RunOutput, reuse: dict | None) -> bool:
     """Whether the pipeline trains the index (``pipeline.training``): not when the finish
     is expected to update the live version's index."""
+    if run.remote:  # the finish runs on a worker, which cannot start a training pipeline
+        return True
     live = run.previous_manifest
     return trains_up_front(
         reusable=reuse is not None,
@@ -304,6 +291,88 @@ def _train_up_front(cfg: IndexJobConfig, run: RunOutput, reuse: dict | None) -> 
         factory=None if cfg.index == "auto" else cfg.index,
         live_factory=None if live is None else live.index_factory,
     )
+
+
+def _resolved_shards(cfg: IndexJobConfig, run: RunOutput) -> IndexJobConfig:
+    """``cfg`` with ``--shards auto`` replaced by a count (``pipeline.shard_count``)."""
+    if cfg.shards != "auto":
+        return cfg
+    count, why = auto_shards(cfg.inputs, max_tokens=cfg.max_tokens, live=run.previous_manifest)
+    log.info("--shards auto: %s", why)
+    return replace(cfg, shards=count)
+
+
+def _finish_local(
+    run: RunOutput, cfg: IndexJobConfig, reuse: dict | None, setup: ModelSetup, endpoint: str
+) -> tuple[Manifest, dict]:
+    """Finish the version in its local folder: the output is the launcher's disk."""
+    spec, blob = load_trained(run.staging)
+    parts = read_part_list(run.staging)
+    manifest, update = finish_index(  # update the live version's index, or build it
+        run.local,
+        previous=_update_source(run) if reuse else None,
+        previous_manifest=run.previous_manifest,
+        factory=None if cfg.index == "auto" else cfg.index,
+        rebuild=cfg.rebuild,
+        spec=spec,
+        trained=blob,
+        parts=parts,
+        model=setup.model,
+        endpoint=endpoint,
+        api_version=cfg.api_version,
+        input_type=cfg.input_type,
+        config=BuildConfig(memory_budget=cfg.memory_budget, lexical=cfg.lexical),
+        read=_read_any,
+        train=lambda: train_later(
+            pipeline_args=cfg.pipeline_args,
+            staging=run.staging,
+            folder=run.folder,
+            spec=spec,
+            parts=parts,
+        ),
+    )
+    manifest = finish_manifest(
+        run.local, manifest, info=setup.info, wire=setup.wire, rescored=setup.rescored
+    )
+    return manifest, update
+
+
+def _finish_remote(
+    run: RunOutput, cfg: IndexJobConfig, reuse: dict | None, setup: ModelSetup, endpoint: str
+) -> tuple[Manifest, dict]:
+    """Finish an object-store version on a worker (``pipeline.finish_remote``): the
+    launcher only reads back its manifest and the report's update entry."""
+    task = FinishTask(
+        output=run.root,
+        version=run.name,
+        staging=run.staging,
+        live=run.previous.rstrip("/").rsplit("/", 1)[-1] if run.previous else None,
+        update_from_live=reuse is not None,
+        written=run.written(),
+        factory=None if cfg.index == "auto" else cfg.index,
+        rebuild=cfg.rebuild,
+        model=setup.model,
+        endpoint=sanitize_endpoint(endpoint),
+        api_version=cfg.api_version,
+        input_type=cfg.input_type,
+        config=BuildConfig(memory_budget=cfg.memory_budget, lexical=cfg.lexical),
+        info=setup.info,
+        wire=setup.wire,
+        rescored=setup.rescored,
+    )
+    log.info("finishing %s on a worker (%s)", run.folder, runner_name(cfg.pipeline_args))
+    try:
+        return finish_on_worker(task, cfg.pipeline_args)
+    except CorpusbeamError:
+        raise
+    except Exception as exc:
+        raise JobError(f"finishing the version on a worker failed: {_reason(exc)}") from exc
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
 
 
 def _unchanged(folder: Path, live: dict, seconds: float) -> IndexJobResult:
@@ -374,13 +443,8 @@ def _collect_failures(staging: str) -> pa.Table:
 
 
 def _update_source(run: RunOutput) -> str | None:
-    """The live version's local folder an update starts from (its URL when it has none,
-    which makes the finish build the index in full)."""
-    try:
-        return str(run.previous_folder())
-    except CorpusbeamError as exc:
-        log.warning("the live version cannot be read to update from: %s", exc)
-        return run.previous
+    """The live version's local folder an update starts from."""
+    return str(run.previous_folder())
 
 
 def _report(setup, learned, cfg, run, reuse, manifest, counters, failures, pipeline_s, total_s):

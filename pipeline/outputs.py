@@ -5,11 +5,12 @@ of an object-store output), names the new version and yields a ``RunOutput``:
 
 - ``folder``: where the workers write the version's parts (a path or a URL);
 - ``staging``: the run's scratch files (under the output, or ``--temp_location``);
-- ``local``: where the launcher finishes the version (the ``.partial`` folder itself
-  locally; for an object store, the version's folder in the readers' cache, which the
-  launcher fills with the parts' files only as ``assemble_folder`` streams them);
-- ``publish()``: the version made live: renamed and ``CURRENT`` replaced locally;
-  uploaded (manifest last) and ``CURRENT`` switched with a conditional write remotely.
+- ``local``: where the launcher finishes the version: the ``.partial`` folder itself
+  locally; None for an object store, whose version a worker finishes in place
+  (``pipeline.finish_remote``), so nothing of it touches the launcher's disk;
+- ``publish(files)``: the version made live with its small files (failures, report):
+  written, renamed and ``CURRENT`` replaced locally; written (the manifest last) and
+  ``CURRENT`` switched with a conditional write remotely.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from indexes import remote, versions
 from indexes.files import MANIFEST
 from indexes.manifest import Manifest
 from indexes.objectstore import ObjectStore, is_url, open_store, s3_settings_from_args
-from inference.errors import CorpusbeamError
+from inference.errors import CorpusbeamError, JobError
 from pipeline.config import IndexJobConfig
 
 __all__ = ["RunOutput", "open_output", "redact_args", "temp_location"]
@@ -72,28 +73,31 @@ class RunOutput:
     name: str
     folder: str
     staging: str
-    local: Path
+    local: Path | None  # None for an object store: a worker finishes the version
     previous: str | None  # the live version's folder (path or URL), if any
     previous_manifest: Manifest | None
     _publish: object = field(repr=False, default=None)
 
-    def fetch(self, names: Sequence[str]) -> None:
-        """Bring the workers' files ``names`` (relative to the version) to ``local``."""
-        fetch = getattr(self._publish, "fetch", None)
-        if fetch is not None:
-            fetch(names)
+    @property
+    def remote(self) -> bool:
+        """Whether the output is on an object store."""
+        return is_url(self.root)
 
     def previous_folder(self) -> Path | None:
-        """The live version as a local folder, for an update to start from: itself locally;
-        for an object store, its copy in the readers' cache (the previous run left it there,
-        else it is downloaded once)."""
-        if self.previous is None:
-            return None
-        local = getattr(self._publish, "previous_folder", None)
-        return local() if local is not None else Path(self.previous)
+        """The live version's local folder, for an update to start from (local outputs;
+        on an object store the worker that finishes the version gets its own copy)."""
+        return None if self.previous is None or self.remote else Path(self.previous)
 
-    def publish(self) -> Path:
-        return self._publish.publish()  # type: ignore[union-attr]
+    def written(self) -> tuple[str, ...]:
+        """The new version's files already on the store (the workers' parts), relative to
+        the version; () for a local output."""
+        listed = getattr(self._publish, "written", None)
+        return tuple(listed()) if listed is not None else ()
+
+    def publish(self, files: Mapping[str, bytes]) -> Path | str:
+        """Write ``files`` (small: failures, report; remotely also the manifest, written
+        last) into the version and make it live. Returns its folder (local) or URL."""
+        return self._publish.publish(files)  # type: ignore[union-attr]
 
 
 def _remove_staging(staging: str) -> None:
@@ -108,7 +112,9 @@ class _LocalPublish:
     def __init__(self, out: Path, work: Path, name: str, staging: str) -> None:
         self.out, self.work, self.name, self.staging = out, work, name, staging
 
-    def publish(self) -> Path:
+    def publish(self, files: Mapping[str, bytes]) -> Path:
+        for name, data in files.items():
+            (self.work / name).write_bytes(data)
         if Path(self.staging).is_dir():
             shutil.rmtree(self.staging)
         else:
@@ -117,51 +123,24 @@ class _LocalPublish:
 
 
 class _RemotePublish:
+    """The launcher's side of an object-store version: small files only. A worker wrote
+    the rest in place (``pipeline.finish_remote``); the manifest goes last."""
+
     def __init__(self, store: ObjectStore, run: RunOutput, tag: str | None, lease) -> None:
         self.store, self.run, self.tag, self.lease = store, run, tag, lease
         self.prefix = f"{remote.VERSIONS}/{run.name}"
 
-    def fetch(self, names: Sequence[str]) -> None:
-        for name in names:
-            target = self.run.local / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self.store.download(f"{self.prefix}/{name}", target)
+    def written(self) -> list[str]:
+        return sorted(k.split("/", 2)[2] for k, _ in self.store.list(f"{self.prefix}/"))
 
-    def _live_name(self) -> str | None:
-        return self.run.previous.rstrip("/").rsplit("/", 1)[-1] if self.run.previous else None
-
-    def previous_folder(self) -> Path:
-        return remote.cached_version(self.run.root, version=self._live_name(), store=self.store)
-
-    def _shared(self, names: Sequence[str]) -> dict[str, str]:
-        """The files among ``names`` that the live version holds with the same bytes (an
-        update shares its index files): copied inside the store, not uploaded."""
-        live, previous = self._live_name(), self.run.previous_manifest
-        if live is None or previous is None:
-            return {}
-        mine = Manifest.from_json((self.run.local / MANIFEST).read_text()).files
-        return {
-            n: f"{remote.VERSIONS}/{live}/{n}"
-            for n in names
-            if n in mine and mine[n].get("sha256") == previous.files.get(n, {}).get("sha256")
-        }
-
-    def publish(self) -> Path:
-        local = self.run.local
-        written = {k.split("/", 2)[2] for k, _ in self.store.list(f"{self.prefix}/")}
-        names = sorted(
-            p.relative_to(local).as_posix()
-            for p in local.rglob("*")
-            if p.is_file() and p.name != MANIFEST and p.relative_to(local).as_posix() not in written
-        )
-        shared = self._shared(names)
-        for name, source in shared.items():
-            self.store.copy(source, f"{self.prefix}/{name}")
-        if shared:
-            log.info("%d files shared with the live version: copied inside the store", len(shared))
-        remote.upload_folder(self.store, local, self.prefix, [n for n in names if n not in shared])
+    def publish(self, files: Mapping[str, bytes]) -> str:
+        if MANIFEST not in files:
+            raise JobError(f"publishing {self.prefix} needs its {MANIFEST}")
+        for name, data in files.items():
+            if name != MANIFEST:
+                self.store.put(f"{self.prefix}/{name}", data)
         self.lease.check()
-        remote.upload_folder(self.store, local, self.prefix, [MANIFEST])  # last
+        self.store.put(f"{self.prefix}/{MANIFEST}", files[MANIFEST])  # last
         remote.switch_current(self.store, self.run.name, self.tag)
         inside = f"{self.store.url}/"
         if self.run.staging.startswith(inside):  # delete what the run listed, by prefix
@@ -169,7 +148,7 @@ class _RemotePublish:
         else:
             _remove_staging(self.run.staging)
         remote.prune_versions(self.store, live=self.run.name)
-        return local
+        return self.run.folder
 
 
 @contextlib.contextmanager
@@ -222,9 +201,6 @@ def _remote_output(cfg: IndexJobConfig) -> Iterator[RunOutput]:
         name = versions.new_version_name()
         temp = temp_location(cfg.pipeline_args)
         staging = f"{temp.rstrip('/')}/corpusbeam-{name}" if temp else f"{url}/staging/{name}"
-        local = remote.cache_folder(url) / name
-        shutil.rmtree(local, ignore_errors=True)
-        local.mkdir(parents=True)
         manifest = None
         if live is not None:
             try:
@@ -237,13 +213,9 @@ def _remote_output(cfg: IndexJobConfig) -> Iterator[RunOutput]:
             name=name,
             folder=f"{url}/{remote.VERSIONS}/{name}",
             staging=staging,
-            local=local,
+            local=None,
             previous=f"{url}/{remote.VERSIONS}/{live}" if live else None,
             previous_manifest=manifest,
         )
         run._publish = _RemotePublish(store, run, tag, lease)
-        try:
-            yield run
-        except BaseException:
-            shutil.rmtree(local, ignore_errors=True)
-            raise
+        yield run

@@ -6,9 +6,9 @@ settings) on a local output, the index is updated from it (``indexes.update``: t
 index shared by hard links, a delta segment and tombstones, the retraining policy);
 otherwise, or when the policy asks for a rebuild (``--rebuild`` forces one), the folder
 is assembled in full from the parts and the workers' shards (``indexes.assemble``).
-On an object store the update starts from the live version's copy in the readers' cache
-(``RunOutput.previous_folder``), and the files it shares are copied inside the store at
-publishing, not uploaded (``pipeline.outputs``).
+On an object store this runs on a worker (``pipeline.finish_remote``): the update starts
+from the live version's copy in that machine's cache (``indexes.remote.cached_version``),
+and the files it shares are copied inside the store, not uploaded.
 """
 
 from __future__ import annotations

@@ -68,6 +68,7 @@ __all__ = [
     "SHARD_LIST",
     "BuildIndexShards",
     "TrainShards",
+    "has_trained",
     "load_trained",
     "metadata_row",
     "read_part_list",
@@ -889,3 +890,9 @@ class BuildIndexShards(beam.PTransform):
             >> beam.io.WriteToText(f"{self._staging}/{PART_LIST}", shard_name_template="")
         )
         return Outputs(parts, written.failures)
+
+
+def has_trained(staging: str) -> bool:
+    """Whether ``BuildIndexShards`` trained an index (there was something to index),
+    without reading it."""
+    return FileSystems.exists(f"{staging.rstrip('/')}/{TRAINED_SPEC}")

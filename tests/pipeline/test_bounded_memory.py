@@ -9,8 +9,9 @@ The runs build the lexical index too: each part's BM25 segment is written by the
 that writes the part, so the launcher holds no postings (before, its in-memory build held
 about 115 MB at 200,000 chunks of this corpus). What this test bounds is the whole job:
 reading, embedding, parts and their segments, training, shards, merge, recall, tuning.
-Both runs cut their corpus into parts of 6,250 rows (``--shards`` 8 and 32): a worker
-holds one part at a time, so a part's size is what a worker's memory follows, and on the
+Both runs use the default ``--shards auto``, which cuts each corpus into parts of about
+12,500 rows (``pipeline.shard_count``: 4 parts at 50,000, 16 at 200,000): a worker holds
+one part at a time, so a part's size is what a worker's memory follows, and on the
 DirectRunner the workers are the launcher. With ``--shards 8`` at both sizes (a part
 four times larger at 200,000) the difference was 177-195 MB (README, "Scaling").
 """
@@ -30,7 +31,7 @@ from benchmarks.index_job import write_corpus
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _peak(corpus: Path, output: Path, shards: int) -> tuple[RssSampler, dict]:
+def _peak(corpus: Path, output: Path) -> tuple[RssSampler, dict]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -43,8 +44,6 @@ def _peak(corpus: Path, output: Path, shards: int) -> tuple[RssSampler, dict]:
             "--dimensions",
             "64",
             "--json",
-            "--shards",
-            str(shards),
             "--runner=DirectRunner",
         ],
         cwd=REPO,
@@ -65,15 +64,17 @@ def test_launcher_peak_memory_does_not_grow_with_the_corpus(tmp_path):
     peaks = {}
     for n in (50_000, 200_000):
         write_corpus(tmp_path / f"c{n}", n)
-        # Parts of the same size at both sizes (6,250 rows): a worker holds one part at a
-        # time, so what may grow with N is the part, and --shards is its knob.
-        sampler, report = _peak(tmp_path / f"c{n}", tmp_path / f"o{n}", n // 6_250)
+        # The default --shards auto: parts of the same size at both sizes (12,500 rows). A
+        # worker holds one part at a time, so what may grow with N is the part.
+        sampler, report = _peak(tmp_path / f"c{n}", tmp_path / f"o{n}")
         assert report["counts"]["indexed"] == n
+        assert report["job"]["shards"] == n // 12_500
         peaks[n] = {
             "launcher": round(sampler.peak_launcher, 1),
             "launcher_anonymous": round(sampler.peak_launcher_anon, 1),
             "tree": round(sampler.peak_tree, 1),
             "index": report["index"]["factory"],
+            "shards": report["job"]["shards"],
         }
     print(json.dumps({"peaks_mib": peaks}))
     small, large = peaks[50_000]["launcher"], peaks[200_000]["launcher"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -39,6 +40,7 @@ from indexes.objectstore import PreconditionFailed, open_store
 from indexes.reader import open_index
 from inference.errors import ConfigError, IndexFolderError, JobError
 from inference.server import EndpointConfig, running_endpoint
+from pipeline import index_job
 from pipeline.index_job import IndexJobConfig, run_index_job
 from pipeline.sample_corpus import write_sample
 from retrieval.service.config import ServiceConfig
@@ -159,7 +161,16 @@ def test_runners_write_the_same_index_to_the_store_and_readers_use_it(
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     cache = Path(os.environ[remote.CACHE_ENV])
     started = time.time() - 1
-    contents = {}
+    contents, result_versions = {}, {}
+    tasks: list[bytes] = []  # what the launcher sends the worker that finishes a version
+
+    real_finish = index_job.finish_on_worker
+
+    def finish_on_worker(task, args):
+        tasks.append(pickle.dumps(task))
+        return real_finish(task, args)
+
+    monkeypatch.setattr(index_job, "finish_on_worker", finish_on_worker)
     for runner in store.runners:
         url = store.url(runner)
         result = run_index_job(
@@ -178,11 +189,19 @@ def test_runners_write_the_same_index_to_the_store_and_readers_use_it(
         assert any(k.startswith(f"versions/{result.version}/parts/") for k in listed)
         assert not [k for k in listed if k.startswith(("staging/", ".lease"))]
         assert versions.read_current(url) == result.version
+        # Nothing of the version in the launcher's cache: a worker finished it in a
+        # temporary folder it removed; the readers' cache is filled when a reader opens it.
+        cached = remote.cache_folder(url)
+        assert not cached.exists() or not [p for p in cached.rglob("*") if p.is_file()]
+        assert str(result.folder) == f"{url}/versions/{result.version}"
+        assert len(tasks) == 1 and b"testing-secret-key" not in tasks.pop()  # no key in it
         report = json.dumps(result.report)
         assert "testing-secret-key" not in report
         if store.worker_args:  # the S3 options hold a secret: the report shows it redacted
             assert "<redacted>" in report
-        contents[runner] = content(url)
+        contents[runner] = content(url)  # a reader: it fills the cache
+        assert (cached / result.version / "manifest.json").is_file()
+        result_versions[runner] = result.version
     ids, xb, meta = contents["direct"]
     assert len(ids) == 32
     for runner in store.runners[1:]:
@@ -202,6 +221,7 @@ def test_runners_write_the_same_index_to_the_store_and_readers_use_it(
     assert hits[0]["document_id"] == "animals/cats.md"
     # The cached copy is reused: the same folder, not downloaded again.
     folder = versions.resolve_index_folder(direct)
+    assert folder == remote.cache_folder(direct) / result_versions["direct"]
     before = (folder / "manifest.json").stat().st_mtime_ns
     assert versions.resolve_index_folder(direct) == folder
     assert (folder / "manifest.json").stat().st_mtime_ns == before
@@ -251,6 +271,7 @@ def test_serve_follows_an_update_that_copies_the_shared_index_inside_the_store(
             store_class = type(open_store(url))
             _recording(monkeypatch, store_class, "copy", copied)
             _recording(monkeypatch, store_class, "put", uploaded)
+            _recording(monkeypatch, store_class, "upload", uploaded)
             second = run_index_job(job)
             monkeypatch.undo()
             assert second.report["update"]["mode"] == "update", second.report["update"]
@@ -274,6 +295,38 @@ def test_serve_follows_an_update_that_copies_the_shared_index_inside_the_store(
     assert texts["animals/cats.md"] == "Cats now chase laser pointers all day."
     assert "space/mars.txt" not in texts
     assert main(["search", url, "red planet rovers iron oxide", "--json"]) == 0
+
+
+def test_workers_finish_an_update_the_launcher_downloads_nothing(
+    gcs, endpoint, tmp_path, monkeypatch
+):
+    """With 2 worker processes, an update's finish runs in a worker process: the parts and
+    the live version it starts from are downloaded there (into that machine's cache), never
+    by the launcher, whose downloads fail in this test. One store: the code is the same."""
+    store = gcs
+    corpus = write_sample(tmp_path / "corpus")
+    url = store.url("worker-finish")
+    job = IndexJobConfig(
+        inputs=(str(corpus),),
+        output=url,
+        endpoint=endpoint.url,
+        shards=SHARDS,
+        pipeline_args=store.pipeline_args("multiprocess"),
+    )
+    first = run_index_job(job)
+    (corpus / "animals" / "cats.md").write_text("Cats nap in boxes.")
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the launcher downloaded from the store")
+
+    monkeypatch.setattr(type(open_store(url)), "download", refused)
+    monkeypatch.setattr(remote, "cached_version", refused)
+    second = run_index_job(job)
+    monkeypatch.undo()
+    assert second.report["update"]["mode"] == "update", second.report["update"]
+    assert second.report["reused_from"] == first.version
+    texts = {r["document_id"]: r["text"] for r in content(url)[2]}
+    assert texts["animals/cats.md"] == "Cats nap in boxes."
 
 
 def test_a_lease_is_refused_while_live_taken_over_once_expired_and_lost_to_the_taker(store):
