@@ -53,7 +53,7 @@ from pipeline.finish_remote import FinishTask, finish_on_worker
 from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_part_list
 from pipeline.model_setup import ModelSetup, model_setup
 from pipeline.outputs import RunOutput, open_output, redact_args
-from pipeline.progress import ProgressTracker, Snapshot, tracking
+from pipeline.progress import MATCHERS, ProgressTracker, Snapshot, tracking
 from pipeline.shard_count import auto_shards
 from pipeline.training import train_later, trains_up_front
 from pipeline.unchanged import (
@@ -188,6 +188,8 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
             skip = {}
             if reuse and reuse["layered"] and "://" not in reuse["folder"]:
                 skip = unchanged_files(Path(reuse["folder"]), fingerprint)
+            images = _any_images(fingerprint)
+            tracker.matchers(MATCHERS if images else 1)
             graph = GraphConfig(
                 inputs=cfg.inputs,
                 staging=run.staging,
@@ -206,7 +208,7 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
                 rescored=setup.rescored,
                 budget=setup.budget,
                 skip=skip or None,
-                images=_any_images(fingerprint),
+                images=images,
                 lexical=cfg.lexical,
                 train=_train_up_front(cfg, run, reuse),
             )

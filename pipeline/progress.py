@@ -31,7 +31,9 @@ from transforms.progress import ENV
 
 __all__ = ["MATCHERS", "ProgressTracker", "Snapshot", "tracking"]
 
-MATCHERS = 2  # the graph matches every input pattern twice: ReadDocuments and ReadImages
+# the graph matches every input pattern twice: ReadDocuments and ReadImages (once when
+# the image steps are left out: ``ProgressTracker.matchers``)
+MATCHERS = 2
 _MAX_LATENCIES = 20_000  # latency samples the report keeps (the first ones)
 _MAX_POINTS = 4_000  # time-series points kept: past it, every other one is dropped
 _RATE_WINDOW = 5.0  # seconds the inputs-a-second figure averages over
@@ -92,6 +94,7 @@ class ProgressTracker:
         on_update: Callable[[Snapshot], None] | None = None,
     ) -> None:
         self.on_update = on_update
+        self._patterns = patterns
         self._expected_patterns = patterns * MATCHERS
         self._clock = clock
         self._started = clock()
@@ -102,6 +105,11 @@ class ProgressTracker:
         self._stage: str | None = None  # the launcher's; None while the pipeline runs
         self._recent: deque[tuple[float, int]] = deque()
         self._timeline: list[dict] = []
+
+    def matchers(self, count: int) -> None:
+        """How many readers match each input pattern (the total is known once all have)."""
+        with self._lock:
+            self._expected_patterns = self._patterns * count
 
     def receive(self, body: dict) -> None:
         """Add one datagram's content (see ``transforms.progress``)."""
