@@ -54,7 +54,7 @@ from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_part_l
 from pipeline.model_setup import ModelSetup, model_setup
 from pipeline.outputs import RunOutput, open_output, redact_args
 from pipeline.progress import MATCHERS, ProgressTracker, Snapshot, tracking
-from pipeline.shard_count import auto_shards
+from pipeline.shard_count import auto_shards, same_parts
 from pipeline.training import train_later, trains_up_front
 from pipeline.unchanged import (
     carried_failures,
@@ -106,20 +106,6 @@ def _endpoint(cfg: IndexJobConfig) -> Iterator[tuple[ClientSettings, str, ModelS
     yield settings, cfg.endpoint, model_setup(settings, cfg)
 
 
-def _same_parts(parts: list[dict], shards: int) -> bool:
-    """Whether the live version's parts cover the id ranges of ``shards`` parts (layers
-    go over parts of the same ranges; another ``--shards`` writes the parts in full)."""
-    from indexes.layers import part_number
-    from indexes.parts import part_of
-
-    return all(
-        part_of(int(p["id_min"]), shards)
-        == part_number(p["name"])
-        == part_of(int(p["id_max"]), shards)
-        for p in parts
-    )
-
-
 def _reusable(run: RunOutput, cfg: IndexJobConfig, endpoint: str, model: str) -> dict | None:
     """``{"folder", "parts", "count"}`` of the live version, when its vectors are valid for
     this run's settings."""
@@ -151,7 +137,7 @@ def _reusable(run: RunOutput, cfg: IndexJobConfig, endpoint: str, model: str) ->
         and not cfg.rebuild
         and not from_vector
         and delta + removed <= LAYER_LIMIT * max(manifest.count, 1)
-        and _same_parts(manifest.parts, cfg.shards)
+        and same_parts(manifest.parts, cfg.shards)
     )
     return {
         "folder": run.previous,
@@ -181,7 +167,7 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
     if same is not None:
         return _unchanged(*same, time.monotonic() - started)
     with open_output(cfg) as run:
-        cfg = _resolved_shards(cfg, run)
+        cfg = _resolved_shards(cfg, run, fingerprint)
         with _endpoint(cfg) as (settings, endpoint, setup):
             model = setup.model
             reuse = _reusable(run, cfg, endpoint, model)
@@ -295,11 +281,17 @@ def _train_up_front(cfg: IndexJobConfig, run: RunOutput, reuse: dict | None) -> 
     )
 
 
-def _resolved_shards(cfg: IndexJobConfig, run: RunOutput) -> IndexJobConfig:
-    """``cfg`` with ``--shards auto`` replaced by a count (``pipeline.shard_count``)."""
+def _resolved_shards(
+    cfg: IndexJobConfig, run: RunOutput, fingerprint: dict | None
+) -> IndexJobConfig:
+    """``cfg`` with ``--shards auto`` replaced by a count (``pipeline.shard_count``), from
+    the inputs' listing the fingerprint already holds (listed again when there is none)."""
     if cfg.shards != "auto":
         return cfg
-    count, why = auto_shards(cfg.inputs, max_tokens=cfg.max_tokens, live=run.previous_manifest)
+    files = [(f[0], f[1]) for f in fingerprint["files"]] if fingerprint else None
+    count, why = auto_shards(
+        cfg.inputs, max_tokens=cfg.max_tokens, live=run.previous_manifest, files=files
+    )
     log.info("--shards auto: %s", why)
     return replace(cfg, shards=count)
 

@@ -39,6 +39,7 @@ __all__ = [
     "auto_shards",
     "estimate_chunks",
     "live_shards",
+    "same_parts",
 ]
 
 ROWS_PER_PART = 12_500
@@ -108,25 +109,28 @@ def estimate_chunks(files: Sequence[tuple[str, int]], max_tokens: int) -> int:
     return round(total)
 
 
+def same_parts(parts: list[dict], shards: int) -> bool:
+    """Whether a manifest's ``parts`` cover the id ranges of ``shards`` parts (layers go
+    over parts of the same ranges; another count writes the parts in full)."""
+    return all(
+        part_of(int(p["id_min"]), shards)
+        == part_number(p["name"])
+        == part_of(int(p["id_max"]), shards)
+        for p in parts
+    )
+
+
 def live_shards(manifest: Manifest | None) -> int | None:
     """The part count the live version was written with (its parts' names and id ranges
     agree with it), or None when it cannot be told."""
     if manifest is None or not manifest.parts:
         return None
     count = max(part_number(p["name"]) for p in manifest.parts) + 1
-    same = all(
-        part_of(int(p["id_min"]), count)
-        == part_number(p["name"])
-        == part_of(int(p["id_max"]), count)
-        for p in manifest.parts
-    )
-    return count if same else None
+    return count if same_parts(manifest.parts, count) else None
 
 
-def auto_shards(
-    inputs: Sequence[str], *, max_tokens: int, live: Manifest | None = None
-) -> tuple[int, str]:
-    """(the part count for ``--shards auto``, why: one line for the log and the report)."""
+def _listing(inputs: Sequence[str]) -> list[tuple[str, int]]:
+    """(path, size) of every file the input patterns match."""
     files: list[tuple[str, int]] = []
     for pattern in inputs:
         try:
@@ -134,6 +138,20 @@ def auto_shards(
         except Exception as exc:  # Beam's filesystems raise their own kinds
             raise ConfigError("inputs", pattern, f"cannot be listed: {exc}") from None
         files += [(m.path, int(m.size_in_bytes)) for m in result.metadata_list]
+    return files
+
+
+def auto_shards(
+    inputs: Sequence[str],
+    *,
+    max_tokens: int,
+    live: Manifest | None = None,
+    files: Sequence[tuple[str, int]] | None = None,
+) -> tuple[int, str]:
+    """(the part count for ``--shards auto``, why: one line for the log and the report).
+    ``files``: the inputs' (path, size), when the caller has listed them already."""
+    if files is None:
+        files = _listing(inputs)
     chunks = estimate_chunks(files, max_tokens)
     wanted = min(MAX_AUTO_SHARDS, max(1, round(chunks / ROWS_PER_PART)))
     kept = live_shards(live)
