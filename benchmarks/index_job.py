@@ -15,7 +15,10 @@ to ``CURRENT`` switched (``fraction_of_limit``). ``--s3`` runs each job a second
 with ``--output s3://...`` against moto's S3 server on loopback (a stand-in for S3).
 
 Peak memory is sampled from /proc every 0.1 s: the launcher alone, and the sum over the
-launcher and every process under it (endpoint, worker processes) at each moment.
+launcher and every process under it (endpoint, worker processes) at each moment. The
+local output folder's disk is sampled every second by kind of file (run files, IVF
+shards, parts, lexical segments, index: ``benchmarks/_disk.py``), as the staging files
+are deleted at publishing; ``peak_disk`` gives each kind's peak and the total's.
 
     python -m benchmarks.index_job [--docs 100000] [--runners direct,multi] [--quick]
     python -m benchmarks.index_job --shape azure --docs 30000 --runners direct
@@ -38,6 +41,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks._common import emit
+from benchmarks._disk import DiskSampler
 from benchmarks._rss import RssSampler
 from inference.server import EndpointConfig, running_endpoint
 
@@ -69,10 +73,11 @@ def write_corpus(root: Path, n: int, files: int = 20, changed: set[int] | None =
 
 def run_job(
     corpus: Path, output: str, options: list[str], trace: Path | None = None
-) -> tuple[dict, float, RssSampler]:
-    """(report, seconds from the process's start to its exit, sampled peaks) of a fresh
-    ``corpusbeam index`` process; with ``trace`` (a path without suffix), its log lines go
-    to ``trace.log`` and its memory samples to ``trace.rss.tsv``."""
+) -> tuple[dict, float, RssSampler, DiskSampler | None]:
+    """(report, seconds from the process's start to its exit, sampled memory peaks, sampled
+    disk peaks of a local output, else None) of a fresh ``corpusbeam index`` process; with
+    ``trace`` (a path without suffix), its log lines go to ``trace.log``, its memory samples
+    to ``trace.rss.tsv`` and its disk samples to ``trace.disk.tsv``."""
     cmd = [
         sys.executable,
         "-m",
@@ -87,14 +92,19 @@ def run_job(
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sampler = RssSampler(proc.pid, trace=trace and trace.with_suffix(".rss.tsv")).start()
+    disk = None
+    if "://" not in output:
+        disk = DiskSampler(Path(output), trace=trace and trace.with_suffix(".disk.tsv")).start()
     out, err = proc.communicate()
     if trace:
         trace.with_suffix(".log").write_text(err)
     sampler.stop()
+    if disk:
+        disk.stop()
     seconds = time.perf_counter() - started
     if proc.returncode not in (0, 3):
         raise SystemExit(f"index job failed ({proc.returncode}): {err[-2000:]}")
-    return json.loads(out), seconds, sampler
+    return json.loads(out), seconds, sampler, disk
 
 
 def _disk(folder: Path) -> float:
@@ -186,7 +196,7 @@ def run_all(args: argparse.Namespace, extra: list[str]) -> None:
             if args.trace:
                 args.trace.mkdir(parents=True, exist_ok=True)
                 trace = args.trace / f"{name}-{args.docs}-{args.shape}"
-            report, seconds, peaks = run_job(corpus, str(out), RUNNERS[name] + extra, trace)
+            report, seconds, peaks, disk = run_job(corpus, str(out), RUNNERS[name] + extra, trace)
             common = {"runner": name, "docs": args.docs, "shape": args.shape}
             emit(
                 BENCH,
@@ -222,10 +232,20 @@ def run_all(args: argparse.Namespace, extra: list[str]) -> None:
                 **common,
                 anonymous=round(peaks.peak_launcher_anon, 1),
             )
+            if disk:
+                emit(
+                    BENCH,
+                    "peak_disk",
+                    round(disk.peak_total, 1),
+                    "MiB",
+                    **common,
+                    by_kind={k: round(v, 1) for k, v in disk.peaks.items()},
+                    note="the output folder, staging included, sampled every second",
+                )
             if args.s3:
                 with s3_stand_in() as s3_options:
                     url = f"s3://bench/{name}"
-                    s3_report, s3_seconds, s3_peaks = run_job(
+                    s3_report, s3_seconds, s3_peaks, _ = run_job(
                         corpus, url, RUNNERS[name] + extra + s3_options
                     )
                 emit(
@@ -245,7 +265,7 @@ def run_all(args: argparse.Namespace, extra: list[str]) -> None:
             if args.incremental and name == args.runners.split(",")[0]:
                 changed = set(random.Random(0).sample(range(args.docs), args.docs // 100))
                 write_corpus(corpus, args.docs, changed=changed)
-                again, again_s, _ = run_job(corpus, str(out), RUNNERS[name] + extra)
+                again, again_s, _, _ = run_job(corpus, str(out), RUNNERS[name] + extra)
                 emit(
                     BENCH,
                     "incremental_time_ratio",
