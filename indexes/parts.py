@@ -52,6 +52,7 @@ __all__ = [
     "encode_part",
     "file_entry",
     "id_starts",
+    "parquet_bytes",
     "part_name",
     "part_of",
     "split_by_part",
@@ -128,9 +129,22 @@ def file_entry(data: bytes) -> dict:
     return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
 
-def _parquet(table: pa.Table) -> bytes:
+def parquet_bytes(table: pa.Table, row_group_size: int | None = ROW_GROUP_ROWS) -> bytes:
+    """``table`` as Parquet bytes, dictionary-encoding only its scalar columns.
+
+    Parquet's writer tries a dictionary for every column by default; for a vector column
+    (lists of floats or bytes, near-unique values) it builds one, finds it too large and
+    falls back to plain encoding, having spent most of the write on it: a 4,096-row run of
+    d = 256 float vectors took 37-48 ms with it against 10-13 ms without, and came out
+    13% larger (4.7 against 4.1 MiB).
+    """
+    scalar = [
+        f.name
+        for f in table.schema
+        if not (pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type))
+    ]
     out = io.BytesIO()
-    pq.write_table(table, out, row_group_size=ROW_GROUP_ROWS)
+    pq.write_table(table, out, row_group_size=row_group_size, use_dictionary=scalar)
     return out.getvalue()
 
 
@@ -176,8 +190,8 @@ def encode_part(
     rdtype = rescore_vectors.dtype if in_table else None
     vschema = vectors_schema(encoding, dimensions, rdtype)
     files = {
-        base + METADATA_SUFFIX: _parquet(table),
-        base + VECTORS_SUFFIX: _parquet(pa.Table.from_arrays(columns, schema=vschema)),
+        base + METADATA_SUFFIX: parquet_bytes(table),
+        base + VECTORS_SUFFIX: parquet_bytes(pa.Table.from_arrays(columns, schema=vschema)),
     }
     if rescore_vectors is not None:
         files[base + RESCORE_SUFFIX] = _npy(rescore_vectors)

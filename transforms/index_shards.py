@@ -42,7 +42,7 @@ from indexes.layers import DELTA_PREFIX, part_number
 from indexes.lexical import column_texts
 from indexes.lexical_segments import encode_segment
 from indexes.memory import trim
-from indexes.parts import encode_part, file_entry, id_starts, part_of
+from indexes.parts import encode_part, file_entry, id_starts, parquet_bytes, part_of
 from indexes.tables import METADATA_COLUMNS, column_array, metadata_table
 from inference import codec
 from inference.errors import ConfigError
@@ -145,12 +145,6 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
-def _parquet(table: pa.Table) -> bytes:
-    out = io.BytesIO()
-    pq.write_table(table, out)
-    return out.getvalue()
-
-
 class _WriteRunsFn(beam.DoFn):
     """Buffer embedded rows by part; every ``_RUN_ROWS`` rows (and at the bundle's end)
     write each part's rows to a run file and emit a small reference to it."""
@@ -209,7 +203,7 @@ class _WriteRunsFn(beam.DoFn):
             )
         width = int(fresh[0].size) if fresh else 0
         path = f"{self._staging}/runs/part-{part:05d}/{uuid.uuid4().hex}.parquet"
-        _write(path, _parquet(table))
+        _write(path, parquet_bytes(table, row_group_size=None))
         return {"part": part, "path": path, "rows": len(items), "width": width}
 
 

@@ -103,3 +103,19 @@ def test_binary_parts_stream_hamming_ground_truth(tmp_path, xb, xq, metadata):
     got, ref = streaming_reference(folder.parts, q, 5)
     assert ref == "exact Hamming distance"
     np.testing.assert_array_equal(got, want)
+
+
+def test_vector_columns_are_written_without_a_dictionary(parted):
+    """A dictionary over near-unique vectors is built, found too large and thrown away:
+    only the scalar columns get one (``indexes.parts.parquet_bytes``)."""
+    import pyarrow.parquet as pq
+
+    name = parted.manifest.parts[0]["name"]
+    vectors = pq.ParquetFile(parted.path / f"{name}.vectors.parquet").metadata
+    names = [vectors.schema.column(i).path for i in range(vectors.num_columns)]
+    encodings = {n: vectors.row_group(0).column(i).encodings for i, n in enumerate(names)}
+    assert all("DICTIONARY" not in e for n, enc in encodings.items() if "vector" in n for e in enc)
+    assert any("DICTIONARY" in e for e in encodings["id"])
+    metadata = pq.ParquetFile(parted.path / f"{name}.metadata.parquet").metadata
+    text = [i for i in range(metadata.num_columns) if metadata.schema.column(i).path == "text"]
+    assert any("DICTIONARY" in e for e in metadata.row_group(0).column(text[0]).encodings)
