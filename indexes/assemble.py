@@ -1,7 +1,8 @@
 """Assembling an index folder whose parts the index job's workers wrote, in bounded memory.
 
 The workers wrote the folder's id-range parts (``indexes.parts``) into it and, for IVF
-indexes, one shard a part (a copy of the trained index with the part's vectors added).
+indexes, one shard a part: the inverted lists of the trained index with the part's
+vectors added (``indexes.ondisk.shard_lists_bytes``), or for binary IVF the whole index.
 ``assemble_folder`` handles only small things and streams the rest:
 
 - the index: IVF shards merge on disk (``merge_ondisk``: lists in a file beside
@@ -15,8 +16,9 @@ indexes, one shard a part (a copy of the trained index with the part's vectors a
   pays an exact pass over every vector for it;
 - the manifest, with the parts' checksums the workers computed, written last.
 
-Shard files are read through a ``read`` callable (local files by default; the index job
-passes one that reads any Beam filesystem).
+Shard files on this machine's disk are merged where they are; others are read through a
+``read`` callable (the index job passes one that reads any Beam filesystem), into the
+folder, and deleted after the merge.
 """
 
 from __future__ import annotations
@@ -103,17 +105,27 @@ def _combine(
         )
     (out / SHARDS).mkdir()
     names = tuple(shard_file(s) for s in range(len(shard_files)))
-    for name, path in zip(names, shard_files, strict=True):
-        (out / name).write_bytes(read(path))
     if spec.family == "binary":  # FAISS merges only float IVF lists on disk
+        for name, path in zip(names, shard_files, strict=True):
+            (out / name).write_bytes(read(path))
         shards = [build.read_index(out / n, spec.encoding) for n in names]
         index = build.shard_group(shards, spec) if len(shards) > 1 else shards[0]
         return Combined(index, "shards", names)
+    # The merge reads local shard files where they are (the staging of a local output);
+    # those of an object store are fetched, one file each, and deleted after the merge.
+    paths, fetched = [], []
+    for name, path in zip(names, shard_files, strict=True):
+        if Path(path).is_file():
+            paths.append(Path(path))
+            continue
+        (out / name).write_bytes(read(path))
+        paths.append(out / name)
+        fetched.append(out / name)
     ivfdata = build.merge_ondisk(
-        build.deserialize_index(trained, spec.encoding), [out / n for n in names], out / INDEX, spec
+        build.deserialize_index(trained, spec.encoding), paths, out / INDEX, spec
     )
-    for name in names:
-        (out / name).unlink()
+    for path in fetched:
+        path.unlink()
     (out / SHARDS).rmdir()
     return Combined(build.read_index(out / INDEX, spec.encoding), "ondisk", (INDEX, ivfdata))
 

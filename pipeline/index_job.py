@@ -65,7 +65,7 @@ from pipeline.unchanged import (
 )
 from pipeline.update import finish_index
 from pipeline.vectors_note import finish_manifest
-from transforms.index_shards import has_trained, load_trained
+from transforms.index_shards import RUNS, has_trained, load_trained
 
 __all__ = ["EXIT_FAILED_INPUTS", "EXIT_OK", "IndexJobConfig", "IndexJobResult", "run_index_job"]
 
@@ -218,6 +218,7 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
             tracker.pipeline_done(counters)
         pipeline_seconds = time.monotonic() - started
         tracker.stage("merging")
+        run.drop_staging(RUNS)  # the parts are written: nothing reads the run files again
         failures = _collect_failures(run.staging)
         if skip:  # the files not read again fail as they did
             carried = carried_failures(Path(reuse["folder"]), skip)

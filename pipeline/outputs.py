@@ -94,6 +94,12 @@ class RunOutput:
         listed = getattr(self._publish, "written", None)
         return tuple(listed()) if listed is not None else ()
 
+    def drop_staging(self, name: str) -> None:
+        """Delete ``name`` (a folder) in the run's staging, once nothing will read it
+        again: the run files after the pipeline has written the parts from them, so the
+        finish does not hold them on disk beside the index it writes."""
+        self._publish.drop(name)  # type: ignore[union-attr]
+
     def publish(self, files: Mapping[str, bytes]) -> Path | str:
         """Write ``files`` (small: failures, report; remotely also the manifest, written
         last) into the version and make it live. Returns its folder (local) or URL."""
@@ -111,6 +117,13 @@ def _remove_staging(staging: str) -> None:
 class _LocalPublish:
     def __init__(self, out: Path, work: Path, name: str, staging: str) -> None:
         self.out, self.work, self.name, self.staging = out, work, name, staging
+
+    def drop(self, name: str) -> None:
+        folder = Path(self.staging) / name
+        if folder.is_dir():
+            shutil.rmtree(folder)
+        elif "://" in self.staging:  # --temp_location on an object store
+            _remove_staging(f"{self.staging.rstrip('/')}/{name}/")
 
     def publish(self, files: Mapping[str, bytes]) -> Path:
         for name, data in files.items():
@@ -132,6 +145,14 @@ class _RemotePublish:
 
     def written(self) -> list[str]:
         return sorted(k.split("/", 2)[2] for k, _ in self.store.list(f"{self.prefix}/"))
+
+    def drop(self, name: str) -> None:
+        inside = f"{self.store.url}/"
+        folder = f"{self.run.staging.rstrip('/')}/{name}/"
+        if folder.startswith(inside):
+            self.store.delete_prefix(folder[len(inside) :])
+        else:
+            _remove_staging(folder)
 
     def publish(self, files: Mapping[str, bytes]) -> str:
         if MANIFEST not in files:

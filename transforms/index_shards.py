@@ -42,6 +42,7 @@ from indexes.layers import DELTA_PREFIX, part_number
 from indexes.lexical import column_texts
 from indexes.lexical_segments import encode_segment
 from indexes.memory import trim
+from indexes.ondisk import shard_lists_bytes
 from indexes.parts import encode_part, file_entry, id_starts, parquet_bytes, part_of
 from indexes.tables import METADATA_COLUMNS, column_array, metadata_table
 from inference import codec
@@ -65,6 +66,7 @@ from transforms.read import FAILURES, Outputs
 __all__ = [
     "PART_LIST",
     "REUSED_VECTOR",
+    "RUNS",
     "SHARD_LIST",
     "BuildIndexShards",
     "TrainShards",
@@ -80,6 +82,7 @@ __all__ = [
 _ID_SPACE = 1 << 63
 _RUN_ROWS = 4096
 PART_LIST = "parts.jsonl"
+RUNS = "runs"  # in the staging: each part's embedded rows, until the part is written
 SHARD_LIST = "shards.jsonl"  # TrainShards run on its own: {"part", "index"} a line
 TRAINED_INDEX = "trained.faiss"
 TRAINED_SPEC = "spec.json"
@@ -202,7 +205,7 @@ class _WriteRunsFn(beam.DoFn):
                 "rescore", pa.ListArray.from_arrays(offsets, pa.array(values, type=pa.int8()))
             )
         width = int(fresh[0].size) if fresh else 0
-        path = f"{self._staging}/runs/part-{part:05d}/{uuid.uuid4().hex}.parquet"
+        path = f"{self._staging}/{RUNS}/part-{part:05d}/{uuid.uuid4().hex}.parquet"
         _write(path, parquet_bytes(table, row_group_size=None))
         return {"part": part, "path": path, "rows": len(items), "width": width}
 
@@ -661,7 +664,9 @@ def train_without_data(spec: IndexSpec, *, seed: int = 0) -> bytes | None:
 
 
 class _AddShardFn(beam.DoFn):
-    """IVF: a copy of the trained index with one part's vectors added, as a shard file."""
+    """IVF: the trained index with one part's vectors added, as a shard file: its inverted
+    lists alone (``indexes.ondisk.shard_lists_bytes``) for the float and int8 indexes that
+    the finish merges on disk, or the whole index for binary ones, which stay shards."""
 
     def __init__(self, folder: str, staging: str, encoding: str) -> None:
         self._folder = folder.rstrip("/")
@@ -675,9 +680,15 @@ class _AddShardFn(beam.DoFn):
         index = build.deserialize_index(trained["blob"], self._encoding)
         for ids, xb in _part_vectors(self._folder, ref, self._encoding):
             build.add_vectors(index, xb, ids, spec)  # in id order: the same as one add
-        path = f"{self._staging}/shard-{ref['part']:05d}.faiss"
-        _write(path, build.serialize_index(index))
+        if spec.family == "binary":
+            path = f"{self._staging}/shard-{ref['part']:05d}.faiss"
+            data = build.serialize_index(index)
+        else:  # merged on disk: the lists are all it needs, not the quantizer's copy
+            path = f"{self._staging}/shard-{ref['part']:05d}.lists"
+            data = shard_lists_bytes(index)
         del index
+        _write(path, data)
+        del data
         trim()
         yield {"part": ref["part"], "index": path}
 

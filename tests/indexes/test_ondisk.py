@@ -13,15 +13,16 @@ from faiss.contrib.ondisk import merge_ondisk as faiss_merge_ondisk
 
 from indexes import build
 from indexes.choose import choose_index
-from indexes.ondisk import merge_shards_ondisk
+from indexes.ondisk import is_lists_file, merge_shards_ondisk, shard_lists_bytes
 from inference.errors import IndexFolderError
 
 D = 32
 
 
-def _shards(tmp_path: Path, factory: str, sizes: list[int], *, seed: int = 0):
+def _shards(tmp_path: Path, factory: str, sizes: list[int], *, seed: int = 0, lists=False):
     """(serialised trained index, shard files): shard s holds ``sizes[s]`` vectors, all
-    near a few centroids so that some lists stay empty in some shards."""
+    near a few centroids so that some lists stay empty in some shards; with ``lists``,
+    also each shard's lists file (what the index job's workers write), in ``.lists``."""
     rng = np.random.default_rng(seed)
     spec = choose_index(2_000, D, "float", factory=factory)
     xt = rng.standard_normal((2_000, D)).astype("float32")
@@ -35,16 +36,21 @@ def _shards(tmp_path: Path, factory: str, sizes: list[int], *, seed: int = 0):
         start += n
         paths.append(tmp_path / f"shard-{s}.faiss")
         build.write_index(shard, paths[-1])
+        if lists:
+            paths[-1].with_suffix(".lists").write_bytes(shard_lists_bytes(shard))
     return spec, blob, paths
 
 
+@pytest.mark.parametrize("shard_files", ["faiss", "lists"])
 @pytest.mark.parametrize("factory", ["IVF16,Flat", "IVF16,SQ8"])
-def test_the_lists_file_is_faiss_own_merge_byte_for_byte(tmp_path, factory):
-    spec, blob, paths = _shards(tmp_path, factory, [300, 0, 500, 7])
+def test_the_lists_file_is_faiss_own_merge_byte_for_byte(tmp_path, factory, shard_files):
+    spec, blob, paths = _shards(tmp_path, factory, [300, 0, 500, 7], lists=True)
     theirs = build.deserialize_index(blob, "float")
     faiss_merge_ondisk(theirs, [str(p) for p in paths], str(tmp_path / "theirs.ivfdata"))
     ours = build.deserialize_index(blob, "float")
-    assert merge_shards_ondisk(ours, paths, tmp_path / "ours.ivfdata") == 807
+    given = paths if shard_files == "faiss" else [p.with_suffix(".lists") for p in paths]
+    assert [is_lists_file(p) for p in given] == [shard_files == "lists"] * 4
+    assert merge_shards_ondisk(ours, given, tmp_path / "ours.ivfdata") == 807
     assert ours.ntotal == theirs.ntotal == 807
     a = (tmp_path / "theirs.ivfdata").read_bytes()
     assert a == (tmp_path / "ours.ivfdata").read_bytes()
@@ -66,13 +72,31 @@ def test_the_lists_file_is_faiss_own_merge_byte_for_byte(tmp_path, factory):
     np.testing.assert_allclose(D1, D2, rtol=1e-6)
 
 
-def test_a_shard_of_another_index_is_refused(tmp_path):
-    _, blob, paths = _shards(tmp_path, "IVF16,Flat", [50])
+@pytest.mark.parametrize("suffix", [".faiss", ".lists"])
+def test_a_shard_of_another_index_is_refused(tmp_path, suffix):
+    _, blob, paths = _shards(tmp_path, "IVF16,Flat", [50], lists=True)
     (tmp_path / "other").mkdir()
-    _, _, other = _shards(tmp_path / "other", "IVF32,Flat", [50])
+    _, _, other = _shards(tmp_path / "other", "IVF32,Flat", [50], lists=True)
+    other = [p.with_suffix(suffix) for p in other]
     with pytest.raises(IndexFolderError, match="not a shard of this trained index"):
         trained = build.deserialize_index(blob, "float")
         merge_shards_ondisk(trained, [*paths, *other], tmp_path / "x")
+
+
+def test_a_lists_file_holds_no_quantizer(tmp_path):
+    """The lists file is the codes and ids alone: the FAISS shard of the same lists also
+    carries the trained quantizer (K x d floats)."""
+    spec = choose_index(50_000, 64, "float", factory="IVF1024,Flat")
+    rng = np.random.default_rng(0)
+    blob = build.serialize_index(
+        build.train_index(spec, rng.standard_normal((40_000, 64)).astype("float32"), seed=0)
+    )
+    shard = build.deserialize_index(blob, "float")
+    build.add_vectors(shard, rng.standard_normal((500, 64)).astype("float32"), np.arange(500), spec)
+    lists = shard_lists_bytes(shard)
+    vectors = 500 * (64 * 4 + 8)
+    assert len(lists) - vectors == 24 + 1024 * 8  # the head and the list sizes
+    assert len(build.serialize_index(shard)) - vectors > 1024 * 64 * 4  # the quantizer
 
 
 def _rss_mib() -> float:
@@ -93,8 +117,8 @@ def test_the_merge_holds_about_one_shard_in_memory(tmp_path):
         shard = build.deserialize_index(blob, "float")
         xb = rng.standard_normal((12_000, 256)).astype("float32")
         build.add_vectors(shard, xb, np.arange(s * 12_000, (s + 1) * 12_000), spec)
-        paths.append(tmp_path / f"shard-{s}.faiss")
-        build.write_index(shard, paths[-1])
+        paths.append(tmp_path / f"shard-{s}.lists")
+        paths[-1].write_bytes(shard_lists_bytes(shard))
         del shard, xb
     trained = build.deserialize_index(blob, "float")
     peak, done = [_rss_mib()], threading.Event()

@@ -3,6 +3,7 @@ the local reference endpoint; versions, reuse, failures, locks and a killed run.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -211,13 +212,41 @@ def test_a_killed_run_leaves_the_last_version_serving(tmp_path):
     assert texts["animals/cats.md"] == "Changed cats."
 
 
+class _StagingAtFinish(logging.Handler):
+    """What the run's staging holds when the finish starts (its first log line)."""
+
+    def __init__(self, output: Path) -> None:
+        super().__init__()
+        self.output, self.files = output, None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.files is None and record.getMessage().startswith("building the index"):
+            (staging,) = (self.output / "versions").glob("*-staging.partial")
+            self.files = sorted(str(p.relative_to(staging)) for p in staging.rglob("*"))
+
+
 def test_ivf_shards_built_on_workers_merge_into_the_same_index(
     sample, tmp_path, endpoint, direct_build
 ):
-    ivf = run_index_job(
-        job(sample, tmp_path / "ivf", endpoint=endpoint.url, index="IVF1,Flat", shards=4)
-    )
+    seen = _StagingAtFinish(tmp_path / "ivf")
+    logger = logging.getLogger("pipeline.update")
+    logger.addHandler(seen)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        ivf = run_index_job(
+            job(sample, tmp_path / "ivf", endpoint=endpoint.url, index="IVF1,Flat", shards=4)
+        )
+    finally:
+        logger.removeHandler(seen)
+        logger.setLevel(level)
     assert ivf.exit_code == 0
+    # At the finish the run files are gone (the parts hold their rows) and each shard is
+    # its inverted lists alone, without a copy of the trained quantizer.
+    assert seen.files is not None and not [f for f in seen.files if f.startswith("runs")]
+    assert [f for f in seen.files if f.startswith("shard-")] == [
+        f"shard-{i:05d}.lists" for i in range(4)
+    ]
     a, b = open_index(ivf.folder), open_index(direct_build.folder)
     assert "IVF1" in a.manifest.index_factory and a.manifest.count == 32
     assert b.manifest.index_factory == "IDMap2,Flat"  # the exact reference
