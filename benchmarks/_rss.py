@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["RssSampler", "anon_mib", "rss_mib", "tree_pids"]
+__all__ = ["RssSampler", "anon_mib", "cpu_seconds", "rss_mib", "tree_pids"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -39,6 +39,16 @@ def anon_mib(pid: int) -> float:
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         pass
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) ``pid`` has used so far, in seconds (0 when it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # from the state on: utime, stime are 12, 13
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _parents() -> dict[int, int]:

@@ -18,7 +18,10 @@ Peak memory is sampled from /proc every 0.1 s: the launcher alone, and the sum o
 launcher and every process under it (endpoint, worker processes) at each moment. The
 local output folder's disk is sampled every second by kind of file (run files, IVF
 shards, parts, lexical segments, index: ``benchmarks/_disk.py``), as the staging files
-are deleted at publishing; ``peak_disk`` gives each kind's peak and the total's.
+are deleted at publishing; ``peak_disk`` gives each kind's peak and the total's. The CPU
+time of the job's processes and of a ``--shape`` endpoint (``cpu_seconds_job``,
+``cpu_seconds_endpoint``) says how far the machine's cores, not the endpoint, set the
+pace: on 2 cores no run is shorter than their sum / 2.
 
     python -m benchmarks.index_job [--docs 100000] [--runners direct,multi] [--quick]
     python -m benchmarks.index_job --shape azure --docs 30000 --runners direct
@@ -32,7 +35,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -42,7 +47,7 @@ from pathlib import Path
 
 from benchmarks._common import emit
 from benchmarks._disk import DiskSampler
-from benchmarks._rss import RssSampler
+from benchmarks._rss import RssSampler, cpu_seconds, tree_pids
 from inference.server import EndpointConfig, running_endpoint
 
 BENCH = "index_job"
@@ -90,6 +95,7 @@ def run_job(
         *options,
     ]
     started = time.perf_counter()
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sampler = RssSampler(proc.pid, trace=trace and trace.with_suffix(".rss.tsv")).start()
     disk = None
@@ -99,12 +105,29 @@ def run_job(
     if trace:
         trace.with_suffix(".log").write_text(err)
     sampler.stop()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # the job's own CPU and its worker processes' (reaped by then): user + system
+    sampler.cpu_seconds = after.ru_utime - cpu.ru_utime + after.ru_stime - cpu.ru_stime
     if disk:
         disk.stop()
     seconds = time.perf_counter() - started
     if proc.returncode not in (0, 3):
         raise SystemExit(f"index job failed ({proc.returncode}): {err[-2000:]}")
     return json.loads(out), seconds, sampler, disk
+
+
+def endpoint_cpu_seconds() -> float:
+    """CPU time used so far by the reference endpoints this benchmark started (child
+    processes running ``inference.server``)."""
+    total = 0.0
+    for pid in tree_pids(os.getpid()):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if b"inference.server" in cmdline:
+            total += cpu_seconds(pid)
+    return total
 
 
 def _disk(folder: Path) -> float:
@@ -196,7 +219,9 @@ def run_all(args: argparse.Namespace, extra: list[str]) -> None:
             if args.trace:
                 args.trace.mkdir(parents=True, exist_ok=True)
                 trace = args.trace / f"{name}-{args.docs}-{args.shape}"
+            endpoint_cpu = endpoint_cpu_seconds()
             report, seconds, peaks, disk = run_job(corpus, str(out), RUNNERS[name] + extra, trace)
+            endpoint_cpu = endpoint_cpu_seconds() - endpoint_cpu
             common = {"runner": name, "docs": args.docs, "shape": args.shape}
             emit(
                 BENCH,
@@ -210,6 +235,9 @@ def run_all(args: argparse.Namespace, extra: list[str]) -> None:
                 index=report["index"]["factory"],
                 requests=report["requests"]["requests"],
                 version_disk_mib=round(_disk(out / "versions" / report["version"]), 1),
+                cpu_seconds_job=round(peaks.cpu_seconds, 1),
+                # a separate endpoint (--shape); with none the job runs its own, counted above
+                cpu_seconds_endpoint=round(endpoint_cpu, 1),
             )
             if args.shape == "slots":
                 limit = 8 * 96 / 0.2
