@@ -108,7 +108,8 @@ class DiskSampler:
 
     def stop(self) -> DiskSampler:
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
         if self.trace:
             self.trace.close()
         return self

@@ -79,3 +79,47 @@ def test_progress_overhead_quick(capsys):
         "progress_counter_listening",
     ]
     assert all(r["ratio"] > 0 for r in records[1:])
+
+
+def test_the_disk_sampler_sums_the_output_by_kind_and_counts_a_hard_link_once(tmp_path):
+    from benchmarks._disk import DiskSampler
+
+    staging = tmp_path / "versions" / "v2-staging.partial"
+    version = tmp_path / "versions" / "v2.partial"
+    live = tmp_path / "versions" / "v1"
+    files = {
+        staging / "runs" / "part-00000" / "a.parquet": 3 << 20,
+        staging / "shard-00000.lists": 2 << 20,
+        staging / "trained.faiss": 1 << 20,
+        version / "parts" / "part-00000.vectors.parquet": 4 << 20,
+        version / "lexical" / "part-00000" / "postings.npy": 1 << 20,
+        version / "index.faiss": 5 << 20,
+        tmp_path / "CURRENT": 10,
+    }
+    for path, size in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * size)
+    live.mkdir(parents=True)  # the live version shares a part with the new one
+    (live / "parts").mkdir()
+    (live / "parts" / "part-00000.vectors.parquet").hardlink_to(
+        version / "parts" / "part-00000.vectors.parquet"
+    )
+    sampler = DiskSampler(tmp_path, trace=tmp_path.parent / "disk.tsv")
+    sampler.sample()
+    for path in (staging / "runs" / "part-00000" / "a.parquet", staging / "shard-00000.lists"):
+        path.unlink()
+    sampler.sample()
+    sampler.stop()  # never started: stop only closes the trace
+    assert {k: round(v, 3) for k, v in sampler.peaks.items() if v} == {
+        "runs": 3,
+        "ivf_shards": 2,
+        "staging_other": 1,
+        "parts": 4,
+        "lexical": 1,
+        "index": 5,
+        "other": 0.0,
+    }
+    assert round(sampler.peak_total, 3) == 16
+    lines = (tmp_path.parent / "disk.tsv").read_text().splitlines()
+    assert lines[0].split("\t")[:3] == ["time", "total", "runs"]
+    assert [round(float(line.split("\t")[1])) for line in lines[1:]] == [16, 11]
