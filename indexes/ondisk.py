@@ -91,6 +91,13 @@ class _Shard:
                 head = f.read(_HEAD)
                 self.nlist, self.code_size = (int(v) for v in np.frombuffer(head[8:], "<i8"))
                 self.sizes = np.frombuffer(f.read(self.nlist * _ID_BYTES), "<i8").astype(np.int64)
+            total = int(self.sizes.sum()) if self.sizes.size == self.nlist else -1
+            expected = _HEAD + self.nlist * _ID_BYTES + total * (self.code_size + _ID_BYTES)
+            if total < 0 or os.path.getsize(path) != expected:
+                raise IndexFolderError(
+                    f"{path}: a lists file of {os.path.getsize(path)} bytes where its head "
+                    f"promises {expected}: cut short or damaged"
+                )
         else:
             self.load()
             self.nlist, self.code_size = self._invlists.nlist, self._invlists.code_size

@@ -83,6 +83,14 @@ def test_a_shard_of_another_index_is_refused(tmp_path, suffix):
         merge_shards_ondisk(trained, [*paths, *other], tmp_path / "x")
 
 
+def test_a_lists_file_cut_short_is_refused_with_its_size(tmp_path):
+    _, blob, paths = _shards(tmp_path, "IVF16,Flat", [50, 40], lists=True)
+    lists = [p.with_suffix(".lists") for p in paths]
+    lists[1].write_bytes(lists[1].read_bytes()[:-100])
+    with pytest.raises(IndexFolderError, match=r"shard-1\.lists: a lists file of .* cut short"):
+        merge_shards_ondisk(build.deserialize_index(blob, "float"), lists, tmp_path / "x")
+
+
 def test_a_lists_file_holds_no_quantizer(tmp_path):
     """The lists file is the codes and ids alone: the FAISS shard of the same lists also
     carries the trained quantizer (K x d floats)."""
