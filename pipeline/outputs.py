@@ -97,8 +97,12 @@ class RunOutput:
     def drop_staging(self, name: str) -> None:
         """Delete ``name`` (a folder) in the run's staging, once nothing will read it
         again: the run files after the pipeline has written the parts from them, so the
-        finish does not hold them on disk beside the index it writes."""
-        self._publish.drop(name)  # type: ignore[union-attr]
+        finish does not hold them on disk beside the index it writes. A failure only
+        warns: publishing deletes the whole staging anyway."""
+        try:
+            self._publish.drop(name)  # type: ignore[union-attr]
+        except Exception as exc:
+            log.warning("could not delete %s/%s yet: %s", self.staging, name, exc)
 
     def publish(self, files: Mapping[str, bytes]) -> Path | str:
         """Write ``files`` (small: failures, report; remotely also the manifest, written
