@@ -48,7 +48,7 @@ from retrieval.service.run import running_service
 from tests.transforms.pipelines import RUNNERS
 
 REPO = Path(__file__).resolve().parents[2]
-DATA_SUFFIXES = (".parquet", ".faiss", ".npy", ".ivfdata", ".jsonl")
+DATA_SUFFIXES = (".parquet", ".faiss", ".lists", ".npy", ".ivfdata", ".jsonl")
 BUCKET = "corpus"
 SHARDS = 2  # several shards; few, as Beam's S3 filesystem makes a boto3 client a file (~0.4 s)
 
@@ -116,7 +116,7 @@ def gcs(tmp_path_factory):
         mp.setenv("STORAGE_EMULATOR_HOST", url)
         mp.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(credentials_file(home / "adc.json")))
         mp.setenv(remote.CACHE_ENV, str(tmp_path_factory.mktemp("gcs-cache")))
-        yield Store("gs", runners=("direct", "multiprocess"))
+        yield Store("gs", runners=("direct", "multiprocess", "portable"))
 
 
 @pytest.fixture(scope="module", params=["s3", "gcs"])
@@ -230,6 +230,33 @@ def test_runners_write_the_same_index_to_the_store_and_readers_use_it(
     again = json.loads(capsys.readouterr().out)
     assert again["counts"]["reused"] == 32 and again["requests"]["requests"] == 0
     assert versions.read_current(direct) == again["version"]
+
+
+def test_ivf_shards_on_the_store_merge_on_the_worker_into_an_exact_answer(
+    store, endpoint, tmp_path
+):
+    """The workers write each part's IVF lists to the store's staging; the worker that
+    finishes the version fetches them, merges them on disk and deletes them."""
+    url = store.url("ivf")
+    result = run_index_job(
+        IndexJobConfig(
+            inputs=(str(write_sample(tmp_path / "corpus")),),
+            output=url,
+            endpoint=endpoint.url,
+            index="IVF1,Flat",
+            shards=3,
+            pipeline_args=store.pipeline_args(),
+        )
+    )
+    assert result.exit_code == 0 and result.report["counts"]["indexed"] == 32
+    listed = store.keys("ivf")
+    assert f"versions/{result.version}/index.faiss.ivfdata" in listed
+    assert not [k for k in listed if k.startswith("staging/") or "/shards/" in k]
+    folder = open_index(versions.resolve_index_folder(url))
+    assert "IVF1" in folder.manifest.index_factory and folder.manifest.count == 32
+    ids, xb, _ = folder.vectors()
+    hits = folder.search(xb, k=1, params={"nprobe": 1})  # one list: the search is exact
+    np.testing.assert_array_equal(hits.I[:, 0], ids)
 
 
 def _recording(monkeypatch, store_class, name: str, calls: list[str]) -> None:
