@@ -14,9 +14,10 @@ Only a local output folder can be sampled; the run's staging goes under it unles
 from __future__ import annotations
 
 import os
-import threading
 import time
 from pathlib import Path
+
+from benchmarks._sampling import PeriodicSampler
 
 __all__ = ["KINDS", "DiskSampler", "kind_of"]
 
@@ -71,28 +72,16 @@ def _sizes(root: Path) -> dict[str, int]:
     return out
 
 
-class DiskSampler:
+class DiskSampler(PeriodicSampler):
     """Sample the output folder's disk by kind until ``stop()``; peaks in MiB."""
 
     def __init__(self, root: Path, interval: float = 1.0, trace: Path | None = None) -> None:
+        super().__init__(interval, trace)
         self.root = root
-        self.interval = interval
-        self.trace = trace.open("w") if trace else None
         if self.trace:
             self.trace.write("time\ttotal\t" + "\t".join(KINDS) + "\n")
         self.peak_total = 0.0
         self.peaks = dict.fromkeys(KINDS, 0.0)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> DiskSampler:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval)
 
     def sample(self) -> None:
         if not self.root.is_dir():
@@ -105,11 +94,3 @@ class DiskSampler:
         if self.trace:
             cells = "\t".join(f"{mib[k]:.1f}" for k in KINDS)
             self.trace.write(f"{time.time():.1f}\t{total:.1f}\t{cells}\n")
-
-    def stop(self) -> DiskSampler:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        if self.trace:
-            self.trace.close()
-        return self

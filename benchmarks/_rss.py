@@ -11,9 +11,10 @@ descendant, keeping the peaks (MiB); with ``trace``, every sample is written to 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from pathlib import Path
+
+from benchmarks._sampling import PeriodicSampler
 
 __all__ = ["RssSampler", "anon_mib", "cpu_seconds", "rss_mib", "tree_pids"]
 
@@ -79,27 +80,15 @@ def tree_pids(root: int) -> list[int]:
     return out
 
 
-class RssSampler:
+class RssSampler(PeriodicSampler):
     """Sample ``pid``'s RSS and its tree's summed RSS until ``stop()``; peaks in MiB."""
 
     def __init__(self, pid: int, interval: float = 0.1, trace: Path | None = None) -> None:
+        super().__init__(interval, trace)  # trace: unix time, tree, launcher, anon
         self.pid = pid
-        self.interval = interval
-        self.trace = trace.open("w") if trace else None  # unix time, tree, launcher, anon
         self.peak_launcher = 0.0
         self.peak_tree = 0.0
         self.peak_launcher_anon = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval)
 
     def sample(self) -> None:
         launcher = rss_mib(self.pid)
@@ -110,10 +99,3 @@ class RssSampler:
         self.peak_tree = max(self.peak_tree, tree)
         if self.trace:
             self.trace.write(f"{time.time():.1f}\t{tree:.0f}\t{launcher:.0f}\t{anon:.0f}\n")
-
-    def stop(self) -> RssSampler:
-        self._stop.set()
-        self._thread.join()
-        if self.trace:
-            self.trace.close()
-        return self
