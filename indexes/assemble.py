@@ -92,9 +92,10 @@ def _combine(
     expected: int,
 ) -> Combined:
     """The folder's index file(s) from the workers' shards or, for flat and graph
-    indexes, from the parts' vectors added part by part."""
-    if not spec.nlist:
-        index = build.deserialize_index(trained, spec.encoding)
+    indexes and fast-scan IVF (whose packed lists cannot merge), from the parts' vectors
+    added part by part."""
+    index = build.deserialize_index(trained, spec.encoding)
+    if not spec.nlist or build.packed_lists(index):
         for ids, xb, _ in parts.iter_vectors(rescore=False):
             build.add_vectors(index, xb, ids, spec)
         build.write_index(index, out / INDEX)

@@ -32,6 +32,7 @@ __all__ = [
     "deserialize_index",
     "merge_indexes",
     "merge_ondisk",
+    "packed_lists",
     "prepare_queries",
     "prepare_vectors",
     "read_index",
@@ -248,6 +249,18 @@ def read_index(path: str | os.PathLike, encoding: str, *, mmap: bool = False):
             return faiss.read_index(path, flags)
     except RuntimeError as exc:
         raise IndexFolderError(f"cannot read index {path}: {_last_line(exc)}") from None
+
+
+def packed_lists(index) -> bool:
+    """Whether ``index`` is a fast-scan IVF (``IVF...,PQ{m}x4fs``): its lists hold codes
+    in packed blocks (``BlockInvertedLists``), which neither FAISS's ``merge_ondisk`` nor
+    ``indexes.ondisk`` can read, so its shards cannot be merged: the index job adds each
+    part's vectors to the index itself, which the memory budget sized to fit in RAM."""
+    try:
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+        return isinstance(ivf, faiss.IndexIVFFastScan)
+    except (RuntimeError, AttributeError, TypeError):
+        return False
 
 
 def _is_ivf(index) -> bool:

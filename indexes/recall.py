@@ -33,7 +33,8 @@ def _prepared(parts: Parts, xq: np.ndarray):
             qr,
             "float",
             "exact inner product, float vectors",
-            (lambda xb, rv: prepare_vectors(rv, "float", d)),
+            # a compressed float index keeps no rescore column: its vectors are the floats
+            (lambda xb, rv: prepare_vectors(xb if rv is None else rv, "float", d)),
         )
     if parts.rescore_dtype == "int8":
         q = np.asarray(xq)

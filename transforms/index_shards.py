@@ -678,6 +678,8 @@ class _AddShardFn(beam.DoFn):
             return
         spec = IndexSpec(**trained["spec"])
         index = build.deserialize_index(trained["blob"], self._encoding)
+        if build.packed_lists(index):  # fast-scan: the finish adds the parts' vectors
+            return
         for ids, xb in _part_vectors(self._folder, ref, self._encoding):
             build.add_vectors(index, xb, ids, spec)  # in id order: the same as one add
         if spec.family == "binary":

@@ -3,6 +3,7 @@ the local reference endpoint; versions, reuse, failures, locks and a killed run.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -256,6 +257,32 @@ def test_ivf_shards_built_on_workers_merge_into_the_same_index(
     rb = b.search(xb, k=5)
     np.testing.assert_array_equal(ra.I[:, 0], rb.I[:, 0])
     np.testing.assert_array_equal(ra.I[:, 0], ids)
+
+
+def test_a_compressed_index_under_a_memory_budget_is_built_from_several_parts(tmp_path, endpoint):
+    """A tight budget picks a rescored fast-scan PQ index (the default at 10M): its lists
+    are packed blocks no merge can read, so the finish adds the parts' vectors to it; the
+    recall is measured against the parts' float vectors, the rescoring ones."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    topics = ["cats", "boats", "trains", "rain", "tea", "bread"]
+    rows = [
+        {"id": f"doc-{i}", "text": f"Document {i} is about {topics[i % 6]}, note {i * 7 % 997}."}
+        for i in range(3000)
+    ]
+    (corpus / "docs.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = run_index_job(
+        job(corpus, tmp_path / "out", endpoint=endpoint.url, memory_budget=150 << 10, shards=2)
+    )
+    assert result.exit_code == 0
+    folder = open_index(result.folder)
+    manifest = folder.manifest
+    assert manifest.index_factory.endswith("x4fs") and manifest.count == 3000
+    assert manifest.recall["rescored"] and manifest.recall["value"] >= 0.95
+    assert not (Path(result.folder) / "shards").exists()
+    ids, xb, _ = folder.vectors()
+    hits = folder.search(xb[:50], k=1)
+    assert (hits.I[:, 0] == ids[:50]).mean() >= 0.95
 
 
 def test_a_factory_that_cannot_be_built_fails_the_run_with_its_reason(sample, tmp_path, endpoint):
