@@ -122,9 +122,7 @@ def _combine(
         (out / name).write_bytes(read(path))
         paths.append(out / name)
         fetched.append(out / name)
-    ivfdata = build.merge_ondisk(
-        build.deserialize_index(trained, spec.encoding), paths, out / INDEX, spec
-    )
+    ivfdata = build.merge_ondisk(index, paths, out / INDEX, spec)  # index: still empty
     for path in fetched:
         path.unlink()
     (out / SHARDS).rmdir()

@@ -126,7 +126,7 @@ class _LocalPublish:
         folder = Path(self.staging) / name
         if folder.is_dir():
             shutil.rmtree(folder)
-        elif "://" in self.staging:  # --temp_location on an object store
+        else:  # --temp_location on an object store, or nothing to delete
             _remove_staging(f"{self.staging.rstrip('/')}/{name}/")
 
     def publish(self, files: Mapping[str, bytes]) -> Path:
