@@ -28,6 +28,7 @@ from inference import codec
 from inference.errors import ConfigError, IndexFolderError
 
 __all__ = [
+    "ONDISK_SUFFIX",
     "add_vectors",
     "deserialize_index",
     "merge_indexes",
@@ -44,21 +45,27 @@ __all__ = [
 ]
 
 _ADD_BATCH = 65_536
+# The inverted lists file of an index merged on disk, named after the index file.
+ONDISK_SUFFIX = ".ivfdata"
 
 
 @contextlib.contextmanager
-def _quiet_stdout() -> Iterator[None]:
+def _quiet_stdout(*, drop: bool = False) -> Iterator[None]:
     """Keep FAISS's C-level notices (on-disk lists resized or relocated) off stdout, where
-    they would corrupt a command's JSON output; they go to stderr instead."""
+    they would corrupt a command's JSON output; they go to stderr instead, or nowhere
+    (``drop``: the relocation notice every reader of an on-disk index would print)."""
     sys.stdout.flush()
     saved = os.dup(1)
+    sink = os.open(os.devnull, os.O_WRONLY) if drop else 2
     try:
-        os.dup2(2, 1)
+        os.dup2(sink, 1)
         yield
     finally:
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
+        if drop:
+            os.close(sink)
 
 
 def _check_2d(x: np.ndarray, name: str, width: int | None) -> np.ndarray:
@@ -233,22 +240,45 @@ def write_index(index, path: str | os.PathLike) -> None:
 def read_index(path: str | os.PathLike, encoding: str, *, mmap: bool = False):
     """Read an index file; ``mmap`` maps it instead of reading it into memory.
 
-    Indexes merged on disk (``merge_ondisk``) are opened with their inverted lists
-    file looked up beside the index file.
+    An IVF index merged on disk (``merge_ondisk``) keeps its inverted lists in
+    ``<path>.ivfdata`` beside the index file: ``OnDiskInvertedLists`` maps that file itself,
+    read-only, whatever ``mmap`` says, and only the coarse quantizer is read into memory.
+    FAISS's ``IO_FLAG_MMAP`` must not be passed for such an index: it includes
+    ``IO_FLAG_SKIP_IVF_DATA``, which skips that mapping, and the first search then reads
+    through a null pointer (a segfault). Other IVF lists are mapped from the index file
+    itself under ``mmap``; flat and graph indexes are read whole either way.
     """
     path = os.fspath(path)
     if not Path(path).is_file():
         raise IndexFolderError(f"index file missing: {path}")
     try:
         if family_of(encoding) == "binary":
-            return faiss.read_index_binary(path, faiss.IO_FLAG_MMAP if mmap else 0)
-        flags = faiss.IO_FLAG_ONDISK_SAME_DIR
-        if mmap:
-            flags |= faiss.IO_FLAG_MMAP
-        with _quiet_stdout():
-            return faiss.read_index(path, flags)
+            index = faiss.read_index_binary(path, faiss.IO_FLAG_MMAP if mmap else 0)
+        elif Path(path + ONDISK_SUFFIX).is_file():
+            with _quiet_stdout(drop=True):
+                index = faiss.read_index(
+                    path, faiss.IO_FLAG_ONDISK_SAME_DIR | faiss.IO_FLAG_READ_ONLY
+                )
+        else:
+            flags = faiss.IO_FLAG_MMAP if mmap else 0
+            index = faiss.read_index(path, faiss.IO_FLAG_ONDISK_SAME_DIR | flags)
     except RuntimeError as exc:
         raise IndexFolderError(f"cannot read index {path}: {_last_line(exc)}") from None
+    if _unmapped_lists(index):
+        raise IndexFolderError(
+            f"cannot read index {path}: its inverted lists are on disk but were not mapped "
+            f"(is {Path(path).name}{ONDISK_SUFFIX} beside it?)"
+        )
+    return index
+
+
+def _unmapped_lists(index) -> bool:
+    """Whether ``index`` has non-empty on-disk inverted lists that are not mapped: searching
+    it would read through a null pointer."""
+    if isinstance(index, faiss.IndexBinary) or not _is_ivf(index):
+        return False
+    lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)
+    return isinstance(lists, faiss.OnDiskInvertedLists) and lists.totsize > 0 and lists.ptr is None
 
 
 def packed_lists(index) -> bool:
@@ -325,7 +355,7 @@ def merge_ondisk(
     if spec.family == "binary" or not _is_ivf(trained):
         raise ConfigError("factory", spec.factory, "on-disk merge needs a float or int8 IVF index")
     index_path = Path(index_path)
-    ivfdata = index_path.with_name(index_path.name + ".ivfdata")
+    ivfdata = index_path.with_name(index_path.name + ONDISK_SUFFIX)
     with _quiet_stdout():
         merge_shards_ondisk(trained, shard_paths, ivfdata)
     # The index refers to the lists file by name; keep it relative (same directory).

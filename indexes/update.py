@@ -184,7 +184,7 @@ def discard_update(path: str | os.PathLike) -> None:
             tmp = f.with_name(f".{f.name}.own")
             shutil.copyfile(f, tmp)  # the rebuild may write it: its own copy, not the link
             tmp.replace(f)
-    for name in (INDEX, f"{INDEX}.ivfdata", DELTA, TOMBSTONES):
+    for name in (INDEX, INDEX + build.ONDISK_SUFFIX, DELTA, TOMBSTONES):
         if (out / name).exists():
             (out / name).unlink()
     shards = out / "shards"
