@@ -10,6 +10,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING
 
 from indexes import versions
+from indexes.config import AutoLimits
 from inference.errors import ConfigError
 from inference.protocol import ENCODINGS, INPUT_TYPES
 from pipeline.config import IndexJobConfig
@@ -119,6 +120,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--index", default=IndexJobConfig.index, help="'auto' or a FAISS factory string")
     i.add_argument("--memory-budget", type=parse_bytes, default=IndexJobConfig.memory_budget)
     i.add_argument(
+        "--flat-max",
+        type=int,
+        metavar="N",
+        help="auto: the most vectors for an exact flat index (default 10,000 float, 100,000 "
+        "int8, 1,000,000 bit; 0: never)",
+    )
+    i.add_argument(
+        "--graph-max",
+        type=int,
+        metavar="N",
+        help="auto: the most vectors for an HNSW graph (default 100,000 float, 5,000,000 "
+        "bit; 0: never); past both, auto picks IVF",
+    )
+    i.add_argument(
         "--shards",
         type=parse_shards,
         default=IndexJobConfig.shards,
@@ -202,6 +217,7 @@ def _config(args: argparse.Namespace) -> IndexJobConfig:
     values = {k: v for k, v in vars(args).items() if k in names}
     values["inputs"] = tuple(args.inputs)
     values["pipeline_args"] = _quiet_workers(args)
+    values["auto_limits"] = AutoLimits(flat=args.flat_max, graph=args.graph_max)
     return IndexJobConfig(**values)
 
 

@@ -29,6 +29,10 @@ inner product on shifted values adds ``128 * sum(x)`` per vector, which changes 
 ranking, biases IVF training and HNSW graphs. ``v - 128`` is a bijection, so
 ``SQ8_direct_signed`` on it keeps the same bytes' information with the right metric.
 
+``AutoLimits`` lowers the counts past which a flat index gives way to a graph, and a graph
+to IVF (``--flat-max``, ``--graph-max``): a small corpus then gets the index a large one
+would, which is how the tests reach every family without building millions of vectors.
+
 A user can force any factory string; one that does not suit the encoding (a float
 index for bit vectors, ``SQ8_direct`` for int8 ...) raises ConfigError naming
 ``factory``. Flat and graph indexes are wrapped in ``IDMap2`` (binary
@@ -43,13 +47,14 @@ from dataclasses import dataclass
 
 import faiss
 
-from indexes.config import DEFAULT_MEMORY_BUDGET, DEFAULT_TRAIN_PER_CENTROID
+from indexes.config import DEFAULT_MEMORY_BUDGET, DEFAULT_TRAIN_PER_CENTROID, AutoLimits
 from inference import codec
 from inference.errors import ConfigError
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
     "DEFAULT_TRAIN_PER_CENTROID",
+    "AutoLimits",
     "IndexSpec",
     "choose_index",
     "family_of",
@@ -150,11 +155,13 @@ def choose_index(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     factory: str | None = None,
     train_per_centroid: int = DEFAULT_TRAIN_PER_CENTROID,
+    limits: AutoLimits | None = None,
 ) -> IndexSpec:
     """The index to build for ``n`` vectors of ``d`` dimensions in ``encoding``.
 
     ``factory`` forces a FAISS factory string (validated for the encoding);
-    ``memory_budget`` (bytes) bounds the index's size in memory.
+    ``memory_budget`` (bytes) bounds the index's size in memory; ``limits`` lowers the
+    counts at which ``auto`` moves from flat to graph to IVF.
     """
     codec.check_encoding(encoding)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -169,20 +176,23 @@ def choose_index(
     if factory is not None:
         return _forced(n, d, encoding, factory, train_per_centroid)
     family = family_of(encoding)
+    lim = limits or AutoLimits()
     if family == "float":
-        return _choose_float(n, d, encoding, memory_budget, train_per_centroid)
+        return _choose_float(n, d, encoding, memory_budget, train_per_centroid, lim)
     if family == "int8":
-        return _choose_int8(n, d, encoding, memory_budget, train_per_centroid)
-    return _choose_binary(n, d, encoding, memory_budget, train_per_centroid)
+        return _choose_int8(n, d, encoding, memory_budget, train_per_centroid, lim)
+    return _choose_binary(n, d, encoding, memory_budget, train_per_centroid, lim)
 
 
-def _choose_float(n: int, d: int, encoding: str, budget: int, per: int) -> IndexSpec:
+def _choose_float(
+    n: int, d: int, encoding: str, budget: int, per: int, lim: AutoLimits
+) -> IndexSpec:
     common = {"encoding": encoding, "dimensions": d, "count": n}
     flat = n * (4 * d + 48)
-    if n <= _FLAT_MAX and flat <= budget:
+    if n <= lim.flat_max(_FLAT_MAX) and flat <= budget:
         return IndexSpec(factory="IDMap2,Flat", estimated_bytes=flat, **common)
     hnsw = n * (4 * d + 8 * 32 * 2 + 48)
-    if n <= _HNSW_MAX and hnsw <= budget:
+    if n <= lim.graph_max(_HNSW_MAX) and hnsw <= budget:
         return IndexSpec(
             factory="IDMap2,HNSW32", search_param="efSearch", estimated_bytes=hnsw, **common
         )
@@ -224,10 +234,12 @@ def _pq_sizes(d: int) -> list[int]:
     return [m for m in range(d // 2, 3, -1) if d % m == 0 and m % 2 == 0]
 
 
-def _choose_int8(n: int, d: int, encoding: str, budget: int, per: int) -> IndexSpec:
+def _choose_int8(
+    n: int, d: int, encoding: str, budget: int, per: int, lim: AutoLimits
+) -> IndexSpec:
     common = {"encoding": encoding, "dimensions": d, "count": n}
     flat = n * (d + 48)
-    if n <= _SQ_FLAT_MAX and flat <= budget:
+    if n <= lim.flat_max(_SQ_FLAT_MAX) and flat <= budget:
         return IndexSpec(factory="IDMap2,SQ8_direct_signed", estimated_bytes=flat, **common)
     k = _nlist(n)
     size = n * (d + 8) + k * d * 4 * (2 if k > 4096 else 1)
@@ -248,14 +260,16 @@ def _choose_int8(n: int, d: int, encoding: str, budget: int, per: int) -> IndexS
     )
 
 
-def _choose_binary(n: int, d: int, encoding: str, budget: int, per: int) -> IndexSpec:
+def _choose_binary(
+    n: int, d: int, encoding: str, budget: int, per: int, lim: AutoLimits
+) -> IndexSpec:
     common = {"encoding": encoding, "dimensions": d, "count": n}
     width = d // 8
     flat = n * (width + 8)
-    if n <= _BFLAT_MAX and flat <= budget:
+    if n <= lim.flat_max(_BFLAT_MAX) and flat <= budget:
         return IndexSpec(factory="IDMap,BFlat", estimated_bytes=flat, **common)
     hnsw = n * (width + 8 * 32 * 2 + 48)
-    if n <= _BHNSW_MAX and hnsw <= budget:
+    if n <= lim.graph_max(_BHNSW_MAX) and hnsw <= budget:
         return IndexSpec(
             factory="IDMap2,BHNSW32",
             search_param="efSearch",

@@ -8,10 +8,33 @@ from dataclasses import dataclass
 
 from inference.errors import ConfigError
 
-__all__ = ["DEFAULT_MEMORY_BUDGET", "DEFAULT_TRAIN_PER_CENTROID", "BuildConfig"]
+__all__ = ["DEFAULT_MEMORY_BUDGET", "DEFAULT_TRAIN_PER_CENTROID", "AutoLimits", "BuildConfig"]
 
 DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes
 DEFAULT_TRAIN_PER_CENTROID = 64  # training vectors per IVF centroid, within [30, 256]
+
+
+@dataclass(frozen=True)
+class AutoLimits:
+    """The most vectors ``auto`` gives an exact flat index (``flat``) and a graph index
+    (``graph``), for every encoding; None keeps the table's defaults (flat: 10,000 float,
+    100,000 int8, 1,000,000 bit; graph: 100,000 float, 5,000,000 bit). 0 skips that step.
+    int8 has no graph step."""
+
+    flat: int | None = None
+    graph: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("flat", "graph"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or value < 0):
+                raise ConfigError(f"{name}_max", value, "must be a count >= 0")
+
+    def flat_max(self, default: int) -> int:
+        return default if self.flat is None else self.flat
+
+    def graph_max(self, default: int) -> int:
+        return default if self.graph is None else self.graph
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,9 +3,9 @@ defaults. Imports neither Beam nor numpy, so ``corpusbeam index --help`` starts 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from indexes.config import DEFAULT_MEMORY_BUDGET
+from indexes.config import DEFAULT_MEMORY_BUDGET, AutoLimits
 from inference.errors import ConfigError
 from inference.protocol import API_VERSION
 
@@ -48,6 +48,8 @@ class IndexJobConfig:
     max_concurrency: int = 8
     index: str = "auto"
     memory_budget: int = DEFAULT_MEMORY_BUDGET
+    # auto's flat and graph limits, lowered (--flat-max, --graph-max) to reach IVF small
+    auto_limits: AutoLimits = field(default_factory=AutoLimits)
     # the parts (and IVF shards) the workers write: "auto" follows the corpus's size
     # (pipeline.shard_count: about 12,500 rows a part, the live version's count kept
     # within 2x so updates can layer), or a number
@@ -64,6 +66,8 @@ class IndexJobConfig:
     pipeline_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.auto_limits, dict):  # as the run report records it (retry-failures)
+            object.__setattr__(self, "auto_limits", AutoLimits(**self.auto_limits))
         if not self.inputs:
             raise ConfigError("inputs", self.inputs, "give at least one file pattern")
         if not self.output:

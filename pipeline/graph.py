@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 import pyarrow as pa
 
+from indexes.config import AutoLimits
 from inference.client import ClientSettings
 from inference.tokens import TokenBudget
 from transforms import (
@@ -64,6 +65,7 @@ class GraphConfig:
     id_field: str | None
     factory: str | None
     memory_budget: int
+    auto_limits: AutoLimits
     shards: int
     previous: dict | None  # {"folder", "parts"} of the version to reuse vectors from
     encoding: str | None = None  # the index's (None: settings.encoding_format, the wire's)
@@ -139,6 +141,7 @@ def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
         encoding=encoding,
         factory=cfg.factory,
         memory_budget=cfg.memory_budget,
+        auto_limits=cfg.auto_limits,
         shards=cfg.shards,
         previous={**cfg.previous, "skipped": sorted(cfg.skip or {})} if cfg.previous else None,
         kept=len(kept),

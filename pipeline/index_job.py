@@ -188,6 +188,7 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
                 id_field=cfg.id_field,
                 factory=None if cfg.index == "auto" else cfg.index,
                 memory_budget=cfg.memory_budget,
+                auto_limits=cfg.auto_limits,
                 shards=cfg.shards,
                 previous={k: v for k, v in reuse.items() if k != "count"} if reuse else None,
                 encoding=cfg.encoding_format,

@@ -37,6 +37,7 @@ from apache_beam.transforms.window import GlobalWindows
 from indexes import build
 from indexes.assemble import expand_metadata_json
 from indexes.choose import IndexSpec, choose_index, family_of
+from indexes.config import AutoLimits
 from indexes.ids import chunk_id
 from indexes.layers import DELTA_PREFIX, part_number
 from indexes.lexical import column_texts
@@ -576,6 +577,7 @@ def _choose(_, totals: dict, settings: dict) -> dict | None:
         memory_budget=settings["memory_budget"],
         factory=settings["factory"],
         train_per_centroid=settings["train_per_centroid"],
+        limits=settings["auto_limits"],
     )
     return asdict(spec)
 
@@ -812,6 +814,7 @@ class BuildIndexShards(beam.PTransform):
         encoding: str,
         factory: str | None = None,
         memory_budget: int,
+        auto_limits: AutoLimits | None = None,
         train_per_centroid: int = 64,
         shards: int = 8,
         seed: int = 0,
@@ -837,6 +840,7 @@ class BuildIndexShards(beam.PTransform):
             "encoding": encoding,
             "factory": factory,
             "memory_budget": memory_budget,
+            "auto_limits": auto_limits,
             "train_per_centroid": train_per_centroid,
             "seed": seed,
         }
