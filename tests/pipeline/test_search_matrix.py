@@ -1,0 +1,222 @@
+"""Every index family the job writes, searched through what users run, fresh and updated.
+
+For each family the real job (``corpusbeam index``, the local reference endpoint it starts,
+the DirectRunner) builds a small corpus. ``--index auto`` picks every family itself: its
+flat and graph limits and its memory budget are lowered through options
+(``--flat-max``, ``--graph-max``, ``--memory-budget``), never by naming the factory; one
+case forces a factory the way a user would. The job then runs again over the corpus with
+a few records changed and added, which updates the version in place (a delta segment and
+tombstones).
+
+Each version is searched through every reader, each in a child process so that a native
+crash fails the test that names the family, instead of killing pytest: ``corpusbeam
+search``, ``Searcher`` with its defaults, ``corpusbeam evaluate --qrels`` (through
+``Searcher`` too) and ``corpusbeam serve``, which serves the output from before the update
+and must swap to the updated version while it runs. One family runs on the S3 stand-in
+(moto's server on loopback), through the readers' cache of an object-store version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cli.main import main
+from indexes import versions
+from indexes.manifest import Manifest
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS = 1000  # auto's IVF lists: 32, at 30 training vectors a list
+WORDS = [f"w{i}" for i in range(300)]
+ASKED = 5  # the document the fresh version is asked for
+CHANGED = 100  # a document whose text the update changes, asked of the updated version
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass(frozen=True)
+class Family:
+    """One kind of index the job writes: the options that make the job build it, and the
+    factory and layout it must then have written."""
+
+    options: tuple[str, ...]
+    factory: str
+    layout: str = "single"
+
+
+AUTO_IVF = ("--flat-max", "0", "--graph-max", "0")
+FAMILIES = {
+    "flat": Family((), "IDMap2,Flat"),
+    "hnsw": Family(("--flat-max", "0"), "IDMap2,HNSW32"),
+    "ivf-flat-ondisk": Family(AUTO_IVF, "IVF32,Flat", "ondisk"),
+    "ivf-sq8-ondisk": Family((*AUTO_IVF, "--memory-budget", "150k"), "IVF32,SQ8", "ondisk"),
+    "ivf-pq-fastscan": Family((*AUTO_IVF, "--memory-budget", "50k"), "IVF32,PQ32x4fs"),
+    "ivf-forced": Family(("--index", "IVF16,SQ8"), "IVF16,SQ8", "ondisk"),
+    "int8-flat": Family(("--encoding-format", "int8"), "IDMap2,SQ8_direct_signed"),
+    "int8-ivf-ondisk": Family(
+        ("--encoding-format", "int8", "--flat-max", "0"), "IVF32,SQ8_direct_signed", "ondisk"
+    ),
+    "uint8-flat": Family(("--encoding-format", "uint8"), "IDMap2,SQ8_direct_signed"),
+    "binary-flat": Family(("--encoding-format", "binary"), "IDMap,BFlat"),
+    "binary-hnsw": Family(("--encoding-format", "binary", "--flat-max", "0"), "IDMap2,BHNSW32"),
+    "binary-ivf": Family(("--encoding-format", "ubinary", *AUTO_IVF), "BIVF32", "shards"),
+}
+
+
+def text_of(i: int, *, changed: bool = False) -> str:
+    rng = random.Random(i * 7919 + (1 if changed else 0))
+    return f"doc{i} " + " ".join(rng.choice(WORDS) for _ in range(14))
+
+
+def write_corpus(path: Path, n: int, *, changed: int | None = None) -> None:
+    with path.open("w") as f:
+        for i in range(n):
+            f.write(json.dumps({"id": f"d{i}", "text": text_of(i, changed=i == changed)}) + "\n")
+
+
+def index(corpus: Path, out: str, family: Family, *extra: str) -> Manifest:
+    argv = ["index", str(corpus), "--output", out, "--dimensions", "64", "--progress", "off"]
+    assert main([*argv, *family.options, "--runner=DirectRunner", *extra]) == 0
+    folder = versions.resolve_index_folder(out)
+    return Manifest.from_json((Path(folder) / "manifest.json").read_text())
+
+
+# ---------------------------------------------------------------- readers, in children
+
+SEARCHER = """
+import json, sys
+from retrieval.searcher import Searcher
+with Searcher(sys.argv[1]) as s:
+    print(json.dumps([h.document_id for h in s.search(sys.argv[2], k=5)]))
+"""
+
+
+def child(argv: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    return subprocess.Popen([sys.executable, *argv], cwd=REPO, env=env, text=True, **pipes)
+
+
+def how_it_ended(code: int) -> str:
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit {code}"
+
+
+def finished(proc: subprocess.Popen, what: str) -> str:
+    """The child's stdout once it exits 0; a failure names ``what`` and how it ended."""
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    assert proc.returncode == 0, f"{what}: {how_it_ended(proc.returncode)}\n{err[-2000:]}"
+    return out
+
+
+@contextmanager
+def serving(target: str) -> Iterator[str]:
+    """``corpusbeam serve TARGET`` in a child, following CURRENT every 0.2 s; its URL."""
+    argv = ["-m", "cli.main", "serve", target, "--name", "m", "--port", "0"]
+    proc = child([*argv, "--poll-interval", "0.2", "--log-level", "warning"])
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("corpusbeam search: listening on "):
+            proc.wait(timeout=30)
+            _, err = proc.communicate()
+            pytest.fail(f"serve {target}: {how_it_ended(proc.returncode)}\n{err[-2000:]}")
+        url = line.rsplit(" ", 1)[1].strip()
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{url}/readyz", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline and proc.poll() is None, "serve never got ready"
+            time.sleep(0.05)
+        yield url
+        assert proc.poll() is None, f"serve {target}: {how_it_ended(proc.returncode)}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def served(url: str, query: str, what: str) -> tuple[str, list[str]]:
+    """(the version that answered, the hits' document ids) of ``POST /search``."""
+    try:
+        r = httpx.post(f"{url}/search", json={"query": query, "k": 5}, timeout=60)
+    except httpx.TransportError as exc:  # the service died under the request
+        pytest.fail(f"{what}: serve failed the request ({exc!r})")
+    assert r.status_code == 200, f"{what}: serve answered {r.status_code}: {r.text[:500]}"
+    body = r.json()
+    return body["indexes"][0]["version"], [h["document_id"] for h in body["hits"]]
+
+
+def every_reader_finds(target: str, url: str, doc: int, text: str, what: str, tmp: Path):
+    """``search``, ``Searcher``, ``evaluate --qrels`` and ``serve`` each find document
+    ``doc`` in their top 5 for ``text``."""
+    queries, qrels = tmp / "queries.jsonl", tmp / "qrels.tsv"
+    judged = ["--queries", str(queries), "--qrels", str(qrels), "-k", "5", "--json"]
+    queries.write_text(json.dumps({"_id": "q", "text": text}) + "\n")
+    qrels.write_text(f"query-id\tcorpus-id\tscore\nq\td{doc}\t1\n")
+    procs = {
+        "corpusbeam search": child(["-m", "cli.main", "search", target, text, "-k", "5", "--json"]),
+        "Searcher": child(["-c", SEARCHER, target, text]),
+        "corpusbeam evaluate --qrels": child(["-m", "cli.main", "evaluate", target, *judged]),
+    }
+    _, hits = served(url, text, f"{what}, serve")
+    assert f"d{doc}" in hits, f"{what}, serve: d{doc} not in {hits}"
+    found = {name: finished(proc, f"{what}, {name}") for name, proc in procs.items()}
+    hits = [h["document_id"] for h in json.loads(found["corpusbeam search"])["hits"]]
+    assert f"d{doc}" in hits, f"{what}, search: d{doc} not in {hits}"
+    hits = json.loads(found["Searcher"])
+    assert f"d{doc}" in hits, f"{what}, Searcher: d{doc} not in {hits}"
+    scores = json.loads(found["corpusbeam evaluate --qrels"])
+    assert "hybrid" in json.dumps(scores), f"{what}, evaluate: {scores}"
+
+
+def swapped_to(url: str, version: str, text: str, what: str) -> None:
+    """The service answers from ``version`` within 30 s, failing no request meanwhile."""
+    deadline = time.monotonic() + 30
+    while served(url, text, what)[0] != version:
+        assert time.monotonic() < deadline, f"{what}: serve never swapped to {version}"
+        time.sleep(0.1)
+
+
+def fresh_then_updated(out: str, family: Family, name: str, tmp: Path, *extra: str) -> None:
+    corpus = tmp / "docs.jsonl"
+    write_corpus(corpus, DOCS)
+    first = index(corpus, out, family, *extra)
+    assert (first.index_factory, first.layout) == (family.factory, family.layout)
+    with serving(out) as url:
+        every_reader_finds(out, url, ASKED, text_of(ASKED), f"{name}, fresh", tmp)
+        write_corpus(corpus, DOCS + 9, changed=CHANGED)
+        second = index(corpus, out, family, *extra)
+        assert second.segments is not None and second.segments["delta"]["count"] > 0
+        assert second.index_factory == family.factory
+        new = text_of(CHANGED, changed=True)
+        swapped_to(url, versions.read_current(out), new, f"{name}, updated")
+        every_reader_finds(out, url, CHANGED, new, f"{name}, updated", tmp)
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_every_reader_searches_what_the_job_wrote(name, tmp_path):
+    fresh_then_updated(str(tmp_path / "out"), FAMILIES[name], name, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["ivf-flat-ondisk"])
+def test_every_reader_searches_what_the_job_wrote_on_s3(name, s3, tmp_path):
+    out = s3.url(f"matrix-{name}")
+    fresh_then_updated(out, FAMILIES[name], f"{name} on s3", tmp_path, *s3.worker_args)
