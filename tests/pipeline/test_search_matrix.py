@@ -115,15 +115,15 @@ def how_it_ended(code: int) -> str:
     return f"exit {code}"
 
 
-def finished(proc: subprocess.Popen, what: str) -> str:
-    """The child's stdout once it exits 0; a failure names ``what`` and how it ended."""
+def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of a child, killed after 120 s; never raises, so that
+    one reader's failure leaves no other child running."""
     try:
         out, err = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-    assert proc.returncode == 0, f"{what}: {how_it_ended(proc.returncode)}\n{err[-2000:]}"
-    return out
+    return proc.returncode, out, err
 
 
 @contextmanager
@@ -153,46 +153,71 @@ def serving(target: str) -> Iterator[str]:
                 stream.close()
 
 
-def served(url: str, query: str, what: str) -> tuple[str, list[str]]:
-    """(the version that answered, the hits' document ids) of ``POST /search``."""
+def served(url: str, query: str) -> tuple[str, list[str]]:
+    """(the version that answered, the hits' document ids) of ``POST /search``; a failed
+    request raises AssertionError saying how."""
     try:
         r = httpx.post(f"{url}/search", json={"query": query, "k": 5}, timeout=60)
     except httpx.TransportError as exc:  # the service died under the request
-        pytest.fail(f"{what}: serve failed the request ({exc!r})")
-    assert r.status_code == 200, f"{what}: serve answered {r.status_code}: {r.text[:500]}"
+        raise AssertionError(f"the request failed ({exc!r}): did serve die?") from None
+    assert r.status_code == 200, f"answered {r.status_code}: {r.text[:500]}"
     body = r.json()
     return body["indexes"][0]["version"], [h["document_id"] for h in body["hits"]]
 
 
 def every_reader_finds(target: str, url: str, doc: int, text: str, what: str, tmp: Path):
     """``search``, ``Searcher``, ``evaluate --qrels`` and ``serve`` each find document
-    ``doc`` in their top 5 for ``text``."""
+    ``doc`` in their top 5 for ``text``; a failure lists every reader that failed."""
     queries, qrels = tmp / "queries.jsonl", tmp / "qrels.tsv"
-    judged = ["--queries", str(queries), "--qrels", str(qrels), "-k", "5", "--json"]
     queries.write_text(json.dumps({"_id": "q", "text": text}) + "\n")
     qrels.write_text(f"query-id\tcorpus-id\tscore\nq\td{doc}\t1\n")
+    judged = ["--queries", str(queries), "--qrels", str(qrels), "-k", "5", "--json"]
     procs = {
         "corpusbeam search": child(["-m", "cli.main", "search", target, text, "-k", "5", "--json"]),
         "Searcher": child(["-c", SEARCHER, target, text]),
         "corpusbeam evaluate --qrels": child(["-m", "cli.main", "evaluate", target, *judged]),
     }
-    _, hits = served(url, text, f"{what}, serve")
-    assert f"d{doc}" in hits, f"{what}, serve: d{doc} not in {hits}"
-    found = {name: finished(proc, f"{what}, {name}") for name, proc in procs.items()}
-    hits = [h["document_id"] for h in json.loads(found["corpusbeam search"])["hits"]]
-    assert f"d{doc}" in hits, f"{what}, search: d{doc} not in {hits}"
-    hits = json.loads(found["Searcher"])
-    assert f"d{doc}" in hits, f"{what}, Searcher: d{doc} not in {hits}"
-    scores = json.loads(found["corpusbeam evaluate --qrels"])
-    assert "hybrid" in json.dumps(scores), f"{what}, evaluate: {scores}"
+    hits: dict[str, list[str]] = {}
+    problems: list[str] = []
+    try:
+        hits["corpusbeam serve"] = served(url, text)[1]
+    except AssertionError as exc:
+        problems.append(f"corpusbeam serve: {exc}")
+    for name, proc in procs.items():
+        code, out, err = finish(proc)
+        if code != 0:
+            problems.append(f"{name}: {how_it_ended(code)}: {err.strip()[-1500:]}")
+        elif name == "corpusbeam search":
+            hits[name] = [h["document_id"] for h in json.loads(out)["hits"]]
+        elif name == "Searcher":
+            hits[name] = json.loads(out)
+        else:
+            found = json.loads(out)["modes"]["hybrid"]["recall@10"] == 1.0
+            hits[name] = [f"d{doc}"] if found else ["(recall@10 of the judged document: 0)"]
+    problems += [f"{n}: d{doc} not in its hits {h}" for n, h in hits.items() if f"d{doc}" not in h]
+    assert not problems, f"{what}:\n" + "\n".join(problems)
 
 
 def swapped_to(url: str, version: str, text: str, what: str) -> None:
     """The service answers from ``version`` within 30 s, failing no request meanwhile."""
     deadline = time.monotonic() + 30
-    while served(url, text, what)[0] != version:
+    while served(url, text)[0] != version:
         assert time.monotonic() < deadline, f"{what}: serve never swapped to {version}"
         time.sleep(0.1)
+
+
+def the_other_commands_read(out: str, what: str, tmp: Path) -> None:
+    """``corpusbeam report`` and ``corpusbeam retry-failures`` (a whole job again, which
+    reads the live version to update it) exit 0 on the output."""
+    procs = {
+        "report": child(["-m", "cli.main", "report", out, "--out", str(tmp / "report")]),
+        "retry-failures": child(["-m", "cli.main", "retry-failures", out, "--progress", "off"]),
+    }
+    ended = {name: finish(proc) for name, proc in procs.items()}
+    problems = [
+        f"{n}: {how_it_ended(c)}: {e.strip()[-1500:]}" for n, (c, _, e) in ended.items() if c
+    ]
+    assert not problems, f"{what}:\n" + "\n".join(problems)
 
 
 def fresh_then_updated(out: str, family: Family, name: str, tmp: Path, *extra: str) -> None:
@@ -209,6 +234,8 @@ def fresh_then_updated(out: str, family: Family, name: str, tmp: Path, *extra: s
         new = text_of(CHANGED, changed=True)
         swapped_to(url, versions.read_current(out), new, f"{name}, updated")
         every_reader_finds(out, url, CHANGED, new, f"{name}, updated", tmp)
+    if family.layout != "single":  # lists on disk or shards: what report and retry read
+        the_other_commands_read(out, f"{name}, updated", tmp)
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
