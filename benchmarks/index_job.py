@@ -23,6 +23,11 @@ time of the job's processes and of a ``--shape`` endpoint (``cpu_seconds_job``,
 ``cpu_seconds_endpoint``) says how far the machine's cores, not the endpoint, set the
 pace: on 2 cores no run is shorter than their sum / 2.
 
+Each run ends by searching what it built the way users do (``benchmarks/_query_load.py``):
+``--search-commands`` whole ``corpusbeam search`` processes and ``--serve-requests``
+``POST /search`` from ``--clients`` clients to a ``corpusbeam serve`` child, with p50,
+p99, failed queries and the service's resident memory; after the 1% rerun too.
+
     python -m benchmarks.index_job [--docs 100000] [--runners direct,multi] [--quick]
     python -m benchmarks.index_job --shape azure --docs 30000 --runners direct
     python -m benchmarks.index_job --docs 250000 --runners direct --no-incremental
@@ -47,6 +52,7 @@ from pathlib import Path
 
 from benchmarks._common import emit
 from benchmarks._disk import DiskSampler
+from benchmarks._query_load import query_load
 from benchmarks._rss import RssSampler, cpu_seconds, tree_pids
 from inference.server import EndpointConfig, running_endpoint
 
@@ -74,6 +80,12 @@ def write_corpus(root: Path, n: int, files: int = 20, changed: set[int] | None =
                 text += " It was edited today."
             lines.append(json.dumps({"id": f"doc-{i}", "text": text}))
         (root / f"part-{f:03d}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def queries(n: int, count: int = 500) -> list[str]:
+    """Texts of ``count`` of the corpus's documents, as queries."""
+    picked = random.Random(1).sample(range(n), min(n, count))
+    return [f"Document {i} is about {TOPICS[i % len(TOPICS)]}" for i in picked]
 
 
 def run_job(
@@ -183,11 +195,19 @@ def main() -> None:
     parser.add_argument("--shards", help="passed to the job (default: the job's, auto)")
     parser.add_argument("--quick", action="store_true", help="2,000 documents, DirectRunner")
     parser.add_argument(
+        "--search-commands", type=int, default=200, help="corpusbeam search processes a run"
+    )
+    parser.add_argument(
+        "--serve-requests", type=int, default=1000, help="POST /search to serve a run"
+    )
+    parser.add_argument("--clients", type=int, default=4, help="concurrent serve clients")
+    parser.add_argument(
         "--trace", type=Path, help="a folder for each run's log and memory samples over time"
     )
     args = parser.parse_args()
     if args.quick:
         args.docs, args.runners = 2_000, "direct"
+        args.search_commands, args.serve_requests = 10, 100
     with contextlib.ExitStack() as stack:
         extra: list[str] = []
         if args.shape == "azure":
@@ -207,6 +227,19 @@ def main() -> None:
         if args.shards:
             extra += ["--shards", args.shards]
         run_all(args, extra)
+
+
+def search_what_was_built(args: argparse.Namespace, target: str, **where: object) -> None:
+    query_load(
+        BENCH,
+        target,
+        queries(args.docs),
+        commands=args.search_commands,
+        requests=args.serve_requests,
+        clients=args.clients,
+        docs=args.docs,
+        **where,
+    )
 
 
 def run_all(args: argparse.Namespace, extra: list[str]) -> None:
@@ -270,12 +303,14 @@ def run_all(args: argparse.Namespace, extra: list[str]) -> None:
                     by_kind={k: round(v, 1) for k, v in disk.peaks.items()},
                     note="the output folder, staging included, sampled every second",
                 )
+            search_what_was_built(args, str(out), runner=name, version="first run")
             if args.s3:
                 with s3_stand_in() as s3_options:
                     url = f"s3://bench/{name}"
                     s3_report, s3_seconds, s3_peaks, _ = run_job(
                         corpus, url, RUNNERS[name] + extra + s3_options
                     )
+                    search_what_was_built(args, url, runner=name, version="first run, s3")
                 emit(
                     BENCH,
                     "s3_time_ratio",
@@ -308,6 +343,7 @@ def run_all(args: argparse.Namespace, extra: list[str]) -> None:
                     requests=again["requests"]["requests"],
                     first_run_requests=report["requests"]["requests"],
                 )
+                search_what_was_built(args, str(out), runner=name, version="after a 1% update")
                 write_corpus(corpus, args.docs)
 
 

@@ -14,6 +14,12 @@ search over the stored vectors).
 
     python -m benchmarks.update [--docs 100000] [--updates 10] [--dimensions 256] [--files 20]
     python -m benchmarks.update --docs 100000 --dimensions 256 --breakdown
+
+After the first run and after the last update (the live version, with its delta segment
+and tombstones), it searches what the job wrote the way users do
+(``benchmarks/_query_load.py``): ``--search-commands`` whole ``corpusbeam search``
+processes and ``--serve-requests`` ``POST /search`` from 4 clients to a ``corpusbeam
+serve`` child, printing p50, p99 and failed queries.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import time
 from pathlib import Path
 
 from benchmarks._common import emit
+from benchmarks._query_load import query_load
 
 BENCH = "update"
 TOPICS = ["cats", "boats", "trains", "rain", "tea", "bread", "snow", "owls", "chess", "moon"]
@@ -139,6 +146,8 @@ def main() -> None:
         action="store_true",
         help="stop after the updates (no full build of the final corpus to compare recall)",
     )
+    ap.add_argument("--search-commands", type=int, default=200)
+    ap.add_argument("--serve-requests", type=int, default=1000)
     args = ap.parse_args()
     options = ["--runner=DirectRunner"]
     if args.dimensions:
@@ -186,14 +195,29 @@ def main() -> None:
             emit(BENCH, "wall_time", round(wall, 2), "s", **row)
             return report
 
-        measure("first")
+        def search(version: str) -> None:
+            picked = random.Random(1).sample(sorted(corpus.docs), min(500, len(corpus.docs)))
+            texts = [f"Document {i} is about {TOPICS[i % len(TOPICS)]}" for i in picked]
+            query_load(
+                BENCH,
+                str(out),
+                texts,
+                commands=args.search_commands,
+                requests=args.serve_requests,
+                docs=len(corpus.docs),
+                version=version,
+            )
+
+        first = measure("first")
         if args.breakdown:
             breakdown(corpus.root, out)
             return
+        search(f"first run ({first['index']['factory']})")
         measure("unchanged")
         for u in range(max(args.updates, 1)):
             corpus.change(args.fraction)
             last = measure(f"changed {args.fraction:.0%} #{u + 1}")
+        search(f"after {max(args.updates, 1)} updates ({(last.get('update') or {}).get('mode')})")
         if args.no_rebuild:
             return
         from indexes import evaluate_folder
