@@ -3,7 +3,7 @@
 import faiss
 import pytest
 
-from indexes.choose import IndexSpec, choose_index, make_index
+from indexes.choose import AutoLimits, IndexSpec, choose_index, make_index
 from inference.errors import ConfigError
 
 GB = 1 << 30
@@ -109,3 +109,29 @@ def test_bad_arguments_name_the_field(kwargs, field):
 def test_spec_validates():
     with pytest.raises(ConfigError, match="search_param"):
         IndexSpec(encoding="float", dimensions=8, count=1, factory="Flat", search_param="x")
+
+
+@pytest.mark.parametrize(
+    ("encoding", "limits", "budget", "factory"),
+    [
+        ("float", AutoLimits(), 1 << 30, "IDMap2,Flat"),
+        ("float", AutoLimits(flat=0), 1 << 30, "IDMap2,HNSW32"),
+        ("float", AutoLimits(flat=0, graph=0), 1 << 30, "IVF32,Flat"),
+        ("float", AutoLimits(flat=0, graph=0), 150_000, "IVF32,SQ8"),
+        ("float", AutoLimits(flat=0, graph=0), 50_000, "IVF32,PQ32x4fs"),
+        ("int8", AutoLimits(flat=0), 1 << 30, "IVF32,SQ8_direct_signed"),
+        ("binary", AutoLimits(flat=1_000), 1 << 30, "IDMap,BFlat"),
+        ("binary", AutoLimits(flat=999), 1 << 30, "IDMap2,BHNSW32"),
+        ("binary", AutoLimits(flat=0, graph=0), 1 << 30, "BIVF32"),
+    ],
+)
+def test_lowered_limits_give_a_small_corpus_what_a_large_one_gets(
+    encoding, limits, budget, factory
+):
+    spec = choose_index(1_000, 64, encoding, memory_budget=budget, limits=limits)
+    assert spec.factory == factory
+
+
+def test_a_negative_limit_is_refused_by_name():
+    with pytest.raises(ConfigError, match="graph_max"):
+        AutoLimits(graph=-1)

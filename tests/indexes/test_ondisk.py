@@ -146,3 +146,33 @@ def test_the_merge_holds_about_one_shard_in_memory(tmp_path):
         sampler.join()
     shard_mib = paths[0].stat().st_size / (1 << 20)
     assert peak[0] - base < 2.5 * shard_mib, (base, peak[0], shard_mib)
+
+
+def test_readers_map_the_lists_of_an_index_merged_on_disk_read_only(tmp_path):
+    """What crashed every reader of the job's IVF indexes: FAISS's ``IO_FLAG_MMAP`` skips
+    the lists' own mapping. ``read_index`` maps them, read-only, whatever ``mmap`` says
+    (checked before any search, so a regression fails here instead of crashing)."""
+    spec, blob, paths = _shards(tmp_path, "IVF16,Flat", [300, 200])
+    path = tmp_path / "index.faiss"
+    build.merge_ondisk(build.deserialize_index(blob, "float"), paths, path, spec)
+    flags = faiss.IO_FLAG_ONDISK_SAME_DIR | faiss.IO_FLAG_MMAP
+    assert build._unmapped_lists(faiss.read_index(str(path), flags))
+    single = build.deserialize_index(blob, "float")
+    for p in paths:
+        build.merge_indexes([single, build.read_index(p, "float")], spec)
+    xq = np.random.default_rng(1).standard_normal((20, D)).astype("float32")
+    faiss.extract_index_ivf(single).nprobe = 16
+    want = single.search(xq, 10)
+    for mmap in (False, True):
+        index = build.read_index(path, "float", mmap=mmap)
+        lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)
+        assert isinstance(lists, faiss.OnDiskInvertedLists)
+        assert lists.ptr is not None and lists.read_only
+        faiss.extract_index_ivf(index).nprobe = 16
+        got = index.search(xq, 10)
+        np.testing.assert_array_equal(got[1], want[1])
+    # Without its lists file: an error that names the file, never a crash.
+    path.with_name("index.faiss.ivfdata").rename(tmp_path / "elsewhere")
+    for mmap in (False, True):
+        with pytest.raises(IndexFolderError, match=r"index\.faiss.*(could not open|not mapped)"):
+            build.read_index(path, "float", mmap=mmap)
