@@ -68,7 +68,11 @@ RUNNERS = {
 TOPICS = ["cats", "boats", "trains", "rain", "tea", "bread", "snow", "owls", "chess", "moon"]
 
 
-def write_corpus(root: Path, n: int, files: int = 20, changed: set[int] | None = None) -> None:
+def write_corpus(
+    root: Path, n: int, files: int = 20, changed: set[int] | None = None, long_every: int = 0
+) -> None:
+    """``n`` documents in ``files`` JSONL files, one chunk each; with ``long_every``, one
+    document in that many is about 2,400 bytes long: two chunks at the default 512 tokens."""
     root.mkdir(parents=True, exist_ok=True)
     per = (n + files - 1) // files
     for f in range(files):
@@ -78,6 +82,8 @@ def write_corpus(root: Path, n: int, files: int = 20, changed: set[int] | None =
             text = f"Document {i} is about {topic} and number {i * 7 % 1000}."
             if changed and i in changed:
                 text += " It was edited today."
+            if long_every and i % long_every == 0:
+                text += "".join(f" Paragraph {j} of document {i} is on {topic}." for j in range(60))
             lines.append(json.dumps({"id": f"doc-{i}", "text": text}))
         (root / f"part-{f:03d}.jsonl").write_text("\n".join(lines) + "\n")
 
@@ -187,6 +193,13 @@ def s3_stand_in() -> Iterator[list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument(
+        "--long-every",
+        type=int,
+        default=0,
+        help="one document in N two chunks long (100,000 documents with 20: 105,000 chunks, "
+        "which --index auto gives IVF1024,Flat, as a real corpus of that size gets)",
+    )
     parser.add_argument("--runners", default="direct,multi")
     parser.add_argument("--incremental", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--shape", choices=("none", "azure", "slots"), default="none")
@@ -245,7 +258,7 @@ def search_what_was_built(args: argparse.Namespace, target: str, **where: object
 def run_all(args: argparse.Namespace, extra: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus"
-        write_corpus(corpus, args.docs)
+        write_corpus(corpus, args.docs, long_every=args.long_every)
         for name in args.runners.split(","):
             out = Path(tmp) / f"out-{name}"
             trace = None
@@ -327,7 +340,7 @@ def run_all(args: argparse.Namespace, extra: list[str]) -> None:
                 )
             if args.incremental and name == args.runners.split(",")[0]:
                 changed = set(random.Random(0).sample(range(args.docs), args.docs // 100))
-                write_corpus(corpus, args.docs, changed=changed)
+                write_corpus(corpus, args.docs, changed=changed, long_every=args.long_every)
                 again, again_s, _, _ = run_job(corpus, str(out), RUNNERS[name] + extra)
                 emit(
                     BENCH,
@@ -344,7 +357,7 @@ def run_all(args: argparse.Namespace, extra: list[str]) -> None:
                     first_run_requests=report["requests"]["requests"],
                 )
                 search_what_was_built(args, str(out), runner=name, version="after a 1% update")
-                write_corpus(corpus, args.docs)
+                write_corpus(corpus, args.docs, long_every=args.long_every)
 
 
 if __name__ == "__main__":
