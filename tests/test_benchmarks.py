@@ -123,3 +123,15 @@ def test_the_disk_sampler_sums_the_output_by_kind_and_counts_a_hard_link_once(tm
     lines = (tmp_path.parent / "disk.tsv").read_text().splitlines()
     assert lines[0].split("\t")[:3] == ["time", "total", "runs"]
     assert [round(float(line.split("\t")[1])) for line in lines[1:]] == [16, 11]
+
+
+@pytest.mark.slow
+def test_the_query_load_counts_what_users_would_see_fail(float_folder, tmp_path):
+    """The scale benchmarks' last step: a query fails when its command fails, however it
+    fails (here: a folder that is not an index)."""
+    from benchmarks._query_load import search_commands
+
+    good = search_commands(str(float_folder), ["the owl eats mice", "a cat"], parallel=2)
+    assert (good["queries"], good["failed"]) == (2, 0) and good["p50_s"] > 0
+    bad = search_commands(str(tmp_path), ["the owl eats mice"], parallel=1)
+    assert bad["failed"] == 1 and "exit 2" in bad["first_error"]
