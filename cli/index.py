@@ -9,9 +9,9 @@ import sys
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
+from corpusbeam.errors import ConfigError
 from indexes import versions
 from indexes.config import AutoLimits
-from inference.errors import ConfigError
 from inference.protocol import ENCODINGS, INPUT_TYPES
 from pipeline.config import IndexJobConfig
 

@@ -14,7 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from inference.errors import CorpusbeamError
+from corpusbeam.errors import CorpusbeamError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 

@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
-from inference.errors import ConfigError
+from corpusbeam.errors import ConfigError
 
 if TYPE_CHECKING:
     from inference.client.credentials import EnvApiKey

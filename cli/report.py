@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from inference.errors import ConfigError
+from corpusbeam.errors import ConfigError
 
 __all__ = ["add_parser", "run"]
 

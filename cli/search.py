@@ -17,7 +17,7 @@ import json
 import logging
 
 from cli.options import add_endpoint_arguments, credential_from_args
-from inference.errors import ConfigError
+from corpusbeam.errors import ConfigError
 from retrieval.hybrid import MODES
 
 __all__ = ["add_parser", "run"]

@@ -14,7 +14,7 @@ import argparse
 import os
 
 from cli.options import add_endpoint_arguments, credential_from_args
-from inference.errors import ConfigError
+from corpusbeam.errors import ConfigError
 from retrieval.service.config import DEFAULT_HOST, DEFAULT_PORT, ServiceConfig
 
 __all__ = ["add_parser", "run"]

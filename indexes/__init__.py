@@ -1,6 +1,6 @@
 """FAISS indexes: choose, train, add, merge, store (index + Parquet + manifest), search.
 
-Plain numpy, FAISS and pyarrow; imports no Beam. Names load on first use (``inference.lazy``).
+Plain numpy, FAISS and pyarrow; imports no Beam. Names load on first use (``corpusbeam._lazy``).
 The usual entry points:
 
 - ``build_folder(path, xb, metadata, encoding=..., model=...)`` builds an index folder;
@@ -15,7 +15,7 @@ The usual entry points:
   a bare FAISS index (filters, rescoring) without a folder.
 """
 
-from inference.lazy import lazy_exports
+from corpusbeam._lazy import lazy_exports
 
 _EXPORTS = {
     "add_vectors": "indexes.build",

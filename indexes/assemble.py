@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from corpusbeam.errors import IndexFolderError
 from indexes import build
 from indexes.build import prepare_vectors, training_sample
 from indexes.choose import IndexSpec
@@ -49,7 +50,6 @@ from indexes.recall import streaming_topk
 from indexes.search import RescoreStore
 from indexes.shards import Combined
 from indexes.writer import rescore_entry
-from inference.errors import IndexFolderError
 
 __all__ = ["assemble_folder", "expand_metadata_json"]
 

@@ -22,10 +22,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from corpusbeam.errors import ConfigError, IndexFolderError
 from indexes.choose import IndexSpec, family_of, make_index
 from indexes.ids import check_ids
 from inference import codec
-from inference.errors import ConfigError, IndexFolderError
 
 __all__ = [
     "ONDISK_SUFFIX",

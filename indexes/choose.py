@@ -47,9 +47,9 @@ from dataclasses import dataclass
 
 import faiss
 
+from corpusbeam.errors import ConfigError
 from indexes.config import DEFAULT_MEMORY_BUDGET, DEFAULT_TRAIN_PER_CENTROID, AutoLimits
 from inference import codec
-from inference.errors import ConfigError
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inference.errors import ConfigError
+from corpusbeam.errors import ConfigError
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "DEFAULT_TRAIN_PER_CENTROID", "AutoLimits", "BuildConfig"]
 

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from corpusbeam.errors import ConfigError
 from indexes.build import training_sample
 from indexes.choose import IndexSpec
 from indexes.config import BuildConfig
@@ -25,7 +26,6 @@ from indexes.reader import open_index
 from indexes.search import RescoreStore
 from indexes.tables import FolderData
 from indexes.tune import drop_ids, recall_at_k, reference_neighbours, tune_index
-from inference.errors import ConfigError
 
 __all__ = ["RESCORE_FACTORS", "evaluate_folder", "trial_records", "tune_build", "tune_measured"]
 

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from inference.errors import ConfigError
+from corpusbeam.errors import ConfigError
 
 __all__ = ["filter_columns", "filter_ids", "filter_mask"]
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from inference.errors import ConfigError
+from corpusbeam.errors import ConfigError
 
 __all__ = ["check_ids", "chunk_id", "chunk_ids"]
 

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from corpusbeam.errors import IndexFolderError
 from indexes.memory import trim
 from indexes.parts import PartInfo, Parts
-from inference.errors import IndexFolderError
 
 __all__ = [
     "DELTA_PREFIX",

@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from corpusbeam.errors import ConfigError, IndexFolderError
 from indexes.lexical_read import Segment, in_sorted, mark_live, read_removed
 from indexes.lexical_segments import (
     LEXICAL_DIR,
@@ -53,7 +54,6 @@ from indexes.lexical_segments import (
     term_hashes,
 )
 from indexes.lexical_tokens import TOKENIZER, tokenize
-from inference.errors import ConfigError, IndexFolderError
 
 _BLOCK_ROWS = 1 << 17  # rows whose scores are summed together (1 MiB of float64)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from corpusbeam.errors import IndexFolderError
 from indexes.lexical_segments import SEGMENT_FILES
-from inference.errors import IndexFolderError
 
 __all__ = ["Segment", "in_sorted", "mark_live", "read_removed"]
 

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from corpusbeam.errors import ConfigError
 from indexes.lexical_tokens import TOKENIZER, tokenize
-from inference.errors import ConfigError
 
 __all__ = [
     "K1",

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
+from corpusbeam.errors import ConfigError, IndexFolderError
 from indexes.files import INDEX, MANIFEST
 from inference import codec
-from inference.errors import ConfigError, IndexFolderError
 from inference.protocol import INPUT_TYPES
 
 __all__ = ["FORMAT_VERSION", "LAYOUTS", "Manifest", "check_expected", "sanitize_endpoint"]

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from inference.errors import ConfigError, IndexFolderError
+from corpusbeam.errors import ConfigError, IndexFolderError
 
 __all__ = [
     "SCHEMES",

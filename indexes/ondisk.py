@@ -35,8 +35,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from corpusbeam.errors import IndexFolderError
 from indexes.memory import trim
-from inference.errors import IndexFolderError
 
 __all__ = ["is_lists_file", "merge_shards_ondisk", "shard_lists_bytes"]
 

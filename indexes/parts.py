@@ -34,11 +34,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from corpusbeam.errors import ConfigError, IndexFolderError
 from indexes.memory import trim
 from indexes.rows import RowFile
 from indexes.tables import column_array, fixed_size_list, vectors_schema
 from inference import codec
-from inference.errors import ConfigError, IndexFolderError
 
 __all__ = [
     "DIGESTS_SUFFIX",

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from corpusbeam.errors import IndexFolderError
 from indexes.build import training_sample
 from indexes.recall import best_first, streaming_topk
-from inference.errors import IndexFolderError
 
 __all__ = [
     "MARGIN",

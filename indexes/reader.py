@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from corpusbeam.errors import ConfigError, IndexFolderError
 from indexes import build
 from indexes.choose import IndexSpec, family_of
 from indexes.files import MANIFEST, sha256
@@ -24,7 +25,6 @@ from indexes.parts import METADATA_SUFFIX, RESCORE_SUFFIX, VECTORS_SUFFIX, PartI
 from indexes.search import RescoreStore, SearchResult, index_id_view, ivf_ids, search
 from indexes.segments import SegmentedIndex, read_tombstones
 from indexes.tables import vectors_schema
-from inference.errors import ConfigError, IndexFolderError
 
 __all__ = ["IndexFolder", "open_index"]
 

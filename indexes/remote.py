@@ -38,10 +38,10 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from corpusbeam.errors import ConfigError, IndexFolderError, JobError
 from indexes.files import MANIFEST
 from indexes.manifest import Manifest
 from indexes.objectstore import ObjectStore, PreconditionFailed, open_store
-from inference.errors import ConfigError, IndexFolderError, JobError
 
 __all__ = [
     "CACHE_ENV",

@@ -16,7 +16,7 @@ import threading
 
 import numpy as np
 
-from inference.errors import IndexFolderError
+from corpusbeam.errors import IndexFolderError
 
 __all__ = ["RowFile"]
 

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from corpusbeam.errors import ConfigError
 from indexes.build import prepare_queries
 from indexes.choose import family_of
 from indexes.segments import SegmentedIndex
 from inference import codec
-from inference.errors import ConfigError
 
 __all__ = [
     "RescoreStore",

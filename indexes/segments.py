@@ -26,8 +26,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from corpusbeam.errors import IndexFolderError
 from indexes.choose import IndexSpec, family_of
-from inference.errors import IndexFolderError
 
 __all__ = [
     "DELTA",

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from corpusbeam.errors import ConfigError
 from indexes import build
 from indexes.choose import IndexSpec
 from indexes.files import INDEX, SHARDS, shard_file
-from inference.errors import ConfigError
 
 __all__ = ["Combined", "add_shards", "check_merge", "combine_shards", "needs_shards"]
 

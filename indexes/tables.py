@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from corpusbeam.errors import ConfigError
 from indexes.choose import family_of
 from indexes.ids import chunk_ids
 from inference import codec
-from inference.errors import ConfigError
 
 __all__ = [
     "METADATA_COLUMNS",

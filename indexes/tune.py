@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 import faiss
 import numpy as np
 
+from corpusbeam.errors import ConfigError
 from indexes.build import prepare_queries, prepare_vectors
 from indexes.choose import IndexSpec, family_of
 from indexes.search import RescoreStore, search, set_search_params
-from inference.errors import ConfigError
 
 __all__ = [
     "TuneResult",

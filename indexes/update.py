@@ -52,6 +52,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from corpusbeam.errors import ConfigError, IndexFolderError
 from indexes import build
 from indexes.assemble import _SAMPLED, _write_full_vectors, lexical_entry
 from indexes.choose import IndexSpec, choose_index
@@ -73,7 +74,6 @@ from indexes.probe import (
 from indexes.search import index_id_view
 from indexes.segments import DELTA, TOMBSTONES, SegmentedIndex, make_delta, read_tombstones
 from indexes.tune import measure, recall_at_k
-from inference.errors import ConfigError, IndexFolderError
 
 __all__ = [
     "DEFAULT_COMPACT_FRACTION",

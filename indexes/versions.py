@@ -29,9 +29,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from corpusbeam.errors import ConfigError, IndexFolderError
 from indexes.files import MANIFEST
 from indexes.objectstore import is_url, open_store
-from inference.errors import ConfigError, IndexFolderError
 
 __all__ = [
     "CURRENT",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from corpusbeam.errors import ConfigError
 from indexes.build import prepare_vectors
 from indexes.choose import IndexSpec
 from indexes.config import BuildConfig
@@ -24,7 +25,6 @@ from indexes.parts import RESCORE_SUFFIX, write_parts
 from indexes.search import RescoreStore
 from indexes.shards import Combined
 from indexes.tables import FolderData
-from inference.errors import ConfigError
 
 __all__ = ["new_folder", "rescore_entry", "write_folder"]
 

@@ -1,14 +1,14 @@
 """The embeddings wire protocol, both sides: codecs, errors, client, local reference endpoint.
 
 Imports no Beam: the pipeline, the query side and users' own scripts all share it. Names
-load on first use (``inference.lazy``).
+load on first use (``corpusbeam._lazy``).
 """
 
-from inference.lazy import lazy_exports
+from corpusbeam._lazy import lazy_exports
 
 _EXPORTS = {
     "ENCODINGS": "inference.protocol",
-    "CorpusbeamError": "inference.errors",
+    "CorpusbeamError": "corpusbeam.errors",
     "EmbeddingError": "inference.errors",
     "decode": "inference.codec",
     "encode": "inference.codec",

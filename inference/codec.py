@@ -31,7 +31,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from inference.errors import CodecError, ConfigError
+from corpusbeam.errors import ConfigError
+from inference.errors import CodecError
 from inference.protocol import BIT_ENCODINGS, ENCODINGS
 
 __all__ = [

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from corpusbeam.errors import ConfigError
 from inference import codec
-from inference.errors import ConfigError
 from inference.protocol import BIT_ENCODINGS
 
 __all__ = ["default_wire_encoding", "derive_vectors", "is_rescored", "wire_encoding_for"]

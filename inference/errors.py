@@ -1,15 +1,12 @@
-"""corpusbeam's one exception hierarchy.
+"""The wire protocol's errors: codecs and talking to an embeddings endpoint.
 
-Every error corpusbeam raises on purpose is a ``CorpusbeamError``. Library exceptions
-(httpx, json, faiss, pyarrow) are converted where they are caught, once, into one of
-these, so a caller needs only ``except CorpusbeamError`` and a test can check that
-nothing slips through unconverted.
+They sit under the project's root, ``corpusbeam.errors.CorpusbeamError`` (which also
+holds ``ConfigError``, ``IndexFolderError`` and ``JobError``), so a caller still needs
+only ``except CorpusbeamError``. Library exceptions (httpx, json) are converted where
+they are caught, once, into one of these.
 
-    CorpusbeamError
-    ├── ConfigError              a setting or argument is wrong (field, value, reason)
+    CorpusbeamError              corpusbeam.errors
     ├── CodecError               an embeddings payload cannot be encoded or decoded (item index)
-    ├── IndexFolderError         an index folder is missing, damaged or mismatched
-    ├── JobError                 a pipeline run failed (the runner's reason, unwrapped)
     └── EmbeddingError           talking to an embeddings endpoint failed
         ├── TransportError       no usable HTTP answer
         │   ├── ConnectError         could not connect, or the connection dropped
@@ -31,19 +28,17 @@ Messages never contain credentials: the classes here are given none.
 
 from __future__ import annotations
 
+from corpusbeam.errors import CorpusbeamError
+
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "CodecError",
-    "ConfigError",
     "ConnectError",
     "ContentFilterError",
-    "CorpusbeamError",
     "DeadlineExceeded",
     "EmbeddingError",
     "EndpointTimeout",
-    "IndexFolderError",
-    "JobError",
     "NotFoundError",
     "PayloadTooLargeError",
     "RateLimitError",
@@ -54,20 +49,6 @@ __all__ = [
     "UnprocessableError",
     "status_error_class",
 ]
-
-
-class CorpusbeamError(Exception):
-    """Root of every error corpusbeam raises on purpose."""
-
-
-class ConfigError(CorpusbeamError, ValueError):
-    """A setting or argument is wrong; the message names the field and the value."""
-
-    def __init__(self, field: str, value: object, reason: str) -> None:
-        self.field = field
-        self.value = value
-        self.reason = reason
-        super().__init__(f"{field}={value!r}: {reason}")
 
 
 class CodecError(CorpusbeamError, ValueError):
@@ -83,15 +64,6 @@ class CodecError(CorpusbeamError, ValueError):
         where = f"item {index}" if index is not None else "batch"
         fmt = f" ({encoding})" if encoding else ""
         super().__init__(f"{where}{fmt}: {message}")
-
-
-class IndexFolderError(CorpusbeamError):
-    """An index folder is missing, damaged, or does not match what the caller expects."""
-
-
-class JobError(CorpusbeamError):
-    """A pipeline run failed; the message is the underlying reason, not the runner's
-    wrapping. Nothing it was writing is served."""
 
 
 class EmbeddingError(CorpusbeamError):

@@ -27,7 +27,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from inference.errors import ConfigError, PayloadTooLargeError, StatusError
+from corpusbeam.errors import ConfigError
+from inference.errors import PayloadTooLargeError, StatusError
 
 __all__ = [
     "COUNT_MODES",

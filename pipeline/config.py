@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from corpusbeam.errors import ConfigError
 from indexes.config import DEFAULT_MEMORY_BUDGET, AutoLimits
-from inference.errors import ConfigError
 from inference.protocol import API_VERSION
 
 __all__ = ["LAYER_LIMIT", "LOCAL_RUNNERS", "IndexJobConfig", "runner_name"]

@@ -38,6 +38,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from corpusbeam.errors import ConfigError, CorpusbeamError, JobError
 from indexes.config import BuildConfig
 from indexes.files import MANIFEST
 from indexes.layers import overlay_rows
@@ -45,7 +46,6 @@ from indexes.manifest import Manifest, sanitize_endpoint
 from inference.client import ClientSettings, EnvApiKey
 from inference.codec import wire_width
 from inference.derive import is_rescored, wire_encoding_for
-from inference.errors import ConfigError, CorpusbeamError, JobError
 from inference.protocol import BIT_ENCODINGS, local_endpoint
 from inference.server import EndpointConfig, running_endpoint
 from pipeline.config import LAYER_LIMIT, IndexJobConfig, runner_name

@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from corpusbeam.errors import ConfigError
 from indexes import versions
 from indexes.files import MANIFEST
 from indexes.reader import open_index
 from indexes.tune import drop_ids
-from inference.errors import ConfigError
 
 __all__ = ["CHARTS", "SCORE_QUERIES", "ReportFiles", "report_data", "write_report"]
 

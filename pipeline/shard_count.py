@@ -26,10 +26,10 @@ from collections.abc import Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
+from corpusbeam.errors import ConfigError
 from indexes.layers import part_number
 from indexes.manifest import Manifest
 from indexes.parts import part_of
-from inference.errors import ConfigError
 from transforms.formats import HTML_EXTENSIONS, IMAGE_EXTENSIONS, PAGED_EXTENSIONS
 from transforms.read import _expand_pattern
 

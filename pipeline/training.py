@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict
 
+from corpusbeam.errors import JobError
 from indexes.choose import IndexSpec
-from inference.errors import JobError
 
 __all__ = ["TRAIN_STAGING", "train_later", "trains_up_front"]
 

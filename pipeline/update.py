@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from corpusbeam.errors import IndexFolderError
 from indexes.assemble import assemble_folder
 from indexes.choose import IndexSpec
 from indexes.config import BuildConfig
@@ -25,7 +26,6 @@ from indexes.layers import tables_from_refs
 from indexes.manifest import Manifest
 from indexes.objectstore import is_url
 from indexes.update import UpdatePolicy, discard_update, link_file, update_folder
-from inference.errors import IndexFolderError
 
 __all__ = ["finish_index"]
 

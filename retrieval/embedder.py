@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from corpusbeam.errors import ConfigError
 from indexes.manifest import Manifest
 from inference.client import (
     ClientSettings,
@@ -33,7 +34,6 @@ from inference.client import (
     Timeouts,
 )
 from inference.client.credentials import Credential
-from inference.errors import ConfigError
 from inference.protocol import API_VERSION, local_model
 
 __all__ = ["QUERY_RETRY", "EmbedderPool", "QueryEmbedder"]

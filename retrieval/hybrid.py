@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from inference.errors import ConfigError
+from corpusbeam.errors import ConfigError
 
 __all__ = ["HYBRID_DEPTH", "MODES", "RRF_K", "check_mode", "check_weights", "rrf"]
 

@@ -19,9 +19,9 @@ import os
 import threading
 from pathlib import Path
 
+from corpusbeam.errors import CorpusbeamError
 from indexes.files import MANIFEST
 from indexes.versions import is_url, read_current
-from inference.errors import CorpusbeamError
 from retrieval.embedder import EmbedderPool
 from retrieval.searcher import Searcher
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.errors import ConfigError
+from corpusbeam.errors import ConfigError
 from retrieval.hybrid import MODES
 
 __all__ = [

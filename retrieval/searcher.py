@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from corpusbeam.errors import ConfigError, IndexFolderError
 from indexes import open_index
 from indexes.choose import family_of
 from indexes.lexical import LexicalIndex, open_lexical
@@ -46,7 +47,6 @@ from indexes.search import SearchResult
 from indexes.versions import is_url, resolve_index_folder
 from inference.client import ImageInput
 from inference.client.credentials import Credential
-from inference.errors import ConfigError, IndexFolderError
 from retrieval.embedder import EmbedderPool, QueryEmbedder
 from retrieval.hybrid import HYBRID_DEPTH, RRF_K, check_mode, check_weights, rrf
 

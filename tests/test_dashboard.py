@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from inference.asgi.prometheus import parse_metrics
+from corpusbeam.asgi.prometheus import parse_metrics
 from inference.server import API_VERSION, EndpointConfig, FaultRates, running_endpoint
 from retrieval.service.config import ServiceConfig
 from retrieval.service.run import running_service

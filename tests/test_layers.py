@@ -4,26 +4,62 @@
      │                                    │                        ▲
      └──► retrieval ──────────────────────┼──► indexes, inference  │
                                           └────────────────────────┘
+    every layer ──► base: corpusbeam (its __init__), corpusbeam._lazy, corpusbeam.errors,
+                    corpusbeam.asgi
 
-Data flows one way, down. ``inference`` (the wire protocol) and ``indexes`` (FAISS) import
-no Beam; ``retrieval`` (query time) imports no Beam and nothing of the job; ``transforms``
-talks HTTP only through ``inference.client``; nothing imports ``cli``. Inside
-``inference``, the client, the codecs and the HTTP toolkit know nothing of the reference
-endpoint. Every import counts, including those inside functions.
+Data flows one way, down. ``base`` imports nothing of ours above it: the root of the
+exception tree, lazy package names and the HTTP toolkit both apps share. ``inference``
+(the wire protocol) and ``indexes`` (FAISS) import no Beam; ``retrieval`` (query time)
+imports no Beam and nothing of the job; ``transforms`` talks HTTP only through
+``inference.client``; nothing imports ``cli``. Inside ``inference``, only the reference
+endpoint (``inference.server``) knows of itself. Every import counts, including those
+inside functions.
+
+A module's layer is the longest prefix of its dotted name in ``LAYERS``.
 """
 
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-OURS = ("cli", "indexes", "inference", "pipeline", "retrieval", "transforms")
 
-# package -> the packages (ours) and libraries it must never import
+# module prefix -> layer. "corpusbeam" names the package's __init__ only: a new module
+# beside _lazy, errors and asgi must be given a layer here.
+LAYERS: dict[str, str] = {
+    "corpusbeam": "base",
+    "corpusbeam._lazy": "base",
+    "corpusbeam.errors": "base",
+    "corpusbeam.asgi": "base",
+    "inference": "inference",
+    "indexes": "indexes",
+    "transforms": "transforms",
+    "pipeline": "pipeline",
+    "retrieval": "retrieval",
+    "cli": "cli",
+}
+# The top-level packages: ours, whose layers are above.
+OURS = ("cli", "corpusbeam", "indexes", "inference", "pipeline", "retrieval", "transforms")
+
+# layer -> the modules (ours, by prefix) and libraries it must never import
 FORBIDDEN: dict[str, tuple[str, ...]] = {
+    "base": (
+        "apache_beam",
+        "cli",
+        "faiss",
+        "httpx",
+        "indexes",
+        "inference",
+        "pipeline",
+        "retrieval",
+        "transforms",
+    ),
     "inference": (
         "apache_beam",
         "cli",
@@ -39,8 +75,30 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "retrieval": ("apache_beam", "cli", "pipeline", "transforms"),
     "cli": ("apache_beam",),  # commands reach Beam only through pipeline, inside run()
 }
-# Within inference: these modules know nothing of the reference endpoint.
-INFERENCE_BELOW_SERVER = ("inference/client", "inference/asgi", "inference/codec.py")
+# The only exceptions, by module prefix: the HTTP toolkit answers with the protocol's
+# StatusError tree (inference.errors, which itself imports only corpusbeam.errors), and
+# its readiness poll is an HTTP request.
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "corpusbeam.asgi": ("inference.errors",),
+    "corpusbeam.asgi.serving": ("httpx",),
+}
+# Inside inference, only the reference endpoint imports the reference endpoint.
+SERVER = "inference.server"
+
+
+def _under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def layer_of(module: str) -> str | None:
+    """The layer of a dotted module name (None: it has none)."""
+    prefixes = [p for p in LAYERS if _under(module, p)]
+    if not prefixes:
+        return None
+    best = max(prefixes, key=len)
+    if best == "corpusbeam" and module != "corpusbeam":
+        return None
+    return LAYERS[best]
 
 
 def imported_names(source: str) -> set[str]:
@@ -54,59 +112,91 @@ def imported_names(source: str) -> set[str]:
     return names
 
 
-def violations(package: str, source: str) -> list[str]:
-    """The imports in ``source`` (a module of ``package``) that break the layering."""
+def _allowed(module: str, name: str) -> bool:
+    return any(
+        _under(module, where) and any(_under(name, ok) for ok in allowed)
+        for where, allowed in ALLOWED.items()
+    )
+
+
+def violations(module: str, source: str) -> list[str]:
+    """The imports in ``source`` (the text of ``module``) that break the layering."""
+    layer = layer_of(module)
+    assert layer is not None, f"{module} has no layer"
     bad = []
     for name in sorted(imported_names(source)):
-        top = name.split(".", 1)[0]
-        if top in FORBIDDEN[package]:
+        if _allowed(module, name):
+            continue
+        below_server = layer == "inference" and not _under(module, SERVER)
+        if any(_under(name, p) for p in FORBIDDEN[layer]) or (
+            below_server and _under(name, SERVER)
+        ):
             bad.append(name)
     return bad
 
 
-def modules(package: str) -> list[Path]:
-    return sorted((ROOT / package).rglob("*.py"))
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-@pytest.mark.parametrize("package", sorted(FORBIDDEN))
-def test_no_back_edges(package):
+def our_modules() -> dict[str, Path]:
+    return {module_name(path): path for top in OURS for path in sorted((ROOT / top).rglob("*.py"))}
+
+
+def test_every_module_has_a_layer():
+    assert [m for m in our_modules() if layer_of(m) is None] == []
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_no_back_edges(layer):
     found = {
-        str(path.relative_to(ROOT)): bad
-        for path in modules(package)
-        if (bad := violations(package, path.read_text()))
+        module: bad
+        for module, path in our_modules().items()
+        if layer_of(module) == layer and (bad := violations(module, path.read_text()))
     }
-    assert found == {}, f"{package} imports what sits above it: {found}"
-
-
-def test_inference_knows_nothing_of_the_reference_endpoint():
-    found = {}
-    for prefix in INFERENCE_BELOW_SERVER:
-        for path in sorted(ROOT.glob(prefix + ("" if prefix.endswith(".py") else "/**/*.py"))):
-            bad = [n for n in imported_names(path.read_text()) if n.startswith("inference.server")]
-            if bad:
-                found[str(path.relative_to(ROOT))] = bad
-    assert found == {}
+    assert found == {}, f"{layer} imports what sits above it: {found}"
 
 
 @pytest.mark.parametrize(
-    ("package", "source"),
+    ("module", "source"),
     [
-        ("indexes", "import apache_beam as beam"),
-        ("inference", "def f():\n    from indexes.build import train_index\n"),
-        ("retrieval", "from pipeline.index_job import run_index_job"),
-        ("transforms", "import httpx"),
-        ("pipeline", "from retrieval.searcher import Searcher"),
-        ("cli", "import apache_beam"),
+        ("corpusbeam.errors", "import numpy\nfrom inference.codec import decode\n"),
+        ("corpusbeam.asgi.auth", "import httpx"),
+        ("corpusbeam._lazy", "def f():\n    from indexes.reader import open_index\n"),
+        ("indexes.reader", "import apache_beam as beam"),
+        ("inference.codec", "def f():\n    from indexes.build import train_index\n"),
+        ("inference.client.core", "from inference.server.run import running_endpoint"),
+        ("retrieval.searcher", "from pipeline.index_job import run_index_job"),
+        ("transforms.embed", "import httpx"),
+        ("pipeline.index_job", "from retrieval.searcher import Searcher"),
+        ("cli.search", "import apache_beam"),
     ],
 )
-def test_a_back_edge_is_caught(package, source):
+def test_a_back_edge_is_caught(module, source):
     """The check above is not vacuous: each kind of back edge, even inside a function."""
-    assert violations(package, source)
+    assert violations(module, source)
 
 
 def test_every_package_is_covered():
     packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "benchmarks"}
-    assert packages == set(OURS) == set(FORBIDDEN)
+    assert packages == set(OURS)
+    assert {layer_of(p) for p in OURS} == set(FORBIDDEN)
+
+
+def test_the_base_loads_only_the_standard_library():
+    """``import corpusbeam.errors`` costs nothing: no numpy, Beam, FAISS or HTTP client,
+    and nothing of ours outside the base."""
+    heavy = ("numpy", "apache_beam", "faiss", "httpx", "starlette")
+    code = (
+        "import sys, corpusbeam, corpusbeam._lazy, corpusbeam.errors; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        f"{heavy + tuple(p for p in OURS if p != 'corpusbeam')!r}]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_commands_never_import_each_other():
@@ -114,14 +204,14 @@ def test_commands_never_import_each_other():
     a command module imports no other command."""
     shared = ("options", "progress")
     found = {}
-    for path in modules("cli"):
-        if path.stem in ("__init__", "__main__", "main", *shared):
+    for module, path in our_modules().items():
+        if layer_of(module) != "cli" or path.stem in ("__init__", "__main__", "main", *shared):
             continue
         bad = [
             n
             for n in imported_names(path.read_text())
-            if n.startswith("cli") and n not in {f"cli.{s}" for s in shared}
+            if _under(n, "cli") and n not in {f"cli.{s}" for s in shared}
         ]
         if bad:
-            found[path.name] = bad
+            found[module] = bad
     assert found == {}

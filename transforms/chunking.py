@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from inference.errors import ConfigError
+from corpusbeam.errors import ConfigError
 from inference.tokens import estimate_tokens
 
 __all__ = ["TokenEstimator", "split_text"]

@@ -39,10 +39,10 @@ from apache_beam.transforms.util import BatchElements
 from apache_beam.utils import shared
 from apache_beam.utils.windowed_value import WindowedValue
 
+from corpusbeam.errors import ConfigError
 from inference.client import ClientSettings, ClientStats, EmbeddingsClient, ImageInput
 from inference.client.timing import timed_transport
 from inference.derive import derive_vectors, wire_encoding_for
-from inference.errors import ConfigError
 from inference.tokens import TokenBudget, length_refusal
 from transforms import progress
 from transforms.elements import NAMESPACE, Chunk, Document, Embedded, Failure, ImageItem

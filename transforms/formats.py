@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
-from inference.errors import ConfigError
+from corpusbeam.errors import ConfigError
 from transforms.elements import Document, Failure, read_failures
 
 __all__ = [

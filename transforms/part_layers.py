@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from corpusbeam.errors import IndexFolderError
 from indexes.layers import part_number, removed_name
 from indexes.parts import (
     DIGESTS_SUFFIX,
@@ -28,7 +29,6 @@ from indexes.parts import (
 )
 from indexes.tables import column_array
 from inference import codec
-from inference.errors import IndexFolderError
 
 __all__ = [
     "Carried",

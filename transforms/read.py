@@ -25,7 +25,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import FileMetadata
 from apache_beam.io.filesystems import FileSystems
 
-from inference.errors import ConfigError
+from corpusbeam.errors import ConfigError
 from transforms import progress
 from transforms.elements import Failure, ImageItem, content_hash
 from transforms.formats import (

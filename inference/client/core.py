@@ -31,6 +31,7 @@ from typing import Literal
 import httpx
 import numpy as np
 
+from corpusbeam.errors import ConfigError
 from inference import codec
 from inference.client.images import ImageInput
 from inference.client.responses import (
@@ -46,7 +47,6 @@ from inference.client.settings import ClientSettings
 from inference.client.throttle import Throttle
 from inference.errors import (
     BadRequestError,
-    ConfigError,
     ConnectError,
     ContentFilterError,
     DeadlineExceeded,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from inference.errors import ConfigError
+from corpusbeam.errors import ConfigError
 
 __all__ = [
     "DEFAULT_SCOPE",

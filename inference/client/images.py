@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from inference.errors import ConfigError
+from corpusbeam.errors import ConfigError
 
 __all__ = ["ImageInput", "image_data_url", "sniff_image_format"]
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 
+from corpusbeam.errors import ConfigError, CorpusbeamError
 from inference.client.settings import ClientSettings
 from inference.client.sync import EmbeddingsClient
-from inference.errors import AuthenticationError, ConfigError, CorpusbeamError
+from inference.errors import AuthenticationError
 
 __all__ = ["ModelInfo", "read_model_info"]
 

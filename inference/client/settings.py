@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from corpusbeam.errors import ConfigError
 from inference import codec
 from inference.client.credentials import Credential
 from inference.client.retry import RetryPolicy
-from inference.errors import ConfigError
 from inference.protocol import API_VERSION, INPUT_TYPES
 
 __all__ = ["DEFAULT_API_VERSION", "ClientSettings", "Timeouts"]

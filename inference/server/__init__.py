@@ -10,12 +10,12 @@ with ``hashmodel`` and ``minilm`` (backends), ``tokens``, ``images``, ``shaping`
 concurrency, rate budgets, faults), ``middleware`` (request ids, log, metrics, faults as raw
 ASGI), ``metrics``, ``run`` (starting it), ``cli`` (flags),
 ``demo`` (a few documents embedded and searched over HTTP).
-Error answers, auth, body limits, Prometheus text and serving come from ``inference.asgi``.
+Error answers, auth, body limits, Prometheus text and serving come from ``corpusbeam.asgi``.
 Imports no Beam and nothing from ``pipeline``, ``transforms``, ``retrieval`` or ``cli``.
-Names load on first use (``inference.lazy``).
+Names load on first use (``corpusbeam._lazy``).
 """
 
-from inference.lazy import lazy_exports
+from corpusbeam._lazy import lazy_exports
 
 _EXPORTS = {
     "API_VERSION": "inference.protocol",

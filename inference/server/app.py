@@ -13,7 +13,7 @@ A request goes: auth, api-version, ``extra-parameters``, body size, body checks
 (``inference.server.validation``), per-input limits (tokens, images), rate budgets, then the
 concurrency slot, the configured latency, and the model in a worker thread. Every error is
 ``{"error": {"code", "message", "target"?}}`` with ``x-ms-error-code``; auth, the body limit,
-the error answers and the catch-all for unexpected errors come from ``inference.asgi``.
+the error answers and the catch-all for unexpected errors come from ``corpusbeam.asgi``.
 Faults, request ids and the request log are added around the app by
 ``inference.server.middleware``.
 """
@@ -33,11 +33,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from corpusbeam.asgi.auth import check_access
+from corpusbeam.asgi.body import read_body
+from corpusbeam.asgi.errors import catch_all, exception_handlers, reject
+from corpusbeam.asgi.prometheus import CONTENT_TYPE
 from inference import codec
-from inference.asgi.auth import check_access
-from inference.asgi.body import read_body
-from inference.asgi.errors import catch_all, exception_handlers, reject
-from inference.asgi.prometheus import CONTENT_TYPE
 from inference.protocol import IMAGE_ROUTE, TEXT_ROUTE
 from inference.server.config import DEFAULT_MAX_INPUT_TOKENS, EndpointConfig
 from inference.server.images import decode_image, patch_count

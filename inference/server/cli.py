@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from inference.errors import ConfigError, CorpusbeamError
+from corpusbeam.errors import ConfigError, CorpusbeamError
 from inference.server.config import (
     DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_MAX_IMAGE_PIXELS,

@@ -13,7 +13,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from inference.errors import ConfigError
+from corpusbeam.errors import ConfigError
 
 __all__ = [
     "DEFAULT_DIMENSIONS",

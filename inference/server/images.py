@@ -22,7 +22,7 @@ import re
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from inference.asgi.errors import reject
+from corpusbeam.asgi.errors import reject
 from inference.errors import StatusError
 
 __all__ = ["PATCH_SIZE", "VIEW_SIZE", "decode_image", "patch_count"]

@@ -1,4 +1,4 @@
-"""Counters for ``GET /metrics``, in the Prometheus text format (``inference.asgi.prometheus``).
+"""Counters for ``GET /metrics``, in the Prometheus text format (``corpusbeam.asgi.prometheus``).
 
 Series (all counters):
 
@@ -12,7 +12,7 @@ Series (all counters):
 
 from __future__ import annotations
 
-from inference.asgi.prometheus import Counters, family, render
+from corpusbeam.asgi.prometheus import Counters, family, render
 
 __all__ = ["Metrics"]
 

@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from inference.asgi.errors import error_body
+from corpusbeam.asgi.errors import error_body
 from inference.protocol import IMAGE_ROUTE, TEXT_ROUTE
 from inference.server.metrics import Metrics
 from inference.server.shaping import FaultPicker

@@ -23,15 +23,15 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from inference.asgi.prometheus import parse_metrics
-from inference.asgi.serving import (
+from corpusbeam.asgi.prometheus import parse_metrics
+from corpusbeam.asgi.serving import (
     bind_socket,
     socket_url,
     uvicorn_in_thread,
     uvicorn_server,
     wait_until_ready,
 )
-from inference.errors import ConfigError
+from corpusbeam.errors import ConfigError
 from inference.protocol import API_VERSION
 from inference.server.app import create_app
 from inference.server.config import EndpointConfig

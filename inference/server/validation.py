@@ -1,6 +1,6 @@
 """Reading an embeddings request: headers and JSON body in, a checked ``EmbedRequest`` out.
 
-Everything here raises a rejection (``inference.asgi.errors.reject``) in the spec's error
+Everything here raises a rejection (``corpusbeam.asgi.errors.reject``) in the spec's error
 shape: 400 for a malformed request, 422 naming the parameter and value the model refuses,
 413 for the size limits a client can fix by splitting (too many inputs). Limits that need
 the model (tokens) or the pixels (images) are checked later, in ``inference.server.app``.
@@ -17,8 +17,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from corpusbeam.asgi.errors import reject
 from inference import codec
-from inference.asgi.errors import reject
 from inference.protocol import INPUT_TYPES
 from inference.server.models import EmbeddingModel
 

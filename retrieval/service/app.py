@@ -19,7 +19,7 @@ unexpected one included (500 ``internal_server_error``), is ``{"error": {"code",
 "target"?}}`` with ``x-ms-error-code``. With ``ServiceConfig.api_key`` set, every route but
 ``/healthz``, ``/readyz``, ``/metrics`` and the docs needs ``api-key: KEY`` or
 ``Authorization: Bearer KEY`` (either, when both are sent). Auth, the body limit, the error
-answers and the catch-all come from ``inference.asgi``, shared with the reference endpoint.
+answers and the catch-all come from ``corpusbeam.asgi``, shared with the reference endpoint.
 
 Searching runs in a worker thread (FAISS releases the GIL), so the event loop keeps
 accepting requests. A background task calls ``LiveIndex.refresh()`` every
@@ -47,20 +47,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from inference.asgi.auth import check_access
-from inference.asgi.body import read_body
-from inference.asgi.errors import catch_all, error_response, exception_handlers, reject
-from inference.asgi.prometheus import CONTENT_TYPE
+from corpusbeam.asgi.auth import check_access
+from corpusbeam.asgi.body import read_body
+from corpusbeam.asgi.errors import catch_all, error_response, exception_handlers, reject
+from corpusbeam.asgi.prometheus import CONTENT_TYPE
+from corpusbeam.errors import ConfigError, CorpusbeamError, IndexFolderError
 from inference.client.images import sniff_image_format
-from inference.errors import (
-    BadRequestError,
-    ConfigError,
-    CorpusbeamError,
-    EmbeddingError,
-    IndexFolderError,
-    PayloadTooLargeError,
-    StatusError,
-)
+from inference.errors import BadRequestError, EmbeddingError, PayloadTooLargeError, StatusError
 from retrieval.hybrid import MODES
 from retrieval.live import LiveIndex
 from retrieval.searcher import Searcher, check_mergeable, common_mode, embed_for, merge_hits

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from inference.errors import ConfigError
+from corpusbeam.errors import ConfigError
 
 __all__ = [
     "DEFAULT_FAISS_THREADS",

@@ -1,5 +1,5 @@
 """The search service's ``GET /metrics``, in the Prometheus text format
-(``inference.asgi.prometheus``).
+(``corpusbeam.asgi.prometheus``).
 
 Series:
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
-from inference.asgi.prometheus import Counters, Histogram, family, render, sample
+from corpusbeam.asgi.prometheus import Counters, Histogram, family, render, sample
 
 __all__ = ["BUCKETS", "ServiceMetrics"]
 

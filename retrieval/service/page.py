@@ -33,8 +33,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from corpusbeam.asgi.errors import reject
 from indexes.ids import chunk_id
-from inference.asgi.errors import reject
 
 if TYPE_CHECKING:
     from retrieval.searcher import Searcher

@@ -12,15 +12,15 @@ from dataclasses import dataclass
 
 import uvicorn
 
-from inference.asgi.serving import (
+from corpusbeam.asgi.serving import (
     bind_socket,
     socket_url,
     uvicorn_in_thread,
     uvicorn_server,
     wait_until_ready,
 )
+from corpusbeam.errors import ConfigError
 from inference.client.credentials import Credential
-from inference.errors import ConfigError
 from retrieval.embedder import EmbedderPool
 from retrieval.live import LiveIndex
 from retrieval.service.app import create_app

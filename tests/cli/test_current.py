@@ -10,8 +10,8 @@ import shutil
 import pytest
 
 from cli.main import main
+from corpusbeam.errors import IndexFolderError
 from indexes import versions
-from inference.errors import IndexFolderError
 from retrieval.embedder import EmbedderPool
 from retrieval.live import LiveIndex
 from tests.folders import flip, make_versioned

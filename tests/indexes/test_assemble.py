@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
+from corpusbeam.errors import IndexFolderError
 from indexes import BuildConfig, build, build_folder, choose_index, open_index
 from indexes.assemble import assemble_folder
 from indexes.parts import encode_part, file_entry, split_by_part
 from indexes.tables import folder_data
-from inference.errors import IndexFolderError
 
 
 def _worker_parts(out, xb, metadata, spec, trained, n_parts=3):

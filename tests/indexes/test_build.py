@@ -179,7 +179,7 @@ def test_ondisk_merge_and_shard_group_equal_one_build(xb, xq, tmp_path):
 
 
 def test_serialise_round_trip_and_bad_bytes(xb):
-    from inference.errors import IndexFolderError
+    from corpusbeam.errors import IndexFolderError
 
     _, index = _build(codec.quantize(xb, "ubinary"), "ubinary", "BFlat", xb.shape[1])
     again = build.deserialize_index(build.serialize_index(index), "ubinary")
@@ -189,7 +189,7 @@ def test_serialise_round_trip_and_bad_bytes(xb):
 
 
 def test_add_checks_shapes_and_dtypes(xb):
-    from inference.errors import ConfigError
+    from corpusbeam.errors import ConfigError
 
     spec, index = _build(xb, "float", "Flat", xb.shape[1])
     with pytest.raises(ConfigError, match="xb"):

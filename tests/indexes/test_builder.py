@@ -6,11 +6,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from corpusbeam.errors import ConfigError
 from indexes import BuildConfig, open_index
 from indexes.ids import chunk_id
 from indexes.manifest import Manifest
 from inference import codec
-from inference.errors import ConfigError
 from tests.indexes.helpers import build, metadata_rows
 
 

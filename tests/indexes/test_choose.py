@@ -3,8 +3,8 @@
 import faiss
 import pytest
 
+from corpusbeam.errors import ConfigError
 from indexes.choose import AutoLimits, IndexSpec, choose_index, make_index
-from inference.errors import ConfigError
 
 GB = 1 << 30
 

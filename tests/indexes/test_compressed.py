@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from corpusbeam.errors import ConfigError
 from indexes import BuildConfig, choose_index, open_index
 from indexes.tune import exact_search, recall_at_k
-from inference.errors import ConfigError
 from tests.indexes.conftest import clustered
 from tests.indexes.helpers import build
 

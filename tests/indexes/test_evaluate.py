@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from cli.main import main
+from corpusbeam.errors import ConfigError
 from indexes import BuildConfig, build_folder
 from indexes.evaluate import evaluate_folder
 from inference import codec
-from inference.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from corpusbeam.errors import ConfigError
 from indexes import build
 from indexes.choose import choose_index
 from indexes.filters import filter_ids, filter_mask
 from indexes.search import search
 from indexes.tune import exact_search
 from inference import codec
-from inference.errors import ConfigError
 
 TABLE = pa.table(
     {

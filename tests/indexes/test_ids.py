@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from corpusbeam.errors import ConfigError
 from indexes.ids import check_ids, chunk_id, chunk_ids
-from inference.errors import ConfigError
 
 
 def test_chunk_id_is_a_fixed_function_of_document_and_chunk():

@@ -11,13 +11,13 @@ import bm25s
 import numpy as np
 import pytest
 
+from corpusbeam.errors import ConfigError, IndexFolderError
 from indexes import BuildConfig, open_index
 from indexes import lexical as lexical_module
 from indexes import lexical_segments as segments_module
 from indexes.lexical import build_lexical, encode_segment, lexical_info, open_lexical
 from indexes.lexical_tokens import tokenize
 from indexes.manifest import Manifest
-from inference.errors import ConfigError, IndexFolderError
 from tests.indexes.helpers import build
 
 TEXTS = [

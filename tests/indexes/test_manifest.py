@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from corpusbeam.errors import ConfigError, IndexFolderError
 from indexes.manifest import Manifest, sanitize_endpoint
-from inference.errors import ConfigError, IndexFolderError
 from tests.indexes.helpers import ENDPOINT
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import indexes
-from inference.errors import CorpusbeamError
+from corpusbeam.errors import CorpusbeamError
 
 MODULES = [
     "assemble",

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
+from corpusbeam.errors import IndexFolderError
 from indexes import open_index
 from indexes.manifest import Manifest
-from inference.errors import IndexFolderError
 from tests.indexes.helpers import build
 
 

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
+from corpusbeam.errors import ConfigError
 from indexes import build
 from indexes.choose import choose_index
 from indexes.search import RescoreStore, index_id_view, search
 from indexes.tune import exact_search, recall_at_k, tune_index
 from inference import codec
-from inference.errors import ConfigError
 
 
 def _binary(xb):

@@ -4,8 +4,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from corpusbeam.errors import ConfigError
 from indexes.tables import metadata_table
-from inference.errors import ConfigError
 
 
 def test_vectors_parquet_has_fixed_size_lists(float_folder, xb):

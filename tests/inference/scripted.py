@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import uvicorn
 
-from inference.asgi.serving import uvicorn_in_thread
+from corpusbeam.asgi.serving import uvicorn_in_thread
 
 
 @dataclass

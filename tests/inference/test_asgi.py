@@ -1,4 +1,4 @@
-"""inference.asgi, the toolkit both HTTP apps share: a small app built from its parts, served
+"""corpusbeam.asgi, the toolkit both HTTP apps share: a small app built from its parts, served
 by uvicorn on loopback, and the parts on their own."""
 
 from __future__ import annotations
@@ -19,16 +19,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from inference.asgi.auth import UNAUTHORIZED_MESSAGE, check_access, has_access, offered_credentials
-from inference.asgi.body import read_body
-from inference.asgi.errors import (
-    INTERNAL_ERROR,
-    catch_all,
-    error_body,
-    exception_handlers,
-    reject,
-)
-from inference.asgi.prometheus import (
+from corpusbeam.asgi.auth import UNAUTHORIZED_MESSAGE, check_access, has_access, offered_credentials
+from corpusbeam.asgi.body import read_body
+from corpusbeam.asgi.errors import INTERNAL_ERROR, catch_all, error_body, exception_handlers, reject
+from corpusbeam.asgi.prometheus import (
     Counters,
     Histogram,
     family,
@@ -37,14 +31,15 @@ from inference.asgi.prometheus import (
     render,
     sample,
 )
-from inference.asgi.serving import (
+from corpusbeam.asgi.serving import (
     bind_socket,
     socket_url,
     uvicorn_in_thread,
     uvicorn_server,
     wait_until_ready,
 )
-from inference.errors import AuthenticationError, ConfigError, PayloadTooLargeError
+from corpusbeam.errors import ConfigError
+from inference.errors import AuthenticationError, PayloadTooLargeError
 
 ROOT = str(Path(__file__).resolve().parents[2])  # the repository, for child processes
 KEY = "toolkit-key-0123"
@@ -321,8 +316,8 @@ def test_wait_until_ready_stops_when_the_server_is_gone():
 
 def test_the_toolkit_imports_neither_the_apps_nor_beam():
     code = (
-        "import sys, inference.asgi.auth, inference.asgi.body, inference.asgi.errors, "
-        "inference.asgi.prometheus, inference.asgi.serving; "
+        "import sys, corpusbeam.asgi.auth, corpusbeam.asgi.body, corpusbeam.asgi.errors, "
+        "corpusbeam.asgi.prometheus, corpusbeam.asgi.serving; "
         "bad = [m for m in sys.modules if m.startswith('inference.server') or m.split('.')[0] "
         "in ('apache_beam', 'retrieval', 'pipeline', 'transforms', 'cli', 'faiss')]; "
         "print(bad); sys.exit(1 if bad else 0)"

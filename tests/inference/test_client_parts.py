@@ -8,6 +8,7 @@ from email.utils import formatdate
 
 import pytest
 
+from corpusbeam.errors import ConfigError
 from inference.client import (
     ApiKey,
     ClientSettings,
@@ -24,7 +25,6 @@ from inference.client.responses import input_position, parse_embeddings
 from inference.errors import (
     AuthenticationError,
     BadRequestError,
-    ConfigError,
     ContentFilterError,
     NotFoundError,
     PayloadTooLargeError,

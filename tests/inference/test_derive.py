@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from corpusbeam.errors import ConfigError
 from inference import codec
 from inference.client import ClientSettings, EmbeddingsClient
 from inference.derive import derive_vectors, is_rescored, wire_encoding_for
-from inference.errors import ConfigError
 from tests.conftest import KEY
 
 TEXTS = [

@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from inference.asgi.prometheus import parse_metrics
-from inference.errors import ConfigError
+from corpusbeam.asgi.prometheus import parse_metrics
+from corpusbeam.errors import ConfigError
 from inference.server import EndpointConfig, FaultRates
 from inference.server.cli import add_arguments, config_from_args, config_to_args
 from inference.server.config import parse_faults, parse_latency

@@ -7,8 +7,9 @@ import pickle
 
 import pytest
 
+from corpusbeam.errors import ConfigError
 from inference.client import ApiKey, ClientSettings, EmbeddingsClient, parse_error, read_model_info
-from inference.errors import ConfigError, PayloadTooLargeError
+from inference.errors import PayloadTooLargeError
 from inference.server import EndpointConfig, running_endpoint
 from inference.tokens import (
     LengthRefusal,

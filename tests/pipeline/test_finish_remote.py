@@ -8,8 +8,8 @@ import pytest
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from corpusbeam.errors import JobError
 from indexes.objectstore import S3Settings
-from inference.errors import JobError
 from pipeline.finish_remote import read_result, worker_s3_settings
 
 

@@ -17,10 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from cli.main import main
+from corpusbeam.errors import ConfigError
 from indexes import versions
 from indexes.reader import open_index
 from inference.client import ClientSettings, EmbeddingsClient
-from inference.errors import ConfigError
 from inference.server import EndpointConfig, running_endpoint
 from pipeline.index_job import IndexJobConfig, run_index_job
 from pipeline.sample_corpus import EXPECTED, write_sample

@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from corpusbeam.errors import ConfigError
 from indexes import versions
 from indexes.reader import open_index
-from inference.errors import ConfigError
 from inference.server import EndpointConfig, running_endpoint
 from inference.server.tokens import count_tokens
 from pipeline.index_job import run_index_job

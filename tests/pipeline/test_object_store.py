@@ -34,10 +34,10 @@ import numpy as np
 import pytest
 
 from cli.main import main
+from corpusbeam.errors import ConfigError, IndexFolderError, JobError
 from indexes import remote, versions
 from indexes.objectstore import PreconditionFailed, open_store
 from indexes.reader import open_index
-from inference.errors import ConfigError, IndexFolderError, JobError
 from inference.server import EndpointConfig, running_endpoint
 from pipeline import index_job
 from pipeline.index_job import IndexJobConfig, run_index_job

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from corpusbeam.errors import IndexFolderError
 from indexes import versions
 from indexes.files import sha256
 from indexes.ids import chunk_id
 from indexes.lexical import open_lexical
 from indexes.probe import PROBE, load_probe
 from indexes.reader import open_index
-from inference.errors import IndexFolderError
 from inference.server import EndpointConfig, running_endpoint
 from pipeline.index_job import IndexJobConfig, run_index_job
 from tests.transforms.pipelines import RUNNERS

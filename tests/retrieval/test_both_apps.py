@@ -1,4 +1,4 @@
-"""What the reference endpoint and the search service share through ``inference.asgi``,
+"""What the reference endpoint and the search service share through ``corpusbeam.asgi``,
 checked on both over real HTTP: the API key, and a 500 envelope for an unexpected error."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from inference.asgi.prometheus import parse_metrics
-from inference.asgi.serving import uvicorn_in_thread, uvicorn_server, wait_until_ready
+from corpusbeam.asgi.prometheus import parse_metrics
+from corpusbeam.asgi.serving import uvicorn_in_thread, uvicorn_server, wait_until_ready
 from inference.server import API_VERSION, EndpointConfig, create_app
 from inference.server.models import load_model
 from inference.server.run import RunningEndpoint

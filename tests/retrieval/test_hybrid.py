@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from corpusbeam.errors import ConfigError
 from indexes import BuildConfig, build_folder
-from inference.errors import ConfigError
 from retrieval.hybrid import rrf
 from retrieval.searcher import Searcher, search_all
 from tests.folders import D, corpus, png, text_metadata

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from cli.main import main
-from inference.errors import ConfigError
+from corpusbeam.errors import ConfigError
 from retrieval.relevance import (
     evaluate_relevance,
     load_qrels,

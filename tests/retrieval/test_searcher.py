@@ -7,9 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
+from corpusbeam.errors import ConfigError, IndexFolderError
 from indexes import build_folder, open_index
 from inference.client import EnvApiKey
-from inference.errors import AuthenticationError, ConfigError, IndexFolderError
+from inference.errors import AuthenticationError
 from retrieval.searcher import (
     Hit,
     Searcher,

@@ -13,9 +13,9 @@ import httpx
 import numpy as np
 import pytest
 
+from corpusbeam.asgi.prometheus import parse_metrics
+from corpusbeam.errors import ConfigError
 from indexes import open_index
-from inference.asgi.prometheus import parse_metrics
-from inference.errors import ConfigError
 from retrieval.service.config import ServiceConfig
 from retrieval.service.run import RunningService, running_service
 from tests.folders import D, png

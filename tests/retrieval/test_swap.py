@@ -10,7 +10,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from inference.asgi.prometheus import parse_metrics
+from corpusbeam.asgi.prometheus import parse_metrics
 from retrieval.embedder import EmbedderPool
 from retrieval.live import LiveIndex
 from retrieval.service.config import ServiceConfig

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inference.errors import ConfigError
+from corpusbeam.errors import ConfigError
 from inference.tokens import estimate_tokens
 from transforms.chunking import split_text
 

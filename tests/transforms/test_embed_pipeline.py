@@ -140,8 +140,8 @@ def test_vectors_match_the_client_and_images_embed(tmp_path):
 
 
 def test_a_literal_api_key_is_refused_when_the_pipeline_is_built():
+    from corpusbeam.errors import ConfigError
     from inference.client import ApiKey
-    from inference.errors import ConfigError
 
     settings = ClientSettings(endpoint="http://127.0.0.1:9", credential=ApiKey("s3cret"))
     with pytest.raises(ConfigError, match="EnvApiKey") as info:

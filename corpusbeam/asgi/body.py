@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from inference.asgi.errors import reject
+from corpusbeam.asgi.errors import reject
 from inference.errors import StatusError
 
 __all__ = ["read_body", "too_large"]

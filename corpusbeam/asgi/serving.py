@@ -18,7 +18,7 @@ from typing import Any, Literal
 import httpx
 import uvicorn
 
-from inference.errors import ConfigError
+from corpusbeam.errors import ConfigError
 
 __all__ = ["bind_socket", "socket_url", "uvicorn_in_thread", "uvicorn_server", "wait_until_ready"]
 

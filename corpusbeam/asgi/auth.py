@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 
-from inference.asgi.errors import reject
+from corpusbeam.asgi.errors import reject
 
 __all__ = ["UNAUTHORIZED_MESSAGE", "check_access", "has_access", "offered_credentials"]
 

@@ -11,8 +11,9 @@ Modules (import the one you need; this package imports none of them):
   ``parse_metrics`` to read it back;
 - ``serving``: a listening socket, uvicorn on it, in a thread, and a readiness poll.
 
-Imports no Beam and nothing from ``inference.server``, ``retrieval``, ``pipeline``,
-``transforms`` or ``cli``: the apps import this, never the other way.
+Part of the base layer: imports no Beam and nothing of ours but ``corpusbeam.errors`` and
+the protocol's error tree (``inference.errors``, whose ``StatusError`` the envelope
+carries); the apps import this, never the other way.
 """
 
 __all__: list[str] = []
