@@ -54,7 +54,7 @@ def search_commands(target: str, queries: Sequence[str], *, parallel: int = 2) -
     errors: list[str] = []
 
     def one(query: str) -> float | None:
-        cmd = [sys.executable, "-m", "cli.main", "search", target, query, "--json", "-k", "10"]
+        cmd = [sys.executable, "-m", "corpusbeam", "search", target, query, "--json", "-k", "10"]
         started = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
         seconds = time.perf_counter() - started
@@ -77,7 +77,7 @@ def search_commands(target: str, queries: Sequence[str], *, parallel: int = 2) -
 @contextmanager
 def serving(target: str, *, poll_interval: float = 1.0) -> Iterator[tuple[str, int]]:
     """``corpusbeam serve TARGET`` in a child process, ready: (its URL, its pid)."""
-    cmd = [sys.executable, "-m", "cli.main", "serve", target, "--port", "0"]
+    cmd = [sys.executable, "-m", "corpusbeam", "serve", target, "--port", "0"]
     cmd += ["--log-level", "warning", "--poll-interval", str(poll_interval)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=_env())
     try:

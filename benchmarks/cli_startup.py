@@ -4,7 +4,7 @@ process, from exec to exit, for ``--help`` of the top level and of each command.
 The baseline, measured in the same run, is the interpreter alone (``python -c pass``): the
 ratio says how much of the wait is corpusbeam's. Each figure is the median of ``--runs``
 runs. The console script is used when it is installed next to this interpreter (as a user
-runs it), else ``python -m cli``.
+runs it), else ``python -m corpusbeam``.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=9)
     args = parser.parse_args(argv)
     script = Path(sys.executable).with_name("corpusbeam")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
-    how = "console script" if script.exists() else "python -m cli"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "corpusbeam"]
+    how = "console script" if script.exists() else "python -m corpusbeam"
     python = shutil.which(sys.executable) or sys.executable
     baseline = _median_seconds([python, "-c", "pass"], args.runs)
     emit("cli_startup", "python_alone", round(baseline, 4), "s")

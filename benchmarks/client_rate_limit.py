@@ -16,8 +16,8 @@ import time
 from functools import partial
 
 from benchmarks._common import emit as _emit
-from inference.client import AsyncEmbeddingsClient, ClientSettings
-from inference.server import EndpointConfig, running_endpoint
+from corpusbeam.inference.client import AsyncEmbeddingsClient, ClientSettings
+from corpusbeam.inference.server import EndpointConfig, running_endpoint
 
 emit = partial(_emit, "client_rate_limit")  # emit(metric=..., value=..., unit=..., **extra)
 

@@ -1,11 +1,11 @@
 """Decode throughput of each ``encoding_format`` at d=1024, batch 96, in vectors a second.
 
 The payload is what ``json.loads`` gives for a real answer (lists of numbers, or base64
-strings), made with ``inference.codec.encode`` from seeded unit vectors. The baseline, the
-limit for any decoder, is ``numpy.frombuffer`` over the same vectors' bytes in the decoded
-dtype (float32 for float/base64, one byte a value for int8/uint8, packed bits for binary),
-copied into an owned ``(96, width)`` array as ``decode`` returns (``frombuffer`` alone does
-not copy, so it would time only a function call).
+strings), made with ``corpusbeam.inference.codec.encode`` from seeded unit vectors. The baseline,
+the limit for any decoder, is ``numpy.frombuffer`` over the same vectors' bytes in the decoded dtype
+(float32 for float/base64, one byte a value for int8/uint8, packed bits for binary), copied into an
+owned ``(96, width)`` array as ``decode`` returns (``frombuffer`` alone does not copy, so it would
+time only a function call).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 from benchmarks._common import best_rate, emit
-from inference import codec
+from corpusbeam.inference import codec
 
 __all__ = ["main"]
 

@@ -18,8 +18,8 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from benchmarks._common import emit as _emit
-from inference.client import ClientSettings
-from inference.server import EndpointConfig, running_endpoint
+from corpusbeam.inference.client import ClientSettings
+from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from transforms import Document, EmbedTexts
 
 LATENCY_S, CONCURRENCY, BATCH = 0.2, 8, 96

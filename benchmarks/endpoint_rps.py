@@ -17,7 +17,7 @@ import time
 import httpx
 
 from benchmarks._common import emit
-from inference.server import API_VERSION, EndpointConfig, running_endpoint
+from corpusbeam.inference.server import API_VERSION, EndpointConfig, running_endpoint
 
 __all__ = ["main"]
 

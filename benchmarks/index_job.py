@@ -54,7 +54,7 @@ from benchmarks._common import emit
 from benchmarks._disk import DiskSampler
 from benchmarks._query_load import query_load
 from benchmarks._rss import RssSampler, cpu_seconds, tree_pids
-from inference.server import EndpointConfig, running_endpoint
+from corpusbeam.inference.server import EndpointConfig, running_endpoint
 
 BENCH = "index_job"
 RUNNERS = {
@@ -104,7 +104,7 @@ def run_job(
     cmd = [
         sys.executable,
         "-m",
-        "cli.main",
+        "corpusbeam",
         "index",
         str(corpus),
         "--output",
@@ -136,14 +136,14 @@ def run_job(
 
 def endpoint_cpu_seconds() -> float:
     """CPU time used so far by the reference endpoints this benchmark started (child
-    processes running ``inference.server``)."""
+    processes running ``corpusbeam.inference.server``)."""
     total = 0.0
     for pid in tree_pids(os.getpid()):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (FileNotFoundError, ProcessLookupError):
             continue
-        if b"inference.server" in cmdline:
+        if b"corpusbeam.inference.server" in cmdline:
             total += cpu_seconds(pid)
     return total
 

@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import faiss
 import numpy as np
 
+from corpusbeam.inference import codec
 from indexes import BuildConfig, build_folder, open_index
 from indexes.ids import chunk_ids
 from indexes.tune import exact_search, recall_at_k
-from inference import codec
 
 BENCH = "indexes_real"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"

@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.indexes_real import docstring_passages, first_sentence
-from inference import tokens
-from inference.server import EndpointConfig, running_endpoint
+from corpusbeam.inference import tokens
+from corpusbeam.inference.server import EndpointConfig, running_endpoint
+from corpusbeam.retrieval.searcher import Searcher
 from pipeline.index_job import IndexJobConfig, run_index_job
-from retrieval.searcher import Searcher
 
 BENCH = "indexes_real_job"
 RUNS = {
@@ -61,7 +61,7 @@ def rss():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
-from retrieval.searcher import Searcher
+from corpusbeam.retrieval.searcher import Searcher
 import faiss, pyarrow.parquet, pyarrow.compute  # libraries loaded before measuring
 faiss.omp_set_num_threads(1)
 xq = np.load(sys.argv[2])
@@ -182,7 +182,7 @@ def too_long_runs(args, work: Path, passages: list[str], url: str, ep) -> None:
     corpus.write_text(
         "".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(docs))
     )
-    from inference.server.minilm import MiniLMModel
+    from corpusbeam.inference.server.minilm import MiniLMModel
 
     counts = [MiniLMModel().count_tokens(d) for d in docs]
     over = sum(c > 256 for c in counts) / len(counts)

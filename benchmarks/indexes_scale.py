@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import faiss
 import numpy as np
 
+from corpusbeam.inference import codec
 from indexes.build import (
     add_vectors,
     prepare_vectors,
@@ -44,7 +45,6 @@ from indexes.build import (
 from indexes.choose import choose_index
 from indexes.search import RescoreStore, index_id_view, search
 from indexes.tune import exact_search, recall_at_k, tune_index
-from inference import codec
 
 BENCH = "indexes_scale"
 BLOCK = 100_000

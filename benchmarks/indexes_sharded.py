@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import faiss
 import numpy as np
 
+from corpusbeam.inference import codec
 from indexes import build
 from indexes.choose import choose_index
 from indexes.search import search
-from inference import codec
 
 BENCH = "indexes_sharded"
 

@@ -55,7 +55,7 @@ def embeddings(lines: int, cache: Path) -> np.ndarray:
     path = cache / f"minilm-{lines}.npy"
     if path.is_file():
         return np.load(path)
-    from inference.server.minilm import MiniLMModel
+    from corpusbeam.inference.server.minilm import MiniLMModel
 
     texts, model = _lines(lines), MiniLMModel()
     x = np.concatenate(

@@ -50,7 +50,7 @@ from benchmarks._common import emit
 from benchmarks.indexes_scale import dataset
 from benchmarks.relevance_docstrings import docstring_pairs
 from benchmarks.search_latency import _Server, _stats, service
-from inference.server import EndpointConfig, running_endpoint
+from corpusbeam.inference.server import EndpointConfig, running_endpoint
 
 BENCH = "lexical_scale"
 D = 256
@@ -172,7 +172,7 @@ def build(folder: Path, texts: list[str]) -> None:
 
 
 def latencies(folder: Path, queries: list[str], k: int) -> dict[str, dict]:
-    from retrieval.searcher import Searcher
+    from corpusbeam.retrieval.searcher import Searcher
 
     faiss.omp_set_num_threads(1)
     out: dict[str, dict] = {}

@@ -15,8 +15,8 @@ The documents are embedded by the MiniLM reference endpoint (``all-MiniLM-L6-v2`
 dimensions; needs the ``minilm`` extra) and built into an index folder with
 ``build_folder`` (``IDMap2,Flat``: exact dense search, so the comparison is of the
 rankings, not of an approximate index), which also builds the lexical index. Then
-``retrieval.relevance.evaluate_relevance`` measures nDCG@10, recall@10, recall@100 and MRR@10
-for each mode, and ``hybrid_vs_best`` is hybrid's nDCG@10 over the better of dense and
+``corpusbeam.retrieval.relevance.evaluate_relevance`` measures nDCG@10, recall@10, recall@100 and
+MRR@10 for each mode, and ``hybrid_vs_best`` is hybrid's nDCG@10 over the better of dense and
 lexical (the issue's target: at least 1). ``--cache DIR`` keeps the folder and writes
 ``queries.jsonl`` and ``qrels.tsv`` there, so ``corpusbeam evaluate DIR/index --queries
 DIR/queries.jsonl --qrels DIR/qrels.tsv`` prints the same figures.
@@ -100,9 +100,9 @@ def labelled_set(n_docs: int, n_queries: int, seed: int = 0):
 
 
 def build(folder: Path, docs) -> dict:
+    from corpusbeam.inference.client import ClientSettings, EmbeddingsClient
+    from corpusbeam.inference.server import EndpointConfig, running_endpoint
     from indexes import BuildConfig, build_folder
-    from inference.client import ClientSettings, EmbeddingsClient
-    from inference.server import EndpointConfig, running_endpoint
 
     texts = [body for _, _, body in docs]
     started = time.perf_counter()
@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cache", help="keep the folder and the BEIR files here")
     args = p.parse_args(argv)
 
-    from retrieval.relevance import evaluate_relevance, format_table
-    from retrieval.searcher import Searcher
+    from corpusbeam.retrieval.relevance import evaluate_relevance, format_table
+    from corpusbeam.retrieval.searcher import Searcher
 
     docs, queries, qrels, available = labelled_set(args.docs, args.queries, args.seed)
     work = Path(args.cache or tempfile.mkdtemp(prefix="relevance-"))

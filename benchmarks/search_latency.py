@@ -51,9 +51,9 @@ import numpy as np
 
 from benchmarks._common import emit
 from benchmarks.indexes_scale import dataset
+from corpusbeam.inference import codec
+from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from indexes import BuildConfig, build_folder, open_index
-from inference import codec
-from inference.server import EndpointConfig, running_endpoint
 
 BENCH = "search_latency"
 ROOT = Path(__file__).resolve().parents[1]
@@ -252,7 +252,7 @@ class _Server:
 
     def __init__(self, dirs: list[Path], endpoint: str) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        cmd = [sys.executable, "-m", "cli.main", "serve", *map(str, dirs), "--port", "0"]
+        cmd = [sys.executable, "-m", "corpusbeam", "serve", *map(str, dirs), "--port", "0"]
         cmd += ["--endpoint", endpoint, "--no-verify", "--poll-interval", "0", "--threads", "1"]
         cmd += ["--log-level", "warning"]
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)

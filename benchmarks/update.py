@@ -1,7 +1,7 @@
 """Nightly reruns: a first run, an unchanged rerun and 1% changed reruns of the index job.
 
 Generates N one-chunk documents as JSONL files, runs ``corpusbeam index`` in a child
-process (``python -m cli.main index``: the local reference endpoint, hash model,
+process (``python -m corpusbeam index``: the local reference endpoint, hash model,
 unshaped, DirectRunner) and reports, for each run, the wall time from the process's
 start to its exit, the job's own seconds (pipeline; finish and publish) and the update's
 (``report["update"]``), and the new bytes the version wrote: the bytes of its files that
@@ -88,7 +88,7 @@ def run_job(corpus: Path, output: Path, options: list[str]) -> tuple[dict, float
     """(report, seconds from the process's start to its exit, CPU seconds it and its
     children used: less moved by other load on the machine than the wall time) of
     ``corpusbeam index``."""
-    cmd = [sys.executable, "-m", "cli.main", "index", str(corpus), "--output", str(output)]
+    cmd = [sys.executable, "-m", "corpusbeam", "index", str(corpus), "--output", str(output)]
     cmd += ["--json", *options]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()

@@ -1,11 +1,11 @@
 """Package names that load their module on first use (PEP 562).
 
 A package's ``__init__`` lists its public names and the module each comes from; importing
-the package then costs nothing until a name is used, so ``import inference.errors`` loads
+the package then costs nothing until a name is used, so ``import corpusbeam.inference.errors`` loads
 no numpy and ``corpusbeam --help`` starts at once. Imports only the standard library::
 
     __all__ = ["decode", "encode"]
-    __getattr__, __dir__ = lazy_exports(__name__, {"decode": "inference.codec", ...})
+    __getattr__, __dir__ = lazy_exports(__name__, {"decode": "corpusbeam.inference.codec", ...})
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ nothing slips through unconverted.
     └── EmbeddingError           talking to an embeddings endpoint failed
 
 ``CodecError`` and the ``EmbeddingError`` tree belong to the wire protocol and live in
-``inference.errors``. This module imports nothing (the standard library included), so
+``corpusbeam.inference.errors``. This module imports nothing (the standard library included), so
 every layer may raise these without loading anything.
 
 Messages never contain credentials: the classes here are given none.

@@ -5,7 +5,7 @@ empty trained index and ship it, ``add_vectors`` on each worker into its copy (a
 written with ``write_index``), then ``merge_indexes`` in memory, ``merge_ondisk`` for
 IVF indexes too big for RAM, or ``shard_group`` to search the shards together.
 
-Vectors come in the encoding's natural dtype (``inference.codec``): float32 ``(n, d)``,
+Vectors come in the encoding's natural dtype (``corpusbeam.inference.codec``): float32 ``(n, d)``,
 int8 / uint8 ``(n, d)``, packed bits uint8 ``(n, d/8)``. ``prepare_vectors`` turns them
 into what FAISS takes: unit-length float32, int8 values as float32 (uint8 shifted to its
 int8 twin), or the packed bytes.
@@ -23,9 +23,9 @@ import faiss
 import numpy as np
 
 from corpusbeam.errors import ConfigError, IndexFolderError
+from corpusbeam.inference import codec
 from indexes.choose import IndexSpec, family_of, make_index
 from indexes.ids import check_ids
-from inference import codec
 
 __all__ = [
     "ONDISK_SUFFIX",

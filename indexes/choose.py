@@ -48,8 +48,8 @@ from dataclasses import dataclass
 import faiss
 
 from corpusbeam.errors import ConfigError
+from corpusbeam.inference import codec
 from indexes.config import DEFAULT_MEMORY_BUDGET, DEFAULT_TRAIN_PER_CENTROID, AutoLimits
-from inference import codec
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",

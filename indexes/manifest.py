@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 from corpusbeam.errors import ConfigError, IndexFolderError
+from corpusbeam.inference import codec
+from corpusbeam.inference.protocol import INPUT_TYPES
 from indexes.files import INDEX, MANIFEST
-from inference import codec
-from inference.protocol import INPUT_TYPES
 
 __all__ = ["FORMAT_VERSION", "LAYOUTS", "Manifest", "check_expected", "sanitize_endpoint"]
 

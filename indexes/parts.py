@@ -35,10 +35,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpusbeam.errors import ConfigError, IndexFolderError
+from corpusbeam.inference import codec
 from indexes.memory import trim
 from indexes.rows import RowFile
 from indexes.tables import column_array, fixed_size_list, vectors_schema
-from inference import codec
 
 __all__ = [
     "DIGESTS_SUFFIX",

@@ -23,10 +23,10 @@ import faiss
 import numpy as np
 
 from corpusbeam.errors import ConfigError
+from corpusbeam.inference import codec
 from indexes.build import prepare_queries
 from indexes.choose import family_of
 from indexes.segments import SegmentedIndex
-from inference import codec
 
 __all__ = [
     "RescoreStore",

@@ -17,9 +17,9 @@ import numpy as np
 import pyarrow as pa
 
 from corpusbeam.errors import ConfigError
+from corpusbeam.inference import codec
 from indexes.choose import family_of
 from indexes.ids import chunk_ids
-from inference import codec
 
 __all__ = [
     "METADATA_COLUMNS",

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from corpusbeam.errors import ConfigError
+from corpusbeam.inference.protocol import API_VERSION
 from indexes.config import DEFAULT_MEMORY_BUDGET, AutoLimits
-from inference.protocol import API_VERSION
 
 __all__ = ["LAYER_LIMIT", "LOCAL_RUNNERS", "IndexJobConfig", "runner_name"]
 
@@ -33,15 +33,15 @@ class IndexJobConfig:
     deployment: str | None = None
     api_version: str = API_VERSION
     encoding_format: str = "float"
-    # what each request asks for (None: inference.derive's default; float for bit indexes,
-    # whose bits and int8 rescoring vectors are then derived locally)
+    # what each request asks for (None: corpusbeam.inference.derive's default; float for bit
+    # indexes, whose bits and int8 rescoring vectors are then derived locally)
     wire_encoding: str | None = None
     dimensions: int | None = None
     input_type: str = "document"
     max_tokens: int = 512
     overlap_tokens: int | None = None
     # the model's input limit in its tokens (None: known by the model's name, else learned
-    # from the first refusal); how to count them (inference.tokens.COUNT_MODES)
+    # from the first refusal); how to count them (corpusbeam.inference.tokens.COUNT_MODES)
     max_input_tokens: int | None = None
     token_count: str = "auto"
     max_inputs: int = 96
@@ -81,9 +81,10 @@ class IndexJobConfig:
             raise ConfigError("shards", self.shards, 'must be "auto" or a whole number >= 1')
         if self.lease_seconds <= 0:
             raise ConfigError("lease_seconds", self.lease_seconds, "must be positive")
-        from inference import codec  # numpy: loaded when a job is configured, not for --help
-        from inference.derive import wire_encoding_for
-        from inference.tokens import COUNT_MODES
+        # numpy: loaded when a job is configured, not for --help
+        from corpusbeam.inference import codec
+        from corpusbeam.inference.derive import wire_encoding_for
+        from corpusbeam.inference.tokens import COUNT_MODES
 
         codec.check_encoding(self.encoding_format)
         wire_encoding_for(self.encoding_format, self.wire_encoding)

@@ -43,12 +43,12 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from corpusbeam.errors import CorpusbeamError, JobError
+from corpusbeam.inference.client import ModelInfo
 from indexes import remote
 from indexes.config import BuildConfig
 from indexes.files import MANIFEST
 from indexes.manifest import Manifest
 from indexes.objectstore import ObjectStore, S3Settings, open_store, s3_settings_from_args
-from inference.client import ModelInfo
 from pipeline.graph import read_part_list
 from pipeline.update import finish_index
 from pipeline.vectors_note import finish_manifest

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import apache_beam as beam
 import pyarrow as pa
 
+from corpusbeam.inference.client import ClientSettings
+from corpusbeam.inference.tokens import TokenBudget
 from indexes.config import AutoLimits
-from inference.client import ClientSettings
-from inference.tokens import TokenBudget
 from transforms import (
     ChunkDocuments,
     EmbedImages,
@@ -70,7 +70,7 @@ class GraphConfig:
     previous: dict | None  # {"folder", "parts"} of the version to reuse vectors from
     encoding: str | None = None  # the index's (None: settings.encoding_format, the wire's)
     rescored: bool = False  # vectors carry derived rescoring vectors (binary indexes)
-    budget: TokenBudget | None = None  # the model's input limit (inference.tokens)
+    budget: TokenBudget | None = None  # the model's input limit (corpusbeam.inference.tokens)
     # a layered update's unchanged documents: path -> [size, mtime]; not read again, their
     # rows stay in the base parts (``transforms.index_shards``)
     skip: dict | None = None

@@ -39,15 +39,15 @@ from apache_beam.metrics import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from corpusbeam.errors import ConfigError, CorpusbeamError, JobError
+from corpusbeam.inference.client import ClientSettings, EnvApiKey
+from corpusbeam.inference.codec import wire_width
+from corpusbeam.inference.derive import is_rescored, wire_encoding_for
+from corpusbeam.inference.protocol import BIT_ENCODINGS, local_endpoint
+from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from indexes.config import BuildConfig
 from indexes.files import MANIFEST
 from indexes.layers import overlay_rows
 from indexes.manifest import Manifest, sanitize_endpoint
-from inference.client import ClientSettings, EnvApiKey
-from inference.codec import wire_width
-from inference.derive import is_rescored, wire_encoding_for
-from inference.protocol import BIT_ENCODINGS, local_endpoint
-from inference.server import EndpointConfig, running_endpoint
 from pipeline.config import LAYER_LIMIT, IndexJobConfig, runner_name
 from pipeline.finish_remote import FinishTask, finish_on_worker
 from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_part_list

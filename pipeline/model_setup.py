@@ -2,7 +2,7 @@
 
 ``model_setup`` reads ``GET /info`` (a model other than ``--model`` is a ConfigError
 here, before any embedding request), decides what each request asks for
-(``inference.derive``) and sets up the ``TokenBudget`` that keeps chunks under the
+(``corpusbeam.inference.derive``) and sets up the ``TokenBudget`` that keeps chunks under the
 model's input limit: ``--max-input-tokens``, else the limit ``KNOWN_LIMITS`` gives for
 the model's name, else none until the endpoint refuses an input and states it.
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inference.client import ClientSettings, ModelInfo, read_model_info
-from inference.derive import is_rescored, wire_encoding_for
-from inference.tokens import TokenBudget, known_limit
+from corpusbeam.inference.client import ClientSettings, ModelInfo, read_model_info
+from corpusbeam.inference.derive import is_rescored, wire_encoding_for
+from corpusbeam.inference.tokens import TokenBudget, known_limit
 from pipeline.config import IndexJobConfig
 
 __all__ = ["ModelSetup", "model_setup"]

@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from corpusbeam.inference.client import ModelInfo
+from corpusbeam.inference.protocol import BIT_ENCODINGS
 from indexes.evaluate import evaluate_folder
 from indexes.files import MANIFEST
 from indexes.manifest import Manifest
-from inference.client import ModelInfo
-from inference.protocol import BIT_ENCODINGS
 
 __all__ = ["finish_manifest", "vectors_note"]
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from inference.server import API_VERSION, EndpointConfig, running_endpoint
-from inference.server.run import RunningEndpoint
+from corpusbeam.inference.server import API_VERSION, EndpointConfig, running_endpoint
+from corpusbeam.inference.server.run import RunningEndpoint
 
 # Index folders (float, binary, int8, images) shared by the retrieval and CLI tests.
 pytest_plugins = ["tests.folders"]

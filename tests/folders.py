@@ -14,9 +14,9 @@ import faiss
 import numpy as np
 import pytest
 
+from corpusbeam.inference.client import ClientSettings, EmbeddingsClient
+from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from indexes import BuildConfig, build_folder
-from inference.client import ClientSettings, EmbeddingsClient
-from inference.server import EndpointConfig, running_endpoint
 from tests.inference._images import scene
 
 faiss.omp_set_num_threads(1)

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 
 from corpusbeam.asgi.prometheus import parse_metrics
-from inference.server import API_VERSION, EndpointConfig, FaultRates, running_endpoint
-from retrieval.service.config import ServiceConfig
-from retrieval.service.run import running_service
+from corpusbeam.inference.server import API_VERSION, EndpointConfig, FaultRates, running_endpoint
+from corpusbeam.retrieval.service.config import ServiceConfig
+from corpusbeam.retrieval.service.run import running_service
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "dashboards" / "grafana-corpusbeam.json"
 NAME = re.compile(r"\bcorpusbeam_[a-z_]+")

@@ -1,21 +1,23 @@
 """The layering, written down: which package may import which.
 
-    cli ──────────────► pipeline ──► transforms ──► indexes ──► inference
+    corpusbeam.cli ─────► pipeline ──► transforms ──► indexes ──► corpusbeam.inference
      │                                    │                        ▲
-     └──► retrieval ──────────────────────┼──► indexes, inference  │
+     └──► corpusbeam.retrieval ───────────┼──► indexes, inference  │
                                           └────────────────────────┘
     every layer ──► base: corpusbeam (its __init__), corpusbeam._lazy, corpusbeam.errors,
                     corpusbeam.asgi
 
 Data flows one way, down. ``base`` imports nothing of ours above it: the root of the
 exception tree, lazy package names and the HTTP toolkit both apps share. ``inference``
-(the wire protocol) and ``indexes`` (FAISS) import no Beam; ``retrieval`` (query time)
-imports no Beam and nothing of the job; ``transforms`` talks HTTP only through
-``inference.client``; nothing imports ``cli``. Inside ``inference``, only the reference
-endpoint (``inference.server``) knows of itself. Every import counts, including those
-inside functions.
+(the wire protocol) and ``indexes`` (FAISS) import no Beam; ``indexes`` uses only the
+protocol's codecs and errors, not its client or endpoint; ``retrieval`` (query time) imports
+no Beam and nothing of the job; ``transforms`` talks HTTP only through
+``corpusbeam.inference.client``; nothing imports the commands (``corpusbeam.cli``, ``python -m
+corpusbeam``). Inside ``inference``, only the reference endpoint (``inference.server``) knows of
+itself. Every import counts, including those inside functions.
 
-A module's layer is the longest prefix of its dotted name in ``LAYERS``.
+A module's layer is the longest prefix of its dotted name in ``LAYERS``: layers are decided by
+module prefix, not by top-level package.
 """
 
 from __future__ import annotations
@@ -37,53 +39,75 @@ LAYERS: dict[str, str] = {
     "corpusbeam._lazy": "base",
     "corpusbeam.errors": "base",
     "corpusbeam.asgi": "base",
-    "inference": "inference",
+    "corpusbeam.inference": "inference",
     "indexes": "indexes",
     "transforms": "transforms",
     "pipeline": "pipeline",
-    "retrieval": "retrieval",
-    "cli": "cli",
+    "corpusbeam.retrieval": "retrieval",
+    "corpusbeam.cli": "cli",
+    "corpusbeam.__main__": "cli",
 }
-# The top-level packages: ours, whose layers are above.
-OURS = ("cli", "corpusbeam", "indexes", "inference", "pipeline", "retrieval", "transforms")
+# The top-level packages, besides tests and benchmarks.
+OURS = ("corpusbeam", "indexes", "pipeline", "transforms")
+
+INFERENCE = "corpusbeam.inference"
+SERVER = "corpusbeam.inference.server"  # inside inference, only the endpoint imports it
+RETRIEVAL = "corpusbeam.retrieval"
+COMMANDS = ("corpusbeam.cli", "corpusbeam.__main__")
 
 # layer -> the modules (ours, by prefix) and libraries it must never import
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "base": (
+        INFERENCE,
+        RETRIEVAL,
+        *COMMANDS,
+        "indexes",
+        "pipeline",
+        "transforms",
         "apache_beam",
-        "cli",
         "faiss",
         "httpx",
-        "indexes",
-        "inference",
-        "pipeline",
-        "retrieval",
-        "transforms",
     ),
     "inference": (
-        "apache_beam",
-        "cli",
+        RETRIEVAL,
+        *COMMANDS,
         "indexes",
         "pipeline",
-        "retrieval",
         "transforms",
+        "apache_beam",
         "faiss",
     ),
-    "indexes": ("apache_beam", "cli", "pipeline", "retrieval", "transforms", "httpx"),
-    "transforms": ("cli", "pipeline", "retrieval", "httpx", "starlette", "uvicorn"),
-    "pipeline": ("cli", "retrieval", "starlette", "uvicorn"),
-    "retrieval": ("apache_beam", "cli", "pipeline", "transforms"),
-    "cli": ("apache_beam",),  # commands reach Beam only through pipeline, inside run()
+    "indexes": (
+        f"{INFERENCE}.client",
+        SERVER,
+        RETRIEVAL,
+        *COMMANDS,
+        "pipeline",
+        "transforms",
+        "apache_beam",
+        "httpx",
+    ),
+    "transforms": (
+        SERVER,
+        RETRIEVAL,
+        *COMMANDS,
+        "pipeline",
+        "httpx",
+        "starlette",
+        "uvicorn",
+    ),
+    "pipeline": (RETRIEVAL, *COMMANDS, "starlette", "uvicorn"),
+    "retrieval": (*COMMANDS, "pipeline", "transforms", "apache_beam"),
+    # commands reach Beam only through pipeline, inside run()
+    "cli": ("apache_beam",),
 }
 # The only exceptions, by module prefix: the HTTP toolkit answers with the protocol's
 # StatusError tree (inference.errors, which itself imports only corpusbeam.errors), and
 # its readiness poll is an HTTP request.
 ALLOWED: dict[str, tuple[str, ...]] = {
-    "corpusbeam.asgi": ("inference.errors",),
+    "corpusbeam.asgi": (f"{INFERENCE}.errors",),
     "corpusbeam.asgi.serving": ("httpx",),
 }
-# Inside inference, only the reference endpoint imports the reference endpoint.
-SERVER = "inference.server"
 
 
 def _under(name: str, prefix: str) -> bool:
@@ -161,16 +185,22 @@ def test_no_back_edges(layer):
 @pytest.mark.parametrize(
     ("module", "source"),
     [
-        ("corpusbeam.errors", "import numpy\nfrom inference.codec import decode\n"),
+        ("corpusbeam.errors", "import numpy\nfrom corpusbeam.inference.codec import decode\n"),
         ("corpusbeam.asgi.auth", "import httpx"),
         ("corpusbeam._lazy", "def f():\n    from indexes.reader import open_index\n"),
         ("indexes.reader", "import apache_beam as beam"),
-        ("inference.codec", "def f():\n    from indexes.build import train_index\n"),
-        ("inference.client.core", "from inference.server.run import running_endpoint"),
-        ("retrieval.searcher", "from pipeline.index_job import run_index_job"),
+        ("corpusbeam.inference.codec", "def f():\n    from indexes.build import train_index\n"),
+        ("corpusbeam.inference.client.core", "from corpusbeam.inference.server import run"),
+        ("corpusbeam.asgi.errors", "from corpusbeam.inference.client import EmbeddingsClient"),
+        ("indexes.reader", "from corpusbeam.inference.client import EmbeddingsClient"),
+        ("transforms.embed", "from corpusbeam.inference.server import running_endpoint"),
+        ("corpusbeam.__main__", "import apache_beam"),
+        ("corpusbeam.retrieval.searcher", "from pipeline.index_job import run_index_job"),
         ("transforms.embed", "import httpx"),
-        ("pipeline.index_job", "from retrieval.searcher import Searcher"),
-        ("cli.search", "import apache_beam"),
+        ("pipeline.index_job", "from corpusbeam.retrieval.searcher import Searcher"),
+        ("indexes.reader", "from corpusbeam.retrieval.searcher import Searcher"),
+        ("pipeline.index_job", "def f():\n    from corpusbeam.cli.main import main\n"),
+        ("corpusbeam.cli.search", "import apache_beam"),
     ],
 )
 def test_a_back_edge_is_caught(module, source):
@@ -181,17 +211,18 @@ def test_a_back_edge_is_caught(module, source):
 def test_every_package_is_covered():
     packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "benchmarks"}
     assert packages == set(OURS)
-    assert {layer_of(p) for p in OURS} == set(FORBIDDEN)
+    assert set(LAYERS.values()) == set(FORBIDDEN)
 
 
 def test_the_base_loads_only_the_standard_library():
     """``import corpusbeam.errors`` costs nothing: no numpy, Beam, FAISS or HTTP client,
     and nothing of ours outside the base."""
-    heavy = ("numpy", "apache_beam", "faiss", "httpx", "starlette")
+    heavy = ("numpy", "apache_beam", "faiss", "httpx", "starlette", "indexes", "pipeline")
+    above = (INFERENCE, RETRIEVAL, *COMMANDS)
     code = (
         "import sys, corpusbeam, corpusbeam._lazy, corpusbeam.errors; "
-        "bad = [m for m in sys.modules if m.split('.')[0] in "
-        f"{heavy + tuple(p for p in OURS if p != 'corpusbeam')!r}]; "
+        f"bad = [m for m in sys.modules if m.split('.')[0] in {(*heavy, 'transforms')!r} "
+        f"or m.startswith({above!r})]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -200,8 +231,8 @@ def test_the_base_loads_only_the_standard_library():
 
 
 def test_commands_never_import_each_other():
-    """Shared flags live in cli/options.py, the index job's live display in cli/progress.py;
-    a command module imports no other command."""
+    """Shared flags live in corpusbeam/cli/options.py, the index job's live display in
+    corpusbeam/cli/progress.py; a command module imports no other command."""
     shared = ("options", "progress")
     found = {}
     for module, path in our_modules().items():
@@ -210,7 +241,7 @@ def test_commands_never_import_each_other():
         bad = [
             n
             for n in imported_names(path.read_text())
-            if _under(n, "cli") and n not in {f"cli.{s}" for s in shared}
+            if _under(n, "corpusbeam.cli") and n not in {f"corpusbeam.cli.{s}" for s in shared}
         ]
         if bad:
             found[module] = bad

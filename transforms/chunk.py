@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import apache_beam as beam
 
-from inference.tokens import TokenBudget, estimate_tokens
+from corpusbeam.inference.tokens import TokenBudget, estimate_tokens
 from transforms import progress
 from transforms.chunking import TokenEstimator, split_text
 from transforms.elements import Chunk, Document, Failure, content_hash

@@ -110,7 +110,7 @@ class Embedded:
     start: int | None
     end: int | None
     content_hash: str
-    vector: np.ndarray  # 1-D, in the encoding's natural dtype (see inference.codec)
+    vector: np.ndarray  # 1-D, in the encoding's natural dtype (see corpusbeam.inference.codec)
     metadata: Metadata = field(default_factory=dict)
     # int8 rescoring vector (d,) derived with the vector (binary indexes), else None
     rescore: np.ndarray | None = None

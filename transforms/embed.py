@@ -6,11 +6,11 @@ by count and estimated tokens or bytes, keeps ``max_concurrency`` of them in fli
 retries, and isolates inputs the endpoint refuses. Each input comes out either as an
 ``Embedded`` or as a ``Failure`` on the failures output; none twice, none missing.
 
-What the index stores may differ from what is asked for (``inference.derive``): a binary
+What the index stores may differ from what is asked for (``corpusbeam.inference.derive``): a binary
 index asks for ``float`` once and derives the packed bits and int8 rescoring vectors
 here, carried on each ``Embedded`` (``vector``, ``rescore``).
 
-Inputs too long for the model (``inference.tokens.TokenBudget``): a chunk the budget
+Inputs too long for the model (``corpusbeam.inference.tokens.TokenBudget``): a chunk the budget
 says cannot fit is cut again before it is sent, and a chunk the endpoint refuses as too
 long (413 ``input_too_long`` and the other shapes ``length_refusal`` reads) teaches the
 budget the limit and ratio, is cut again on the chunker's boundaries
@@ -40,10 +40,10 @@ from apache_beam.utils import shared
 from apache_beam.utils.windowed_value import WindowedValue
 
 from corpusbeam.errors import ConfigError
-from inference.client import ClientSettings, ClientStats, EmbeddingsClient, ImageInput
-from inference.client.timing import timed_transport
-from inference.derive import derive_vectors, wire_encoding_for
-from inference.tokens import TokenBudget, length_refusal
+from corpusbeam.inference.client import ClientSettings, ClientStats, EmbeddingsClient, ImageInput
+from corpusbeam.inference.client.timing import timed_transport
+from corpusbeam.inference.derive import derive_vectors, wire_encoding_for
+from corpusbeam.inference.tokens import TokenBudget, length_refusal
 from transforms import progress
 from transforms.elements import NAMESPACE, Chunk, Document, Embedded, Failure, ImageItem
 from transforms.read import FAILURES, Outputs
@@ -417,7 +417,7 @@ class EmbedTexts(_Embed):
     per-process client that keeps many requests in flight. Returns
     ``Outputs(main=Embedded, failures)``; retries and bisection happen before an input
     is declared failed. ``encoding`` is the index's (default: the settings' wire
-    encoding; see ``inference.derive``); ``budget`` keeps chunks under the model's input
+    encoding; see ``corpusbeam.inference.derive``); ``budget`` keeps chunks under the model's input
     limit, cutting them again before sending or after a refusal. Metrics in namespace
     ``corpusbeam``: requests, retries, throttled (429s), splits, prompt_tokens,
     length_refusals, chunks_cut_before_sending, chunks_cut_after_refusal,

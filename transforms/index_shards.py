@@ -35,6 +35,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
 from corpusbeam.errors import ConfigError
+from corpusbeam.inference import codec
 from indexes import build
 from indexes.assemble import expand_metadata_json
 from indexes.choose import IndexSpec, choose_index, family_of
@@ -47,7 +48,6 @@ from indexes.memory import trim
 from indexes.ondisk import shard_lists_bytes
 from indexes.parts import encode_part, file_entry, id_starts, parquet_bytes, part_of
 from indexes.tables import METADATA_COLUMNS, column_array, metadata_table
-from inference import codec
 from transforms import progress
 from transforms.elements import Embedded, Failure
 from transforms.part_layers import (

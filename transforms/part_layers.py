@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from corpusbeam.errors import IndexFolderError
+from corpusbeam.inference import codec
 from indexes.layers import part_number, removed_name
 from indexes.parts import (
     DIGESTS_SUFFIX,
@@ -28,7 +29,6 @@ from indexes.parts import (
     file_entry,
 )
 from indexes.tables import column_array
-from inference import codec
 
 __all__ = [
     "Carried",

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from corpusbeam.errors import ConfigError
-from inference.tokens import TokenBudget, estimate_tokens
+from corpusbeam.inference.tokens import TokenBudget, estimate_tokens
 from transforms.chunking import split_text
 from transforms.elements import Chunk, content_hash
 

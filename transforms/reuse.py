@@ -25,9 +25,9 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
+from corpusbeam.inference import codec
 from indexes.ids import chunk_id
 from indexes.parts import DIGESTS_SUFFIX, METADATA_SUFFIX, part_of
-from inference import codec
 from transforms import progress
 from transforms.elements import Chunk, ImageItem
 from transforms.embed import embedded_from

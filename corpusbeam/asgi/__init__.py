@@ -1,5 +1,6 @@
-"""A small ASGI toolkit shared by the local reference endpoint (``inference.server``) and the
-search service (``retrieval.service``), so the two apps answer alike.
+"""A small ASGI toolkit shared by the local reference endpoint
+(``corpusbeam.inference.server``) and the search service (``corpusbeam.retrieval.service``), so
+the two apps answer alike.
 
 Modules (import the one you need; this package imports none of them):
 
@@ -12,7 +13,7 @@ Modules (import the one you need; this package imports none of them):
 - ``serving``: a listening socket, uvicorn on it, in a thread, and a readiness poll.
 
 Part of the base layer: imports no Beam and nothing of ours but ``corpusbeam.errors`` and
-the protocol's error tree (``inference.errors``, whose ``StatusError`` the envelope
+the protocol's error tree (``corpusbeam.inference.errors``, whose ``StatusError`` the envelope
 carries); the apps import this, never the other way.
 """
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from corpusbeam.asgi.errors import reject
-from inference.errors import StatusError
+from corpusbeam.inference.errors import StatusError
 
 __all__ = ["read_body", "too_large"]
 

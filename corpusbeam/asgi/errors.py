@@ -1,8 +1,8 @@
 """Error answers: the envelope, the exception to raise for one, and the exception handlers.
 
 An app refuses a request by raising ``reject(status, code, message, target=...)``: an
-``inference.errors.StatusError`` subclass (the tree the client raises from), carrying the HTTP
-``status``, the error ``code``, the ``param`` it is about (sent as ``error.target``) and, for
+``corpusbeam.inference.errors.StatusError`` subclass (the tree the client raises from), carrying the
+HTTP ``status``, the error ``code``, the ``param`` it is about (sent as ``error.target``) and, for
 429, ``retry_after``. ``error_response`` turns one into::
 
     {"error": {"code": ..., "message": ..., "target": ...}}    ("target" only when known)
@@ -29,7 +29,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from inference.errors import StatusError, status_error_class
+from corpusbeam.inference.errors import StatusError, status_error_class
 
 __all__ = [
     "INTERNAL_ERROR",

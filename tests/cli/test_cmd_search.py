@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli.main import main
+from corpusbeam.cli.main import main
 from tests.conftest import KEY
 from tests.folders import make_versioned, png
 
@@ -99,7 +99,7 @@ def test_search_refuses_a_folder_that_is_not_one(tmp_path, capsys):
 @pytest.mark.slow
 def test_serve_command_in_a_child_process(float_folder, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SVC_KEY": "k-123"}
-    cmd = [sys.executable, "-m", "cli.main", "serve", str(float_folder), "--name", "t"]
+    cmd = [sys.executable, "-m", "corpusbeam", "serve", str(float_folder), "--name", "t"]
     cmd += ["--port", "0", "--service-key-env", "SVC_KEY", "--log-level", "warning"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     try:

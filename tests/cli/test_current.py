@@ -9,11 +9,11 @@ import shutil
 
 import pytest
 
-from cli.main import main
+from corpusbeam.cli.main import main
 from corpusbeam.errors import IndexFolderError
+from corpusbeam.retrieval.embedder import EmbedderPool
+from corpusbeam.retrieval.live import LiveIndex
 from indexes import versions
-from retrieval.embedder import EmbedderPool
-from retrieval.live import LiveIndex
 from tests.folders import flip, make_versioned
 
 ESCAPE = "../x"

@@ -18,7 +18,7 @@ HEAVY = ("apache_beam", "numpy", "faiss", "httpx", "pyarrow", "starlette")
 def imported(*argv: str) -> set[str]:
     """Top-level modules ``corpusbeam ARGV`` imports (``python -X importtime``)."""
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "cli", *argv],
+        [sys.executable, "-X", "importtime", "-m", "corpusbeam", *argv],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -53,8 +53,7 @@ def test_query_side_commands_never_load_beam(command, float_folder):
 # A line corpusbeam writes: its log format naming one of its own loggers, or the commands'
 # own output (the sample's line, the run report, search hits).
 _OUR_LOG = re.compile(
-    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ (cli|indexes|inference|pipeline|"
-    r"retrieval|transforms)[.:]"
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ (corpusbeam|indexes|pipeline|transforms)[.:]"
 )
 _OUR_OUTPUT = re.compile(
     r"^(wrote the sample corpus to |version v\S+ -> |  read \d+ documents|  \d+ requests, |"
@@ -73,7 +72,7 @@ def test_sample_index_search_print_only_our_lines(tmp_path):
         ("search", "out", "cats purr in the sun", "-k", "3"),
     ):
         proc = subprocess.run(
-            [sys.executable, "-m", "cli", *argv],
+            [sys.executable, "-m", "corpusbeam", *argv],
             capture_output=True,
             text=True,
             cwd=tmp_path,

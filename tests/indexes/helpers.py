@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from corpusbeam.inference import codec
 from indexes import BuildConfig, IndexFolder, build_folder
-from inference import codec
 
 ENDPOINT = "https://user:secret@models.example.com/embeddings?api-key=SECRET#x"
 

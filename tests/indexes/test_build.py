@@ -7,11 +7,11 @@ import faiss
 import numpy as np
 import pytest
 
+from corpusbeam.inference import codec
 from indexes import build
 from indexes.choose import choose_index
 from indexes.search import search
 from indexes.tune import exact_search, recall_at_k
-from inference import codec
 
 IDS_STEP = 7  # ids are never row numbers in these tests
 

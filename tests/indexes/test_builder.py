@@ -7,10 +7,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from corpusbeam.errors import ConfigError
+from corpusbeam.inference import codec
 from indexes import BuildConfig, open_index
 from indexes.ids import chunk_id
 from indexes.manifest import Manifest
-from inference import codec
 from tests.indexes.helpers import build, metadata_rows
 
 

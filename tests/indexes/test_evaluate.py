@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from cli.main import main
+from corpusbeam.cli.main import main
 from corpusbeam.errors import ConfigError
+from corpusbeam.inference import codec
 from indexes import BuildConfig, build_folder
 from indexes.evaluate import evaluate_folder
-from inference import codec
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corpusbeam.errors import ConfigError
+from corpusbeam.inference import codec
 from indexes import build
 from indexes.choose import choose_index
 from indexes.filters import filter_ids, filter_mask
 from indexes.search import search
 from indexes.tune import exact_search
-from inference import codec
 
 TABLE = pa.table(
     {

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from corpusbeam.errors import ConfigError, IndexFolderError
+from corpusbeam.inference import codec
 from indexes import BuildConfig, open_index
 from indexes.parts import ROW_GROUP_ROWS, id_starts, part_of
 from indexes.recall import REFERENCE_BATCH_ROWS, streaming_reference
 from indexes.tune import reference_neighbours
-from inference import codec
 from tests.indexes.helpers import build
 
 

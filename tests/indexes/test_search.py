@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from corpusbeam.errors import ConfigError
+from corpusbeam.inference import codec
 from indexes import build
 from indexes.choose import choose_index
 from indexes.search import RescoreStore, index_id_view, search
 from indexes.tune import exact_search, recall_at_k, tune_index
-from inference import codec
 
 
 def _binary(xb):

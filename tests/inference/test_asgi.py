@@ -39,7 +39,7 @@ from corpusbeam.asgi.serving import (
     wait_until_ready,
 )
 from corpusbeam.errors import ConfigError
-from inference.errors import AuthenticationError, PayloadTooLargeError
+from corpusbeam.inference.errors import AuthenticationError, PayloadTooLargeError
 
 ROOT = str(Path(__file__).resolve().parents[2])  # the repository, for child processes
 KEY = "toolkit-key-0123"
@@ -318,8 +318,9 @@ def test_the_toolkit_imports_neither_the_apps_nor_beam():
     code = (
         "import sys, corpusbeam.asgi.auth, corpusbeam.asgi.body, corpusbeam.asgi.errors, "
         "corpusbeam.asgi.prometheus, corpusbeam.asgi.serving; "
-        "bad = [m for m in sys.modules if m.startswith('inference.server') or m.split('.')[0] "
-        "in ('apache_beam', 'retrieval', 'pipeline', 'transforms', 'cli', 'faiss')]; "
+        "bad = [m for m in sys.modules if m.startswith(('corpusbeam.inference.server', "
+        "'corpusbeam.retrieval', 'corpusbeam.cli')) or m.split('.')[0] "
+        "in ('apache_beam', 'pipeline', 'transforms', 'faiss')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     env = {**os.environ, "PYTHONPATH": ROOT}

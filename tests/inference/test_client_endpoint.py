@@ -10,8 +10,8 @@ from email.utils import formatdate
 import numpy as np
 import pytest
 
-from inference import codec
-from inference.client import (
+from corpusbeam.inference import codec
+from corpusbeam.inference.client import (
     ApiKey,
     AsyncEmbeddingsClient,
     ClientSettings,
@@ -22,7 +22,7 @@ from inference.client import (
     RetryPolicy,
     Timeouts,
 )
-from inference.errors import (
+from corpusbeam.inference.errors import (
     AuthenticationError,
     BadRequestError,
     ConnectError,
@@ -35,7 +35,7 @@ from inference.errors import (
     StatusError,
     UnprocessableError,
 )
-from inference.server import EndpointConfig, FaultRates, running_endpoint
+from corpusbeam.inference.server import EndpointConfig, FaultRates, running_endpoint
 from tests.inference.faketime import FakeTime
 from tests.inference.scripted import Answer, scripted_endpoint
 from tests.inference.test_client_parts import FakeTokenCredential

@@ -9,7 +9,7 @@ from email.utils import formatdate
 import pytest
 
 from corpusbeam.errors import ConfigError
-from inference.client import (
+from corpusbeam.inference.client import (
     ApiKey,
     ClientSettings,
     EntraToken,
@@ -21,8 +21,8 @@ from inference.client import (
     retry_after_seconds,
     sniff_image_format,
 )
-from inference.client.responses import input_position, parse_embeddings
-from inference.errors import (
+from corpusbeam.inference.client.responses import input_position, parse_embeddings
+from corpusbeam.inference.errors import (
     AuthenticationError,
     BadRequestError,
     ContentFilterError,
@@ -335,7 +335,7 @@ def test_throttle_budget_paces_requests():
 
 
 def test_requests_are_packed_by_count_and_weight():
-    from inference.client.core import pack_requests
+    from corpusbeam.inference.client.core import pack_requests
 
     assert pack_requests([1] * 5, 2, None) == [[0, 1], [2, 3], [4]]
     assert pack_requests([3, 3, 3, 10, 1], 10, 6) == [[0, 1], [2], [3], [4]]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from inference.client import ClientSettings, EmbeddingsClient
-from inference.client.timing import timed_transport
-from inference.server import EndpointConfig, running_endpoint
+from corpusbeam.inference.client import ClientSettings, EmbeddingsClient
+from corpusbeam.inference.client.timing import timed_transport
+from corpusbeam.inference.server import EndpointConfig, running_endpoint
 
 
 def test_each_answered_request_is_timed_whole():

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from corpusbeam.errors import ConfigError, CorpusbeamError
-from inference import codec
-from inference.errors import CodecError
+from corpusbeam.inference import codec
+from corpusbeam.inference.errors import CodecError
 
 # The protocol notes' worked example: bits 10100101, ubinary [165], binary [37].
 EXAMPLE = np.array([[0.5, -0.1, 0.2, 0.0, -0.3, 0.9, -0.7, 0.1]], dtype=np.float32)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from corpusbeam.errors import ConfigError
-from inference import codec
-from inference.client import ClientSettings, EmbeddingsClient
-from inference.derive import derive_vectors, is_rescored, wire_encoding_for
+from corpusbeam.inference import codec
+from corpusbeam.inference.client import ClientSettings, EmbeddingsClient
+from corpusbeam.inference.derive import derive_vectors, is_rescored, wire_encoding_for
 from tests.conftest import KEY
 
 TEXTS = [
@@ -21,7 +21,7 @@ TEXTS = [
 
 
 def _embed(url: str, encoding: str, *, key: str | None = None) -> np.ndarray:
-    from inference.client import ApiKey
+    from corpusbeam.inference.client import ApiKey
 
     settings = ClientSettings(
         endpoint=url,

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.server import tokens
-from inference.server.hashmodel import HashModel
+from corpusbeam.inference.server import tokens
+from corpusbeam.inference.server.hashmodel import HashModel
 from tests.inference._images import near_duplicate, scene
 
 
@@ -40,7 +40,7 @@ def test_deterministic_across_instances_and_processes(model):
     np.testing.assert_array_equal(xb, HashModel(256).embed_texts(texts, "query"))
     # a fresh interpreter (different hash() salt) gives the same bytes
     code = (
-        "import sys; from inference.server.hashmodel import HashModel; "
+        "import sys; from corpusbeam.inference.server.hashmodel import HashModel; "
         f"sys.stdout.write(HashModel(256).embed_texts({texts!r}, 'query').tobytes().hex())"
     )
     out = subprocess.run(

@@ -9,8 +9,8 @@ import uuid
 import numpy as np
 import pytest
 
-from inference import codec
-from inference.server import API_VERSION
+from corpusbeam.inference import codec
+from corpusbeam.inference.server import API_VERSION
 from tests.conftest import KEY, data_url
 from tests.inference._images import near_duplicate, scene
 
@@ -220,7 +220,7 @@ def test_api_version_constant():
 
 
 def test_request_log_line_names_deployment_and_pass_through_but_not_the_key(client, caplog):
-    caplog.set_level(logging.INFO, logger="inference.server")
+    caplog.set_level(logging.INFO, logger="corpusbeam.inference.server")
     r = client.post(
         "/embeddings",
         headers={"azureml-model-deployment": "blue-7", "extra-parameters": "pass-through"},

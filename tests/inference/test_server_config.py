@@ -8,11 +8,11 @@ import pytest
 
 from corpusbeam.asgi.prometheus import parse_metrics
 from corpusbeam.errors import ConfigError
-from inference.server import EndpointConfig, FaultRates
-from inference.server.cli import add_arguments, config_from_args, config_to_args
-from inference.server.config import parse_faults, parse_latency
-from inference.server.metrics import Metrics
-from inference.server.shaping import FaultPicker, RateBudget
+from corpusbeam.inference.server import EndpointConfig, FaultRates
+from corpusbeam.inference.server.cli import add_arguments, config_from_args, config_to_args
+from corpusbeam.inference.server.config import parse_faults, parse_latency
+from corpusbeam.inference.server.metrics import Metrics
+from corpusbeam.inference.server.shaping import FaultPicker, RateBudget
 
 
 def test_defaults():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.server import API_VERSION
+from corpusbeam.inference.server import API_VERSION
 from tests.conftest import BLOCKED, KEY, SMALL_LIMITS, data_url
 from tests.inference._images import scene
 

@@ -6,8 +6,8 @@ import httpx
 import numpy as np
 import pytest
 
-from inference import codec
-from inference.server import API_VERSION
+from corpusbeam.inference import codec
+from corpusbeam.inference.server import API_VERSION
 from tests.conftest import data_url
 from tests.inference._images import scene
 

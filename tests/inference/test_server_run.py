@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli.main import build_parser
-from cli.main import main as corpusbeam_main
-from inference.server import API_VERSION, EndpointConfig, running_endpoint
-from inference.server.cli import add_arguments
-from inference.server.demo import run_demo
+from corpusbeam.cli.main import build_parser
+from corpusbeam.cli.main import main as corpusbeam_main
+from corpusbeam.inference.server import API_VERSION, EndpointConfig, running_endpoint
+from corpusbeam.inference.server.cli import add_arguments
+from corpusbeam.inference.server.demo import run_demo
 
 V = {"api-version": API_VERSION}
 ROOT = str(Path(__file__).resolve().parents[2])  # the repository, for child processes
@@ -42,7 +42,7 @@ def test_subprocess_endpoint_with_a_key_from_the_environment():
 def test_python_dash_m_prints_its_url_and_stops_on_sigterm():
     env = {**os.environ, "PYTHONPATH": ROOT, "MY_ENDPOINT_KEY": "k"}
     with subprocess.Popen(
-        [sys.executable, "-m", "inference.server", "--port", "0", "--api-key-env",
+        [sys.executable, "-m", "corpusbeam.inference.server", "--port", "0", "--api-key-env",
          "MY_ENDPOINT_KEY", "--log-level", "warning"],
         stdout=subprocess.PIPE, text=True, env=env,
     ) as proc:  # fmt: skip
@@ -61,7 +61,7 @@ def test_python_dash_m_prints_its_url_and_stops_on_sigterm():
 
 def test_a_bad_flag_value_exits_2_naming_it():
     r = subprocess.run(
-        [sys.executable, "-m", "inference.server", "--port", "0", "--faults", "boom=1"],
+        [sys.executable, "-m", "corpusbeam.inference.server", "--port", "0", "--faults", "boom=1"],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT},
     )  # fmt: skip
     assert r.returncode == 2
@@ -91,7 +91,8 @@ def test_demo_finds_every_expected_document(capsys):
 
 def test_inference_imports_no_beam_and_nothing_from_pipeline():
     code = (
-        "import sys, inference, inference.server, inference.server.cli, inference.server.run; "
+        "import sys, corpusbeam.inference, corpusbeam.inference.server, "
+        "corpusbeam.inference.server.cli, corpusbeam.inference.server.run; "
         "bad = [m for m in sys.modules if m.split('.')[0] in "
         "('apache_beam', 'pipeline', 'transforms', 'sentence_transformers', 'torch')]; "
         "print(bad); sys.exit(1 if bad else 0)"

@@ -18,8 +18,8 @@ from azure.ai.inference.models import (
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
-from inference import codec
-from inference.server import EndpointConfig, running_endpoint
+from corpusbeam.inference import codec
+from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from tests.conftest import KEY, data_url
 from tests.inference._images import scene
 

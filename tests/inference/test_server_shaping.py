@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from inference.server import API_VERSION, EndpointConfig, FaultRates, running_endpoint
+from corpusbeam.inference.server import API_VERSION, EndpointConfig, FaultRates, running_endpoint
 
 V = {"api-version": API_VERSION}
 

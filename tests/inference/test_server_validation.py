@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from inference.errors import PayloadTooLargeError, UnprocessableError
-from inference.server.hashmodel import HashModel
-from inference.server.validation import parse_body
+from corpusbeam.inference.errors import PayloadTooLargeError, UnprocessableError
+from corpusbeam.inference.server.hashmodel import HashModel
+from corpusbeam.inference.server.validation import parse_body
 
 
 class OddDimensionsModel(HashModel):

@@ -8,10 +8,16 @@ import pickle
 import pytest
 
 from corpusbeam.errors import ConfigError
-from inference.client import ApiKey, ClientSettings, EmbeddingsClient, parse_error, read_model_info
-from inference.errors import PayloadTooLargeError
-from inference.server import EndpointConfig, running_endpoint
-from inference.tokens import (
+from corpusbeam.inference.client import (
+    ApiKey,
+    ClientSettings,
+    EmbeddingsClient,
+    parse_error,
+    read_model_info,
+)
+from corpusbeam.inference.errors import PayloadTooLargeError
+from corpusbeam.inference.server import EndpointConfig, running_endpoint
+from corpusbeam.inference.tokens import (
     LengthRefusal,
     TokenBudget,
     estimate_tokens,

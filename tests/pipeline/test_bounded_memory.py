@@ -36,7 +36,7 @@ def _peak(corpus: Path, output: Path) -> tuple[RssSampler, dict]:
         [
             sys.executable,
             "-m",
-            "cli.main",
+            "corpusbeam",
             "index",
             str(corpus),
             "--output",

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from cli.main import main
+from corpusbeam.cli.main import main
+from corpusbeam.inference.server import EndpointConfig, running_endpoint
+from corpusbeam.retrieval.searcher import Searcher
 from indexes import versions
-from inference.server import EndpointConfig, running_endpoint
-from retrieval.searcher import Searcher
 from tests.transforms.documents import docx, pdf
 
 PAGE3 = "the heron nests under the old mill bridge every April"

@@ -16,12 +16,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from cli.main import main
+from corpusbeam.cli.main import main
 from corpusbeam.errors import ConfigError
+from corpusbeam.inference.client import ClientSettings, EmbeddingsClient
+from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from indexes import versions
 from indexes.reader import open_index
-from inference.client import ClientSettings, EmbeddingsClient
-from inference.server import EndpointConfig, running_endpoint
 from pipeline.index_job import IndexJobConfig, run_index_job
 from pipeline.sample_corpus import EXPECTED, write_sample
 from tests.indexes.helpers import metadata_rows
@@ -180,7 +180,7 @@ def test_a_killed_run_leaves_the_last_version_serving(tmp_path):
             [
                 sys.executable,
                 "-m",
-                "cli.main",
+                "corpusbeam",
                 "index",
                 str(corpus),
                 "--output",

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from corpusbeam.retrieval.searcher import Searcher
 from pipeline.index_job import run_index_job
-from retrieval.searcher import Searcher
 from tests.pipeline.test_index_job import job
 
 # Three index jobs with MiniLM: about a minute on a quiet machine, three under load.

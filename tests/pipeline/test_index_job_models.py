@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from corpusbeam.errors import ConfigError
+from corpusbeam.inference.server import EndpointConfig, running_endpoint
+from corpusbeam.inference.server.tokens import count_tokens
 from indexes import versions
 from indexes.reader import open_index
-from inference.server import EndpointConfig, running_endpoint
-from inference.server.tokens import count_tokens
 from pipeline.index_job import run_index_job
 from pipeline.sample_corpus import write_sample
 from tests.pipeline.test_index_job import embedding_requests, job

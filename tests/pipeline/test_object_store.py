@@ -33,17 +33,17 @@ import httpx
 import numpy as np
 import pytest
 
-from cli.main import main
+from corpusbeam.cli.main import main
 from corpusbeam.errors import ConfigError, IndexFolderError, JobError
+from corpusbeam.inference.server import EndpointConfig, running_endpoint
+from corpusbeam.retrieval.service.config import ServiceConfig
+from corpusbeam.retrieval.service.run import running_service
 from indexes import remote, versions
 from indexes.objectstore import PreconditionFailed, open_store
 from indexes.reader import open_index
-from inference.server import EndpointConfig, running_endpoint
 from pipeline import index_job
 from pipeline.index_job import IndexJobConfig, run_index_job
 from pipeline.sample_corpus import write_sample
-from retrieval.service.config import ServiceConfig
-from retrieval.service.run import running_service
 from tests.pipeline.stores import BUCKET, Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -332,7 +332,7 @@ def test_a_second_run_is_refused_and_a_killed_runs_lease_expires(gcs, endpoint, 
             [
                 sys.executable,
                 "-m",
-                "cli.main",
+                "corpusbeam",
                 "index",
                 str(corpus),
                 "--output",

@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from cli.main import main
+from corpusbeam.cli.main import main
+from corpusbeam.inference.server import EndpointConfig, FaultRates, running_endpoint
 from indexes import versions
-from inference.server import EndpointConfig, FaultRates, running_endpoint
 from pipeline.index_job import IndexJobConfig, run_index_job
 from pipeline.report import CHARTS, SCORE_QUERIES
 from pipeline.sample_corpus import write_sample

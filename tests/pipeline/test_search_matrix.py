@@ -33,7 +33,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli.main import main
+from corpusbeam.cli.main import main
 from indexes import versions
 from indexes.manifest import Manifest
 
@@ -97,7 +97,7 @@ def index(corpus: Path, out: str, family: Family, *extra: str) -> Manifest:
 
 SEARCHER = """
 import json, sys
-from retrieval.searcher import Searcher
+from corpusbeam.retrieval.searcher import Searcher
 with Searcher(sys.argv[1]) as s:
     print(json.dumps([h.document_id for h in s.search(sys.argv[2], k=5)]))
 """
@@ -129,7 +129,7 @@ def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
 @contextmanager
 def serving(target: str) -> Iterator[str]:
     """``corpusbeam serve TARGET`` in a child, following CURRENT every 0.2 s; its URL."""
-    argv = ["-m", "cli.main", "serve", target, "--name", "m", "--port", "0"]
+    argv = ["-m", "corpusbeam", "serve", target, "--name", "m", "--port", "0"]
     proc = child([*argv, "--poll-interval", "0.2", "--log-level", "warning"])
     try:
         assert proc.stdout is not None
@@ -173,9 +173,11 @@ def every_reader_finds(target: str, url: str, doc: int, text: str, what: str, tm
     qrels.write_text(f"query-id\tcorpus-id\tscore\nq\td{doc}\t1\n")
     judged = ["--queries", str(queries), "--qrels", str(qrels), "-k", "5", "--json"]
     procs = {
-        "corpusbeam search": child(["-m", "cli.main", "search", target, text, "-k", "5", "--json"]),
+        "corpusbeam search": child(
+            ["-m", "corpusbeam", "search", target, text, "-k", "5", "--json"]
+        ),
         "Searcher": child(["-c", SEARCHER, target, text]),
-        "corpusbeam evaluate --qrels": child(["-m", "cli.main", "evaluate", target, *judged]),
+        "corpusbeam evaluate --qrels": child(["-m", "corpusbeam", "evaluate", target, *judged]),
     }
     hits: dict[str, list[str]] = {}
     problems: list[str] = []
@@ -210,8 +212,8 @@ def the_other_commands_read(out: str, what: str, tmp: Path) -> None:
     """``corpusbeam report`` and ``corpusbeam retry-failures`` (a whole job again, which
     reads the live version to update it) exit 0 on the output."""
     procs = {
-        "report": child(["-m", "cli.main", "report", out, "--out", str(tmp / "report")]),
-        "retry-failures": child(["-m", "cli.main", "retry-failures", out, "--progress", "off"]),
+        "report": child(["-m", "corpusbeam", "report", out, "--out", str(tmp / "report")]),
+        "retry-failures": child(["-m", "corpusbeam", "retry-failures", out, "--progress", "off"]),
     }
     ended = {name: finish(proc) for name, proc in procs.items()}
     problems = [

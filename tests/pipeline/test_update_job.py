@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 
 from corpusbeam.errors import IndexFolderError
+from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from indexes import versions
 from indexes.files import sha256
 from indexes.ids import chunk_id
 from indexes.lexical import open_lexical
 from indexes.probe import PROBE, load_probe
 from indexes.reader import open_index
-from inference.server import EndpointConfig, running_endpoint
 from pipeline.index_job import IndexJobConfig, run_index_job
 from tests.transforms.pipelines import RUNNERS
 
@@ -249,7 +249,7 @@ def test_a_killed_update_leaves_the_previous_version_intact(tmp_path, endpoint):
         [
             sys.executable,
             "-m",
-            "cli.main",
+            "corpusbeam",
             "index",
             str(records.folder),
             "--output",

@@ -12,12 +12,12 @@ import pytest
 
 from corpusbeam.asgi.prometheus import parse_metrics
 from corpusbeam.asgi.serving import uvicorn_in_thread, uvicorn_server, wait_until_ready
-from inference.server import API_VERSION, EndpointConfig, create_app
-from inference.server.models import load_model
-from inference.server.run import RunningEndpoint
-from retrieval.searcher import Searcher
-from retrieval.service.config import ServiceConfig
-from retrieval.service.run import RunningService, running_service
+from corpusbeam.inference.server import API_VERSION, EndpointConfig, create_app
+from corpusbeam.inference.server.models import load_model
+from corpusbeam.inference.server.run import RunningEndpoint
+from corpusbeam.retrieval.searcher import Searcher
+from corpusbeam.retrieval.service.config import ServiceConfig
+from corpusbeam.retrieval.service.run import RunningService, running_service
 from tests.conftest import KEY
 from tests.folders import D
 
@@ -108,7 +108,7 @@ def test_an_unexpected_error_in_the_endpoint_is_a_500_envelope(monkeypatch, capl
     assert SECRET not in r.text
     # Logged once with its traceback, by the catch-all; uvicorn saw no exception.
     (record,) = [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
-    assert record.name == "inference.server" and record.exc_info is not None
+    assert record.name == "corpusbeam.inference.server" and record.exc_info is not None
     assert "POST /embeddings" in record.getMessage()
     assert metrics['corpusbeam_errors_total{code="internal_server_error"}'] == 1
 
@@ -131,6 +131,6 @@ def test_an_unexpected_error_in_the_service_is_a_500_envelope(float_folder, monk
     assert r.headers["x-ms-error-code"] == "internal_server_error"
     assert SECRET not in r.text
     (record,) = [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
-    assert record.name == "retrieval.service.app" and record.exc_info is not None
+    assert record.name == "corpusbeam.retrieval.service.app" and record.exc_info is not None
     assert "POST /search" in record.getMessage()
     assert metrics['corpusbeam_search_requests_total{status="500"}'] == 1

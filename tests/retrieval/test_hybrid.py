@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from corpusbeam.errors import ConfigError
+from corpusbeam.retrieval.hybrid import rrf
+from corpusbeam.retrieval.searcher import Searcher, search_all
 from indexes import BuildConfig, build_folder
-from retrieval.hybrid import rrf
-from retrieval.searcher import Searcher, search_all
 from tests.folders import D, corpus, png, text_metadata
 
 RARE = "ERR_QX4471"

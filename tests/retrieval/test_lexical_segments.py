@@ -14,13 +14,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from cli.main import main
+from corpusbeam.cli.main import main
+from corpusbeam.inference.server import EndpointConfig, running_endpoint
+from corpusbeam.retrieval.searcher import Searcher
 from indexes import versions
 from indexes.files import sha256
 from indexes.lexical import LEXICAL_DIR, encode_segment, lexical_info
 from indexes.manifest import Manifest
-from inference.server import EndpointConfig, running_endpoint
-from retrieval.searcher import Searcher
 
 ANIMALS = ["heron", "otter", "kingfisher", "badger", "swallow", "salmon", "beaver", "vole"]
 PLACES = ["bridge", "quay", "mill", "estuary", "meadow", "harbour"]

@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from corpusbeam.retrieval.service.config import ServiceConfig
+from corpusbeam.retrieval.service.run import running_service
 from pipeline.index_job import IndexJobConfig, run_index_job
 from pipeline.sample_corpus import write_sample
-from retrieval.service.config import ServiceConfig
-from retrieval.service.run import running_service
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

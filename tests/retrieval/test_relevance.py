@@ -8,9 +8,9 @@ import math
 
 import pytest
 
-from cli.main import main
+from corpusbeam.cli.main import main
 from corpusbeam.errors import ConfigError
-from retrieval.relevance import (
+from corpusbeam.retrieval.relevance import (
     evaluate_relevance,
     load_qrels,
     load_queries,
@@ -18,7 +18,7 @@ from retrieval.relevance import (
     ndcg_at_k,
     recall_at_k,
 )
-from retrieval.searcher import Searcher
+from corpusbeam.retrieval.searcher import Searcher
 from tests.folders import corpus
 
 

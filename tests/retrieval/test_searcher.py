@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from corpusbeam.errors import ConfigError, IndexFolderError
-from indexes import build_folder, open_index
-from inference.client import EnvApiKey
-from inference.errors import AuthenticationError
-from retrieval.searcher import (
+from corpusbeam.inference.client import EnvApiKey
+from corpusbeam.inference.errors import AuthenticationError
+from corpusbeam.retrieval.searcher import (
     Hit,
     Searcher,
     check_mergeable,
@@ -19,6 +18,7 @@ from retrieval.searcher import (
     resolve_index_folder,
     search_all,
 )
+from indexes import build_folder, open_index
 from tests.conftest import KEY
 from tests.folders import D, corpus, flip, make_versioned, png
 

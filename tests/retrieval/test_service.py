@@ -15,9 +15,9 @@ import pytest
 
 from corpusbeam.asgi.prometheus import parse_metrics
 from corpusbeam.errors import ConfigError
+from corpusbeam.retrieval.service.config import ServiceConfig
+from corpusbeam.retrieval.service.run import RunningService, running_service
 from indexes import open_index
-from retrieval.service.config import ServiceConfig
-from retrieval.service.run import RunningService, running_service
 from tests.folders import D, png
 from tests.schemathesis_run import run_schemathesis
 
@@ -155,7 +155,7 @@ def test_health_ready_indexes_metrics_and_docs(http, float_folder):
         "/",
         "/indexes/{name}/fields",
         "/thumbnails/{name}",
-    }  # the search page's (retrieval/service/page.py)
+    }  # the search page's (corpusbeam/retrieval/service/page.py)
     schema = doc["components"]["schemas"]["SearchRequest"]["properties"]
     assert schema["k"]["maximum"] == 50
     assert "POST /search" in http.get("/docs").text
@@ -228,10 +228,10 @@ def test_unknown_routes_and_methods_are_error_envelopes(http):
 def test_the_service_config_is_light_to_import():
     # The command line reads its defaults from here without starting the HTTP stack.
     code = (
-        "import sys, retrieval.service.config; "
+        "import sys, corpusbeam.retrieval.service.config; "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('starlette', 'uvicorn', "
         "'anyio', 'httpx', 'faiss', 'pyarrow', 'apache_beam') "
-        "or m in ('retrieval.searcher', 'retrieval.service.app')]; "
+        "or m in ('corpusbeam.retrieval.searcher', 'corpusbeam.retrieval.service.app')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     root = str(Path(__file__).resolve().parents[2])

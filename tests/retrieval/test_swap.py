@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from corpusbeam.asgi.prometheus import parse_metrics
-from retrieval.embedder import EmbedderPool
-from retrieval.live import LiveIndex
-from retrieval.service.config import ServiceConfig
-from retrieval.service.run import running_service
+from corpusbeam.retrieval.embedder import EmbedderPool
+from corpusbeam.retrieval.live import LiveIndex
+from corpusbeam.retrieval.service.config import ServiceConfig
+from corpusbeam.retrieval.service.run import running_service
 from tests.folders import flip, make_versioned
 
 QUERY = {"query": "the rabbit eats carrots", "k": 3}
@@ -137,8 +137,8 @@ def test_swap_to_each_updated_version_under_load(tmp_path):
     """The index job updates the live index five times (segments: the main index shared,
     a delta and tombstones) while 4 clients search; every request succeeds, each client
     follows every version, and no response holds a document deleted by then."""
+    from corpusbeam.inference.server import EndpointConfig, running_endpoint
     from indexes import versions
-    from inference.server import EndpointConfig, running_endpoint
     from pipeline.index_job import IndexJobConfig, run_index_job
     from tests.pipeline.test_update_job import Records
     from tests.transforms.pipelines import RUNNERS

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corpusbeam.errors import ConfigError
-from inference.tokens import estimate_tokens
+from corpusbeam.inference.tokens import estimate_tokens
 from transforms.chunking import split_text
 
 

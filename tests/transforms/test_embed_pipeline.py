@@ -11,8 +11,8 @@ import pytest
 from apache_beam.metrics import MetricsFilter
 from apache_beam.testing.util import assert_that
 
-from inference.client import ClientSettings, EmbeddingsClient, RetryPolicy, Timeouts
-from inference.server import EndpointConfig, FaultRates, running_endpoint
+from corpusbeam.inference.client import ClientSettings, EmbeddingsClient, RetryPolicy, Timeouts
+from corpusbeam.inference.server import EndpointConfig, FaultRates, running_endpoint
 from tests.transforms.corpus import png
 from tests.transforms.pipelines import exactly, run
 from transforms import (
@@ -141,7 +141,7 @@ def test_vectors_match_the_client_and_images_embed(tmp_path):
 
 def test_a_literal_api_key_is_refused_when_the_pipeline_is_built():
     from corpusbeam.errors import ConfigError
-    from inference.client import ApiKey
+    from corpusbeam.inference.client import ApiKey
 
     settings = ClientSettings(endpoint="http://127.0.0.1:9", credential=ApiKey("s3cret"))
     with pytest.raises(ConfigError, match="EnvApiKey") as info:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inference.tokens import TokenBudget
+from corpusbeam.inference.tokens import TokenBudget
 from transforms.chunking import split_text
 from transforms.elements import Chunk, content_hash
 from transforms.recut import RECUT_STRIDE, FitEstimate, TooLongError, recut

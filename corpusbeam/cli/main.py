@@ -1,0 +1,73 @@
+"""The ``corpusbeam`` command line: thin argument parsing over typed library functions.
+
+Each command is a module of this package with ``add_parser(subparsers)`` and
+``run(args) -> int``. Command modules import only what their flags need (argparse, the
+config dataclasses their defaults come from, ``corpusbeam.inference.protocol``); each library loads
+inside ``run``, so ``corpusbeam --help`` and ``corpusbeam search`` load no Beam.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from corpusbeam.errors import CorpusbeamError
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+# The command modules, in the order ``corpusbeam --help`` lists them.
+COMMANDS = ("sample", "index", "search", "serve", "evaluate", "report", "endpoint", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="corpusbeam",
+        description="Turn a corpus of documents and images into a searchable vector index.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"corpusbeam.cli.{name}").add_parser(sub)
+    return parser
+
+
+# Top-level packages whose log lines a user sees without -v.
+_OURS = frozenset({"corpusbeam", "indexes", "pipeline", "transforms"})
+
+
+def _ours_or_an_error(record: logging.LogRecord) -> bool:
+    """Libraries' own chatter (Beam's start-up notices, httpx's line a request) is not
+    what a user ran the command for: without -v only our lines and errors show."""
+    return record.name.split(".", 1)[0] in _OURS or record.levelno >= logging.ERROR
+
+
+def _configure_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if not verbose:
+        handler.addFilter(_ours_or_an_error)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit status."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "pass_through", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.pipeline_args = extra  # Beam's options, for the commands that run a pipeline
+    _configure_logging(args.verbose)
+    try:
+        return int(args.run(args) or 0)
+    except CorpusbeamError as exc:
+        print(f"corpusbeam: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

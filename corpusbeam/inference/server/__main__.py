@@ -1,0 +1,7 @@
+"""``python -m corpusbeam.inference.server``: serve the local reference endpoint (see ``cli``)."""
+
+import sys
+
+from corpusbeam.inference.server.cli import main
+
+sys.exit(main())

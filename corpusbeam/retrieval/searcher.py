@@ -1,0 +1,544 @@
+"""Query-time retrieval over one index folder: embed the query, search, rescore, look up.
+
+    from corpusbeam.retrieval.searcher import Searcher
+
+    with Searcher("out/index") as s:                # an index folder, or an index job's DIR
+        hits = s.search("how do I reset it?", k=5, filter={"lang": "en"})
+        hits[0].id, hits[0].score, hits[0].document_id, hits[0].uri, hits[0].text
+        s.search_texts(["a", "b"])                   # batches: one list of hits a query
+        s.search_images([b"...png bytes...", "photo.jpg"])
+        s.search_vectors(xq)                         # precomputed (nq, d) vectors
+
+``path`` is an index folder (``manifest.json``) or the output directory of
+``corpusbeam index`` (``CURRENT`` names the live version under ``versions/``);
+``indexes.versions.resolve_index_folder`` decides which. The folder is verified and opened with
+``indexes.open_index`` (memory-mapped where the index type allows it).
+
+Queries are embedded with ``input_type="query"``, the manifest's ``dimensions`` and
+``api_version``, and the manifest's ``encoding`` -- or ``float`` when the folder has
+rescoring vectors (binary and int8 indexes), so the float query can rescore the
+candidates. The endpoint is chosen by ``corpusbeam.retrieval.embedder.EmbedderPool``.
+
+Scores are "higher is better" everywhere: the inner product (cosine for the unit vectors
+of float indexes, the rescored dot product for binary and int8 folders), or for a binary
+index searched without rescoring ``1 - 2 * hamming / d``, the cosine of the +-1 vectors.
+``search_all`` merges the hits of several folders by score when their scores are
+comparable (same model, dimensions and ``score_kind``) and refuses otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from corpusbeam.errors import ConfigError, IndexFolderError
+from corpusbeam.inference.client import ImageInput
+from corpusbeam.inference.client.credentials import Credential
+from corpusbeam.retrieval.embedder import EmbedderPool, QueryEmbedder
+from corpusbeam.retrieval.hybrid import HYBRID_DEPTH, RRF_K, check_mode, check_weights, rrf
+from indexes import open_index
+from indexes.choose import family_of
+from indexes.lexical import LexicalIndex, open_lexical
+from indexes.manifest import Manifest
+from indexes.reader import IndexFolder
+from indexes.search import SearchResult
+from indexes.versions import is_url, resolve_index_folder
+
+__all__ = [
+    "HIT_FIELDS",
+    "Hit",
+    "Searcher",
+    "check_mergeable",
+    "common_mode",
+    "embed_for",
+    "merge_hits",
+    "resolve_index_folder",
+    "search_all",
+]
+
+log = logging.getLogger(__name__)
+
+HIT_FIELDS = ("id", "document_id", "uri", "text")  # metadata columns lifted into a Hit
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hit:
+    """One search result.
+
+    ``id``: the chunk's int64 id; ``score``: higher is better (see the module docstring);
+    ``document_id``, ``uri``, ``text`` (the chunk's text or the image's caption): from the
+    metadata; ``metadata``: every other metadata column (``chunk``, ``modality``,
+    ``char_start``, ``char_end``, ``content_hash`` and the user's columns); ``index``: the
+    name of the folder it came from; ``ranks``: for lexical and hybrid searches, the hit's
+    rank (from 1) in each ranking it came from (``{"dense": 3, "lexical": 1}``), and then
+    ``score`` is the BM25 score (lexical) or the fused RRF score (hybrid).
+    """
+
+    id: int
+    score: float
+    document_id: str | None = None
+    uri: str | None = None
+    text: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    index: str | None = None
+    ranks: dict[str, int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of a hit (``corpusbeam search --json`` and ``POST /search``)."""
+        out = {
+            "id": self.id,
+            "score": self.score,
+            "document_id": self.document_id,
+            "uri": self.uri,
+            "text": self.text,
+            "metadata": self.metadata,
+        }
+        if self.index is not None:
+            out["index"] = self.index
+        if self.ranks is not None:
+            out["ranks"] = self.ranks
+        return out
+
+
+Filter = Mapping[str, Any] | None
+
+
+class Searcher:
+    """One opened index folder, answering text, image and vector queries.
+
+    ``name``: how hits and errors name this index (default: the directory's name).
+    ``endpoint`` / ``credential``: the embeddings endpoint to use instead of the one in
+    the manifest; or pass ``embedders`` (an ``EmbedderPool``) to share endpoints with other
+    searchers, in which case ``close()`` leaves the pool open. ``rescore``: None rescores
+    when the folder can (float queries, rescoring vectors present), False never.
+    ``verify`` checks every file's sha256 on opening (slow for large folders);
+    ``mmap`` memory-maps the index file where the index type allows it.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        name: str | None = None,
+        endpoint: str | None = None,
+        credential: Credential | None = None,
+        embedders: EmbedderPool | None = None,
+        rescore: bool | None = None,
+        verify: bool = True,
+        mmap: bool = True,
+    ) -> None:
+        if embedders is not None and endpoint is not None:
+            raise ConfigError("endpoint", endpoint, "give endpoint or embedders, not both")
+        # An s3:// or gs:// output stays a string (Path would fold its "//").
+        self.root = path.rstrip("/") if is_url(path) else Path(path)
+        self.path = resolve_index_folder(self.root)
+        self.version = self.path.name if self.path != self.root else None
+        self.name = name or (
+            self.root.rsplit("/", 1)[-1] if is_url(self.root) else self.root.resolve().name
+        )
+        self.folder: IndexFolder = _open(self.path, verify=verify, mmap=mmap)
+        if rescore and self.folder.manifest.rescore is None:
+            raise ConfigError("rescore", rescore, f"index {self.name} holds no rescoring vectors")
+        self.rescore = rescore
+        # Map the rescoring vectors now, not at the first query: the index job deletes old
+        # versions, and a mapping made before that keeps working.
+        self.folder.rescore_store()
+        self._owns_pool = embedders is None
+        self._pool = embedders or EmbedderPool(endpoint=endpoint, credential=credential)
+        # Hits are looked up by id in the parts (their row groups only); the parts' files
+        # are opened now, so a version deleted later keeps answering.
+        self.folder.parts.open_all()
+        self.lexical: LexicalIndex | None = open_lexical(self.path, self.manifest.lexical)
+
+    # ---- what this index is --------------------------------------------------------
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.folder.manifest
+
+    @property
+    def dimensions(self) -> int:
+        return self.folder.manifest.dimensions
+
+    @property
+    def rescores(self) -> bool:
+        """Whether float queries are rescored against stored vectors."""
+        return self.rescore is not False and self.manifest.rescore is not None
+
+    @property
+    def query_encoding(self) -> str:
+        """The encoding queries are embedded in (float when they will rescore)."""
+        if self.rescores or family_of(self.manifest.encoding) == "float":
+            return "float"
+        return self.manifest.encoding
+
+    @property
+    def score_kind(self) -> tuple[str, int, str]:
+        """(model, dimensions, kind): hits merge by score only when these match.
+
+        kind: ``cosine`` (a float index, or rescoring against float vectors),
+        ``int8-dot`` (rescoring against int8 vectors: near the cosine, but clipped values
+        make it smaller, so it is not mixed with exact cosines), ``hamming``.
+        """
+        m = self.manifest
+        if self.rescores:
+            kind = "cosine" if m.rescore["dtype"] == "float32" else "int8-dot"
+        elif m.metric == "hamming":
+            kind = "hamming"
+        elif family_of(m.encoding) == "int8":
+            kind = "int8-dot"
+        else:
+            kind = "cosine"
+        return (m.model, m.dimensions, kind)
+
+    @property
+    def default_mode(self) -> str:
+        """How text queries are searched by default: ``hybrid`` with a lexical index."""
+        return "hybrid" if self.lexical is not None else "dense"
+
+    def resolve_mode(self, mode: str | None) -> str:
+        """``mode`` checked (None: ``default_mode``); lexical and hybrid need the folder's
+        lexical index."""
+        if mode is None:
+            return self.default_mode
+        check_mode(mode)
+        if mode != "dense" and self.lexical is None:
+            raise ConfigError(
+                "mode", mode, f"index {self.name} has no lexical index (built before it had one)"
+            )
+        return mode
+
+    def embedder(self) -> QueryEmbedder:
+        """The query embedder for this index (started on first use for ``local://``)."""
+        return self._pool.get(self.manifest)
+
+    # ---- embedding -------------------------------------------------------------------
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Query vectors of ``texts``, as this index searches them."""
+        texts = _texts(texts)
+        return self.embedder().embed_texts(
+            texts, dimensions=self.dimensions, encoding=self.query_encoding
+        )
+
+    def embed_images(self, images: Sequence[ImageInput | bytes | str | os.PathLike]) -> np.ndarray:
+        """Query vectors of images (bytes, paths, or ``ImageInput`` with a text)."""
+        if isinstance(images, bytes | str | os.PathLike):
+            raise ConfigError("images", type(images).__name__, "pass a list of images")
+        items = [im if isinstance(im, ImageInput | bytes) else os.fspath(im) for im in images]
+        return self.embedder().embed_images(
+            items, dimensions=self.dimensions, encoding=self.query_encoding
+        )
+
+    # ---- searching -------------------------------------------------------------------
+
+    def search_vectors(
+        self, xq: np.ndarray, k: int = 10, *, filter: Filter = None
+    ) -> list[list[Hit]]:
+        """Hits for each row of ``xq``: (nq, d) float queries, or queries in the index's own
+        encoding (natural dtype); a single (d,) vector is one query."""
+        xq = _checked(xq)
+        result = self.folder.search(
+            xq, k, filter=None if filter is None else dict(filter), rescore=self.rescore
+        )
+        return self.hits(result)
+
+    def search_texts(
+        self,
+        texts: Sequence[str],
+        k: int = 10,
+        *,
+        filter: Filter = None,
+        mode: str | None = None,
+        weights: Mapping[str, float] | None = None,
+        rrf_k: float = RRF_K,
+        vectors: np.ndarray | None = None,
+    ) -> list[list[Hit]]:
+        """Hits for each text, in order. ``mode``: ``dense``, ``lexical`` or ``hybrid``
+        (default: ``default_mode``); ``weights`` and ``rrf_k`` tune the hybrid fusion
+        (``corpusbeam.retrieval.hybrid``); ``vectors``: the texts' query vectors when the caller
+        embedded them already."""
+        texts = _texts(texts)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigError("k", k, "must be an integer >= 1")
+        mode = self.resolve_mode(mode)
+        if weights is not None:
+            check_weights(weights)
+        if mode == "dense":
+            xq = self.embed_texts(texts) if vectors is None else vectors
+            return self.search_vectors(xq, k, filter=filter)
+        allowed = None if filter is None else self.folder.allowed_ids(dict(filter))
+        depth = k if mode == "lexical" else max(k, HYBRID_DEPTH)
+        assert self.lexical is not None  # resolve_mode checked it
+        lex = self.lexical.search(texts, depth, allowed_ids=allowed)
+        if mode == "lexical":
+            return [
+                self._ranked(list(zip(row_i, row_d, strict=True)), "lexical")
+                for row_i, row_d in zip(lex.I.tolist(), lex.D.tolist(), strict=True)
+            ]
+        xq = self.embed_texts(texts) if vectors is None else vectors
+        # the dense ranking's ids only: hits are made for the k fused ones
+        flt = None if filter is None else dict(filter)
+        dense = self.folder.search(_checked(xq), depth, filter=flt, rescore=self.rescore).I
+        out = []
+        for q in range(len(texts)):
+            fused = rrf(
+                {"dense": dense[q].tolist(), "lexical": lex.I[q].tolist()},
+                k,
+                rrf_k=rrf_k,
+                weights=weights,
+            )
+            out.append(self._fused(fused))
+        return out
+
+    def _ranked(self, pairs: list[tuple[int, float]], name: str) -> list[Hit]:
+        """Hits of one ranking's (id, score) pairs, padding (-1) dropped."""
+        pairs = [(i, d) for i, d in pairs if i >= 0]
+        rows = self._rows(np.asarray([i for i, _ in pairs], dtype=np.int64))
+        return [
+            _hit(row, float(d), self.name, {name: r})
+            for r, (row, (_, d)) in enumerate(zip(rows, pairs, strict=True), start=1)
+        ]
+
+    def _fused(self, fused: list[tuple[int, float, dict[str, int]]]) -> list[Hit]:
+        rows = self._rows(np.asarray([i for i, _, _ in fused], dtype=np.int64))
+        return [
+            _hit(row, score, self.name, ranks)
+            for row, (_, score, ranks) in zip(rows, fused, strict=True)
+        ]
+
+    def search_images(
+        self,
+        images: Sequence[ImageInput | bytes | str | os.PathLike],
+        k: int = 10,
+        *,
+        filter: Filter = None,
+    ) -> list[list[Hit]]:
+        """Hits for each image (bytes or path), in order."""
+        return self.search_vectors(self.embed_images(images), k, filter=filter)
+
+    def search(
+        self,
+        query: str | None = None,
+        *,
+        image: ImageInput | bytes | str | os.PathLike | None = None,
+        vector: np.ndarray | Sequence[float] | None = None,
+        k: int = 10,
+        filter: Filter = None,
+        mode: str | None = None,
+        weights: Mapping[str, float] | None = None,
+    ) -> list[Hit]:
+        """Hits for one query: a text, an image, or a vector (exactly one). ``mode``
+        applies to text queries (see ``search_texts``); images and vectors are dense."""
+        _one_query(query, image, vector)
+        if query is not None:
+            return self.search_texts([query], k, filter=filter, mode=mode, weights=weights)[0]
+        if mode is not None and check_mode(mode) != "dense":
+            raise ConfigError("mode", mode, "image and vector queries are searched dense only")
+        if image is not None:
+            return self.search_images([image], k, filter=filter)[0]
+        return self.search_vectors(np.asarray(vector), k, filter=filter)[0]
+
+    def _rows(self, ids: np.ndarray) -> list[dict[str, Any]]:
+        """The metadata rows of ``ids`` (int64, none negative), in that order, read by id
+        from the parts."""
+        return self.folder.lookup(np.asarray(ids, dtype=np.int64))
+
+    def hits(self, result: SearchResult) -> list[list[Hit]]:
+        """A ``SearchResult`` as hits with their metadata, matched by id."""
+        D, I = result.D, result.I  # noqa: E741
+        ok = I >= 0
+        rows = self._rows(I[ok])
+        scores = _scores(D, result, self.dimensions)
+        out: list[list[Hit]] = []
+        it = iter(rows)
+        for q in range(I.shape[0]):
+            line = []
+            for j in range(I.shape[1]):
+                if ok[q, j]:
+                    line.append(_hit(next(it), float(scores[q, j]), self.name))
+            out.append(line)
+        return out
+
+    # ---- lifetime --------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the embedders this searcher started (not a shared pool's)."""
+        if self._owns_pool:
+            self._pool.close()
+
+    def __enter__(self) -> Searcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return (
+            f"Searcher(name={self.name!r}, path={os.fspath(self.path)!r}, model={m.model!r}, "
+            f"encoding={m.encoding!r}, dimensions={m.dimensions}, count={m.count})"
+        )
+
+
+def _open(path: Path, *, verify: bool, mmap: bool) -> IndexFolder:
+    if not mmap:
+        return open_index(path, verify=verify)
+    try:
+        return open_index(path, verify=verify, mmap=True)
+    except IndexFolderError as exc:
+        # Some index types cannot be mapped; read them instead (a damaged folder fails
+        # again here, with the same message).
+        log.info("%s: opening without memory-mapping (%s)", path, exc)
+        return open_index(path, verify=verify)
+
+
+def _checked(xq: np.ndarray) -> np.ndarray:
+    """``xq`` as (nq, d) finite query vectors (a (d,) vector is one query)."""
+    xq = np.asarray(xq)
+    if xq.ndim == 1:
+        xq = xq[None, :]
+    if xq.ndim != 2 or xq.shape[0] == 0:
+        raise ConfigError("xq", xq.shape, "expected (nq, d) query vectors")
+    if xq.dtype.kind == "f" and not np.isfinite(xq).all():
+        raise ConfigError("xq", "NaN/inf", "query vectors must be finite")
+    return xq
+
+
+def _texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise ConfigError("texts", texts[:40], "pass a list of strings, not one string")
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str) or not t.strip():
+            raise ConfigError(f"texts[{i}]", t, "must be a non-empty string")
+    return out
+
+
+def _one_query(query: object, image: object, vector: object) -> None:
+    named = (("query", query), ("image", image), ("vector", vector))
+    given = [n for n, v in named if v is not None]
+    if len(given) != 1:
+        raise ConfigError("query", given or None, "give exactly one of query, image, vector")
+
+
+def _scores(D: np.ndarray, result: SearchResult, d: int) -> np.ndarray:
+    if result.metric == "hamming" and not result.rescored:
+        return 1.0 - 2.0 * D.astype(np.float64) / d
+    return D.astype(np.float64)
+
+
+def _hit(row: dict[str, Any], score: float, index: str, ranks: dict[str, int] | None = None) -> Hit:
+    meta = {k: v for k, v in row.items() if k not in HIT_FIELDS}
+    return Hit(
+        id=int(row["id"]),
+        score=score,
+        document_id=row.get("document_id"),
+        uri=row.get("uri"),
+        text=row.get("text"),
+        metadata=meta,
+        index=index,
+        ranks=ranks,
+    )
+
+
+def merge_hits(lists: Sequence[Sequence[Hit]], k: int) -> list[Hit]:
+    """The ``k`` best hits of several lists, by score (ties: earlier list first)."""
+    merged = [h for hits in lists for h in hits]
+    merged.sort(key=lambda h: -h.score)  # stable: ties keep the lists' order
+    return merged[:k]
+
+
+def check_mergeable(searchers: Sequence[Searcher]) -> None:
+    """Raise ConfigError naming the first index whose scores cannot be merged with the
+    first one's (another model, dimension count, or kind of score)."""
+    if not searchers:
+        raise ConfigError("searchers", [], "no index to search")
+    first = searchers[0]
+    for s in searchers[1:]:
+        if s.score_kind != first.score_kind:
+            raise ConfigError(
+                "index",
+                s.name,
+                f"scores of {s.score_kind} cannot be merged with {first.name}'s "
+                f"{first.score_kind}; search it on its own",
+            )
+
+
+def common_mode(searchers: Sequence[Searcher], mode: str | None) -> str:
+    """The mode a text query searches ``searchers`` in: ``mode`` checked against each of
+    them, or by default ``hybrid`` when every one has a lexical index, else ``dense``."""
+    if mode is None:
+        return "hybrid" if all(s.lexical is not None for s in searchers) else "dense"
+    for s in searchers:
+        s.resolve_mode(mode)
+    return mode
+
+
+def embed_for(
+    searchers: Sequence[Searcher],
+    query: str | None = None,
+    *,
+    image: ImageInput | bytes | str | os.PathLike | None = None,
+) -> list[np.ndarray]:
+    """The (1, width) query vector for each searcher; each distinct (endpoint,
+    dimensions, encoding) embeds the query once."""
+    _one_query(query, image, None)
+    cache: dict[tuple, np.ndarray] = {}
+    out = []
+    for s in searchers:
+        key = (id(s.embedder()), s.dimensions, s.query_encoding)
+        if key not in cache and query is not None:
+            cache[key] = s.embed_texts([query])
+        elif key not in cache:
+            cache[key] = s.embed_images([image])
+        out.append(cache[key])
+    return out
+
+
+def search_all(
+    searchers: Sequence[Searcher],
+    query: str | None = None,
+    *,
+    image: ImageInput | bytes | str | os.PathLike | None = None,
+    vector: np.ndarray | Sequence[float] | None = None,
+    k: int = 10,
+    filter: Filter = None,
+    mode: str | None = None,
+) -> list[Hit]:
+    """One query against several index folders, hits merged by score.
+
+    A text query is searched in ``mode`` (``common_mode``); fused (hybrid) scores are
+    rank-based, so they merge across folders like lexical or dense ones do.
+
+    Scores are comparable only between folders with the same ``score_kind`` (model,
+    dimensions, cosine or hamming); otherwise ConfigError names the first folder that
+    differs (``check_mergeable``). The query is embedded once per distinct endpoint,
+    dimensions and encoding (``embed_for``).
+    """
+    _one_query(query, image, vector)
+    check_mergeable(searchers)
+    if query is not None:
+        mode = common_mode(searchers, mode)
+        vectors = [None] * len(searchers) if mode == "lexical" else embed_for(searchers, query)
+        lists = [
+            s.search_texts([query], k, filter=filter, mode=mode, vectors=xq)[0]
+            for s, xq in zip(searchers, vectors, strict=True)
+        ]
+        return merge_hits(lists, k)
+    if mode is not None and check_mode(mode) != "dense":
+        raise ConfigError("mode", mode, "image and vector queries are searched dense only")
+    if vector is not None:
+        vectors = [np.asarray(vector)] * len(searchers)
+    else:
+        vectors = embed_for(searchers, query, image=image)
+    lists = [
+        s.search_vectors(xq, k, filter=filter)[0] for s, xq in zip(searchers, vectors, strict=True)
+    ]
+    return merge_hits(lists, k)
