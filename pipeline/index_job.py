@@ -1,6 +1,7 @@
 """The index job: corpus in, a new index version out, night after night.
 
-``run_index_job(IndexJobConfig(...))`` is what ``corpusbeam index`` calls:
+``run_index_job(IndexJobConfig(...))`` is what ``corpusbeam index`` calls (through
+``pipeline.job``, which imports this module only when a job runs):
 
 1. take the output's lock, find the live version (for reuse), name the new one;
 2. start the local reference endpoint when no endpoint is given;
@@ -28,7 +29,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import apache_beam as beam
@@ -51,6 +52,7 @@ from indexes.manifest import Manifest, sanitize_endpoint
 from pipeline.config import LAYER_LIMIT, IndexJobConfig, runner_name
 from pipeline.finish_remote import FinishTask, finish_on_worker
 from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_part_list
+from pipeline.job import EXIT_FAILED_INPUTS, EXIT_OK, IndexJobResult
 from pipeline.model_setup import ModelSetup, model_setup
 from pipeline.outputs import RunOutput, open_output, redact_args
 from pipeline.progress import MATCHERS, ProgressTracker, Snapshot, tracking
@@ -67,20 +69,9 @@ from pipeline.update import finish_index
 from pipeline.vectors_note import finish_manifest
 from transforms.index_shards import RUNS, has_trained, load_trained
 
-__all__ = ["EXIT_FAILED_INPUTS", "EXIT_OK", "IndexJobConfig", "IndexJobResult", "run_index_job"]
+__all__ = ["IndexJobConfig", "run_index_job"]
 
 log = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_FAILED_INPUTS = 3
-
-
-@dataclass(frozen=True)
-class IndexJobResult:
-    version: str
-    folder: Path | str  # the version's folder; its URL on an object store
-    exit_code: int
-    report: dict = field(default_factory=dict)
 
 
 @contextlib.contextmanager

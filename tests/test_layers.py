@@ -17,7 +17,9 @@ corpusbeam``). Inside ``inference``, only the reference endpoint (``inference.se
 itself. Every import counts, including those inside functions.
 
 A module's layer is the longest prefix of its dotted name in ``LAYERS``: layers are decided by
-module prefix, not by top-level package.
+module prefix, not by top-level package. A package's lazy ``_EXPORTS`` table counts as
+imports of the modules it names; ``corpusbeam``'s own table (the public API) may name any
+library module but never the commands, and library code never imports from it.
 """
 
 from __future__ import annotations
@@ -159,6 +161,26 @@ def violations(module: str, source: str) -> list[str]:
     return bad
 
 
+def exports(source: str) -> dict[str, str]:
+    """A package's lazy ``_EXPORTS`` table (name -> module), read from its source."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in node.targets
+        ):
+            return ast.literal_eval(node.value)
+    return {}
+
+
+def export_violations(package: str, source: str) -> list[str]:
+    """The modules ``package``'s ``_EXPORTS`` names that its layer may not import: a lazy
+    name is an import too, made later. The public API (``corpusbeam``'s own table) may
+    name any library module, never the commands."""
+    targets = sorted(set(exports(source).values()))
+    if package == "corpusbeam":
+        return [t for t in targets if any(_under(t, c) for c in COMMANDS)]
+    return [t for t in targets if violations(package, f"import {t}")]
+
+
 def module_name(path: Path) -> str:
     parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -206,6 +228,48 @@ def test_no_back_edges(layer):
 def test_a_back_edge_is_caught(module, source):
     """The check above is not vacuous: each kind of back edge, even inside a function."""
     assert violations(module, source)
+
+
+def test_lazy_tables_respect_the_layers():
+    found = {
+        module: bad
+        for module, path in our_modules().items()
+        if path.name == "__init__.py" and (bad := export_violations(module, path.read_text()))
+    }
+    assert found == {}
+
+
+@pytest.mark.parametrize(
+    ("package", "table"),
+    [
+        ("indexes", '_EXPORTS = {"Searcher": "corpusbeam.retrieval.searcher"}'),
+        ("corpusbeam.inference", '_EXPORTS = {"open_index": "indexes.reader"}'),
+        ("corpusbeam", '_EXPORTS = {"main": "corpusbeam.cli.main"}'),
+    ],
+)
+def test_a_lazy_back_edge_is_caught(package, table):
+    assert export_violations(package, table)
+
+
+def library_imports_of_the_api(source: str) -> list[int]:
+    """Lines of ``from corpusbeam import ...``: in library code, a hidden edge to whatever
+    the lazy table names (and a cycle waiting to happen). Library code imports a name from
+    its module; the lazy names are for users, tests, benchmarks and docs."""
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "corpusbeam"
+    ]
+
+
+def test_library_code_never_imports_the_public_api():
+    found = {
+        module: lines
+        for module, path in our_modules().items()
+        if (lines := library_imports_of_the_api(path.read_text()))
+    }
+    assert found == {}
+    assert library_imports_of_the_api("def f():\n    from corpusbeam import Searcher\n")
 
 
 def test_every_package_is_covered():

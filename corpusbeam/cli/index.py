@@ -18,7 +18,7 @@ from pipeline.config import IndexJobConfig
 PROGRESS_MODES = ("auto", "bar", "log", "off")  # corpusbeam.cli.progress.MODES, without loading it
 
 if TYPE_CHECKING:
-    from pipeline.index_job import IndexJobResult
+    from pipeline.job import IndexJobResult
 
 __all__ = ["add_parser", "parse_bytes", "run", "run_retry"]
 
@@ -206,7 +206,7 @@ def _progress_flags(p: argparse.ArgumentParser) -> None:
 
 def _run_job(cfg: IndexJobConfig, args: argparse.Namespace) -> IndexJobResult:
     from corpusbeam.cli.progress import display
-    from pipeline.index_job import run_index_job  # Beam: loaded only when a job runs
+    from pipeline.job import run_index_job  # Beam: loaded only when the job runs
 
     with display(args.progress, args.progress_every) as on_progress:
         return run_index_job(cfg, on_progress)

@@ -1,7 +1,7 @@
 """The index job's live progress, shown: a redrawn line on a terminal, log lines elsewhere.
 
 ``display(mode, every)`` is a context manager yielding the ``on_progress`` callback that
-``pipeline.index_job.run_index_job`` calls with a ``pipeline.progress.Snapshot``:
+``pipeline.job.run_index_job`` calls with a ``pipeline.progress.Snapshot``:
 
 - ``bar`` (``auto`` on a terminal): one line redrawn by rich in place, with a bar once the
   total is known;

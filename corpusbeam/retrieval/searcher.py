@@ -1,6 +1,6 @@
 """Query-time retrieval over one index folder: embed the query, search, rescore, look up.
 
-    from corpusbeam.retrieval.searcher import Searcher
+    from corpusbeam import Searcher
 
     with Searcher("out/index") as s:                # an index folder, or an index job's DIR
         hits = s.search("how do I reset it?", k=5, filter={"lang": "en"})
@@ -33,7 +33,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,13 +42,13 @@ from corpusbeam.inference.client import ImageInput
 from corpusbeam.inference.client.credentials import Credential
 from corpusbeam.retrieval.embedder import EmbedderPool, QueryEmbedder
 from corpusbeam.retrieval.hybrid import HYBRID_DEPTH, RRF_K, check_mode, check_weights, rrf
-from indexes import open_index
-from indexes.choose import family_of
 from indexes.lexical import LexicalIndex, open_lexical
 from indexes.manifest import Manifest
-from indexes.reader import IndexFolder
-from indexes.search import SearchResult
 from indexes.versions import is_url, resolve_index_folder
+
+if TYPE_CHECKING:
+    from indexes.reader import IndexFolder
+    from indexes.search import SearchResult
 
 __all__ = [
     "HIT_FIELDS",
@@ -174,7 +174,7 @@ class Searcher:
     @property
     def query_encoding(self) -> str:
         """The encoding queries are embedded in (float when they will rescore)."""
-        if self.rescores or family_of(self.manifest.encoding) == "float":
+        if self.rescores or _family(self.manifest.encoding) == "float":
             return "float"
         return self.manifest.encoding
 
@@ -191,7 +191,7 @@ class Searcher:
             kind = "cosine" if m.rescore["dtype"] == "float32" else "int8-dot"
         elif m.metric == "hamming":
             kind = "hamming"
-        elif family_of(m.encoding) == "int8":
+        elif _family(m.encoding) == "int8":
             kind = "int8-dot"
         else:
             kind = "cosine"
@@ -388,6 +388,9 @@ class Searcher:
 
 
 def _open(path: Path, *, verify: bool, mmap: bool) -> IndexFolder:
+    # FAISS loads here, when a folder is opened: `from corpusbeam import Searcher` loads none.
+    from indexes import open_index
+
     if not mmap:
         return open_index(path, verify=verify)
     try:
@@ -397,6 +400,14 @@ def _open(path: Path, *, verify: bool, mmap: bool) -> IndexFolder:
         # again here, with the same message).
         log.info("%s: opening without memory-mapping (%s)", path, exc)
         return open_index(path, verify=verify)
+
+
+def _family(encoding: str) -> str:
+    """``indexes.choose.family_of``, imported when first needed (the module loads FAISS,
+    which an opened folder has loaded already)."""
+    from indexes.choose import family_of
+
+    return family_of(encoding)
 
 
 def _checked(xq: np.ndarray) -> np.ndarray:
