@@ -7,29 +7,18 @@ with ``running_endpoint``, which takes a fraction of a second.
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from PIL import Image
 
 from corpusbeam.inference.server import API_VERSION, EndpointConfig, running_endpoint
 from corpusbeam.inference.server.run import RunningEndpoint
+from tests.support.endpoints import BLOCKED, KEY, SMALL_LIMITS
 
-# Index folders (float, binary, int8, images) shared by the retrieval and CLI tests.
-pytest_plugins = ["tests.folders"]
-
-KEY = "test-key-0123456789"
-BLOCKED = "forbiddenword"
-SMALL_LIMITS = {
-    "max_inputs": 16,
-    "max_input_tokens": 64,
-    "max_request_bytes": 512 * 1024,
-    "max_image_bytes": 100_000,
-    "max_image_pixels": 1_000_000,
-}
+# Fixtures shared by every test directory: index folders (float, binary, int8, images) for
+# the retrieval and CLI tests, and the stand-in object stores (S3, GCS).
+pytest_plugins = ["tests.support.folders", "tests.support.stores"]
 
 
 @pytest.fixture(scope="session")
@@ -56,13 +45,6 @@ def bare_client(endpoint: RunningEndpoint) -> Iterator[httpx.Client]:
     """Neither a key nor api-version: each test adds what it means to."""
     with httpx.Client(base_url=endpoint.url, timeout=30) as c:
         yield c
-
-
-def data_url(image: Image.Image, fmt: str = "PNG", **save) -> str:
-    """``image`` as a ``data:image/<fmt>;base64,`` URL."""
-    buf = io.BytesIO()
-    image.save(buf, fmt, **save)
-    return f"data:image/{fmt.lower()};base64,{base64.b64encode(buf.getvalue()).decode()}"
 
 
 @pytest.fixture(scope="session")

@@ -310,3 +310,23 @@ def test_commands_never_import_each_other():
         if bad:
             found[module] = bad
     assert found == {}
+
+
+def test_no_test_imports_another_test_module():
+    """What two test modules share lives in tests/support/, never in a test module."""
+
+    def test_modules(node: ast.AST) -> list[str]:
+        if isinstance(node, ast.Import):
+            named = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            named = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        else:
+            return []
+        return [n for n in named if _under(n, "tests") and n.rsplit(".", 1)[-1].startswith("test_")]
+
+    found = {}
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        bad = [n for node in ast.walk(ast.parse(path.read_text())) for n in test_modules(node)]
+        if bad:
+            found[str(path.relative_to(ROOT))] = bad
+    assert found == {}

@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from corpusbeam.cli.main import main
-from tests.conftest import KEY
-from tests.folders import make_versioned, png
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.cli import start_cli
+from tests.support.endpoints import KEY
+from tests.support.folders import make_versioned
+from tests.support.images import scene_png
+from tests.support.paths import REPO
 
 
 def test_search_json_prints_the_hits_shape(float_folder, capsys):
@@ -51,7 +50,7 @@ def test_search_an_output_dir_with_a_filter(tmp_path, build_text, capsys):
 
 def test_search_an_image_and_plain_output(image_folder, tmp_path, capsys):
     path = tmp_path / "q.png"
-    path.write_bytes(png(1))
+    path.write_bytes(scene_png(1))
     assert main(["search", str(image_folder), "--image", str(path), "-k", "1"]) == 0
     out = capsys.readouterr().out
     assert "img-1" in out and "green ellipse" in out
@@ -59,7 +58,7 @@ def test_search_an_image_and_plain_output(image_folder, tmp_path, capsys):
 
 def test_search_an_image_with_its_text(image_folder, tmp_path, capsys):
     path = tmp_path / "q.png"
-    path.write_bytes(png(2))
+    path.write_bytes(scene_png(2))
     args = ["search", str(image_folder), "brown stripes", "--image", str(path), "--json"]
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["hits"][0]["document_id"] == "img-2"
@@ -98,10 +97,10 @@ def test_search_refuses_a_folder_that_is_not_one(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_serve_command_in_a_child_process(float_folder, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SVC_KEY": "k-123"}
-    cmd = [sys.executable, "-m", "corpusbeam", "serve", str(float_folder), "--name", "t"]
-    cmd += ["--port", "0", "--service-key-env", "SVC_KEY", "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SVC_KEY": "k-123"}
+    argv = ["serve", str(float_folder), "--name", "t"]
+    argv += ["--port", "0", "--service-key-env", "SVC_KEY", "--log-level", "warning"]
+    proc = start_cli(*argv, cwd=None, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()

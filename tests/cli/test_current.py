@@ -14,7 +14,7 @@ from corpusbeam.errors import IndexFolderError
 from corpusbeam.retrieval.embedder import EmbedderPool
 from corpusbeam.retrieval.live import LiveIndex
 from indexes import versions
-from tests.folders import flip, make_versioned
+from tests.support.folders import flip, make_versioned
 
 ESCAPE = "../x"
 

@@ -8,16 +8,15 @@ import pty
 import re
 import select
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
-from tests.transforms.pipelines import RUNNERS
+from tests.support.beam import RUNNERS
+from tests.support.cli import cli_command
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 DOCS = 60
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -40,10 +39,7 @@ def corpus(tmp_path_factory):
 
 
 def command(corpus, out, endpoint, *extra) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "corpusbeam",
+    return cli_command(
         "index",
         str(corpus),
         "--output",
@@ -55,7 +51,7 @@ def command(corpus, out, endpoint, *extra) -> list[str]:
         "--max-concurrency",
         "1",
         *extra,
-    ]
+    )
 
 
 def env() -> dict[str, str]:

@@ -5,25 +5,18 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.cli import run_cli
+from tests.support.paths import REPO
+
 HEAVY = ("apache_beam", "numpy", "faiss", "httpx", "pyarrow", "starlette")
 
 
 def imported(*argv: str) -> set[str]:
     """Top-level modules ``corpusbeam ARGV`` imports (``python -X importtime``)."""
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "corpusbeam", *argv],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+    proc = run_cli(*argv, python_flags=("-X", "importtime"), timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return {
         m.group(1).strip().split(".")[0]
@@ -64,21 +57,14 @@ _OUR_OUTPUT = re.compile(
 
 @pytest.mark.slow
 def test_sample_index_search_print_only_our_lines(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     lines = []
     for argv in (
         ("sample", "corpus"),
         ("index", "corpus", "--output", "out"),
         ("search", "out", "cats purr in the sun", "-k", "3"),
     ):
-        proc = subprocess.run(
-            [sys.executable, "-m", "corpusbeam", *argv],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            env=env,
-            timeout=300,
-        )
+        proc = run_cli(*argv, cwd=tmp_path, env=env, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         lines += (proc.stdout + proc.stderr).splitlines()
     foreign = [ln for ln in lines if ln and not (_OUR_LOG.match(ln) or _OUR_OUTPUT.match(ln))]

@@ -6,21 +6,12 @@ import faiss
 import numpy as np
 import pytest
 
+from tests.support.indexes import clustered
+
 faiss.omp_set_num_threads(1)
 
 N = 3000
 D = 32
-
-
-def clustered(n: int, d: int, seed: int) -> np.ndarray:
-    """Unit vectors around 40 cluster centres in a 12-dimensional subspace, plus noise."""
-    rng = np.random.default_rng(seed)
-    centres = np.random.default_rng(1234).standard_normal((40, 12)).astype(np.float32)
-    proj = np.random.default_rng(4321).standard_normal((12, d)).astype(np.float32)
-    z = centres[rng.integers(0, 40, n)] + 0.5 * rng.standard_normal((n, 12), dtype=np.float32)
-    x = z @ proj + 0.1 * rng.standard_normal((n, d), dtype=np.float32)
-    faiss.normalize_L2(x)
-    return x
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +41,7 @@ def metadata() -> dict:
 def float_folder(tmp_path_factory, xb, metadata):
     """An IVF16,Flat float folder of ``xb`` (built once, shared by the folder tests)."""
     from indexes import BuildConfig
-    from tests.indexes.helpers import build
+    from tests.support.indexes import build
 
     path = tmp_path_factory.mktemp("f") / "index"
     build(path, xb, metadata, config=BuildConfig(factory="IVF16,Flat", eval_queries=50))

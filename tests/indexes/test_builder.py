@@ -11,7 +11,7 @@ from corpusbeam.inference import codec
 from indexes import BuildConfig, open_index
 from indexes.ids import chunk_id
 from indexes.manifest import Manifest
-from tests.indexes.helpers import build, metadata_rows
+from tests.support.indexes import build, metadata_rows
 
 
 def test_layout_and_manifest(float_folder, xb):

@@ -15,8 +15,7 @@ import pytest
 from corpusbeam.errors import ConfigError
 from indexes import BuildConfig, choose_index, open_index
 from indexes.tune import exact_search, recall_at_k
-from tests.indexes.conftest import clustered
-from tests.indexes.helpers import build
+from tests.support.indexes import build, clustered
 
 N, D = 20_000, 128
 BUDGET = 1 << 20  # SQ8 would need 2.7 MB: the PQ tier is forced

@@ -111,7 +111,7 @@ def test_empty_filter_gives_no_results(xb):
 
 def test_folder_filter_uses_metadata(tmp_path, xb, xq, metadata):
     from indexes import BuildConfig, build_folder, open_index
-    from tests.indexes.helpers import metadata_rows
+    from tests.support.indexes import metadata_rows
 
     build_folder(
         tmp_path / "f",

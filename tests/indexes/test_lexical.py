@@ -18,7 +18,7 @@ from indexes import lexical_segments as segments_module
 from indexes.lexical import build_lexical, encode_segment, lexical_info, open_lexical
 from indexes.lexical_tokens import tokenize
 from indexes.manifest import Manifest
-from tests.indexes.helpers import build
+from tests.support.indexes import build
 
 TEXTS = [
     "the cat sat on the mat",

@@ -6,7 +6,7 @@ import pytest
 
 from corpusbeam.errors import ConfigError, IndexFolderError
 from indexes.manifest import Manifest, sanitize_endpoint
-from tests.indexes.helpers import ENDPOINT
+from tests.support.indexes import ENDPOINT
 
 
 def test_unknown_format_version(float_folder, tmp_path):

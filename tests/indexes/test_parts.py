@@ -12,7 +12,7 @@ from indexes import BuildConfig, open_index
 from indexes.parts import ROW_GROUP_ROWS, id_starts, part_of
 from indexes.recall import REFERENCE_BATCH_ROWS, streaming_reference
 from indexes.tune import reference_neighbours
-from tests.indexes.helpers import build
+from tests.support.indexes import build
 
 
 @pytest.fixture(scope="module")

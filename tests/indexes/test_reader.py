@@ -9,7 +9,7 @@ import pytest
 from corpusbeam.errors import IndexFolderError
 from indexes import open_index
 from indexes.manifest import Manifest
-from tests.indexes.helpers import build
+from tests.support.indexes import build
 
 
 def test_reader_refuses_tampered_manifest(tmp_path, xb, metadata):

@@ -3,7 +3,7 @@
 import numpy as np
 
 from indexes import BuildConfig, open_index, rebuild_folder
-from tests.indexes.helpers import build
+from tests.support.indexes import build
 
 
 def test_rebuild_from_stored_vectors(tmp_path, xb, xq, metadata):

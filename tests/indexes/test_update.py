@@ -17,7 +17,7 @@ from indexes.ids import chunk_id
 from indexes.parts import encode_part, file_entry, split_by_part
 from indexes.tables import folder_data
 from indexes.update import UpdatePolicy, discard_update, update_folder
-from tests.indexes.conftest import clustered
+from tests.support.indexes import clustered
 
 N_PARTS = 4
 D = 32

@@ -36,9 +36,9 @@ from corpusbeam.inference.errors import (
     UnprocessableError,
 )
 from corpusbeam.inference.server import EndpointConfig, FaultRates, running_endpoint
-from tests.inference.faketime import FakeTime
-from tests.inference.scripted import Answer, scripted_endpoint
-from tests.inference.test_client_parts import FakeTokenCredential
+from tests.support.credentials import FakeTokenCredential
+from tests.support.faketime import FakeTime
+from tests.support.scripted_endpoint import Answer, scripted_endpoint
 
 KEY = "test-key-not-secret"
 TEXTS = [

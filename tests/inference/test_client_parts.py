@@ -33,7 +33,8 @@ from corpusbeam.inference.errors import (
     ServerError,
     UnprocessableError,
 )
-from tests.inference.faketime import FakeTime
+from tests.support.credentials import FakeTokenCredential
+from tests.support.faketime import FakeTime
 
 
 def _err(status, body, headers=None):
@@ -188,20 +189,6 @@ def test_env_api_key_reads_at_use_and_pickles_without_the_secret(monkeypatch):
     monkeypatch.delenv("CB_TEST_KEY")
     with pytest.raises(ConfigError, match=r"CB_TEST_KEY.*not set"):
         cred.headers()
-
-
-class FakeTokenCredential:
-    """A stand-in for azure-identity's credentials (no Entra ID service runs here)."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def get_token(self, *scopes):
-        from azure.core.credentials import AccessToken
-
-        self.calls += 1
-        self.scopes = scopes
-        return AccessToken(f"token-{self.calls}", 1_700_000_000 + 3600)
 
 
 def test_entra_token_is_cached_and_refreshed_before_expiry():

@@ -9,7 +9,7 @@ from corpusbeam.errors import ConfigError
 from corpusbeam.inference import codec
 from corpusbeam.inference.client import ClientSettings, EmbeddingsClient
 from corpusbeam.inference.derive import derive_vectors, is_rescored, wire_encoding_for
-from tests.conftest import KEY
+from tests.support.endpoints import KEY
 
 TEXTS = [
     "Binary codes keep one bit a dimension.",

@@ -12,7 +12,7 @@ from PIL import Image
 
 from corpusbeam.inference.server import tokens
 from corpusbeam.inference.server.hashmodel import HashModel
-from tests.inference._images import near_duplicate, scene
+from tests.support.images import near_duplicate, scene
 
 
 @pytest.fixture(scope="module")

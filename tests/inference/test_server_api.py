@@ -11,8 +11,8 @@ import pytest
 
 from corpusbeam.inference import codec
 from corpusbeam.inference.server import API_VERSION
-from tests.conftest import KEY, data_url
-from tests.inference._images import near_duplicate, scene
+from tests.support.endpoints import KEY, data_url
+from tests.support.images import near_duplicate, scene
 
 TEXTS = ["the cat sat on the mat", "a dog barked at the mailman", "quarterly revenue rose 10%"]
 

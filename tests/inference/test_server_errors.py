@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from corpusbeam.inference.server import API_VERSION
-from tests.conftest import BLOCKED, KEY, SMALL_LIMITS, data_url
-from tests.inference._images import scene
+from tests.support.endpoints import BLOCKED, KEY, SMALL_LIMITS, data_url
+from tests.support.images import scene
 
 V = {"api-version": API_VERSION}
 

@@ -8,8 +8,8 @@ import pytest
 
 from corpusbeam.inference import codec
 from corpusbeam.inference.server import API_VERSION
-from tests.conftest import data_url
-from tests.inference._images import scene
+from tests.support.endpoints import data_url
+from tests.support.images import scene
 
 pytestmark = pytest.mark.minilm
 

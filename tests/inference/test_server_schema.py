@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import KEY
-from tests.schemathesis_run import run_schemathesis
+from tests.support.endpoints import KEY
+from tests.support.schemathesis_run import run_schemathesis
 
 SPEC = (
     Path(__file__).resolve().parents[1]

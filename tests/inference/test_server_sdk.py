@@ -20,8 +20,8 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
 from corpusbeam.inference import codec
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
-from tests.conftest import KEY, data_url
-from tests.inference._images import scene
+from tests.support.endpoints import KEY, data_url
+from tests.support.images import scene
 
 TEXTS = ["first document about cats", "second about dogs", "third about birds"]
 

@@ -24,8 +24,8 @@ from corpusbeam.inference.tokens import (
     known_limit,
     length_refusal,
 )
-from tests.conftest import KEY
-from tests.inference.scripted import Answer, scripted_endpoint
+from tests.support.endpoints import KEY
+from tests.support.scripted_endpoint import Answer, scripted_endpoint
 
 LONG = " ".join(f"word{i}" for i in range(120))  # 120 hash tokens
 SHORT = "a short text"

@@ -20,33 +20,25 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from benchmarks._rss import RssSampler
 from benchmarks.index_job import write_corpus
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.cli import start_cli
 
 
 def _peak(corpus: Path, output: Path) -> tuple[RssSampler, dict]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "corpusbeam",
-            "index",
-            str(corpus),
-            "--output",
-            str(output),
-            "--dimensions",
-            "64",
-            "--json",
-            "--runner=DirectRunner",
-        ],
-        cwd=REPO,
+    proc = start_cli(
+        "index",
+        str(corpus),
+        "--output",
+        str(output),
+        "--dimensions",
+        "64",
+        "--json",
+        "--runner=DirectRunner",
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -10,7 +10,7 @@ from corpusbeam.cli.main import main
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from corpusbeam.retrieval.searcher import Searcher
 from indexes import versions
-from tests.transforms.documents import docx, pdf
+from tests.support.documents import docx, pdf
 
 PAGE3 = "the heron nests under the old mill bridge every April"
 REPORT = [

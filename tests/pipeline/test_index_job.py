@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,23 +21,11 @@ from corpusbeam.inference.client import ClientSettings, EmbeddingsClient
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from indexes import versions
 from indexes.reader import open_index
-from pipeline.index_job import IndexJobConfig, run_index_job
+from pipeline.index_job import run_index_job
 from pipeline.sample_corpus import EXPECTED, write_sample
-from tests.indexes.helpers import metadata_rows
-from tests.transforms.pipelines import RUNNERS
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def job(corpus, output, *, runner="direct", **kw) -> IndexJobConfig:
-    return IndexJobConfig(
-        inputs=(str(corpus),), output=str(output), pipeline_args=tuple(RUNNERS[runner]), **kw
-    )
-
-
-def embedding_requests(ep) -> int:
-    m = ep.metrics()
-    return int(sum(v for k, v in m.items() if "requests_total" in k and "embeddings" in k))
+from tests.support.cli import start_cli
+from tests.support.indexes import metadata_rows
+from tests.support.jobs import embedding_requests, job
 
 
 @pytest.fixture(scope="module")
@@ -176,20 +163,14 @@ def test_a_killed_run_leaves_the_last_version_serving(tmp_path):
     with running_endpoint(EndpointConfig(latency_ms=(1500, 1500))) as slow:
         first = run_index_job(job(corpus, out, endpoint=slow.url))
         (corpus / "animals" / "cats.md").write_text("Changed cats.")
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "corpusbeam",
-                "index",
-                str(corpus),
-                "--output",
-                str(out),
-                "--endpoint",
-                slow.url,
-                "--runner=DirectRunner",
-            ],
-            cwd=REPO,
+        proc = start_cli(
+            "index",
+            str(corpus),
+            "--output",
+            str(out),
+            "--endpoint",
+            slow.url,
+            "--runner=DirectRunner",
             start_new_session=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

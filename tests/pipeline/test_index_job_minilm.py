@@ -17,7 +17,7 @@ import pytest
 
 from corpusbeam.retrieval.searcher import Searcher
 from pipeline.index_job import run_index_job
-from tests.pipeline.test_index_job import job
+from tests.support.jobs import job
 
 # Three index jobs with MiniLM: about a minute on a quiet machine, three under load.
 pytestmark = [pytest.mark.slow, pytest.mark.minilm, pytest.mark.timeout(900)]

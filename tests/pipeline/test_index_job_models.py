@@ -17,7 +17,7 @@ from indexes import versions
 from indexes.reader import open_index
 from pipeline.index_job import run_index_job
 from pipeline.sample_corpus import write_sample
-from tests.pipeline.test_index_job import embedding_requests, job
+from tests.support.jobs import embedding_requests, job
 from transforms.recut import RECUT_STRIDE
 
 

@@ -7,13 +7,14 @@ Each job test runs once a store, through the ``store`` fixture:
   on. Beam's S3 filesystem (the workers) gets it through ``--s3_*`` options; the
   launcher's and readers' boto3 through the usual ``AWS_*`` environment variables.
 - ``gcs``: ``gcp-storage-emulator`` on loopback with a check of ``ifGenerationMatch`` in
-  front of it (``tests/pipeline/gcs_standin.py``), a stand-in for GCS. Beam's ``gs://``
+  front of it (``tests/support/gcs_standin.py``), a stand-in for GCS. Beam's ``gs://``
   filesystem and google-cloud-storage both reach it through ``STORAGE_EMULATOR_HOST``;
   beside a stand-in credential file nothing else is configured for it, so what runs is
   the code a real bucket gets.
 
 What each store does its own way (S3's ETags with ``If-Match``/``If-None-Match``, GCS's
-generations with ``ifGenerationMatch``) has its own test.
+generations with ``ifGenerationMatch``) is tested in ``tests/indexes/test_object_stores.py``,
+with the lease's conditional writes and the copy inside a store.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import os
 import pickle
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,27 +34,21 @@ import numpy as np
 import pytest
 
 from corpusbeam.cli.main import main
-from corpusbeam.errors import ConfigError, IndexFolderError, JobError
+from corpusbeam.errors import ConfigError
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from corpusbeam.retrieval.service.config import ServiceConfig
 from corpusbeam.retrieval.service.run import running_service
 from indexes import remote, versions
-from indexes.objectstore import PreconditionFailed, open_store
+from indexes.objectstore import open_store
 from indexes.reader import open_index
 from pipeline import index_job
 from pipeline.index_job import IndexJobConfig, run_index_job
 from pipeline.sample_corpus import write_sample
-from tests.pipeline.stores import BUCKET, Store
+from tests.support.cli import start_cli
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 DATA_SUFFIXES = (".parquet", ".faiss", ".lists", ".npy", ".ivfdata", ".jsonl")
 SHARDS = 2  # several shards; few, as Beam's S3 filesystem makes a boto3 client a file (~0.4 s)
-
-
-@pytest.fixture(scope="module", params=["s3", "gcs"])
-def store(request) -> Store:
-    """Each stand-in store in turn (the job tests run once a store)."""
-    return request.getfixturevalue(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -288,28 +282,10 @@ def test_workers_finish_an_update_the_launcher_downloads_nothing(
     assert texts["animals/cats.md"] == "Cats nap in boxes."
 
 
-def test_a_lease_is_refused_while_live_taken_over_once_expired_and_lost_to_the_taker(store):
-    """The lease's conditional writes on each store, on an injected clock: created only if
-    absent, taken over only over the tag read, and a renewal over a stale tag is refused."""
-    leased = open_store(store.url("lease-only"))
-    now = [1000.0]
-    with remote.hold_lease(leased, seconds=60, clock=lambda: now[0]) as held:
-        with pytest.raises(ConfigError, match=r"another run .* expires in 60 s"):
-            with remote.hold_lease(leased, seconds=60, clock=lambda: now[0]):
-                pass
-        assert ".lease" in store.keys("lease-only")
-        now[0] += 61  # the holder stopped renewing (its run died): the lease expired
-        with remote.hold_lease(leased, seconds=60, clock=lambda: now[0]) as taker:
-            taker.check()  # the taker renews over the tag it wrote
-            with pytest.raises(JobError, match="lost the lease"):
-                held.check()  # the old holder's renewal is over a stale tag
-    # The taker released the lease; the old holder, no longer its owner, deleted nothing.
-    assert ".lease" not in store.keys("lease-only")
-
-
 def test_a_second_run_is_refused_and_a_killed_runs_lease_expires(gcs, endpoint, tmp_path):
     """The job's side of the lease, on one store: the lease is store-independent code
-    (indexes/remote.py over ObjectStore.put's conditions, tested on both stores above), and
+    (indexes/remote.py over ObjectStore.put's conditions, tested on both stores in
+    tests/indexes/test_object_stores.py), and
     each store's staging cleanup shows in the job tests above. GCS: its jobs run faster."""
     store = gcs
     corpus = write_sample(tmp_path / "corpus")
@@ -328,22 +304,16 @@ def test_a_second_run_is_refused_and_a_killed_runs_lease_expires(gcs, endpoint, 
     (corpus / "animals" / "cats.md").write_text("Changed cats.")
     # The run to kill: its embedding requests take 1.5 s each, so it is killed mid-run.
     with running_endpoint(EndpointConfig(latency_ms=(1500, 1500))) as slow:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "corpusbeam",
-                "index",
-                str(corpus),
-                "--output",
-                url,
-                "--endpoint",
-                slow.url,
-                "--lease-seconds",
-                "4",
-                *store.pipeline_args(),
-            ],
-            cwd=REPO,
+        proc = start_cli(
+            "index",
+            str(corpus),
+            "--output",
+            url,
+            "--endpoint",
+            slow.url,
+            "--lease-seconds",
+            "4",
+            *store.pipeline_args(),
             start_new_session=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -372,58 +342,3 @@ def test_a_second_run_is_refused_and_a_killed_runs_lease_expires(gcs, endpoint, 
     }
     hits = [r["text"] for r in content(url)[2] if r["document_id"] == "animals/cats.md"]
     assert hits == ["Changed cats."]
-
-
-def _current_is_switched_only_over_the_tag_read(url: str) -> tuple[str, str]:
-    """CURRENT created only if absent, then moved only from the tag read: the two tags."""
-    current = open_store(url)
-    assert remote.read_current(current) == (None, None)
-    first = remote.switch_current(current, "v1", None)  # created only if absent
-    with pytest.raises(JobError, match="changed during the run"):
-        remote.switch_current(current, "v1b", None)  # it exists now
-    name, tag = remote.read_current(current)
-    assert (name, tag) == ("v1", first)
-    second = remote.switch_current(current, "v2", tag)
-    assert second != first
-    with pytest.raises(JobError, match="v3 was written but not made live"):
-        remote.switch_current(current, "v3", first)  # another run moved it since
-    assert remote.read_current(current) == ("v2", second)
-    with pytest.raises(PreconditionFailed):
-        current.put("CURRENT", b"v4\n", if_match=first)
-    assert current.read("CURRENT") == b"v2\n"
-    return first, second
-
-
-def test_s3_current_is_switched_with_if_match_and_if_none_match(s3):
-    first, second = _current_is_switched_only_over_the_tag_read(s3.url("switch"))
-    # The tags are the object's ETags, the values S3's If-Match compares.
-    import boto3
-
-    head = boto3.client("s3").head_object(Bucket=BUCKET, Key="switch/CURRENT")
-    assert head["ETag"] == second != first
-    # boto3's errors come out as ours, naming the object.
-    with pytest.raises(IndexFolderError, match="s3://corpus/switch/missing -> copied"):
-        open_store(s3.url("switch")).copy("missing", "copied")
-
-
-def test_gcs_current_is_switched_with_if_generation_match(gcs, tmp_path):
-    first, second = _current_is_switched_only_over_the_tag_read(gcs.url("switch"))
-    # The tags are the object's generations, the values GCS's ifGenerationMatch compares.
-    from google.cloud import storage
-
-    blob = storage.Client().bucket(BUCKET).get_blob("switch/CURRENT")
-    assert str(blob.generation) == second != first
-    # google-cloud-storage's errors come out as ours, naming the object.
-    with pytest.raises(IndexFolderError, match="gs://corpus/switch/missing: 404"):
-        open_store(gcs.url("switch")).download("missing", tmp_path / "missing")
-
-
-def test_a_copy_inside_the_store_keeps_the_bytes(store):
-    # What an update uses for the files it shares with the live version.
-    copies = open_store(store.url("copies"))
-    data = bytes(range(256)) * 1000
-    copies.put("versions/v1/index.faiss", data)
-    copies.copy("versions/v1/index.faiss", "versions/v2/index.faiss")
-    assert copies.read("versions/v2/index.faiss") == data
-    with pytest.raises(IndexFolderError, match=f"{store.url('copies')}/versions/v0/missing"):
-        copies.copy("versions/v0/missing", "versions/v2/missing")

@@ -36,8 +36,9 @@ import pytest
 from corpusbeam.cli.main import main
 from indexes import versions
 from indexes.manifest import Manifest
+from tests.support.cli import cli_command
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 DOCS = 1000  # auto's IVF lists: 32, at 30 training vectors a list
 WORDS = [f"w{i}" for i in range(300)]
 ASKED = 5  # the document the fresh version is asked for
@@ -103,10 +104,10 @@ with Searcher(sys.argv[1]) as s:
 """
 
 
-def child(argv: list[str]) -> subprocess.Popen:
+def child(command: list[str]) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
-    return subprocess.Popen([sys.executable, *argv], cwd=REPO, env=env, text=True, **pipes)
+    return subprocess.Popen(command, cwd=REPO, env=env, text=True, **pipes)
 
 
 def how_it_ended(code: int) -> str:
@@ -129,8 +130,8 @@ def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
 @contextmanager
 def serving(target: str) -> Iterator[str]:
     """``corpusbeam serve TARGET`` in a child, following CURRENT every 0.2 s; its URL."""
-    argv = ["-m", "corpusbeam", "serve", target, "--name", "m", "--port", "0"]
-    proc = child([*argv, "--poll-interval", "0.2", "--log-level", "warning"])
+    argv = ["serve", target, "--name", "m", "--port", "0"]
+    proc = child(cli_command(*argv, "--poll-interval", "0.2", "--log-level", "warning"))
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -173,11 +174,9 @@ def every_reader_finds(target: str, url: str, doc: int, text: str, what: str, tm
     qrels.write_text(f"query-id\tcorpus-id\tscore\nq\td{doc}\t1\n")
     judged = ["--queries", str(queries), "--qrels", str(qrels), "-k", "5", "--json"]
     procs = {
-        "corpusbeam search": child(
-            ["-m", "corpusbeam", "search", target, text, "-k", "5", "--json"]
-        ),
-        "Searcher": child(["-c", SEARCHER, target, text]),
-        "corpusbeam evaluate --qrels": child(["-m", "corpusbeam", "evaluate", target, *judged]),
+        "corpusbeam search": child(cli_command("search", target, text, "-k", "5", "--json")),
+        "Searcher": child([sys.executable, "-c", SEARCHER, target, text]),
+        "corpusbeam evaluate --qrels": child(cli_command("evaluate", target, *judged)),
     }
     hits: dict[str, list[str]] = {}
     problems: list[str] = []
@@ -212,8 +211,8 @@ def the_other_commands_read(out: str, what: str, tmp: Path) -> None:
     """``corpusbeam report`` and ``corpusbeam retry-failures`` (a whole job again, which
     reads the live version to update it) exit 0 on the output."""
     procs = {
-        "report": child(["-m", "corpusbeam", "report", out, "--out", str(tmp / "report")]),
-        "retry-failures": child(["-m", "corpusbeam", "retry-failures", out, "--progress", "off"]),
+        "report": child(cli_command("report", out, "--out", str(tmp / "report"))),
+        "retry-failures": child(cli_command("retry-failures", out, "--progress", "off")),
     }
     ended = {name: finish(proc) for name, proc in procs.items()}
     problems = [

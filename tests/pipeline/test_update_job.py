@@ -5,11 +5,9 @@ its shared files untouched, and the next run completes."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,53 +23,10 @@ from indexes.lexical import open_lexical
 from indexes.probe import PROBE, load_probe
 from indexes.reader import open_index
 from pipeline.index_job import IndexJobConfig, run_index_job
-from tests.transforms.pipelines import RUNNERS
-
-REPO = Path(__file__).resolve().parents[2]
-WORDS = ["otter", "heron", "maple", "granite", "comet"]
-WORDS += ["violin", "lantern", "harbor", "cedar", "falcon"]
-
-
-class Records:
-    """Records with ids in two JSONL files; each step edits, adds, deletes and moves."""
-
-    def __init__(self, folder: Path, n: int = 160) -> None:
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        self.files = {f"r{i}": ("a.jsonl" if i % 2 else "b.jsonl", self._text(i)) for i in range(n)}
-        self.next = n
-        self.deleted: set[str] = set()
-        self.rng = np.random.default_rng(7)
-        self.write()
-
-    def _text(self, i: int) -> str:
-        return f"Record {i} tells of the {WORDS[i % 10]} and the {WORDS[(i * 7) % 10]} #{i * 31}."
-
-    def write(self) -> None:
-        by_file: dict[str, list[str]] = {"a.jsonl": [], "b.jsonl": []}
-        for rid, (name, text) in sorted(self.files.items()):
-            by_file[name].append(json.dumps({"id": rid, "text": text}))
-        for name, lines in by_file.items():
-            (self.folder / name).write_text("\n".join(lines) + "\n")
-
-    def step(self) -> str:
-        names = sorted(self.files)
-        picked = self.rng.choice(len(names), 9, replace=False)
-        for j in picked[:4]:  # edits
-            where, _ = self.files[names[j]]
-            self.files[names[j]] = (where, self._text(self.next))
-            self.next += 1
-        for j in picked[4:8]:  # deletions
-            del self.files[names[j]]
-            self.deleted.add(names[j])
-        moved = names[picked[8]]  # to the other file, same id and text
-        where, text = self.files[moved]
-        self.files[moved] = ("b.jsonl" if where == "a.jsonl" else "a.jsonl", text)
-        for _ in range(4):  # additions
-            self.files[f"r{self.next}"] = ("a.jsonl", self._text(self.next))
-            self.next += 1
-        self.write()
-        return moved
+from tests.support.beam import RUNNERS
+from tests.support.cli import start_cli
+from tests.support.jobs import WORDS, Records
+from tests.support.paths import REPO
 
 
 def job(corpus: Path, output: Path, url: str, **kw) -> IndexJobConfig:
@@ -245,22 +200,16 @@ def test_a_killed_update_leaves_the_previous_version_intact(tmp_path, endpoint):
     shared = [p for p in files if p.stat().st_nlink > 1]
     assert shared  # the main index (and unchanged files) are hard links to the first's
     records.step()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "corpusbeam",
-            "index",
-            str(records.folder),
-            "--output",
-            str(out),
-            "--endpoint",
-            endpoint.url,
-            "--shards",
-            "4",
-            "--runner=DirectRunner",
-        ],
-        cwd=REPO,
+    proc = start_cli(
+        "index",
+        str(records.folder),
+        "--output",
+        str(out),
+        "--endpoint",
+        endpoint.url,
+        "--shards",
+        "4",
+        "--runner=DirectRunner",
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -18,8 +18,8 @@ from corpusbeam.inference.server.run import RunningEndpoint
 from corpusbeam.retrieval.searcher import Searcher
 from corpusbeam.retrieval.service.config import ServiceConfig
 from corpusbeam.retrieval.service.run import RunningService, running_service
-from tests.conftest import KEY
-from tests.folders import D
+from tests.support.endpoints import KEY
+from tests.support.folders import D
 
 SERVICE_KEY = "service-key-0123"
 SECRET = "sk-never-in-an-answer"

@@ -12,7 +12,8 @@ from corpusbeam.errors import ConfigError
 from corpusbeam.retrieval.hybrid import rrf
 from corpusbeam.retrieval.searcher import Searcher, search_all
 from indexes import BuildConfig, build_folder
-from tests.folders import D, corpus, png, text_metadata
+from tests.support.folders import D, corpus, text_metadata
+from tests.support.images import scene_png
 
 RARE = "ERR_QX4471"
 NOTES = (
@@ -115,8 +116,8 @@ def test_modes_are_checked_and_named(notes_folder, tmp_path, doc_client):
         with pytest.raises(ConfigError, match="dense only"):
             s.search(vector=[0.1] * D, mode="lexical")
         with pytest.raises(ConfigError, match="dense only"):
-            search_all([s], image=png(1), mode="hybrid")
-        assert len(s.search(image=png(1), k=3, mode="dense")) == 3
+            search_all([s], image=scene_png(1), mode="hybrid")
+        assert len(s.search(image=scene_png(1), k=3, mode="dense")) == 3
     xb = doc_client.embed_texts(["a b", "c d"], dimensions=D, encoding_format="float").vectors
     build_folder(
         tmp_path / "old",

@@ -19,7 +19,7 @@ from corpusbeam.retrieval.relevance import (
     recall_at_k,
 )
 from corpusbeam.retrieval.searcher import Searcher
-from tests.folders import corpus
+from tests.support.folders import corpus
 
 
 def test_metrics_match_a_hand_computation():

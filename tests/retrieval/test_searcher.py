@@ -19,8 +19,9 @@ from corpusbeam.retrieval.searcher import (
     search_all,
 )
 from indexes import build_folder, open_index
-from tests.conftest import KEY
-from tests.folders import D, corpus, flip, make_versioned, png
+from tests.support.endpoints import KEY
+from tests.support.folders import D, corpus, flip, make_versioned
+from tests.support.images import scene_png
 
 
 def test_resolve_index_folder_takes_a_folder_or_an_output_dir(float_folder, tmp_path, build_text):
@@ -87,10 +88,10 @@ def test_vector_queries_equal_a_direct_folder_search(float_folder):
 
 def test_image_queries_by_bytes_and_path(image_folder, tmp_path):
     path = tmp_path / "query.png"
-    path.write_bytes(png(2))
+    path.write_bytes(scene_png(2))
     with Searcher(image_folder) as s:
-        by_bytes = s.search(image=png(1), k=3)
-        by_path = s.search_images([path, png(0)], k=1)
+        by_bytes = s.search(image=scene_png(1), k=3)
+        by_path = s.search_images([path, scene_png(0)], k=1)
     assert by_bytes[0].document_id == "img-1"
     assert by_bytes[0].metadata["modality"] == "image"
     assert by_bytes[0].text == "green ellipse and a line"
@@ -155,7 +156,7 @@ def test_merge_across_folders_by_score(float_folder, int8_folder, binary_folder,
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
         assert hits[0].text.startswith("the horse eats hay")
         # Texts and images from the same model merge; the picture wins for a picture.
-        mixed = search_all([a, images], image=png(0), k=3)
+        mixed = search_all([a, images], image=scene_png(0), k=3)
         assert mixed[0].index == "pictures" and mixed[0].document_id == "img-0"
         with pytest.raises(ConfigError, match="texts-bits"):
             check_mergeable([a, bits])

@@ -18,8 +18,9 @@ from corpusbeam.errors import ConfigError
 from corpusbeam.retrieval.service.config import ServiceConfig
 from corpusbeam.retrieval.service.run import RunningService, running_service
 from indexes import open_index
-from tests.folders import D, png
-from tests.schemathesis_run import run_schemathesis
+from tests.support.folders import D
+from tests.support.images import scene_png
+from tests.support.schemathesis_run import run_schemathesis
 
 SERVICE_KEY = "service-key-0123"
 LIMITS = ServiceConfig(max_k=50, max_query_chars=200, max_request_bytes=64 * 1024, poll_interval=0)
@@ -55,7 +56,7 @@ def test_text_query_answers_hits_in_the_cli_shape(http):
 
 
 def test_without_index_all_indexes_are_searched_and_merged(http):
-    r = http.post("/search", json={"image": data_url(png(2)), "k": 4})
+    r = http.post("/search", json={"image": data_url(scene_png(2)), "k": 4})
     assert r.status_code == 200, r.text
     hits = r.json()["hits"]
     assert hits[0]["index"] == "pictures" and hits[0]["document_id"] == "img-2"

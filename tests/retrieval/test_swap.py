@@ -15,7 +15,7 @@ from corpusbeam.retrieval.embedder import EmbedderPool
 from corpusbeam.retrieval.live import LiveIndex
 from corpusbeam.retrieval.service.config import ServiceConfig
 from corpusbeam.retrieval.service.run import running_service
-from tests.folders import flip, make_versioned
+from tests.support.folders import flip, make_versioned
 
 QUERY = {"query": "the rabbit eats carrots", "k": 3}
 UPDATES = 5  # each an update and a swap under load (issue 13: five successive updates)
@@ -140,8 +140,8 @@ def test_swap_to_each_updated_version_under_load(tmp_path):
     from corpusbeam.inference.server import EndpointConfig, running_endpoint
     from indexes import versions
     from pipeline.index_job import IndexJobConfig, run_index_job
-    from tests.pipeline.test_update_job import Records
-    from tests.transforms.pipelines import RUNNERS
+    from tests.support.beam import RUNNERS
+    from tests.support.jobs import Records
 
     records = Records(tmp_path / "corpus", n=200)
     out = tmp_path / "out"

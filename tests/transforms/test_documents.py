@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.transforms.documents import docx, pdf
+from tests.support.documents import docx, pdf
 from transforms.elements import Document, Failure
 from transforms.formats import RecordFields, parse_documents
 

@@ -13,8 +13,8 @@ from apache_beam.testing.util import assert_that
 
 from corpusbeam.inference.client import ClientSettings, EmbeddingsClient, RetryPolicy, Timeouts
 from corpusbeam.inference.server import EndpointConfig, FaultRates, running_endpoint
-from tests.transforms.corpus import png
-from tests.transforms.pipelines import exactly, run
+from tests.support.beam import exactly, run
+from tests.support.images import solid_png
 from transforms import (
     ChunkDocuments,
     EmbedImages,
@@ -105,9 +105,9 @@ def test_every_input_ends_embedded_or_failed_exactly_once(tmp_path, faulty_endpo
 def test_vectors_match_the_client_and_images_embed(tmp_path):
     (tmp_path / "a.txt").write_text("Cats purr in the sun.")
     (tmp_path / "b.txt").write_text("Boats sail across the bay.")
-    (tmp_path / "red.png").write_bytes(png())
+    (tmp_path / "red.png").write_bytes(solid_png())
     (tmp_path / "red.txt").write_text("a red square")
-    (tmp_path / "blue.png").write_bytes(png(colour=(0, 0, 255)))
+    (tmp_path / "blue.png").write_bytes(solid_png(colour=(0, 0, 255)))
     with running_endpoint(EndpointConfig(dimensions=64)) as ep:
         settings = ClientSettings(endpoint=ep.url, encoding_format="int8")
         with EmbeddingsClient(settings) as client:

@@ -5,7 +5,7 @@ import io
 import pytest
 from PIL import Image
 
-from tests.transforms.corpus import jpeg, png
+from tests.support.images import jpeg, solid_png
 from transforms.elements import Document, Failure
 from transforms.formats import RecordFields, html_to_text, parse_documents
 from transforms.images import ImageLimits, InvalidImage, prepare_image
@@ -68,7 +68,7 @@ def test_bad_files_give_readable_reasons(data, ext, reason):
 
 
 def test_small_images_are_sent_as_they_are():
-    data = png()
+    data = solid_png()
     out = prepare_image(data, ImageLimits())
     assert out.data == data and out.format == "png" and not out.resized
 
@@ -101,7 +101,7 @@ def test_other_formats_are_converted():
     [
         (b"", "empty file"),
         (b"not an image", "cannot identify"),
-        (png(size=(256, 256))[:300], "cannot decode image"),
+        (solid_png(size=(256, 256))[:300], "cannot decode image"),
     ],
 )
 def test_corrupt_images(data, reason):

@@ -3,8 +3,8 @@
 import apache_beam as beam
 from apache_beam.testing.util import assert_that
 
-from tests.transforms.corpus import write_bad, write_valid
-from tests.transforms.pipelines import exactly, run
+from tests.support.beam import exactly, run
+from tests.support.corpus import write_bad, write_valid
 from transforms import ReadDocuments, ReadImages
 
 

@@ -1,4 +1,4 @@
-"""Index folders for the search tests, embedded by the real local endpoint (hash model).
+"""Fixtures: index folders for the search tests, embedded by the real local endpoint (hash model).
 
 The folders record ``endpoint="local://hash"``, so a ``Searcher`` starts its own local
 endpoint to embed queries, exactly as it would for an index the pipeline built.
@@ -6,7 +6,6 @@ endpoint to embed queries, exactly as it would for an index the pipeline built.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from corpusbeam.inference.client import ClientSettings, EmbeddingsClient
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from indexes import BuildConfig, build_folder
-from tests.inference._images import scene
+from tests.support.images import scene_png
 
 faiss.omp_set_num_threads(1)
 
@@ -34,12 +33,6 @@ def corpus() -> list[str]:
         for i, a in enumerate(ANIMALS)
         for j, f in enumerate(FOODS)
     ]
-
-
-def png(kind: int) -> bytes:
-    buf = io.BytesIO()
-    scene(kind).save(buf, "PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="session")
@@ -121,7 +114,7 @@ def int8_folder(tmp_path_factory, build_text) -> Path:
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory, doc_client) -> Path:
     """Six pictures (three kinds, each twice with different sizes) with captions."""
-    images = [png(k) for k in range(3)]
+    images = [scene_png(k) for k in range(3)]
     captions = ["red square and a white dot", "green ellipse and a line", "brown stripes"]
     xb = doc_client.embed_images(
         images, input_type="document", dimensions=D, encoding_format="float"

@@ -1,6 +1,8 @@
-"""Synthetic test pictures: deterministic, distinct, and cheap."""
+"""Synthetic test pictures: deterministic, distinct, and cheap; as images or encoded."""
 
 from __future__ import annotations
+
+import io
 
 from PIL import Image, ImageDraw
 
@@ -33,3 +35,28 @@ def near_duplicate(im: Image.Image) -> Image.Image:
     """Resized to 60 %, colours nudged: the same picture to a person."""
     small = im.resize((im.width * 3 // 5, im.height * 3 // 5), Image.Resampling.BILINEAR)
     return small.point(lambda v: min(255, v + 6))
+
+
+def scene_png(kind: int) -> bytes:
+    """``scene(kind)`` encoded as PNG."""
+    buf = io.BytesIO()
+    scene(kind).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def solid_png(colour=(200, 30, 30), size=(64, 48)) -> bytes:
+    """A PNG of one colour."""
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+def jpeg(size=(64, 48), colour=(30, 200, 30), orientation: int | None = None) -> bytes:
+    """A JPEG of one colour, with an EXIF orientation when ``orientation`` is given."""
+    out = io.BytesIO()
+    image = Image.new("RGB", size, colour)
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    image.save(out, format="JPEG", quality=85, exif=exif.tobytes())
+    return out.getvalue()

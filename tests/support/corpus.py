@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -10,21 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-
-def png(colour=(200, 30, 30), size=(64, 48)) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", size, colour).save(out, format="PNG")
-    return out.getvalue()
-
-
-def jpeg(size=(64, 48), colour=(30, 200, 30), orientation: int | None = None) -> bytes:
-    out = io.BytesIO()
-    image = Image.new("RGB", size, colour)
-    exif = Image.Exif()
-    if orientation:
-        exif[0x0112] = orientation
-    image.save(out, format="JPEG", quality=85, exif=exif.tobytes())
-    return out.getvalue()
+from tests.support.images import jpeg, solid_png
 
 
 def write_valid(root: Path) -> dict[str, str]:
@@ -48,7 +33,7 @@ def write_valid(root: Path) -> dict[str, str]:
         pa.table({"id": ["pq-1"], "text": ["Rain feeds the rivers."], "n": [3]}),
         root / "data.parquet",
     )
-    (root / "red.png").write_bytes(png())
+    (root / "red.png").write_bytes(solid_png())
     (root / "red.txt").write_text("a red square")  # caption sidecar, not a document
     (root / "rotated.jpg").write_bytes(jpeg(orientation=6))
     return {
@@ -72,7 +57,7 @@ def write_bad(root: Path) -> dict[str, str]:
         line = b"a perfectly ordinary line of text in a very large file\n"
         f.write(line * (50_000_000 // len(line) + 1))
     (root / "broken.jsonl").write_text('{"id": "ok-1", "text": "fine"}\n{"id": \n{"id": "x"}\n')
-    whole = png(size=(256, 256))
+    whole = solid_png(size=(256, 256))
     (root / "truncated.png").write_bytes(whole[: len(whole) // 2])
     (root / "zero.png").write_bytes(b"")
     (root / "notes.xyz").write_text("what is this")

@@ -1,13 +1,26 @@
-"""Helpers for the index tests: a folder built the usual way, and metadata rows of hits."""
+"""Index test data and helpers: seeded clustered vectors, a folder built the usual way, and
+metadata rows of hits."""
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 
 from corpusbeam.inference import codec
 from indexes import BuildConfig, IndexFolder, build_folder
 
 ENDPOINT = "https://user:secret@models.example.com/embeddings?api-key=SECRET#x"
+
+
+def clustered(n: int, d: int, seed: int) -> np.ndarray:
+    """Unit vectors around 40 cluster centres in a 12-dimensional subspace, plus noise."""
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(1234).standard_normal((40, 12)).astype(np.float32)
+    proj = np.random.default_rng(4321).standard_normal((12, d)).astype(np.float32)
+    z = centres[rng.integers(0, 40, n)] + 0.5 * rng.standard_normal((n, 12), dtype=np.float32)
+    x = z @ proj + 0.1 * rng.standard_normal((n, d), dtype=np.float32)
+    faiss.normalize_L2(x)
+    return x
 
 
 def build(path, xb, metadata, encoding="float", **kw):

@@ -1,13 +1,14 @@
 """Running real Beam pipelines in tests, on each runner that works offline, and checking
-their outputs with matchers that run inside the pipeline (so they work on every runner)."""
+their outputs with matchers that run inside the pipeline (so they work on every runner).
+Beam loads when a pipeline runs, not when ``RUNNERS`` is imported."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.testing.util import BeamAssertException
+if TYPE_CHECKING:
+    import apache_beam as beam
 
 RUNNERS = {
     "direct": ["--runner=DirectRunner"],
@@ -21,6 +22,9 @@ RUNNERS = {
 
 
 def run(build: Callable[[beam.Pipeline], None], runner: str = "direct"):
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
     p = beam.Pipeline(options=PipelineOptions(RUNNERS[runner]))
     build(p)
     result = p.run()
@@ -31,6 +35,7 @@ def run(build: Callable[[beam.Pipeline], None], runner: str = "direct"):
 def exactly(expected: dict[str, str]):
     """Matcher for (id, message) pairs: each expected id once, its message containing
     the expected fragment, and nothing else."""
+    from apache_beam.testing.util import BeamAssertException
 
     def check(actual):
         seen: dict[str, str] = {}

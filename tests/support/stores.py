@@ -1,7 +1,8 @@
-"""The stand-in object stores, shared by the modules that run the job on one: moto's S3
-server and ``gcp-storage-emulator`` on loopback (see ``test_object_store``'s docstring).
-Registered as fixtures by ``tests/pipeline/conftest.py``; module-scoped, so each module
-that asks for one starts its own."""
+"""Fixtures: the stand-in object stores, shared by the modules that run the job or the
+stores' own mechanics on one: moto's S3 server and ``gcp-storage-emulator`` on loopback
+(see ``tests/pipeline/test_object_store.py``'s docstring). ``store`` is each in turn.
+Registered by the root ``conftest.py``; module-scoped, so each module that asks for one
+starts its own."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import pytest
 
 from indexes import remote
 from indexes.objectstore import open_store
-from tests.transforms.pipelines import RUNNERS
+from tests.support.beam import RUNNERS
 
-__all__ = ["BUCKET", "Store", "gcs", "s3"]
+__all__ = ["BUCKET", "Store", "gcs", "s3", "store"]
 
 BUCKET = "corpus"
 
@@ -74,7 +75,7 @@ def gcs(tmp_path_factory):
     """A stand-in for GCS on loopback, and the environment every process reaches it with."""
     pytest.importorskip("gcp_storage_emulator")
     pytest.importorskip("google.cloud.storage")
-    from tests.pipeline.gcs_standin import credentials_file, running_gcs
+    from tests.support.gcs_standin import credentials_file, running_gcs
 
     home = tmp_path_factory.mktemp("gcs")
     with running_gcs(BUCKET) as url, pytest.MonkeyPatch.context() as mp:
@@ -82,3 +83,9 @@ def gcs(tmp_path_factory):
         mp.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(credentials_file(home / "adc.json")))
         mp.setenv(remote.CACHE_ENV, str(tmp_path_factory.mktemp("gcs-cache")))
         yield Store("gs", runners=("direct", "multiprocess", "portable"))
+
+
+@pytest.fixture(scope="module", params=["s3", "gcs"])
+def store(request) -> Store:
+    """Each stand-in store in turn (a test that takes it runs once a store)."""
+    return request.getfixturevalue(request.param)

@@ -1,0 +1,88 @@
+"""The object stores' own mechanics, on both stand-ins (``tests/support/stores.py``): the
+lease's conditional writes, ``CURRENT`` switched only over the tag read (S3's ETags with
+``If-Match``/``If-None-Match``, GCS's generations with ``ifGenerationMatch``), errors
+converted to ours, and a copy inside the store. The job on a store is
+``tests/pipeline/test_object_store.py``."""
+
+from __future__ import annotations
+
+import pytest
+
+from corpusbeam.errors import ConfigError, IndexFolderError, JobError
+from indexes import remote
+from indexes.objectstore import PreconditionFailed, open_store
+from tests.support.stores import BUCKET
+
+
+def test_a_lease_is_refused_while_live_taken_over_once_expired_and_lost_to_the_taker(store):
+    """The lease's conditional writes on each store, on an injected clock: created only if
+    absent, taken over only over the tag read, and a renewal over a stale tag is refused."""
+    leased = open_store(store.url("lease-only"))
+    now = [1000.0]
+    with remote.hold_lease(leased, seconds=60, clock=lambda: now[0]) as held:
+        with pytest.raises(ConfigError, match=r"another run .* expires in 60 s"):
+            with remote.hold_lease(leased, seconds=60, clock=lambda: now[0]):
+                pass
+        assert ".lease" in store.keys("lease-only")
+        now[0] += 61  # the holder stopped renewing (its run died): the lease expired
+        with remote.hold_lease(leased, seconds=60, clock=lambda: now[0]) as taker:
+            taker.check()  # the taker renews over the tag it wrote
+            with pytest.raises(JobError, match="lost the lease"):
+                held.check()  # the old holder's renewal is over a stale tag
+    # The taker released the lease; the old holder, no longer its owner, deleted nothing.
+    assert ".lease" not in store.keys("lease-only")
+
+
+def _current_is_switched_only_over_the_tag_read(url: str) -> tuple[str, str]:
+    """CURRENT created only if absent, then moved only from the tag read: the two tags."""
+    current = open_store(url)
+    assert remote.read_current(current) == (None, None)
+    first = remote.switch_current(current, "v1", None)  # created only if absent
+    with pytest.raises(JobError, match="changed during the run"):
+        remote.switch_current(current, "v1b", None)  # it exists now
+    name, tag = remote.read_current(current)
+    assert (name, tag) == ("v1", first)
+    second = remote.switch_current(current, "v2", tag)
+    assert second != first
+    with pytest.raises(JobError, match="v3 was written but not made live"):
+        remote.switch_current(current, "v3", first)  # another run moved it since
+    assert remote.read_current(current) == ("v2", second)
+    with pytest.raises(PreconditionFailed):
+        current.put("CURRENT", b"v4\n", if_match=first)
+    assert current.read("CURRENT") == b"v2\n"
+    return first, second
+
+
+def test_s3_current_is_switched_with_if_match_and_if_none_match(s3):
+    first, second = _current_is_switched_only_over_the_tag_read(s3.url("switch"))
+    # The tags are the object's ETags, the values S3's If-Match compares.
+    import boto3
+
+    head = boto3.client("s3").head_object(Bucket=BUCKET, Key="switch/CURRENT")
+    assert head["ETag"] == second != first
+    # boto3's errors come out as ours, naming the object.
+    with pytest.raises(IndexFolderError, match="s3://corpus/switch/missing -> copied"):
+        open_store(s3.url("switch")).copy("missing", "copied")
+
+
+def test_gcs_current_is_switched_with_if_generation_match(gcs, tmp_path):
+    first, second = _current_is_switched_only_over_the_tag_read(gcs.url("switch"))
+    # The tags are the object's generations, the values GCS's ifGenerationMatch compares.
+    from google.cloud import storage
+
+    blob = storage.Client().bucket(BUCKET).get_blob("switch/CURRENT")
+    assert str(blob.generation) == second != first
+    # google-cloud-storage's errors come out as ours, naming the object.
+    with pytest.raises(IndexFolderError, match="gs://corpus/switch/missing: 404"):
+        open_store(gcs.url("switch")).download("missing", tmp_path / "missing")
+
+
+def test_a_copy_inside_the_store_keeps_the_bytes(store):
+    # What an update uses for the files it shares with the live version.
+    copies = open_store(store.url("copies"))
+    data = bytes(range(256)) * 1000
+    copies.put("versions/v1/index.faiss", data)
+    copies.copy("versions/v1/index.faiss", "versions/v2/index.faiss")
+    assert copies.read("versions/v2/index.faiss") == data
+    with pytest.raises(IndexFolderError, match=f"{store.url('copies')}/versions/v0/missing"):
+        copies.copy("versions/v0/missing", "versions/v2/missing")
