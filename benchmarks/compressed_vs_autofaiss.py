@@ -74,9 +74,9 @@ def _build_ours(xb_path: str, out: str, budget: str, threads: str) -> dict:
 def _search_ours(out: str, xq_path: str, i_path: str, k: int = 10) -> dict:
     import faiss
 
-    from indexes.ids import chunk_ids
-    from indexes.parts import RESCORE_SUFFIX
     from indexes.reader import open_index
+    from indexes.storage.ids import chunk_ids
+    from indexes.storage.parts import RESCORE_SUFFIX
 
     xq = np.load(xq_path)
     faiss.omp_set_num_threads(1)

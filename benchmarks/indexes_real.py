@@ -34,8 +34,8 @@ import numpy as np
 
 from corpusbeam.inference import codec
 from indexes import BuildConfig, build_folder, open_index
-from indexes.ids import chunk_ids
-from indexes.tune import exact_search, recall_at_k
+from indexes.building.tune import exact_search, recall_at_k
+from indexes.storage.ids import chunk_ids
 
 BENCH = "indexes_real"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"

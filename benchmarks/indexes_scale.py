@@ -34,7 +34,7 @@ import faiss
 import numpy as np
 
 from corpusbeam.inference import codec
-from indexes.build import (
+from indexes.ann.build import (
     add_vectors,
     prepare_vectors,
     read_index,
@@ -42,9 +42,9 @@ from indexes.build import (
     training_sample,
     write_index,
 )
-from indexes.choose import choose_index
-from indexes.search import RescoreStore, index_id_view, search
-from indexes.tune import exact_search, recall_at_k, tune_index
+from indexes.ann.choose import choose_index
+from indexes.ann.search import RescoreStore, index_id_view, search
+from indexes.building.tune import exact_search, recall_at_k, tune_index
 
 BENCH = "indexes_scale"
 BLOCK = 100_000

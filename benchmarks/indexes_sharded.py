@@ -25,9 +25,9 @@ import faiss
 import numpy as np
 
 from corpusbeam.inference import codec
-from indexes import build
-from indexes.choose import choose_index
-from indexes.search import search
+from indexes.ann import build
+from indexes.ann.choose import choose_index
+from indexes.ann.search import search
 
 BENCH = "indexes_sharded"
 

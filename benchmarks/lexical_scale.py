@@ -14,7 +14,7 @@ dimensions, ``IVF1024,SQ8`` (as ``benchmarks.search_latency``), the manifest's e
 
 Figures (one JSON line each, ``loadavg_1m`` beside every timing):
 
-- ``bm25_build``: ``indexes.lexical.build_lexical`` over the texts (what the folder
+- ``bm25_build``: ``indexes.lexical.index.build_lexical`` over the texts (what the folder
   writer runs), seconds, with the lexical folder's bytes and postings; ``--segments S``
   builds the folder's lexical index as S segments of consecutive ids (as the id-range
   parts of an index job give), searched as one;
@@ -91,9 +91,9 @@ def relex(version: Path, segments: int) -> None:
     """Rebuild ``version``'s lexical index from its parts' text as ``segments`` segments of
     consecutive ids, in place, and record it (and its files' checksums) in the manifest."""
     from indexes import open_index
-    from indexes.files import sha256
-    from indexes.lexical import build_lexical
-    from indexes.manifest import Manifest
+    from indexes.lexical.index import build_lexical
+    from indexes.storage.files import sha256
+    from indexes.storage.manifest import Manifest
 
     parts = open_index(version, verify=False).parts
     ids = parts.ids()
@@ -117,7 +117,7 @@ def relex(version: Path, segments: int) -> None:
 
 def build(folder: Path, texts: list[str]) -> None:
     from indexes import BuildConfig, build_folder
-    from indexes.lexical import build_lexical
+    from indexes.lexical.index import build_lexical
 
     n = len(texts)
     scratch = Path(tempfile.mkdtemp(prefix="bm25-"))

@@ -229,7 +229,7 @@ def main() -> None:
         a, b = evaluate_folder(updated), evaluate_folder(full)
         # The same search parameters for both (each build tunes its own under a latency
         # budget, which a loaded machine moves): the index structures compared alone.
-        from indexes.manifest import Manifest
+        from indexes.storage.manifest import Manifest
 
         params = Manifest.from_json((updated / "manifest.json").read_text()).search_params
         same = evaluate_folder(full, params=params)
@@ -266,7 +266,7 @@ def breakdown(corpus: Path, output: Path) -> None:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from indexes.manifest import Manifest
+    from indexes.storage.manifest import Manifest
     from transforms import ChunkDocuments, ReadDocuments
     from transforms.reuse import _load
 

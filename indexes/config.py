@@ -48,7 +48,7 @@ class BuildConfig:
     ``rescore_factor`` candidates a result are rescored when rescoring vectors are given
     (default 4 for int8 indexes, 20 for binary ones: bits lose more; on MiniLM
     embeddings 10 candidates a result kept 0.948 of exact float recall@10, 20 kept 0.977).
-    ``lexical`` also builds a BM25 index over the chunks' text (``indexes.lexical``).
+    ``lexical`` also builds a BM25 index over the chunks' text (``indexes.lexical.index``).
     """
 
     memory_budget: int = DEFAULT_MEMORY_BUDGET

@@ -8,7 +8,7 @@ A filter is a dict:
 - ``{"$and": [f, ...]}``, ``{"$or": [f, ...]}``, ``{"$not": f}``.
 
 ``filter_ids(table, expr)`` returns the matching rows' ids (int64, sorted), which
-``indexes.search`` turns into an ``IDSelectorBatch`` inside the FAISS search. Nulls never
+``indexes.ann.search`` turns into an ``IDSelectorBatch`` inside the FAISS search. Nulls never
 match (except through ``$ne`` / ``$nin``, which treat a null as different).
 """
 

@@ -15,16 +15,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpusbeam.errors import ConfigError, IndexFolderError
-from indexes import build
-from indexes.choose import IndexSpec, family_of
-from indexes.files import MANIFEST, sha256
+from indexes.ann import build
+from indexes.ann.choose import IndexSpec, family_of
+from indexes.ann.search import RescoreStore, SearchResult, index_id_view, ivf_ids, search
+from indexes.ann.segments import SegmentedIndex, read_tombstones
 from indexes.filters import filter_columns, filter_ids
-from indexes.layers import check_overlay, open_parts, overlay_files
-from indexes.manifest import Manifest, check_expected
-from indexes.parts import METADATA_SUFFIX, RESCORE_SUFFIX, VECTORS_SUFFIX, PartInfo
-from indexes.search import RescoreStore, SearchResult, index_id_view, ivf_ids, search
-from indexes.segments import SegmentedIndex, read_tombstones
-from indexes.tables import vectors_schema
+from indexes.storage.files import MANIFEST, sha256
+from indexes.storage.layers import check_overlay, open_parts, overlay_files
+from indexes.storage.manifest import Manifest, check_expected
+from indexes.storage.parts import METADATA_SUFFIX, RESCORE_SUFFIX, VECTORS_SUFFIX, PartInfo
+from indexes.storage.tables import vectors_schema
 
 __all__ = ["IndexFolder", "open_index"]
 
@@ -76,7 +76,7 @@ class IndexFolder:
             return None
         if self._store is None:
             # A compressed index's full vectors are read a row at a time, never mapped, so
-            # resident memory stays within the budget (indexes.rows).
+            # resident memory stays within the budget (indexes.storage.npy_rows).
             vec = self.parts.rescore_rows(mapped=self.manifest.rescore.get("from") != "vector")
             ids = index_id_view(self.index)
             if ids is None:

@@ -58,7 +58,7 @@ class IndexJobConfig:
     id_field: str | None = "id"
     reuse: bool = True
     rebuild: bool = False  # build the index in full even when the live one could be updated
-    # an update writes its tables as layers over the live version's (indexes.layers): the
+    # an update writes its tables as layers over the live version's (indexes.storage.layers): the
     # changed rows and the removed ids; past LAYER_LIMIT of the rows, in full again
     layered: bool = True
     lexical: bool = True  # a BM25 index beside the vectors: a segment a part, by the workers

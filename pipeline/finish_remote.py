@@ -44,11 +44,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from corpusbeam.errors import CorpusbeamError, JobError
 from corpusbeam.inference.client import ModelInfo
-from indexes import remote
 from indexes.config import BuildConfig
-from indexes.files import MANIFEST
-from indexes.manifest import Manifest
-from indexes.objectstore import ObjectStore, S3Settings, open_store, s3_settings_from_args
+from indexes.storage import remote_versions as remote
+from indexes.storage.files import MANIFEST
+from indexes.storage.manifest import Manifest
+from indexes.storage.objectstore import ObjectStore, S3Settings, open_store, s3_settings_from_args
 from pipeline.graph import read_part_list
 from pipeline.update import finish_index
 from pipeline.vectors_note import finish_manifest

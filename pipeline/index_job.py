@@ -46,9 +46,9 @@ from corpusbeam.inference.derive import is_rescored, wire_encoding_for
 from corpusbeam.inference.protocol import BIT_ENCODINGS, local_endpoint
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from indexes.config import BuildConfig
-from indexes.files import MANIFEST
-from indexes.layers import overlay_rows
-from indexes.manifest import Manifest, sanitize_endpoint
+from indexes.storage.files import MANIFEST
+from indexes.storage.layers import overlay_rows
+from indexes.storage.manifest import Manifest, sanitize_endpoint
 from pipeline.config import LAYER_LIMIT, IndexJobConfig, runner_name
 from pipeline.finish_remote import FinishTask, finish_on_worker
 from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_part_list

@@ -25,10 +25,11 @@ from pathlib import Path
 from apache_beam.io.filesystems import FileSystems
 
 from corpusbeam.errors import CorpusbeamError, JobError
-from indexes import remote, versions
-from indexes.files import MANIFEST
-from indexes.manifest import Manifest
-from indexes.objectstore import ObjectStore, is_url, open_store, s3_settings_from_args
+from indexes.storage import remote_versions as remote
+from indexes.storage import versions
+from indexes.storage.files import MANIFEST
+from indexes.storage.manifest import Manifest
+from indexes.storage.objectstore import ObjectStore, is_url, open_store, s3_settings_from_args
 from pipeline.config import IndexJobConfig
 
 __all__ = ["RunOutput", "open_output", "redact_args", "temp_location"]

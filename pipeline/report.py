@@ -36,10 +36,10 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from corpusbeam.errors import ConfigError
-from indexes import versions
-from indexes.files import MANIFEST
+from indexes.building.tune import drop_ids
 from indexes.reader import open_index
-from indexes.tune import drop_ids
+from indexes.storage import versions
+from indexes.storage.files import MANIFEST
 
 __all__ = ["CHARTS", "SCORE_QUERIES", "ReportFiles", "report_data", "write_report"]
 

@@ -14,7 +14,7 @@ and a small sample of the record files:
 - an image: one input.
 
 An update keeps the live version's count while the estimate is within 2x of it, so its
-parts keep their id ranges and the run can write layers over them (``indexes.layers``);
+parts keep their id ranges and the run can write layers over them (``indexes.storage.layers``);
 past that, the parts are written in full with the new count.
 """
 
@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from apache_beam.io.filesystems import FileSystems
 
 from corpusbeam.errors import ConfigError
-from indexes.layers import part_number
-from indexes.manifest import Manifest
-from indexes.parts import part_of
+from indexes.storage.layers import part_number
+from indexes.storage.manifest import Manifest
+from indexes.storage.parts import part_of
 from transforms.formats import HTML_EXTENSIONS, IMAGE_EXTENSIONS, PAGED_EXTENSIONS
 from transforms.read import _expand_pattern
 

@@ -1,6 +1,6 @@
 """Training the index only when the job builds it in full.
 
-An update keeps the live version's index (``indexes.update``): the quantizer the
+An update keeps the live version's index (``indexes.updates.folder``): the quantizer the
 pipeline would train, and the IVF shards it would fill with every vector, are thrown
 away. So the index job's pipeline trains (``transforms.index_shards.TrainShards``) only
 when a rebuild is certain before it starts (``trains_up_front``: ``--rebuild``, no
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 from corpusbeam.errors import JobError
-from indexes.choose import IndexSpec
+from indexes.ann.choose import IndexSpec
 
 __all__ = ["TRAIN_STAGING", "train_later", "trains_up_front"]
 

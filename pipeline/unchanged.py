@@ -64,7 +64,7 @@ def unchanged_result(cfg: IndexJobConfig, fingerprint: dict | None) -> tuple[Pat
     version's: a local output, reuse on, no ``--rebuild``; else None."""
     if fingerprint is None or not cfg.reuse or cfg.rebuild or "://" in cfg.output:
         return None
-    from indexes import versions
+    from indexes.storage import versions
 
     live = versions.current_version(cfg.output)
     if live is None or not (live / FINGERPRINT).is_file() or not (live / "report.json").is_file():

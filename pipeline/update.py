@@ -2,13 +2,14 @@
 
 ``finish_index`` is what ``pipeline.index_job`` calls once the workers have written the new
 version's parts. With a live version whose vectors this run reused (same model and
-settings) on a local output, the index is updated from it (``indexes.update``: the main
+settings) on a local output, the index is updated from it (``indexes.updates.folder``: the main
 index shared by hard links, a delta segment and tombstones, the retraining policy);
 otherwise, or when the policy asks for a rebuild (``--rebuild`` forces one), the folder
-is assembled in full from the parts and the workers' shards (``indexes.assemble``).
+is assembled in full from the parts and the workers' shards (``indexes.building.assemble``).
 On an object store this runs on a worker (``pipeline.finish_remote``): the update starts
-from the live version's copy in that machine's cache (``indexes.remote.cached_version``),
-and the files it shares are copied inside the store, not uploaded.
+from the live version's copy in that machine's cache
+(``indexes.storage.remote_versions.cached_version``), and the files it shares are copied
+inside the store, not uploaded.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from corpusbeam.errors import IndexFolderError
-from indexes.assemble import assemble_folder
-from indexes.choose import IndexSpec
+from indexes.ann.choose import IndexSpec
+from indexes.building.assemble import assemble_folder
 from indexes.config import BuildConfig
-from indexes.layers import tables_from_refs
-from indexes.manifest import Manifest
-from indexes.objectstore import is_url
-from indexes.update import UpdatePolicy, discard_update, link_file, update_folder
+from indexes.storage.layers import tables_from_refs
+from indexes.storage.manifest import Manifest
+from indexes.storage.objectstore import is_url
+from indexes.updates.folder import UpdatePolicy, discard_update, link_file, update_folder
 
 __all__ = ["finish_index"]
 
@@ -121,7 +122,7 @@ def _training(trained: bytes | None) -> str:
 def _share_base(
     local: Path, previous: str | None, manifest: Manifest | None, parts: list[dict]
 ) -> bool:
-    """Layered parts (``indexes.layers``): hard-link the base parts' files from the live
+    """Layered parts (``indexes.storage.layers``): hard-link the base parts' files from the live
     version's local folder into the new one, before anything reads them. Returns whether
     the parts are layered."""
     if not any(p.get("layered") for p in parts):

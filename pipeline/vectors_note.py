@@ -16,9 +16,9 @@ from pathlib import Path
 
 from corpusbeam.inference.client import ModelInfo
 from corpusbeam.inference.protocol import BIT_ENCODINGS
-from indexes.evaluate import evaluate_folder
-from indexes.files import MANIFEST
-from indexes.manifest import Manifest
+from indexes.building.evaluate import evaluate_folder
+from indexes.storage.files import MANIFEST
+from indexes.storage.manifest import Manifest
 
 __all__ = ["finish_manifest", "vectors_note"]
 

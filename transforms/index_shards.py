@@ -13,7 +13,7 @@
 Only small records (file names, counts, id ranges) cross a stage boundary, so the
 in-process runner, which keeps each PCollection between stages in memory, holds no
 vectors or texts there; a worker holds one part at a time. The parts (see
-``indexes.parts``: part ``s`` covers a fixed id range) are written straight into the new
+``indexes.storage.parts``: part ``s`` covers a fixed id range) are written straight into the new
 version's folder; runs, IVF shards and the trained index go under ``staging``.
 """
 
@@ -36,18 +36,18 @@ from apache_beam.transforms.window import GlobalWindows
 
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference import codec
-from indexes import build
-from indexes.assemble import expand_metadata_json
-from indexes.choose import IndexSpec, choose_index, family_of
+from indexes.ann import build
+from indexes.ann.choose import IndexSpec, choose_index, family_of
+from indexes.ann.ondisk import shard_lists_bytes
+from indexes.building.assemble import expand_metadata_json
 from indexes.config import AutoLimits
-from indexes.ids import chunk_id
-from indexes.layers import DELTA_PREFIX, part_number
-from indexes.lexical import column_texts
-from indexes.lexical_segments import encode_segment
+from indexes.lexical.index import column_texts
+from indexes.lexical.segment import encode_segment
 from indexes.memory import trim
-from indexes.ondisk import shard_lists_bytes
-from indexes.parts import encode_part, file_entry, id_starts, parquet_bytes, part_of
-from indexes.tables import METADATA_COLUMNS, column_array, metadata_table
+from indexes.storage.ids import chunk_id
+from indexes.storage.layers import DELTA_PREFIX, part_number
+from indexes.storage.parts import encode_part, file_entry, id_starts, parquet_bytes, part_of
+from indexes.storage.tables import METADATA_COLUMNS, column_array, metadata_table
 from transforms import progress
 from transforms.elements import Embedded, Failure
 from transforms.part_layers import (
@@ -93,7 +93,7 @@ REUSED_VECTOR = np.empty(0, dtype=np.uint8)
 _RUN_ONLY = ("reused", "vector", "rescore", "row_digest")  # run columns a part does not keep
 
 # A run file: the folder's metadata columns, the user's metadata as one JSON object a row
-# (``indexes.assemble.expand_metadata_json`` turns it into columns), whether the row is
+# (``indexes.building.assemble.expand_metadata_json`` turns it into columns), whether the row is
 # reused, and its vector (a list column, empty for reused rows).
 RUN_COLUMNS = pa.schema(
     [
@@ -426,7 +426,7 @@ class _WritePartFn(beam.DoFn):
             digests=digests,
         )
         segment = None
-        if self._lexical:  # the part's BM25 segment, from its texts (indexes.lexical_segments)
+        if self._lexical:  # the part's BM25 segment, from its texts (indexes.lexical.segment)
             segment, more = encode_segment(
                 f"{prefix}-{part:05d}", meta.column("id").to_numpy(), column_texts(meta)
             )
@@ -667,7 +667,7 @@ def train_without_data(spec: IndexSpec, *, seed: int = 0) -> bytes | None:
 
 class _AddShardFn(beam.DoFn):
     """IVF: the trained index with one part's vectors added, as a shard file: its inverted
-    lists alone (``indexes.ondisk.shard_lists_bytes``) for the float and int8 indexes that
+    lists alone (``indexes.ann.ondisk.shard_lists_bytes``) for the float and int8 indexes that
     the finish merges on disk, or the whole index for binary ones, which stay shards."""
 
     def __init__(self, folder: str, staging: str, encoding: str) -> None:
@@ -800,7 +800,7 @@ class BuildIndexShards(beam.PTransform):
     into ``staging`` (``read_part_list``, ``load_trained``). ``previous`` is
     ``{"folder", "parts"}`` of the version reused vectors come from. The last ``kept``
     PCollections of the input are ``ReuseVectors``' kept references (layered updates).
-    ``lexical``: each part also gets its BM25 segment (``indexes.lexical_segments``).
+    ``lexical``: each part also gets its BM25 segment (``indexes.lexical.segment``).
     ``train``: train the index and write the IVF shards (``TrainShards``); without, only
     the chosen spec is saved (an update that keeps the live index needs no training).
     Returns ``Outputs(main=part refs, failures)``.

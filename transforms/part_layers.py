@@ -1,6 +1,6 @@
 """What the part writer needs to write a part as a layer over the previous version's base.
 
-In layered mode (``indexes.layers``) a worker writing part ``s`` keeps the base's rows that
+In layered mode (``indexes.storage.layers``) a worker writing part ``s`` keeps the base's rows that
 this run reproduces exactly (same id, same content, same metadata) where they are, and
 writes only the rest: the delta part (added, changed, moved rows) and the base ids that no
 longer count. These helpers read through Beam's filesystems, so they work on any store.
@@ -20,15 +20,15 @@ from apache_beam.io.filesystems import FileSystems
 
 from corpusbeam.errors import IndexFolderError
 from corpusbeam.inference import codec
-from indexes.layers import part_number, removed_name
-from indexes.parts import (
+from indexes.storage.layers import part_number, removed_name
+from indexes.storage.parts import (
     DIGESTS_SUFFIX,
     METADATA_SUFFIX,
     RESCORE_SUFFIX,
     VECTORS_SUFFIX,
     file_entry,
 )
-from indexes.tables import column_array
+from indexes.storage.tables import column_array
 
 __all__ = [
     "Carried",

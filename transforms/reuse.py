@@ -26,8 +26,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
 from corpusbeam.inference import codec
-from indexes.ids import chunk_id
-from indexes.parts import DIGESTS_SUFFIX, METADATA_SUFFIX, part_of
+from indexes.storage.ids import chunk_id
+from indexes.storage.parts import DIGESTS_SUFFIX, METADATA_SUFFIX, part_of
 from transforms import progress
 from transforms.elements import Chunk, ImageItem
 from transforms.embed import embedded_from
@@ -73,7 +73,7 @@ def _load(previous: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ids, content-hash digests, base row digests: 0 for a row not in a base part or
     without one) of the previous version's live rows, sorted by id; once a process. A
     layered version's rows: its base parts without the removed ids, and its delta parts
-    (``indexes.layers``)."""
+    (``indexes.storage.layers``)."""
     key = previous["folder"]
     with _LOCK:
         if key not in _LOADED:

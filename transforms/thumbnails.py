@@ -1,7 +1,7 @@
 """WriteThumbnails: a small JPEG of every image, for the search page's hits.
 
 Each ``ImageItem`` becomes ``<folder>/<id>.jpg`` (``id`` the image's chunk id,
-``indexes.ids.chunk_id(document_id, 0)``, the id its hit carries), at most
+``indexes.storage.ids.chunk_id(document_id, 0)``, the id its hit carries), at most
 ``THUMBNAIL_SIZE`` pixels on its longer side. The job moves the folder into the new index
 version, so the service shows image hits without ever reading users' files at query time.
 An image Pillow cannot shrink (it was read, so this is rare) is a ``Failure`` at stage
@@ -17,7 +17,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image, UnidentifiedImageError
 
-from indexes.ids import chunk_id
+from indexes.storage.ids import chunk_id
 from transforms import progress
 from transforms.elements import Failure, ImageItem
 from transforms.read import FAILURES, Outputs

@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     n_queries = _sampled_queries(args.queries)
     import numpy as np
 
-    from indexes.evaluate import evaluate_folder
-    from indexes.versions import resolve_index_folder
+    from indexes.building.evaluate import evaluate_folder
+    from indexes.storage.versions import resolve_index_folder
 
     xq = np.load(args.query_file, allow_pickle=False) if args.query_file else None
     result = evaluate_folder(

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference.protocol import ENCODINGS, INPUT_TYPES
-from indexes import versions
 from indexes.config import AutoLimits
+from indexes.storage import versions
 from pipeline.config import IndexJobConfig
 
 PROGRESS_MODES = ("auto", "bar", "log", "off")  # corpusbeam.cli.progress.MODES, without loading it

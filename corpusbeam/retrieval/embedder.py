@@ -34,7 +34,7 @@ from corpusbeam.inference.client import (
 )
 from corpusbeam.inference.client.credentials import Credential
 from corpusbeam.inference.protocol import API_VERSION, local_model
-from indexes.manifest import Manifest
+from indexes.storage.manifest import Manifest
 
 __all__ = ["QUERY_RETRY", "EmbedderPool", "QueryEmbedder"]
 

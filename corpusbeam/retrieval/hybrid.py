@@ -3,7 +3,7 @@
 A text query is searched in one of three modes:
 
 - ``dense``: the query's embedding against the vector index;
-- ``lexical``: BM25 over the chunks' text (``indexes.lexical``), no embedding;
+- ``lexical``: BM25 over the chunks' text (``indexes.lexical.index``), no embedding;
 - ``hybrid``: both, each taking its ``depth`` best chunks, fused by Reciprocal Rank Fusion
   (Cormack, Clarke and Büttcher, SIGIR 2009): a chunk's score is
   ``sum over rankings m of weight_m / (rrf_k + rank_m)`` (ranks from 1; a ranking the

@@ -22,8 +22,8 @@ from pathlib import Path
 from corpusbeam.errors import CorpusbeamError
 from corpusbeam.retrieval.embedder import EmbedderPool
 from corpusbeam.retrieval.searcher import Searcher
-from indexes.files import MANIFEST
-from indexes.versions import is_url, read_current
+from indexes.storage.files import MANIFEST
+from indexes.storage.versions import is_url, read_current
 
 __all__ = ["LiveIndex"]
 

@@ -11,8 +11,8 @@
 
 ``path`` is an index folder (``manifest.json``) or the output directory of
 ``corpusbeam index`` (``CURRENT`` names the live version under ``versions/``);
-``indexes.versions.resolve_index_folder`` decides which. The folder is verified and opened with
-``indexes.open_index`` (memory-mapped where the index type allows it).
+``indexes.storage.versions.resolve_index_folder`` decides which. The folder is verified and
+opened with ``indexes.open_index`` (memory-mapped where the index type allows it).
 
 Queries are embedded with ``input_type="query"``, the manifest's ``dimensions`` and
 ``api_version``, and the manifest's ``encoding`` -- or ``float`` when the folder has
@@ -42,13 +42,13 @@ from corpusbeam.inference.client import ImageInput
 from corpusbeam.inference.client.credentials import Credential
 from corpusbeam.retrieval.embedder import EmbedderPool, QueryEmbedder
 from corpusbeam.retrieval.hybrid import HYBRID_DEPTH, RRF_K, check_mode, check_weights, rrf
-from indexes.lexical import LexicalIndex, open_lexical
-from indexes.manifest import Manifest
-from indexes.versions import is_url, resolve_index_folder
+from indexes.lexical.index import LexicalIndex, open_lexical
+from indexes.storage.manifest import Manifest
+from indexes.storage.versions import is_url, resolve_index_folder
 
 if TYPE_CHECKING:
+    from indexes.ann.search import SearchResult
     from indexes.reader import IndexFolder
-    from indexes.search import SearchResult
 
 __all__ = [
     "HIT_FIELDS",
@@ -403,9 +403,9 @@ def _open(path: Path, *, verify: bool, mmap: bool) -> IndexFolder:
 
 
 def _family(encoding: str) -> str:
-    """``indexes.choose.family_of``, imported when first needed (the module loads FAISS,
+    """``indexes.ann.choose.family_of``, imported when first needed (the module loads FAISS,
     which an opened folder has loaded already)."""
-    from indexes.choose import family_of
+    from indexes.ann.choose import family_of
 
     return family_of(encoding)
 

@@ -13,7 +13,7 @@ from corpusbeam.cli.main import main
 from corpusbeam.errors import IndexFolderError
 from corpusbeam.retrieval.embedder import EmbedderPool
 from corpusbeam.retrieval.live import LiveIndex
-from indexes import versions
+from indexes.storage import versions
 from tests.support.folders import flip, make_versioned
 
 ESCAPE = "../x"

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from corpusbeam.errors import IndexFolderError
-from indexes import BuildConfig, build, build_folder, choose_index, open_index
-from indexes.assemble import assemble_folder
-from indexes.parts import encode_part, file_entry, split_by_part
-from indexes.tables import folder_data
+from indexes import BuildConfig, build_folder, choose_index, open_index
+from indexes.ann import build
+from indexes.building.assemble import assemble_folder
+from indexes.storage.parts import encode_part, file_entry, split_by_part
+from indexes.storage.tables import folder_data
 
 
 def _worker_parts(out, xb, metadata, spec, trained, n_parts=3):
@@ -92,10 +93,10 @@ def test_assemble_refuses_no_parts_and_a_missing_shard(tmp_path, xb, metadata):
 
 
 def test_assembled_folder_keeps_the_recall_probe_an_update_would_sample(tmp_path, xb, metadata):
-    """The build's exact pass also gives the recall probe (``indexes.probe``): listed in
+    """The build's exact pass also gives the recall probe (``indexes.building.probe``): listed in
     the manifest's files and equal to the one an update would otherwise sample with an
     exact pass of its own over every vector."""
-    from indexes.probe import MARGIN, PROBE, RECALL_QUERIES, load_probe, sample_probe
+    from indexes.building.probe import MARGIN, PROBE, RECALL_QUERIES, load_probe, sample_probe
 
     spec = choose_index(len(xb), xb.shape[1], "float", factory="Flat")
     trained = build.serialize_index(build.train_index(spec, xb, seed=0))

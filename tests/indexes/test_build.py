@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from corpusbeam.inference import codec
-from indexes import build
-from indexes.choose import choose_index
-from indexes.search import search
-from indexes.tune import exact_search, recall_at_k
+from indexes.ann import build
+from indexes.ann.choose import choose_index
+from indexes.ann.search import search
+from indexes.building.tune import exact_search, recall_at_k
 
 IDS_STEP = 7  # ids are never row numbers in these tests
 

@@ -9,8 +9,8 @@ import pytest
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference import codec
 from indexes import BuildConfig, open_index
-from indexes.ids import chunk_id
-from indexes.manifest import Manifest
+from indexes.storage.ids import chunk_id
+from indexes.storage.manifest import Manifest
 from tests.support.indexes import build, metadata_rows
 
 

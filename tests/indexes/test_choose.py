@@ -4,7 +4,7 @@ import faiss
 import pytest
 
 from corpusbeam.errors import ConfigError
-from indexes.choose import AutoLimits, IndexSpec, choose_index, make_index
+from indexes.ann.choose import AutoLimits, IndexSpec, choose_index, make_index
 
 GB = 1 << 30
 

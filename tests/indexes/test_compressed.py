@@ -14,7 +14,7 @@ import pytest
 
 from corpusbeam.errors import ConfigError
 from indexes import BuildConfig, choose_index, open_index
-from indexes.tune import exact_search, recall_at_k
+from indexes.building.tune import exact_search, recall_at_k
 from tests.support.indexes import build, clustered
 
 N, D = 20_000, 128
@@ -110,7 +110,7 @@ def test_resident_memory_stays_within_the_budget_plus_touched_pages(folder, data
 
 
 def test_row_file_reads_exactly_the_rows_asked_for(tmp_path):
-    from indexes.rows import RowFile
+    from indexes.storage.npy_rows import RowFile
 
     x = np.arange(60, dtype=np.float32).reshape(12, 5)
     np.save(tmp_path / "x.npy", x)

@@ -9,7 +9,7 @@ from corpusbeam.cli.main import main
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference import codec
 from indexes import BuildConfig, build_folder
-from indexes.evaluate import evaluate_folder
+from indexes.building.evaluate import evaluate_folder
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ from hypothesis import strategies as st
 
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference import codec
-from indexes import build
-from indexes.choose import choose_index
+from indexes.ann import build
+from indexes.ann.choose import choose_index
+from indexes.ann.search import search
+from indexes.building.tune import exact_search
 from indexes.filters import filter_ids, filter_mask
-from indexes.search import search
-from indexes.tune import exact_search
 
 TABLE = pa.table(
     {

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from corpusbeam.errors import ConfigError
-from indexes.ids import check_ids, chunk_id, chunk_ids
+from indexes.storage.ids import check_ids, chunk_id, chunk_ids
 
 
 def test_chunk_id_is_a_fixed_function_of_document_and_chunk():

@@ -13,11 +13,11 @@ import pytest
 
 from corpusbeam.errors import ConfigError, IndexFolderError
 from indexes import BuildConfig, open_index
-from indexes import lexical as lexical_module
-from indexes import lexical_segments as segments_module
-from indexes.lexical import build_lexical, encode_segment, lexical_info, open_lexical
-from indexes.lexical_tokens import tokenize
-from indexes.manifest import Manifest
+from indexes.lexical import index as lexical_module
+from indexes.lexical import segment as segments_module
+from indexes.lexical.analyzer import tokenize
+from indexes.lexical.index import build_lexical, encode_segment, lexical_info, open_lexical
+from indexes.storage.manifest import Manifest
 from tests.support.indexes import build
 
 TEXTS = [

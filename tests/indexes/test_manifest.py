@@ -5,7 +5,7 @@ import json
 import pytest
 
 from corpusbeam.errors import ConfigError, IndexFolderError
-from indexes.manifest import Manifest, sanitize_endpoint
+from indexes.storage.manifest import Manifest, sanitize_endpoint
 from tests.support.indexes import ENDPOINT
 
 

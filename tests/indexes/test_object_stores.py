@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from corpusbeam.errors import ConfigError, IndexFolderError, JobError
-from indexes import remote
-from indexes.objectstore import PreconditionFailed, open_store
+from indexes.storage import remote_versions as remote
+from indexes.storage.objectstore import PreconditionFailed, open_store
 from tests.support.stores import BUCKET
 
 

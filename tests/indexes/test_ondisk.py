@@ -12,9 +12,9 @@ import pytest
 from faiss.contrib.ondisk import merge_ondisk as faiss_merge_ondisk
 
 from corpusbeam.errors import IndexFolderError
-from indexes import build
-from indexes.choose import choose_index
-from indexes.ondisk import is_lists_file, merge_shards_ondisk, shard_lists_bytes
+from indexes.ann import build
+from indexes.ann.choose import choose_index
+from indexes.ann.ondisk import is_lists_file, merge_shards_ondisk, shard_lists_bytes
 
 D = 32
 

@@ -1,16 +1,16 @@
 """The recall probe carried forward by updates lists the same neighbours as an exact pass
-over the updated vectors (indexes.probe)."""
+over the updated vectors (indexes.building.probe)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from indexes.probe import MIN_KEPT, advance_probe, load_probe, sample_probe
-from indexes.recall import streaming_topk
+from indexes.building.probe import MIN_KEPT, advance_probe, load_probe, sample_probe
+from indexes.building.recall import streaming_topk
 
 
 class Table:
-    """An in-memory table of float vectors read like ``indexes.parts.Parts``."""
+    """An in-memory table of float vectors read like ``indexes.storage.parts.Parts``."""
 
     encoding, rescore_dtype = "float", None
 

@@ -8,7 +8,7 @@ import pytest
 
 from corpusbeam.errors import IndexFolderError
 from indexes import open_index
-from indexes.manifest import Manifest
+from indexes.storage.manifest import Manifest
 from tests.support.indexes import build
 
 

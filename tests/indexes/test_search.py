@@ -5,10 +5,10 @@ import pytest
 
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference import codec
-from indexes import build
-from indexes.choose import choose_index
-from indexes.search import RescoreStore, index_id_view, search
-from indexes.tune import exact_search, recall_at_k, tune_index
+from indexes.ann import build
+from indexes.ann.choose import choose_index
+from indexes.ann.search import RescoreStore, index_id_view, search
+from indexes.building.tune import exact_search, recall_at_k, tune_index
 
 
 def _binary(xb):
@@ -89,7 +89,7 @@ def test_tuning_picks_a_value_and_records_recall(xb, xq):
 
 
 def test_drop_ids_leaves_each_query_out_of_its_own_results():
-    from indexes.tune import drop_ids
+    from indexes.building.tune import drop_ids
 
     I = np.array([[5, 1, 2], [3, 4, 9], [7, 8, -1]])  # noqa: E741
     out = drop_ids(I, np.array([5, 9, 0]), 2)

@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from corpusbeam.errors import ConfigError
-from indexes.tables import metadata_table
+from indexes.storage.tables import metadata_table
 
 
 def test_vectors_parquet_has_fixed_size_lists(float_folder, xb):

@@ -10,13 +10,14 @@ import os
 import numpy as np
 import pytest
 
-from indexes import BuildConfig, build, choose_index, open_index
-from indexes.assemble import assemble_folder
-from indexes.files import sha256
-from indexes.ids import chunk_id
-from indexes.parts import encode_part, file_entry, split_by_part
-from indexes.tables import folder_data
-from indexes.update import UpdatePolicy, discard_update, update_folder
+from indexes import BuildConfig, choose_index, open_index
+from indexes.ann import build
+from indexes.building.assemble import assemble_folder
+from indexes.storage.files import sha256
+from indexes.storage.ids import chunk_id
+from indexes.storage.parts import encode_part, file_entry, split_by_part
+from indexes.storage.tables import folder_data
+from indexes.updates.folder import UpdatePolicy, discard_update, update_folder
 from tests.support.indexes import clustered
 
 N_PARTS = 4

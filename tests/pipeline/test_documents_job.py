@@ -9,7 +9,7 @@ import pytest
 from corpusbeam.cli.main import main
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from corpusbeam.retrieval.searcher import Searcher
-from indexes import versions
+from indexes.storage import versions
 from tests.support.documents import docx, pdf
 
 PAGE3 = "the heron nests under the old mill bridge every April"

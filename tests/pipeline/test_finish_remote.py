@@ -9,7 +9,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from corpusbeam.errors import JobError
-from indexes.objectstore import S3Settings
+from indexes.storage.objectstore import S3Settings
 from pipeline.finish_remote import read_result, worker_s3_settings
 
 

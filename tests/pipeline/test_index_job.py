@@ -19,8 +19,8 @@ from corpusbeam.cli.main import main
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference.client import ClientSettings, EmbeddingsClient
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
-from indexes import versions
 from indexes.reader import open_index
+from indexes.storage import versions
 from pipeline.index_job import run_index_job
 from pipeline.sample_corpus import EXPECTED, write_sample
 from tests.support.cli import start_cli

@@ -13,8 +13,8 @@ import pytest
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from corpusbeam.inference.server.tokens import count_tokens
-from indexes import versions
 from indexes.reader import open_index
+from indexes.storage import versions
 from pipeline.index_job import run_index_job
 from pipeline.sample_corpus import write_sample
 from tests.support.jobs import embedding_requests, job

@@ -38,9 +38,10 @@ from corpusbeam.errors import ConfigError
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from corpusbeam.retrieval.service.config import ServiceConfig
 from corpusbeam.retrieval.service.run import running_service
-from indexes import remote, versions
-from indexes.objectstore import open_store
 from indexes.reader import open_index
+from indexes.storage import remote_versions as remote
+from indexes.storage import versions
+from indexes.storage.objectstore import open_store
 from pipeline import index_job
 from pipeline.index_job import IndexJobConfig, run_index_job
 from pipeline.sample_corpus import write_sample
@@ -284,7 +285,7 @@ def test_workers_finish_an_update_the_launcher_downloads_nothing(
 
 def test_a_second_run_is_refused_and_a_killed_runs_lease_expires(gcs, endpoint, tmp_path):
     """The job's side of the lease, on one store: the lease is store-independent code
-    (indexes/remote.py over ObjectStore.put's conditions, tested on both stores in
+    (indexes/storage/remote_versions.py over ObjectStore.put's conditions, tested on both stores in
     tests/indexes/test_object_stores.py), and
     each store's staging cleanup shows in the job tests above. GCS: its jobs run faster."""
     store = gcs

@@ -16,7 +16,7 @@ from PIL import Image
 
 from corpusbeam.cli.main import main
 from corpusbeam.inference.server import EndpointConfig, FaultRates, running_endpoint
-from indexes import versions
+from indexes.storage import versions
 from pipeline.index_job import IndexJobConfig, run_index_job
 from pipeline.report import CHARTS, SCORE_QUERIES
 from pipeline.sample_corpus import write_sample

@@ -34,8 +34,8 @@ import httpx
 import pytest
 
 from corpusbeam.cli.main import main
-from indexes import versions
-from indexes.manifest import Manifest
+from indexes.storage import versions
+from indexes.storage.manifest import Manifest
 from tests.support.cli import cli_command
 from tests.support.paths import REPO
 

@@ -1,4 +1,4 @@
-"""The index job updates the live version's index (indexes.update) instead of rebuilding
+"""The index job updates the live version's index (indexes.updates.folder) instead of rebuilding
 it: five successive runs with edits, additions, deletions and a record that moves between
 files search like a full rebuild; a killed update leaves the previous version serving and
 its shared files untouched, and the next run completes."""
@@ -16,12 +16,12 @@ import pytest
 
 from corpusbeam.errors import IndexFolderError
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
-from indexes import versions
-from indexes.files import sha256
-from indexes.ids import chunk_id
-from indexes.lexical import open_lexical
-from indexes.probe import PROBE, load_probe
+from indexes.building.probe import PROBE, load_probe
+from indexes.lexical.index import open_lexical
 from indexes.reader import open_index
+from indexes.storage import versions
+from indexes.storage.files import sha256
+from indexes.storage.ids import chunk_id
 from pipeline.index_job import IndexJobConfig, run_index_job
 from tests.support.beam import RUNNERS
 from tests.support.cli import start_cli
@@ -125,7 +125,7 @@ def _ivf_lists(folder: Path) -> tuple[np.ndarray, list[set[int]]]:
     """(the IVF quantizer's centroids, each inverted list's ids) of a version's index."""
     import faiss
 
-    from indexes.build import read_index
+    from indexes.ann.build import read_index
 
     index = read_index(folder / "index.faiss", "float")
     ivf = faiss.extract_index_ivf(index)

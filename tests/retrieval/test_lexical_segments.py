@@ -17,10 +17,10 @@ import pytest
 from corpusbeam.cli.main import main
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from corpusbeam.retrieval.searcher import Searcher
-from indexes import versions
-from indexes.files import sha256
-from indexes.lexical import LEXICAL_DIR, encode_segment, lexical_info
-from indexes.manifest import Manifest
+from indexes.lexical.index import LEXICAL_DIR, encode_segment, lexical_info
+from indexes.storage import versions
+from indexes.storage.files import sha256
+from indexes.storage.manifest import Manifest
 
 ANIMALS = ["heron", "otter", "kingfisher", "badger", "swallow", "salmon", "beaver", "vole"]
 PLACES = ["bridge", "quay", "mill", "estuary", "meadow", "harbour"]

@@ -138,7 +138,7 @@ def test_swap_to_each_updated_version_under_load(tmp_path):
     a delta and tombstones) while 4 clients search; every request succeeds, each client
     follows every version, and no response holds a document deleted by then."""
     from corpusbeam.inference.server import EndpointConfig, running_endpoint
-    from indexes import versions
+    from indexes.storage import versions
     from pipeline.index_job import IndexJobConfig, run_index_job
     from tests.support.beam import RUNNERS
     from tests.support.jobs import Records

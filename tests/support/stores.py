@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from indexes import remote
-from indexes.objectstore import open_store
+from indexes.storage import remote_versions as remote
+from indexes.storage.objectstore import open_store
 from tests.support.beam import RUNNERS
 
 __all__ = ["BUCKET", "Store", "gcs", "s3", "store"]

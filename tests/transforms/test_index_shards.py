@@ -9,8 +9,8 @@ import faiss
 import numpy as np
 
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
-from indexes import versions
 from indexes.reader import open_index
+from indexes.storage import versions
 from pipeline.index_job import IndexJobConfig, run_index_job
 from transforms import index_shards
 

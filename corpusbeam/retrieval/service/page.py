@@ -34,7 +34,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from corpusbeam.asgi.errors import reject
-from indexes.ids import chunk_id
+from indexes.storage.ids import chunk_id
 
 if TYPE_CHECKING:
     from corpusbeam.retrieval.searcher import Searcher

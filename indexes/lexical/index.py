@@ -1,7 +1,7 @@
 """The lexical (BM25) index of an index folder: segments of the chunks' text plus removed
 ids, searched as one index with keyword queries and filtered like the dense index.
 
-The files (``indexes.lexical_segments`` writes them): one folder ``lexical/<name>/`` a
+The files (``indexes.lexical.segment`` writes them): one folder ``lexical/<name>/`` a
 segment (ids, document lengths, the vocabulary as sorted 64-bit term hashes, term-major
 postings of raw term frequencies), and ``.npy`` files of removed chunk ids; the
 manifest's ``lexical`` entry lists both (``lexical_info``). Every array is memory-mapped
@@ -45,15 +45,15 @@ import numpy as np
 import pyarrow as pa
 
 from corpusbeam.errors import ConfigError, IndexFolderError
-from indexes.lexical_read import Segment, in_sorted, mark_live, read_removed
-from indexes.lexical_segments import (
+from indexes.lexical.analyzer import TOKENIZER, tokenize
+from indexes.lexical.read import Segment, in_sorted, mark_live, read_removed
+from indexes.lexical.segment import (
     LEXICAL_DIR,
     build_lexical,
     encode_segment,
     lexical_info,
     term_hashes,
 )
-from indexes.lexical_tokens import TOKENIZER, tokenize
 
 _BLOCK_ROWS = 1 << 17  # rows whose scores are summed together (1 MiB of float64)
 

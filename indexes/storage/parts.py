@@ -37,8 +37,8 @@ import pyarrow.parquet as pq
 from corpusbeam.errors import ConfigError, IndexFolderError
 from corpusbeam.inference import codec
 from indexes.memory import trim
-from indexes.rows import RowFile
-from indexes.tables import column_array, fixed_size_list, vectors_schema
+from indexes.storage.npy_rows import RowFile
+from indexes.storage.tables import column_array, fixed_size_list, vectors_schema
 
 __all__ = [
     "DIGESTS_SUFFIX",
@@ -86,7 +86,7 @@ def part_of(ids: np.ndarray | int, parts: int) -> np.ndarray | int:
 
 def part_name(number: int, prefix: str = "part") -> str:
     """The folder-relative base name of part ``number`` (``prefix`` ``delta``: its delta
-    part, ``indexes.layers``)."""
+    part, ``indexes.storage.layers``)."""
     return f"{PARTS_DIR}/{prefix}-{number:05d}"
 
 
@@ -467,7 +467,7 @@ class Parts:
 
     def rescore_rows(self, *, mapped: bool = True) -> _Rows:
         """Every part's ``rescore.npy`` as one array of rows in id order: memory-mapped, or
-        (``mapped=False``) read a row at a time with ``pread`` (``indexes.rows``)."""
+        (``mapped=False``) read a row at a time with ``pread`` (``indexes.storage.npy_rows``)."""
         if self.rescore_dtype is None:
             raise ConfigError("rescore", None, "this folder holds no rescoring vectors")
         paths = [self.path(i, RESCORE_SUFFIX) for i in range(len(self.infos))]
@@ -483,7 +483,7 @@ def write_parts(
     rescore_vectors: np.ndarray | None = None,
     rescore_column: bool = True,
 ) -> tuple[list[PartInfo], dict[str, dict]]:
-    """Write ``data`` (``indexes.tables.FolderData``, sorted by id) as ``parts`` id-range
+    """Write ``data`` (``indexes.storage.tables.FolderData``, sorted by id) as ``parts`` id-range
     parts under ``out``, with ``rescore_vectors`` (default: the data's); returns the
     non-empty parts' entries and their files' checksums."""
     (out / PARTS_DIR).mkdir(exist_ok=True)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 from corpusbeam.errors import ConfigError, IndexFolderError
 from corpusbeam.inference import codec
 from corpusbeam.inference.protocol import INPUT_TYPES
-from indexes.files import INDEX, MANIFEST
+from indexes.storage.files import INDEX, MANIFEST
 
 __all__ = ["FORMAT_VERSION", "LAYOUTS", "Manifest", "check_expected", "sanitize_endpoint"]
 
@@ -47,13 +47,13 @@ class Manifest:
 
     ``files`` maps each file name (relative to the folder) to ``{"sha256", "bytes"}``;
     ``index_files`` names the FAISS file(s); ``parts`` lists the id-partitioned table parts
-    (``indexes.parts.PartInfo``: ``name``, ``rows``, ``id_min``, ``id_max``, in id order);
+    (``indexes.storage.parts.PartInfo``: ``name``, ``rows``, ``id_min``, ``id_max``, in id order);
     ``rescore`` is None or ``{"file"`` (each part's suffix), ``"dtype", "factor"}``;
     ``recall`` is None or ``{"k", "value", "queries", "reference", "source", "rescored"}``
     (binary folders with rescoring add ``unrescored``, the recall of their bits alone);
     ``lexical`` is None or the BM25 index's ``{"dir", "tokenizer", "k1", "b", "count",
-    "terms", "postings", "segments", "removed"}`` (``indexes.lexical_segments``);
-    ``overlay`` (layered tables, ``indexes.layers``), ``model_info``, ``wire_encoding`` and
+    "terms", "postings", "segments", "removed"}`` (``indexes.lexical.segment``);
+    ``overlay`` (layered tables, ``indexes.storage.layers``), ``model_info``, ``wire_encoding`` and
     ``note`` are left out when not set; ``digest`` is the sha256 of all other fields, so a
     reader detects an edited manifest (the other files are covered by ``files``).
     """
@@ -83,13 +83,13 @@ class Manifest:
     model_info: dict | None = None  # GET /info: name, type, provider (error if it failed)
     wire_encoding: str | None = None  # what the endpoint sent, when not ``encoding``
     note: str | None = None  # a plain statement of what the vectors are (e.g. unrescored)
-    # An updated version (indexes.update): the main index's files are the version's
+    # An updated version (indexes.updates.folder): the main index's files are the version's
     # ``index_files``; ``delta``/``tombstones`` name the segment files and their counts;
     # ``trained`` says which version last trained (built) the main index, with how many
     # vectors and the recall measured then; ``added_since_training`` counts vectors added
     # since. None for a version built in full.
     segments: dict | None = None
-    # Tables written as layers (indexes.layers): ``parts`` are the base, shared with the
+    # Tables written as layers (indexes.storage.layers): ``parts`` are the base, shared with the
     # version that wrote them; ``overlay`` lists the delta parts and the removed ids'
     # files (``{"parts", "removed": [{"file", "count"}], "base"}``). None: no layers.
     overlay: dict | None = None

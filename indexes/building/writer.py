@@ -1,7 +1,7 @@
 """Writing an index folder around its index file(s): the tables, ``rescore.npy``, the tuned
 search parameters and measured recall, the checksums, and the manifest last.
 
-``new_folder`` makes the (empty) folder; ``indexes.shards.combine_shards`` writes the index
+``new_folder`` makes the (empty) folder; ``indexes.building.steps.combine_shards`` writes the index
 file(s) into it; ``write_folder`` writes everything else. The manifest is written last, so
 a folder without one is an unfinished build that ``open_index`` refuses.
 """
@@ -14,17 +14,17 @@ from pathlib import Path
 import numpy as np
 
 from corpusbeam.errors import ConfigError
-from indexes.build import prepare_vectors
-from indexes.choose import IndexSpec
+from indexes.ann.build import prepare_vectors
+from indexes.ann.choose import IndexSpec
+from indexes.ann.search import RescoreStore
+from indexes.building.evaluate import tune_build
+from indexes.building.steps import Combined
 from indexes.config import BuildConfig
-from indexes.evaluate import tune_build
-from indexes.files import MANIFEST, checksums
-from indexes.lexical import build_lexical, column_texts
-from indexes.manifest import Manifest, sanitize_endpoint
-from indexes.parts import RESCORE_SUFFIX, write_parts
-from indexes.search import RescoreStore
-from indexes.shards import Combined
-from indexes.tables import FolderData
+from indexes.lexical.index import build_lexical, column_texts
+from indexes.storage.files import MANIFEST, checksums
+from indexes.storage.manifest import Manifest, sanitize_endpoint
+from indexes.storage.parts import RESCORE_SUFFIX, write_parts
+from indexes.storage.tables import FolderData
 
 __all__ = ["new_folder", "rescore_entry", "write_folder"]
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from corpusbeam.errors import ConfigError
-from indexes import build
-from indexes.choose import IndexSpec
-from indexes.files import INDEX, SHARDS, shard_file
+from indexes.ann import build
+from indexes.ann.choose import IndexSpec
+from indexes.storage.files import INDEX, SHARDS, shard_file
 
 __all__ = ["Combined", "add_shards", "check_merge", "combine_shards", "needs_shards"]
 

@@ -1,6 +1,6 @@
 """Writing the lexical (BM25) index: one segment's files from its chunks' text, as bytes.
 
-A lexical index is a list of segments plus removed ids (``indexes.lexical`` searches them
+A lexical index is a list of segments plus removed ids (``indexes.lexical.index`` searches them
 as one index). A segment is a folder ``lexical/<name>/`` (``name``: the part it indexes,
 ``part-00003``, ``delta-00003``, or ``seg-00000`` for a folder built in one process)::
 
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from corpusbeam.errors import ConfigError
-from indexes.lexical_tokens import TOKENIZER, tokenize
+from indexes.lexical.analyzer import TOKENIZER, tokenize
 
 __all__ = [
     "K1",

@@ -2,7 +2,7 @@
 
 Layout (every file is listed with its sha256 in the manifest)::
 
-    manifest.json        what was built, from what, how well it searches (indexes.manifest)
+    manifest.json        what was built, from what, how well it searches (indexes.storage.manifest)
     index.faiss          the index (layout "single"), or
     index.faiss + index.faiss.ivfdata   an IVF index with its lists on disk ("ondisk"), or
     shards/shard-00000.faiss ...        shards searched together ("shards")

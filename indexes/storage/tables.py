@@ -1,5 +1,5 @@
 """The two tables of an index folder: their schemas (defined here once) and conversions
-(``indexes.parts`` writes them as id-range parts).
+(``indexes.storage.parts`` writes them as id-range parts).
 
 The metadata holds ``METADATA_COLUMNS`` then the user's columns; the vectors table holds
 ``id``, ``vector`` and optionally ``rescore`` as fixed-size lists (``vectors_schema``,
@@ -18,8 +18,8 @@ import pyarrow as pa
 
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference import codec
-from indexes.choose import family_of
-from indexes.ids import chunk_ids
+from indexes.ann.choose import family_of
+from indexes.storage.ids import chunk_ids
 
 __all__ = [
     "METADATA_COLUMNS",

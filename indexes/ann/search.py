@@ -24,9 +24,9 @@ import numpy as np
 
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference import codec
-from indexes.build import prepare_queries
-from indexes.choose import family_of
-from indexes.segments import SegmentedIndex
+from indexes.ann.build import prepare_queries
+from indexes.ann.choose import family_of
+from indexes.ann.segments import SegmentedIndex
 
 __all__ = [
     "RescoreStore",

@@ -1,9 +1,9 @@
 """build_folder: vectors and metadata in memory -> an index folder.
 
-The steps are the ones ``indexes.assemble.assemble_folder`` takes for the index job's
-shards: check and sort the inputs by id (``indexes.tables.folder_data``), train once,
+The steps are the ones ``indexes.building.assemble.assemble_folder`` takes for the index job's
+shards: check and sort the inputs by id (``indexes.storage.tables.folder_data``), train once,
 add the shards from the serialised trained index as workers would and combine them
-(``indexes.shards``), then write the folder (``indexes.writer.write_folder``).
+(``indexes.building.steps``), then write the folder (``indexes.building.writer.write_folder``).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from indexes import build
-from indexes.choose import choose_index
+from indexes.ann import build
+from indexes.ann.choose import choose_index
+from indexes.building.steps import add_shards, check_merge, combine_shards, needs_shards
+from indexes.building.writer import new_folder, write_folder
 from indexes.config import BuildConfig
-from indexes.manifest import Manifest
-from indexes.shards import add_shards, check_merge, combine_shards, needs_shards
-from indexes.tables import folder_data
-from indexes.writer import new_folder, write_folder
+from indexes.storage.manifest import Manifest
+from indexes.storage.tables import folder_data
 
 __all__ = ["build_folder"]
 

@@ -1,6 +1,6 @@
 """Exact ground truth over a folder's parts, one part in memory at a time.
 
-``streaming_reference`` gives the same answer as ``indexes.tune.reference_neighbours``
+``streaming_reference`` gives the same answer as ``indexes.building.tune.reference_neighbours``
 over the whole folder (the true k nearest by the most precise vectors the folder holds:
 float rescoring vectors, else int8 ones, else the index's own encoding), but searches
 part after part, a bounded batch of rows at a time, and keeps a running top k, so
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from indexes.build import prepare_queries, prepare_vectors
-from indexes.choose import family_of
-from indexes.parts import Parts
-from indexes.tune import exact_search
+from indexes.ann.build import prepare_queries, prepare_vectors
+from indexes.ann.choose import family_of
+from indexes.building.tune import exact_search
+from indexes.storage.parts import Parts
 
 __all__ = ["REFERENCE_BATCH_ROWS", "best_first", "streaming_reference", "streaming_topk"]
 

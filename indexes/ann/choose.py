@@ -13,7 +13,8 @@ float, base64      ``IDMap2,Flat`` (N <= 10k) -> ``IDMap2,HNSW32`` (N <= 100k) -
                    Below it, autofaiss trains OPQ and 8-bit PQ for minutes and returns two
                    thirds of the true neighbours; 4-bit fast-scan codes train in seconds and
                    only have to find candidates: ``factor x k`` of them are rescored exactly
-                   against each part's ``rescore.npy``, read a row at a time (indexes.rows).
+                   against each part's ``rescore.npy``, read a row at a time
+                   (indexes.storage.npy_rows).
 int8, uint8        ``IDMap2,SQ8_direct_signed`` (N <= 100k) -> ``IVF{K},SQ8_direct_signed``;
                    the bytes are stored exactly (uint8 as its exact int8 twin, v - 128)
 binary, ubinary    ``IDMap,BFlat`` (N <= 1M) -> ``IDMap2,BHNSW32`` (N <= 5M) ->

@@ -1,7 +1,7 @@
 """Evaluate an index folder: recall@k and latency against exact search.
 
 ``tune_build`` does the same while a folder is built: it tunes the search parameters
-(``indexes.tune``) and measures the recall the manifest records.
+(``indexes.building.tune``) and measures the recall the manifest records.
 
 ``evaluate_folder(path)`` opens and verifies the folder, takes the given queries or a
 seeded sample of its own vectors (each left out of its own results), computes the exact
@@ -19,13 +19,13 @@ import time
 import numpy as np
 
 from corpusbeam.errors import ConfigError
-from indexes.build import training_sample
-from indexes.choose import IndexSpec
+from indexes.ann.build import training_sample
+from indexes.ann.choose import IndexSpec
+from indexes.ann.search import RescoreStore
+from indexes.building.tune import drop_ids, recall_at_k, reference_neighbours, tune_index
 from indexes.config import BuildConfig
 from indexes.reader import open_index
-from indexes.search import RescoreStore
-from indexes.tables import FolderData
-from indexes.tune import drop_ids, recall_at_k, reference_neighbours, tune_index
+from indexes.storage.tables import FolderData
 
 __all__ = ["RESCORE_FACTORS", "evaluate_folder", "trial_records", "tune_build", "tune_measured"]
 

@@ -39,9 +39,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from corpusbeam.errors import ConfigError, IndexFolderError, JobError
-from indexes.files import MANIFEST
-from indexes.manifest import Manifest
-from indexes.objectstore import ObjectStore, PreconditionFailed, open_store
+from indexes.storage.files import MANIFEST
+from indexes.storage.manifest import Manifest
+from indexes.storage.objectstore import ObjectStore, PreconditionFailed, open_store
 
 __all__ = [
     "CACHE_ENV",

@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from corpusbeam.errors import IndexFolderError
 from indexes.memory import trim
-from indexes.parts import PartInfo, Parts
+from indexes.storage.parts import PartInfo, Parts
 
 __all__ = [
     "DELTA_PREFIX",

@@ -1,5 +1,5 @@
 """Reading the lexical index's files back: each segment's arrays memory-mapped and checked,
-the removed ids, and which rows are live (``indexes.lexical`` documents the rule)."""
+the removed ids, and which rows are live (``indexes.lexical.index`` documents the rule)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from corpusbeam.errors import IndexFolderError
-from indexes.lexical_segments import SEGMENT_FILES
+from indexes.lexical.segment import SEGMENT_FILES
 
 __all__ = ["Segment", "in_sorted", "mark_live", "read_removed"]
 

@@ -1,6 +1,6 @@
 """Updating the previous version's index instead of rebuilding it: a run costs what changed.
 
-The index job's workers have written the new version's parts (``indexes.parts``). When a
+The index job's workers have written the new version's parts (``indexes.storage.parts``). When a
 previous version exists, ``update_folder`` finishes the new folder from it:
 
 1. the change: ids and content hashes of the previous version's parts against the new
@@ -10,7 +10,7 @@ previous version exists, ``update_folder`` finishes the new folder from it:
    written again (a killed update leaves them as they were);
 3. ``tombstones.npy``: the main index's ids that no longer count, and ``delta.faiss``: an
    exact index of every vector added since the main index was built
-   (``indexes.segments``); readers search both as one index;
+   (``indexes.ann.segments``); readers search both as one index;
 4. when the delta or the tombstones pass ``compact_fraction`` of the index, the
    main index is compacted: ``remove_ids`` and ``add_with_ids`` on a copy where the index
    type can remove (flat, int8 flat, binary flat, in-memory IVF), a rebuild otherwise
@@ -20,11 +20,11 @@ previous version exists, ``update_folder`` finishes the new folder from it:
    types: IVF, PQ, SQ), or when recall@k measured after the update (at the live
    version's search parameters, on the recall probe: ``RECALL_QUERIES`` queries sampled
    from the parts with their exact neighbours, carried forward from the live version's
-   probe by searching only the changed vectors, ``indexes.probe``) falls more than
+   probe by searching only the changed vectors, ``indexes.building.probe``) falls more than
    ``max_recall_drop`` below the recall measured when it was trained, beyond two
    standard errors of the measurement (0.0085 at recall 0.9 and 500 queries: a smaller
    drop is the query sample's, not the index's);
-6. the tables: parts the workers wrote as layers (``indexes.layers``: delta parts and
+6. the tables: parts the workers wrote as layers (``indexes.storage.layers``: delta parts and
    removed ids over the live version's parts) or in full; files that came out
    byte-for-byte the same as the previous version's are replaced by hard links to them;
    the lexical index is rebuilt from the parts' text (streamed;
@@ -35,7 +35,7 @@ previous version exists, ``update_folder`` finishes the new folder from it:
 
 ``update_folder`` returns an ``UpdateOutcome`` whose ``manifest`` is None when the policy
 asks for a rebuild (``reason`` says why); the caller then assembles the folder in full
-(``indexes.assemble.assemble_folder``), after ``discard_update`` removed what the update
+(``indexes.building.assemble.assemble_folder``), after ``discard_update`` removed what the update
 wrote.
 """
 
@@ -53,16 +53,12 @@ import faiss
 import numpy as np
 
 from corpusbeam.errors import ConfigError, IndexFolderError
-from indexes import build
-from indexes.assemble import _SAMPLED, _write_full_vectors, lexical_entry
-from indexes.choose import IndexSpec, choose_index
-from indexes.config import BuildConfig
-from indexes.files import INDEX, MANIFEST, sha256
-from indexes.layers import LayeredParts, open_parts, tables_from_refs
-from indexes.lexical_segments import LEXICAL_DIR
-from indexes.manifest import Manifest, sanitize_endpoint
-from indexes.parts import PartInfo, Parts
-from indexes.probe import (
+from indexes.ann import build
+from indexes.ann.choose import IndexSpec, choose_index
+from indexes.ann.search import index_id_view
+from indexes.ann.segments import DELTA, TOMBSTONES, SegmentedIndex, make_delta, read_tombstones
+from indexes.building.assemble import _SAMPLED, _write_full_vectors, lexical_entry
+from indexes.building.probe import (
     MARGIN,
     PROBE,
     RECALL_QUERIES,
@@ -71,9 +67,13 @@ from indexes.probe import (
     load_probe,
     sample_probe,
 )
-from indexes.search import index_id_view
-from indexes.segments import DELTA, TOMBSTONES, SegmentedIndex, make_delta, read_tombstones
-from indexes.tune import measure, recall_at_k
+from indexes.building.tune import measure, recall_at_k
+from indexes.config import BuildConfig
+from indexes.lexical.segment import LEXICAL_DIR
+from indexes.storage.files import INDEX, MANIFEST, sha256
+from indexes.storage.layers import LayeredParts, open_parts, tables_from_refs
+from indexes.storage.manifest import Manifest, sanitize_endpoint
+from indexes.storage.parts import PartInfo, Parts
 
 __all__ = [
     "DEFAULT_COMPACT_FRACTION",
@@ -368,7 +368,7 @@ def update_folder(
     rescore = None if prev.rescore is None else dict(prev.rescore)
     store = None
     if rescore is not None:
-        from indexes.search import RescoreStore
+        from indexes.ann.search import RescoreStore
 
         store = RescoreStore(all_ids, reader.rescore_rows(), dimensions=prev.dimensions)
     if not stale.size and not fresh.size and prev.recall is not None:
@@ -477,7 +477,7 @@ def _probes(reader, prev_dir: Path, prev: Manifest, stale, fresh, spec, config, 
     """(this version's recall probe, the previous index's recall on the previous probe when
     ``first``: the first update after a build; ``built``: the live version's main index as
     ``update_folder`` read it, or None). The previous version's probe is carried forward
-    at the cost of the change (``indexes.probe``); without one, or when too few of its
+    at the cost of the change (``indexes.building.probe``); without one, or when too few of its
     queries are left, a probe is sampled with one exact pass over the vectors."""
     if config.eval_queries == 0:
         return None, None

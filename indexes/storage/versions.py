@@ -12,9 +12,9 @@ and ``CURRENT`` untouched, so the last good version keeps serving; the next run 
 stale partial folders under the lock. Readers resolve ``OUTPUT`` through ``CURRENT``.
 
 An ``s3://`` or ``gs://`` output has the same ``CURRENT`` and ``versions/`` but no rename
-and no lock: ``indexes.remote`` writes versions in place (manifest last), switches
+and no lock: ``indexes.storage.remote_versions`` writes versions in place (manifest last), switches
 ``CURRENT`` with a conditional write and holds a lease instead; readers given such a URL
-search a verified local copy of the version (``indexes.remote.cached_version``).
+search a verified local copy of the version (``indexes.storage.remote_versions.cached_version``).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from corpusbeam.errors import ConfigError, IndexFolderError
-from indexes.files import MANIFEST
-from indexes.objectstore import is_url, open_store
+from indexes.storage.files import MANIFEST
+from indexes.storage.objectstore import is_url, open_store
 
 __all__ = [
     "CURRENT",
@@ -79,7 +79,7 @@ def read_current(output: str | os.PathLike) -> str | None:
     store URL.
     """
     if is_url(output):
-        from indexes import remote
+        from indexes.storage import remote_versions as remote
 
         return remote.read_current(open_store(output))[0]
     pointer = Path(output) / CURRENT
@@ -100,7 +100,7 @@ def resolve_index_folder(path: str | os.PathLike) -> Path:
     IndexFolderError saying what was looked for. For an ``s3://`` or ``gs://`` output, the
     local cached copy of the version ``CURRENT`` names (downloaded once)."""
     if is_url(path):
-        from indexes import remote
+        from indexes.storage import remote_versions as remote
 
         return remote.cached_version(path)
     p = Path(path)

@@ -24,8 +24,8 @@ import numpy as np
 
 from corpusbeam.errors import ConfigError, IndexFolderError
 from corpusbeam.inference import codec
-from indexes.choose import IndexSpec, family_of, make_index
-from indexes.ids import check_ids
+from indexes.ann.choose import IndexSpec, family_of, make_index
+from indexes.storage.ids import check_ids
 
 __all__ = [
     "ONDISK_SUFFIX",
@@ -97,7 +97,7 @@ def prepare_vectors(xb: np.ndarray, encoding: str, d: int) -> np.ndarray:
         return np.ascontiguousarray(xb)
     x = xb.astype(np.float32)
     if encoding == "uint8":
-        x -= 128.0  # the exact int8 twin, see indexes.choose
+        x -= 128.0  # the exact int8 twin, see indexes.ann.choose
     return x
 
 
@@ -284,7 +284,7 @@ def _unmapped_lists(index) -> bool:
 def packed_lists(index) -> bool:
     """Whether ``index`` is a fast-scan IVF (``IVF...,PQ{m}x4fs``): its lists hold codes
     in packed blocks (``BlockInvertedLists``), which neither FAISS's ``merge_ondisk`` nor
-    ``indexes.ondisk`` can read, so its shards cannot be merged: the index job adds each
+    ``indexes.ann.ondisk`` can read, so its shards cannot be merged: the index job adds each
     part's vectors to the index itself, which the memory budget sized to fit in RAM."""
     try:
         ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
@@ -348,9 +348,9 @@ def merge_ondisk(
     """Merge IVF shard files into ``index_path`` + ``<index_path>.ivfdata``, lists on disk.
 
     ``trained`` is the empty trained index; memory use stays about one shard at a time
-    (``indexes.ondisk``). Returns the inverted lists file's name (beside the index file).
+    (``indexes.ann.ondisk``). Returns the inverted lists file's name (beside the index file).
     """
-    from indexes.ondisk import merge_shards_ondisk
+    from indexes.ann.ondisk import merge_shards_ondisk
 
     if spec.family == "binary" or not _is_ivf(trained):
         raise ConfigError("factory", spec.factory, "on-disk merge needs a float or int8 IVF index")

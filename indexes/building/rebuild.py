@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
-from indexes.builder import build_folder
-from indexes.choose import family_of
+from indexes.ann.choose import family_of
+from indexes.building.folder import build_folder
 from indexes.config import BuildConfig
-from indexes.manifest import Manifest
 from indexes.reader import open_index
+from indexes.storage.manifest import Manifest
 
 __all__ = ["rebuild_folder"]
 

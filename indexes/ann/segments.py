@@ -1,6 +1,6 @@
 """A segmented index: the main index, a small delta segment and tombstones, searched as one.
 
-An updated version (``indexes.update``) keeps the previous version's main index files as
+An updated version (``indexes.updates.folder``) keeps the previous version's main index files as
 they are (hard links) and adds two small files:
 
 - ``delta.faiss``: the vectors added or changed since the main index was built, in an
@@ -13,7 +13,7 @@ they are (hard links) and adds two small files:
 the tombstones excluded (an ``IDSelectorNot`` inside the search where the index takes a
 selector; otherwise it oversamples by the number of tombstones and drops them), the
 delta exactly, and each query keeps its k best (highest inner product, lowest Hamming
-distance). ``indexes.search.search`` treats it like any index, so filters and rescoring
+distance). ``indexes.ann.search.search`` treats it like any index, so filters and rescoring
 work unchanged, and every reader (``open_index``, ``Searcher``, the service,
 ``evaluate``) sees one index.
 """
@@ -27,7 +27,7 @@ import faiss
 import numpy as np
 
 from corpusbeam.errors import IndexFolderError
-from indexes.choose import IndexSpec, family_of
+from indexes.ann.choose import IndexSpec, family_of
 
 __all__ = [
     "DELTA",
@@ -55,7 +55,7 @@ def delta_factory(encoding: str) -> str:
 
 def make_delta(spec: IndexSpec, xb: np.ndarray, ids: np.ndarray):
     """An exact delta index holding ``xb`` (natural dtype, as the parts store them)."""
-    from indexes import build
+    from indexes.ann import build
 
     dspec = IndexSpec(
         encoding=spec.encoding,
@@ -101,7 +101,7 @@ class SegmentedIndex:
         return self.metric == "hamming"
 
     def raw_search(self, x: np.ndarray, k: int, params: dict[str, int], allowed, raw):
-        """D, I, filter mode: ``raw`` is ``indexes.search._raw_search`` (one segment)."""
+        """D, I, filter mode: ``raw`` is ``indexes.ann.search._raw_search`` (one segment)."""
         k = max(1, min(k, max(self.ntotal, 1)))
         Dm, Im, mode = self._search_main(x, k, params, allowed, raw)
         if self.delta.ntotal:
@@ -122,7 +122,7 @@ class SegmentedIndex:
             if allowed.size == 0:
                 return None, None, "selector"
             return raw(self.main, x, k, params, allowed)
-        from indexes.search import _filterable, _search_parameters, set_search_params
+        from indexes.ann.search import _filterable, _search_parameters, set_search_params
 
         if _filterable(self.main):
             if isinstance(self.main, faiss.IndexBinary | faiss.IndexBinaryShards):

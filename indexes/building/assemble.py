@@ -1,8 +1,8 @@
 """Assembling an index folder whose parts the index job's workers wrote, in bounded memory.
 
-The workers wrote the folder's id-range parts (``indexes.parts``) into it and, for IVF
+The workers wrote the folder's id-range parts (``indexes.storage.parts``) into it and, for IVF
 indexes, one shard a part: the inverted lists of the trained index with the part's
-vectors added (``indexes.ondisk.shard_lists_bytes``), or for binary IVF the whole index.
+vectors added (``indexes.ann.ondisk.shard_lists_bytes``), or for binary IVF the whole index.
 ``assemble_folder`` handles only small things and streams the rest:
 
 - the index: IVF shards merge on disk (``merge_ondisk``: lists in a file beside
@@ -10,9 +10,9 @@ vectors added (``indexes.ondisk.shard_lists_bytes``), or for binary IVF the whol
   merge on disk); flat and graph indexes get each part's vectors added in turn (what the
   final index needs in RAM, no more);
 - recall: queries sampled by global row number, exact ground truth by searching part
-  after part and keeping the running top k (``indexes.recall``), then the usual tuning;
+  after part and keeping the running top k (``indexes.building.recall``), then the usual tuning;
   the same exact pass gives the recall probe the next update carries forward
-  (``indexes.probe``: ``recall_probe.npz``, listed in the manifest's files), so no update
+  (``indexes.building.probe``: ``recall_probe.npz``, listed in the manifest's files), so no update
   pays an exact pass over every vector for it;
 - the manifest, with the parts' checksums the workers computed, written last.
 
@@ -34,22 +34,22 @@ import numpy as np
 import pyarrow as pa
 
 from corpusbeam.errors import IndexFolderError
-from indexes import build
-from indexes.build import prepare_vectors, training_sample
-from indexes.choose import IndexSpec
+from indexes.ann import build
+from indexes.ann.build import prepare_vectors, training_sample
+from indexes.ann.choose import IndexSpec
+from indexes.ann.search import RescoreStore
+from indexes.building.evaluate import tune_measured
+from indexes.building.probe import MARGIN, PROBE, RECALL_QUERIES, Probe
+from indexes.building.recall import streaming_topk
+from indexes.building.steps import Combined
+from indexes.building.writer import rescore_entry
 from indexes.config import BuildConfig
-from indexes.evaluate import tune_measured
-from indexes.files import INDEX, MANIFEST, SHARDS, sha256, shard_file
-from indexes.layers import LayeredParts, Tables, open_parts, tables_from_refs
-from indexes.lexical_segments import LEXICAL_DIR, build_lexical, lexical_info
-from indexes.manifest import Manifest, sanitize_endpoint
+from indexes.lexical.segment import LEXICAL_DIR, build_lexical, lexical_info
 from indexes.memory import resident, trim
-from indexes.parts import RESCORE_SUFFIX, Parts
-from indexes.probe import MARGIN, PROBE, RECALL_QUERIES, Probe
-from indexes.recall import streaming_topk
-from indexes.search import RescoreStore
-from indexes.shards import Combined
-from indexes.writer import rescore_entry
+from indexes.storage.files import INDEX, MANIFEST, SHARDS, sha256, shard_file
+from indexes.storage.layers import LayeredParts, Tables, open_parts, tables_from_refs
+from indexes.storage.manifest import Manifest, sanitize_endpoint
+from indexes.storage.parts import RESCORE_SUFFIX, Parts
 
 __all__ = ["assemble_folder", "expand_metadata_json"]
 
@@ -147,7 +147,7 @@ def assemble_folder(
     """Finish the folder at ``path`` from the ``parts`` the workers wrote into it (dicts
     with ``info``: ``PartInfo`` as a dict, ``files``: their checksums, ``rescore_dtype``
     and, for IVF indexes, ``index``: the shard file). ``trained`` is the serialised empty
-    trained index the shards were copied from. Layered parts (``indexes.layers``) name
+    trained index the shards were copied from. Layered parts (``indexes.storage.layers``) name
     their base parts, which the caller has linked into the folder: ``previous`` is the
     manifest of the version they come from, ``base_version`` its name."""
     config = config or BuildConfig()
@@ -242,7 +242,7 @@ def assemble_folder(
 
 def lexical_entry(out: Path, tables: Tables, reader) -> tuple[dict, list[str]]:
     """(the manifest's ``lexical`` entry, the files the launcher wrote for it). The workers
-    wrote a segment for each part (``indexes.lexical_segments``): the entry lists them
+    wrote a segment for each part (``indexes.lexical.segment``): the entry lists them
     (and the removed ids' files) and nothing is built here. Otherwise (parts from a
     version without per-part segments) the index is built from the parts' text, streamed
     (bounded memory, one segment of postings at a time)."""
@@ -274,7 +274,7 @@ def _tune(index, spec: IndexSpec, parts: Parts, config: BuildConfig, store, resc
     if config.eval_queries == 0:
         return None, None, {}
     rows = training_sample(parts.count, config.eval_queries, seed=config.seed + 1)
-    # The probe an update would sample (indexes.update): the same rows, the same seed.
+    # The probe an update would sample (indexes.updates.folder): the same rows, the same seed.
     probe_rows = training_sample(
         parts.count,
         min(max(config.eval_queries, RECALL_QUERIES), parts.count),

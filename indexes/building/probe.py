@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from corpusbeam.errors import IndexFolderError
-from indexes.build import training_sample
-from indexes.recall import best_first, streaming_topk
+from indexes.ann.build import training_sample
+from indexes.building.recall import best_first, streaming_topk
 
 __all__ = [
     "MARGIN",
@@ -51,7 +51,7 @@ RECALL_QUERIES = 500  # queries a probe holds (at least): recall after an update
 class Probe:
     """``query_ids`` (nq,), ``xq`` the queries as searched, ``gt_ids``/``gt_scores``
     (nq, depth) best first with -1 past each row's exact length, ``k``, ``reference``
-    (what exact means: ``indexes.recall``), ``binary`` (Hamming: lower is better)."""
+    (what exact means: ``indexes.building.recall``), ``binary`` (Hamming: lower is better)."""
 
     query_ids: np.ndarray
     xq: np.ndarray
@@ -108,7 +108,7 @@ def load_probe(folder: Path) -> Probe | None:
 
 def sample_probe(reader, queries: int, k: int, *, seed: int) -> Probe:
     """A probe of ``queries`` rows sampled from ``reader`` (``Parts`` or ``LayeredParts``),
-    with one exact pass over every vector (``indexes.recall.streaming_topk``)."""
+    with one exact pass over every vector (``indexes.building.recall.streaming_topk``)."""
     rows = training_sample(reader.count, queries, seed=seed)
     ids, xb, rv = reader.rows(rows)
     xq = xb if rv is None else rv.astype("float32")
