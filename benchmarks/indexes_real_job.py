@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.indexes_real import docstring_passages, first_sentence
-from corpusbeam.inference import tokens
+from corpusbeam.inference import token_budget as tokens
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from corpusbeam.retrieval.searcher import Searcher
 from pipeline.index_job import IndexJobConfig, run_index_job

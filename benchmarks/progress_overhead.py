@@ -2,8 +2,8 @@
 increments one counter an element, on the DirectRunner.
 
 Baseline, in the same run: the same pipeline incrementing a plain Beam counter
-(``Metrics.counter``). Measured: ``transforms.progress.counter`` with the launcher listening
-(``pipeline.progress.tracking``: the tally, its sender thread, the datagrams) and without
+(``Metrics.counter``). Measured: ``transforms.counters.counter`` with the launcher listening
+(``pipeline.job.tracking.tracking``: the tally, its sender thread, the datagrams) and without
 (``CORPUSBEAM_PROGRESS`` unset: the Beam counter and one environment lookup). Each figure is
 the best of ``--rounds`` runs. A real DoFn does far more work an element than this one, so
 the ratios bound the overhead from above.
@@ -19,8 +19,8 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from benchmarks._common import emit
-from pipeline.progress import tracking
-from transforms import progress
+from pipeline.job.tracking import tracking
+from transforms import counters as progress
 from transforms.elements import NAMESPACE
 
 __all__ = ["main"]

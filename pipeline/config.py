@@ -41,7 +41,7 @@ class IndexJobConfig:
     max_tokens: int = 512
     overlap_tokens: int | None = None
     # the model's input limit in its tokens (None: known by the model's name, else learned
-    # from the first refusal); how to count them (corpusbeam.inference.tokens.COUNT_MODES)
+    # from the first refusal); how to count them (corpusbeam.inference.token_budget.COUNT_MODES)
     max_input_tokens: int | None = None
     token_count: str = "auto"
     max_inputs: int = 96
@@ -84,7 +84,7 @@ class IndexJobConfig:
         # numpy: loaded when a job is configured, not for --help
         from corpusbeam.inference import codec
         from corpusbeam.inference.derive import wire_encoding_for
-        from corpusbeam.inference.tokens import COUNT_MODES
+        from corpusbeam.inference.token_budget import COUNT_MODES
 
         codec.check_encoding(self.encoding_format)
         wire_encoding_for(self.encoding_format, self.wire_encoding)

@@ -12,7 +12,7 @@ Flink or Spark the heavy part of the finish runs on a worker:
                                                parts' files downloaded; the index updated
                                                from the live version (this machine's
                                                cache: ``remote.cached_version``) or built
-                                               (``pipeline.update.finish_index``); the
+                                               (``pipeline.job.finish.finish_index``); the
                                                manifest finished; the version's files
                                                written to the store (those the live
                                                version holds with the same bytes copied
@@ -50,9 +50,9 @@ from indexes.storage.files import MANIFEST
 from indexes.storage.manifest import Manifest
 from indexes.storage.objectstore import ObjectStore, S3Settings, open_store, s3_settings_from_args
 from pipeline.graph import read_part_list
-from pipeline.update import finish_index
+from pipeline.job.finish import finish_index
 from pipeline.vectors_note import finish_manifest
-from transforms.index_shards import load_trained
+from transforms.build_index import load_trained
 
 __all__ = [
     "FINISH_RESULT",

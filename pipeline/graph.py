@@ -18,7 +18,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from corpusbeam.inference.client import ClientSettings
-from corpusbeam.inference.tokens import TokenBudget
+from corpusbeam.inference.token_budget import TokenBudget
 from indexes.config import AutoLimits
 from transforms import (
     ChunkDocuments,
@@ -27,7 +27,7 @@ from transforms import (
     ReadDocuments,
     ReadImages,
 )
-from transforms.index_shards import PART_LIST, BuildIndexShards, read_part_list
+from transforms.build_index import PART_LIST, BuildIndexShards, read_part_list
 from transforms.reuse import ReuseVectors
 from transforms.thumbnails import WriteThumbnails
 
@@ -70,9 +70,9 @@ class GraphConfig:
     previous: dict | None  # {"folder", "parts"} of the version to reuse vectors from
     encoding: str | None = None  # the index's (None: settings.encoding_format, the wire's)
     rescored: bool = False  # vectors carry derived rescoring vectors (binary indexes)
-    budget: TokenBudget | None = None  # the model's input limit (corpusbeam.inference.tokens)
+    budget: TokenBudget | None = None  # the model's input limit (corpusbeam.inference.token_budget)
     # a layered update's unchanged documents: path -> [size, mtime]; not read again, their
-    # rows stay in the base parts (``transforms.index_shards``)
+    # rows stay in the base parts (``transforms.build_index``)
     skip: dict | None = None
     lexical: bool = True  # each part's BM25 segment, written by the worker writing the part
     # train the index and write IVF shards (False: an update that keeps the live index;

@@ -8,7 +8,7 @@
 3. run the Beam pipeline (``pipeline.graph``): read, chunk, reuse unchanged vectors,
    embed the rest, write the new version's id-range parts and IVF shards on the
    workers, write failures;
-4. finish the version (``pipeline.update.finish_index``: the live version's index
+4. finish the version (``pipeline.job.finish.finish_index``: the live version's index
    updated, or the index built from the shards or the parts, streamed; recall; the
    manifest): in its folder for a local output; for an object store on a worker, in a
    second small pipeline with the job's options (``pipeline.finish_remote``), which
@@ -53,9 +53,10 @@ from pipeline.config import LAYER_LIMIT, IndexJobConfig, runner_name
 from pipeline.finish_remote import FinishTask, finish_on_worker
 from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_part_list
 from pipeline.job import EXIT_FAILED_INPUTS, EXIT_OK, IndexJobResult
+from pipeline.job.finish import finish_index
+from pipeline.job.tracking import MATCHERS, ProgressTracker, Snapshot, tracking
 from pipeline.model_setup import ModelSetup, model_setup
 from pipeline.outputs import RunOutput, open_output, redact_args
-from pipeline.progress import MATCHERS, ProgressTracker, Snapshot, tracking
 from pipeline.shard_count import auto_shards, same_parts
 from pipeline.training import train_later, trains_up_front
 from pipeline.unchanged import (
@@ -65,9 +66,8 @@ from pipeline.unchanged import (
     unchanged_result,
     write_fingerprint,
 )
-from pipeline.update import finish_index
 from pipeline.vectors_note import finish_manifest
-from transforms.index_shards import RUNS, has_trained, load_trained
+from transforms.build_index import RUNS, has_trained, load_trained
 
 __all__ = ["IndexJobConfig", "run_index_job"]
 
@@ -145,7 +145,7 @@ def run_index_job(
     cfg: IndexJobConfig, on_progress: Callable[[Snapshot], None] | None = None
 ) -> IndexJobResult:
     """Run the whole job; raises CorpusbeamError for a failed run. ``on_progress`` gets a
-    ``pipeline.progress.Snapshot`` four times a second while it runs."""
+    ``pipeline.job.tracking.Snapshot`` four times a second while it runs."""
     with tracking(len(cfg.inputs), on_progress) as tracker:
         return _run(cfg, tracker)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from corpusbeam.inference.client import ClientSettings, ModelInfo, read_model_info
 from corpusbeam.inference.derive import is_rescored, wire_encoding_for
-from corpusbeam.inference.tokens import TokenBudget, known_limit
+from corpusbeam.inference.token_budget import TokenBudget, known_limit
 from pipeline.config import IndexJobConfig
 
 __all__ = ["ModelSetup", "model_setup"]

@@ -2,7 +2,7 @@
 
 An update keeps the live version's index (``indexes.updates.folder``): the quantizer the
 pipeline would train, and the IVF shards it would fill with every vector, are thrown
-away. So the index job's pipeline trains (``transforms.index_shards.TrainShards``) only
+away. So the index job's pipeline trains (``transforms.build_index.TrainShards``) only
 when a rebuild is certain before it starts (``trains_up_front``: ``--rebuild``, no
 version to update from, ``--index`` naming another index type than the live one's);
 otherwise it saves the chosen spec alone, and the finish calls ``train_later`` if the
@@ -47,7 +47,7 @@ def train_later(
     """(the spec, the trained empty index, ``parts`` with their IVF shard files) of the
     parts the job wrote into ``folder``: ``TrainShards`` in a pipeline of its own over the
     part list (flat and graph indexes, which need no vectors to train, in this process)."""
-    from transforms.index_shards import train_without_data
+    from transforms.build_index import train_without_data
 
     blob = train_without_data(spec, seed=seed)
     if blob is not None:
@@ -55,7 +55,7 @@ def train_later(
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from transforms.index_shards import TrainShards, load_trained, read_shard_list
+    from transforms.build_index import TrainShards, load_trained, read_shard_list
 
     where = f"{staging.rstrip('/')}/{TRAIN_STAGING}"
     p = beam.Pipeline(options=PipelineOptions(list(pipeline_args)))

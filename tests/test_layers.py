@@ -296,8 +296,8 @@ def test_the_base_loads_only_the_standard_library():
 
 def test_commands_never_import_each_other():
     """Shared flags live in corpusbeam/cli/options.py, the index job's live display in
-    corpusbeam/cli/progress.py; a command module imports no other command."""
-    shared = ("options", "progress")
+    corpusbeam/cli/display.py; a command module imports no other command."""
+    shared = ("options", "display")
     found = {}
     for module, path in our_modules().items():
         if layer_of(module) != "cli" or path.stem in ("__init__", "__main__", "main", *shared):

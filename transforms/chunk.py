@@ -6,12 +6,12 @@ from collections.abc import Iterator
 
 import apache_beam as beam
 
-from corpusbeam.inference.tokens import TokenBudget, estimate_tokens
-from transforms import progress
-from transforms.chunking import TokenEstimator, split_text
+from corpusbeam.inference.token_budget import TokenBudget, estimate_tokens
+from transforms import counters as progress
 from transforms.elements import Chunk, Document, Failure, content_hash
 from transforms.read import FAILURES, Outputs
 from transforms.recut import FitEstimate
+from transforms.text_split import TokenEstimator, split_text
 
 __all__ = ["ChunkDocuments"]
 

@@ -10,8 +10,8 @@ What the index stores may differ from what is asked for (``corpusbeam.inference.
 index asks for ``float`` once and derives the packed bits and int8 rescoring vectors
 here, carried on each ``Embedded`` (``vector``, ``rescore``).
 
-Inputs too long for the model (``corpusbeam.inference.tokens.TokenBudget``): a chunk the budget
-says cannot fit is cut again before it is sent, and a chunk the endpoint refuses as too
+Inputs too long for the model (``corpusbeam.inference.token_budget.TokenBudget``): a chunk the
+budget says cannot fit is cut again before it is sent, and a chunk the endpoint refuses as too
 long (413 ``input_too_long`` and the other shapes ``length_refusal`` reads) teaches the
 budget the limit and ratio, is cut again on the chunker's boundaries
 (``transforms.recut``) and its pieces embedded as chunks of the same document. Only a
@@ -43,8 +43,8 @@ from corpusbeam.errors import ConfigError
 from corpusbeam.inference.client import ClientSettings, ClientStats, EmbeddingsClient, ImageInput
 from corpusbeam.inference.client.timing import timed_transport
 from corpusbeam.inference.derive import derive_vectors, wire_encoding_for
-from corpusbeam.inference.tokens import TokenBudget, length_refusal
-from transforms import progress
+from corpusbeam.inference.token_budget import TokenBudget, length_refusal
+from transforms import counters as progress
 from transforms.elements import NAMESPACE, Chunk, Document, Embedded, Failure, ImageItem
 from transforms.read import FAILURES, Outputs
 from transforms.recut import TooLongError, recut

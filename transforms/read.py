@@ -26,7 +26,7 @@ from apache_beam.io.filesystem import FileMetadata
 from apache_beam.io.filesystems import FileSystems
 
 from corpusbeam.errors import ConfigError
-from transforms import progress
+from transforms import counters as progress
 from transforms.elements import Failure, ImageItem, content_hash
 from transforms.formats import (
     DOCUMENT_EXTENSIONS,

@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from corpusbeam.errors import ConfigError
-from corpusbeam.inference.tokens import TokenBudget, estimate_tokens
-from transforms.chunking import split_text
+from corpusbeam.inference.token_budget import TokenBudget, estimate_tokens
 from transforms.elements import Chunk, content_hash
+from transforms.text_split import split_text
 
 __all__ = ["RECUT_STRIDE", "FitEstimate", "TooLongError", "recut"]
 

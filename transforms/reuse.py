@@ -28,10 +28,10 @@ from apache_beam.transforms.window import GlobalWindows
 from corpusbeam.inference import codec
 from indexes.storage.ids import chunk_id
 from indexes.storage.parts import DIGESTS_SUFFIX, METADATA_SUFFIX, part_of
-from transforms import progress
+from transforms import counters as progress
+from transforms.build_index import REUSED_VECTOR, metadata_row, row_digest
 from transforms.elements import Chunk, ImageItem
 from transforms.embed import embedded_from
-from transforms.index_shards import REUSED_VECTOR, metadata_row, row_digest
 from transforms.part_layers import read_removed
 
 __all__ = ["ReuseVectors", "hash_digest"]

@@ -18,7 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image, UnidentifiedImageError
 
 from indexes.storage.ids import chunk_id
-from transforms import progress
+from transforms import counters as progress
 from transforms.elements import Failure, ImageItem
 from transforms.read import FAILURES, Outputs
 

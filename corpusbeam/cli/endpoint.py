@@ -1,6 +1,6 @@
 """``corpusbeam endpoint``: serve the local reference embeddings endpoint.
 
-The flags are ``corpusbeam.inference.server.cli``'s, shared with ``python -m
+The flags are ``corpusbeam.inference.server.flags``'s, shared with ``python -m
 corpusbeam.inference.server``.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from corpusbeam.inference.server.cli import add_arguments, run_from_args
+from corpusbeam.inference.server.flags import add_arguments, run_from_args
 
 __all__ = ["add_parser", "run"]
 

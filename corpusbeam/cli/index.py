@@ -15,7 +15,7 @@ from indexes.config import AutoLimits
 from indexes.storage import versions
 from pipeline.config import IndexJobConfig
 
-PROGRESS_MODES = ("auto", "bar", "log", "off")  # corpusbeam.cli.progress.MODES, without loading it
+PROGRESS_MODES = ("auto", "bar", "log", "off")  # corpusbeam.cli.display.MODES, without loading it
 
 if TYPE_CHECKING:
     from pipeline.job import IndexJobResult
@@ -205,7 +205,7 @@ def _progress_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _run_job(cfg: IndexJobConfig, args: argparse.Namespace) -> IndexJobResult:
-    from corpusbeam.cli.progress import display
+    from corpusbeam.cli.display import display
     from pipeline.job import run_index_job  # Beam: loaded only when the job runs
 
     with display(args.progress, args.progress_every) as on_progress:

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "report", "matplotlib", "is not installed: pip install 'corpusbeam[report]'"
         ) from None
-    from pipeline.report import write_report
+    from pipeline.report_html import write_report
 
     files = write_report(args.dir, args.out)
     print(files.html)

@@ -402,7 +402,7 @@ def tables_from_refs(
     base_version: str | None,
     previous_lexical: dict | None = None,
 ) -> Tables:
-    """The folder's tables from the workers' part references (``transforms.index_shards``).
+    """The folder's tables from the workers' part references (``transforms.build_index``).
     A layered run's base parts (and their lexical segments) are the previous version's:
     ``previous_files`` gives their checksums, ``previous_lexical`` their segments."""
     refs = sorted(refs, key=lambda r: r["part"])

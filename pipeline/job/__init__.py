@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pipeline.config import IndexJobConfig
-    from pipeline.progress import Snapshot
+    from pipeline.job.tracking import Snapshot
 
 __all__ = ["EXIT_FAILED_INPUTS", "EXIT_OK", "IndexJobResult", "run_index_job"]
 
@@ -35,7 +35,7 @@ def run_index_job(
     cfg: IndexJobConfig, on_progress: Callable[[Snapshot], None] | None = None
 ) -> IndexJobResult:
     """Run the whole job; raises CorpusbeamError for a failed run. ``on_progress`` gets a
-    ``pipeline.progress.Snapshot`` four times a second while it runs."""
+    ``pipeline.job.tracking.Snapshot`` four times a second while it runs."""
     from pipeline.index_job import run_index_job as run  # Beam: loaded when a job runs
 
     return run(cfg, on_progress)

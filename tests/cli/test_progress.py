@@ -116,12 +116,11 @@ def test_without_a_terminal_plain_log_lines_come_every_n_seconds(corpus, tmp_pat
         timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = [line for line in proc.stderr.splitlines() if "corpusbeam.cli.progress:" in line]
+    lines = [line for line in proc.stderr.splitlines() if "corpusbeam.cli.display:" in line]
     assert len(lines) >= 4, proc.stderr[-2000:]
     assert "\x1b[" not in proc.stderr and "\r" not in proc.stderr
     assert all(
-        re.match(r"\d{4}-\d\d-\d\d [\d:,]+ INFO corpusbeam.cli.progress: \[\w+\] ", x)
-        for x in lines
+        re.match(r"\d{4}-\d\d-\d\d [\d:,]+ INFO corpusbeam.cli.display: \[\w+\] ", x) for x in lines
     )
     assert f"embedded {DOCS}/{DOCS}" in lines[-1]
     assert len(set(embedded_values("\n".join(lines)))) >= 2
@@ -141,7 +140,7 @@ def test_counts_from_worker_processes_reach_the_launcher(corpus, tmp_path, slow_
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = [line for line in proc.stderr.splitlines() if "corpusbeam.cli.progress:" in line]
+    lines = [line for line in proc.stderr.splitlines() if "corpusbeam.cli.display:" in line]
     last = lines[-1]
     assert f"read {DOCS} docs" in last and f"embedded {DOCS}/{DOCS}" in last, last
     requests = int(re.search(r"(\d+) requests", last).group(1))

@@ -15,7 +15,7 @@ from indexes.storage.tables import folder_data
 
 
 def _worker_parts(out, xb, metadata, spec, trained, n_parts=3):
-    """Parts as transforms.index_shards writes them: one id range each, in id order, with
+    """Parts as transforms.build_index writes them: one id range each, in id order, with
     an IVF shard a part."""
     data = folder_data(xb, metadata, encoding="float")
     (out / "parts").mkdir(parents=True)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from corpusbeam.inference.server import tokens
+from corpusbeam.inference.server import hash_tokenizer as tokens
 from corpusbeam.inference.server.hashmodel import HashModel
 from tests.support.images import near_duplicate, scene
 

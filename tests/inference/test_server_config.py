@@ -9,8 +9,8 @@ import pytest
 from corpusbeam.asgi.prometheus import parse_metrics
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference.server import EndpointConfig, FaultRates
-from corpusbeam.inference.server.cli import add_arguments, config_from_args, config_to_args
 from corpusbeam.inference.server.config import parse_faults, parse_latency
+from corpusbeam.inference.server.flags import add_arguments, config_from_args, config_to_args
 from corpusbeam.inference.server.metrics import Metrics
 from corpusbeam.inference.server.shaping import FaultPicker, RateBudget
 

@@ -16,8 +16,8 @@ import pytest
 from corpusbeam.cli.main import build_parser
 from corpusbeam.cli.main import main as corpusbeam_main
 from corpusbeam.inference.server import API_VERSION, EndpointConfig, running_endpoint
-from corpusbeam.inference.server.cli import add_arguments
 from corpusbeam.inference.server.demo import run_demo
+from corpusbeam.inference.server.flags import add_arguments
 
 V = {"api-version": API_VERSION}
 ROOT = str(Path(__file__).resolve().parents[2])  # the repository, for child processes
@@ -92,7 +92,7 @@ def test_demo_finds_every_expected_document(capsys):
 def test_inference_imports_no_beam_and_nothing_from_pipeline():
     code = (
         "import sys, corpusbeam.inference, corpusbeam.inference.server, "
-        "corpusbeam.inference.server.cli, corpusbeam.inference.server.run; "
+        "corpusbeam.inference.server.flags, corpusbeam.inference.server.run; "
         "bad = [m for m in sys.modules if m.split('.')[0] in "
         "('apache_beam', 'pipeline', 'transforms', 'sentence_transformers', 'torch')]; "
         "print(bad); sys.exit(1 if bad else 0)"

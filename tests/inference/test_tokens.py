@@ -17,7 +17,7 @@ from corpusbeam.inference.client import (
 )
 from corpusbeam.inference.errors import PayloadTooLargeError
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
-from corpusbeam.inference.tokens import (
+from corpusbeam.inference.token_budget import (
     LengthRefusal,
     TokenBudget,
     estimate_tokens,

@@ -211,7 +211,7 @@ def test_ivf_shards_built_on_workers_merge_into_the_same_index(
     sample, tmp_path, endpoint, direct_build
 ):
     seen = _StagingAtFinish(tmp_path / "ivf")
-    logger = logging.getLogger("pipeline.update")
+    logger = logging.getLogger("pipeline.job.finish")
     logger.addHandler(seen)
     level = logger.level
     logger.setLevel(logging.INFO)

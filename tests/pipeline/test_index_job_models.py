@@ -12,7 +12,7 @@ import pytest
 
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
-from corpusbeam.inference.server.tokens import count_tokens
+from corpusbeam.inference.server.hash_tokenizer import count_tokens
 from indexes.reader import open_index
 from indexes.storage import versions
 from pipeline.index_job import run_index_job

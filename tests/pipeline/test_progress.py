@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import time
 
-from pipeline import progress as launcher
-from pipeline.progress import MATCHERS, ProgressTracker, tracking
-from transforms import progress
+from pipeline.job import tracking as launcher
+from pipeline.job.tracking import MATCHERS, ProgressTracker, tracking
+from transforms import counters as progress
 
 
 class Clock:

@@ -18,7 +18,7 @@ from corpusbeam.cli.main import main
 from corpusbeam.inference.server import EndpointConfig, FaultRates, running_endpoint
 from indexes.storage import versions
 from pipeline.index_job import IndexJobConfig, run_index_job
-from pipeline.report import CHARTS, SCORE_QUERIES
+from pipeline.report_html import CHARTS, SCORE_QUERIES
 from pipeline.sample_corpus import write_sample
 
 pytest.importorskip("matplotlib", reason="corpusbeam report needs pip install 'corpusbeam[report]'")

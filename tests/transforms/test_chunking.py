@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corpusbeam.errors import ConfigError
-from corpusbeam.inference.tokens import estimate_tokens
-from transforms.chunking import split_text
+from corpusbeam.inference.token_budget import estimate_tokens
+from transforms.text_split import split_text
 
 
 def check(text, spans, max_tokens, estimate=estimate_tokens):

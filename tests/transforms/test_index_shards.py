@@ -12,7 +12,7 @@ from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from indexes.reader import open_index
 from indexes.storage import versions
 from pipeline.index_job import IndexJobConfig, run_index_job
-from transforms import index_shards
+from transforms import build_index as index_shards
 
 
 def _corpus(root, n: int = 400):

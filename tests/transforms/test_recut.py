@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corpusbeam.inference.tokens import TokenBudget
-from transforms.chunking import split_text
+from corpusbeam.inference.token_budget import TokenBudget
 from transforms.elements import Chunk, content_hash
 from transforms.recut import RECUT_STRIDE, FitEstimate, TooLongError, recut
+from transforms.text_split import split_text
 
 
 def _chunk(doc: str, start: int, end: int, index: int = 3) -> Chunk:

@@ -59,7 +59,12 @@ from corpusbeam.inference.errors import (
     UnprocessableError,
 )
 from corpusbeam.inference.protocol import IMAGE_ROUTE, TEXT_ROUTE
-from corpusbeam.inference.tokens import LengthRefusal, TokenBudget, estimate_tokens, length_refusal
+from corpusbeam.inference.token_budget import (
+    LengthRefusal,
+    TokenBudget,
+    estimate_tokens,
+    length_refusal,
+)
 
 __all__ = [
     "AsyncEmbeddingsClient",

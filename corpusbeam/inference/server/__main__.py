@@ -2,6 +2,6 @@
 
 import sys
 
-from corpusbeam.inference.server.cli import main
+from corpusbeam.inference.server.flags import main
 
 sys.exit(main())

@@ -1,7 +1,8 @@
 """The endpoint's settings: one frozen keyword-only dataclass, validated on construction.
 
 Everything the local reference endpoint does differently from its defaults is a field of
-``EndpointConfig``; the command line (``corpusbeam.inference.server.cli``) only builds one of these.
+``EndpointConfig``; the command line (``corpusbeam.inference.server.flags``) only builds one of
+these.
 Load shaping (latency, concurrency, rate budgets, faults) is off by default.
 
 The API key is held but never shown: ``repr`` leaves it out and no error message names it.

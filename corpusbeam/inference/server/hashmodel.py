@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from corpusbeam.inference.server import tokens
+from corpusbeam.inference.server import hash_tokenizer as tokens
 
 __all__ = ["HashModel"]
 

@@ -123,7 +123,7 @@ def _run_thread(
 
 @contextlib.contextmanager
 def _run_child(config: EndpointConfig, log_level: str, timeout: float) -> Iterator[RunningEndpoint]:
-    from corpusbeam.inference.server.cli import config_to_args
+    from corpusbeam.inference.server.flags import config_to_args
 
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[3])  # the directory holding corpusbeam/

@@ -1,7 +1,7 @@
 """The index job's live progress, shown: a redrawn line on a terminal, log lines elsewhere.
 
 ``display(mode, every)`` is a context manager yielding the ``on_progress`` callback that
-``pipeline.job.run_index_job`` calls with a ``pipeline.progress.Snapshot``:
+``pipeline.job.run_index_job`` calls with a ``pipeline.job.tracking.Snapshot``:
 
 - ``bar`` (``auto`` on a terminal): one line redrawn by rich in place, with a bar once the
   total is known;
@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pipeline.progress import Snapshot
+    from pipeline.job.tracking import Snapshot
 
 __all__ = ["MODES", "display"]
 

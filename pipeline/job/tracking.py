@@ -1,7 +1,7 @@
 """The launcher's side of live progress: listen for the workers' counts, say where the run is.
 
 ``tracking(patterns, on_update)`` binds a UDP socket on loopback, puts its address in the
-environment (``transforms.progress.ENV``) so every worker process the runner starts (the
+environment (``transforms.counters.ENV``) so every worker process the runner starts (the
 DirectRunner in process or with ``multi_processing`` workers, a portable runner's
 LOOPBACK workers) sends its counter deltas there, and calls ``on_update(Snapshot)``
 every ``interval`` seconds from a thread of its own. It also keeps what the run report
@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from transforms.progress import ENV
+from transforms.counters import ENV
 
 __all__ = ["MATCHERS", "ProgressTracker", "Snapshot", "tracking"]
 
@@ -112,7 +112,7 @@ class ProgressTracker:
             self._expected_patterns = self._patterns * count
 
     def receive(self, body: dict) -> None:
-        """Add one datagram's content (see ``transforms.progress``)."""
+        """Add one datagram's content (see ``transforms.counters``)."""
         with self._lock:
             for name, n in body.get("c", {}).items():
                 self._counts[name] = self._counts.get(name, 0) + int(n)
@@ -261,7 +261,7 @@ def tracking(
     try:
         yield tracker
     finally:
-        time.sleep(0.3)  # the workers' last flush (transforms.progress.FLUSH_SECONDS)
+        time.sleep(0.3)  # the workers' last flush (transforms.counters.FLUSH_SECONDS)
         stop.set()
         for t in threads:
             t.join()

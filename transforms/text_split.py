@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 
 from corpusbeam.errors import ConfigError
-from corpusbeam.inference.tokens import estimate_tokens
+from corpusbeam.inference.token_budget import estimate_tokens
 
 __all__ = ["TokenEstimator", "split_text"]
 

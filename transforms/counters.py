@@ -3,7 +3,7 @@
 ``counter("chunks")`` is a Beam counter (namespace ``corpusbeam``: the run's report reads
 these when the pipeline ends) that also adds its increments to a per-process tally. When
 the launcher listens (``CORPUSBEAM_PROGRESS=host:port`` in the environment, set by
-``pipeline.progress.listening``), a daemon thread sends the tally's deltas every
+``pipeline.job.tracking.listening``), a daemon thread sends the tally's deltas every
 ``FLUSH_SECONDS`` as one small JSON datagram over UDP:
 
     {"src": "pid-nonce", "c": {"chunks": 12, ...}, "g": {"in_flight": 3}, "l": [41, 38]}

@@ -48,7 +48,7 @@ from indexes.storage.ids import chunk_id
 from indexes.storage.layers import DELTA_PREFIX, part_number
 from indexes.storage.parts import encode_part, file_entry, id_starts, parquet_bytes, part_of
 from indexes.storage.tables import METADATA_COLUMNS, column_array, metadata_table
-from transforms import progress
+from transforms import counters as progress
 from transforms.elements import Embedded, Failure
 from transforms.part_layers import (
     Carried,

@@ -3,12 +3,12 @@
 One estimate for everything that plans ahead of the endpoint: the chunker's chunk sizes
 and the client's tokens-a-minute budget (``estimate_tokens``, UTF-8 bytes / 4). The
 endpoint's own count comes back in ``usage``; the local reference endpoint's tokenizer is
-``corpusbeam.inference.server.tokens``.
+``corpusbeam.inference.server.hash_tokenizer``.
 
 ``TokenBudget`` is what keeps inputs under a model's limit. It knows the limit (given,
 from ``KNOWN_LIMITS`` by the model's name, or learned from a refusal), counts a text with
-the model's own tokenizer where one is installed (``corpusbeam.inference.tokenizer``), else scales
-the estimate by a ratio calibrated from ``usage`` and from the counts refusals state,
+the model's own tokenizer where one is installed (``corpusbeam.inference.model_tokenizer``),
+else scales the estimate by a ratio calibrated from ``usage`` and from the counts refusals state,
 and keeps a margin under the limit while it only estimates. ``length_refusal`` reads
 the ways services refuse a too-long input (``shared/reference/protocol.md``, "Too-long
 inputs") into the count and limit they state.
@@ -195,7 +195,7 @@ class TokenBudget:
         if self.mode != "auto":
             return None
         if not self._loaded:
-            from corpusbeam.inference.tokenizer import token_counter
+            from corpusbeam.inference.model_tokenizer import token_counter
 
             self._counter = token_counter(self.model)
             self._loaded = True
