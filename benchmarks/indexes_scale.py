@@ -34,16 +34,10 @@ import faiss
 import numpy as np
 
 from corpusbeam.inference import codec
-from indexes.ann.build import (
-    add_vectors,
-    prepare_vectors,
-    read_index,
-    train_index,
-    training_sample,
-    write_index,
-)
 from indexes.ann.choose import choose_index
 from indexes.ann.search import RescoreStore, index_id_view, search
+from indexes.ann.serialize import read_index, write_index
+from indexes.ann.train import add_vectors, prepare_vectors, train_index, training_sample
 from indexes.building.tune import exact_search, recall_at_k, tune_index
 
 BENCH = "indexes_scale"

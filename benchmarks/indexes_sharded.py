@@ -25,9 +25,11 @@ import faiss
 import numpy as np
 
 from corpusbeam.inference import codec
-from indexes.ann import build
 from indexes.ann.choose import choose_index
+from indexes.ann.merge import merge_indexes, merge_ondisk
 from indexes.ann.search import search
+from indexes.ann.serialize import deserialize_index, read_index, serialize_index, write_index
+from indexes.ann.train import add_vectors, train_index
 
 BENCH = "indexes_sharded"
 
@@ -85,24 +87,24 @@ def main() -> None:
             "nq": args.nq,
         }
         t0 = time.perf_counter()
-        trained = build.train_index(spec, x, seed=0)
+        trained = train_index(spec, x, seed=0)
         t_train = time.perf_counter() - t0
-        blob = build.serialize_index(trained)
+        blob = serialize_index(trained)
         t0 = time.perf_counter()
-        one = build.deserialize_index(blob, encoding)
-        build.add_vectors(one, x, ids, spec)
+        one = deserialize_index(blob, encoding)
+        add_vectors(one, x, ids, spec)
         t_one = time.perf_counter() - t0
         t0 = time.perf_counter()
         paths = []
         for s, rows in enumerate(np.array_split(np.arange(args.n), args.shards)):
-            shard = build.deserialize_index(blob, encoding)  # what a worker receives
-            build.add_vectors(shard, x[rows], ids[rows], spec)
+            shard = deserialize_index(blob, encoding)  # what a worker receives
+            add_vectors(shard, x[rows], ids[rows], spec)
             paths.append(tmp / f"{encoding}-shard-{s}.faiss")
-            build.write_index(shard, paths[-1])
+            write_index(shard, paths[-1])
             del shard
         t_shards = time.perf_counter() - t0
         t0 = time.perf_counter()
-        merged = build.merge_indexes([build.read_index(p, encoding) for p in paths], spec)
+        merged = merge_indexes([read_index(p, encoding) for p in paths], spec)
         t_merge = time.perf_counter() - t0
         emit("train_time", round(t_train, 2), "s", **common)
         emit("one_build_add_time", round(t_one, 2), "s", **common)
@@ -129,8 +131,8 @@ def main() -> None:
         if spec.nlist and spec.family != "binary":
             t0 = time.perf_counter()
             out = tmp / f"{encoding}-ondisk.faiss"
-            build.merge_ondisk(build.deserialize_index(blob, encoding), paths, out, spec)
-            ondisk = build.read_index(out, encoding)
+            merge_ondisk(deserialize_index(blob, encoding), paths, out, spec)
+            ondisk = read_index(out, encoding)
             emit("merge_ondisk_time", round(time.perf_counter() - t0, 2), "s", **common)
             c = search(ondisk, xq, 10, encoding=encoding, d=args.d, params=params)
             emit(

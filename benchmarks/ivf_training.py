@@ -4,7 +4,7 @@ Embeds ``--lines`` distinct lines of this machine's Python sources and docs (40 
 more, shuffled) with all-MiniLM-L6-v2 (the ``minilm`` extra; kept in ``--cache``, a
 temporary folder by default),
 holds 1,000 out as queries, and for each K trains ``IVF{K},Flat`` on 64 vectors a list
-the way the index job does (``indexes.ann.build.train_index``: FAISS's k-means, 10
+the way the index job does (``indexes.ann.train.train_index``: FAISS's k-means, 10
 iterations), then with ``faiss.contrib.clustering.two_level_clustering`` (sqrt(K)
 clusters, then each split). Prints each training's seconds and recall@10 against exact
 search at nprobe 1..32; the baseline is the one-level training, in the same run.
@@ -26,8 +26,8 @@ import faiss
 import numpy as np
 
 from benchmarks._common import emit
-from indexes.ann import build
 from indexes.ann.choose import choose_index, make_index
+from indexes.ann.train import train_index
 
 BENCH = "ivf_training"
 NPROBES = (1, 2, 4, 8, 16, 32)
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         spec = choose_index(len(xb), x.shape[1], "float", factory=f"IVF{k},Flat")
         xt = xb[rng.choice(len(xb), 64 * k, replace=False)]
         started = time.perf_counter()
-        one = build.train_index(spec, xt, seed=1)
+        one = train_index(spec, xt, seed=1)
         one_s = time.perf_counter() - started
         one.add(xb)
         baseline = _recall(one, xq, truth)
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
             base=int(xb.shape[0]),
             seconds=round(two_s, 1),
             baseline_seconds=round(one_s, 1),
-            baseline="one-level k-means (indexes.ann.build.train_index)",
+            baseline="one-level k-means (indexes.ann.train.train_index)",
             recall_at_10=_recall(two, xq, truth),
             baseline_recall_at_10=baseline,
         )

@@ -15,10 +15,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpusbeam.errors import ConfigError, IndexFolderError
-from indexes.ann import build
 from indexes.ann.choose import IndexSpec, family_of
+from indexes.ann.merge import shard_group
 from indexes.ann.search import RescoreStore, SearchResult, index_id_view, ivf_ids, search
 from indexes.ann.segments import SegmentedIndex, read_tombstones
+from indexes.ann.serialize import read_index
 from indexes.filters import filter_columns, filter_ids
 from indexes.storage.files import MANIFEST, sha256
 from indexes.storage.layers import check_overlay, open_parts, overlay_files
@@ -205,7 +206,7 @@ def _load_index(folder: Path, manifest: Manifest, spec: IndexSpec, *, mmap: bool
     if seg is None:
         return _load_main(folder, manifest, spec, mmap=mmap, count=manifest.count)
     main = _load_main(folder, manifest, spec, mmap=mmap, count=int(seg["main"]["count"]))
-    delta = build.read_index(folder / seg["delta"]["file"], manifest.encoding)
+    delta = read_index(folder / seg["delta"]["file"], manifest.encoding)
     tombstones = read_tombstones(folder / seg["tombstones"]["file"])
     if delta.ntotal != seg["delta"]["count"] or tombstones.size != seg["tombstones"]["count"]:
         raise IndexFolderError(
@@ -222,10 +223,10 @@ def _load_index(folder: Path, manifest: Manifest, spec: IndexSpec, *, mmap: bool
 def _load_main(folder: Path, manifest: Manifest, spec: IndexSpec, *, mmap: bool, count: int):
     encoding = manifest.encoding
     if manifest.layout == "shards":
-        shards = [build.read_index(folder / f, encoding, mmap=mmap) for f in manifest.index_files]
-        index = build.shard_group(shards, spec) if len(shards) > 1 else shards[0]
+        shards = [read_index(folder / f, encoding, mmap=mmap) for f in manifest.index_files]
+        index = shard_group(shards, spec) if len(shards) > 1 else shards[0]
     else:
-        index = build.read_index(folder / manifest.index_files[0], encoding, mmap=mmap)
+        index = read_index(folder / manifest.index_files[0], encoding, mmap=mmap)
     is_binary = isinstance(index, faiss.IndexBinary | faiss.IndexBinaryShards)
     if is_binary != (family_of(encoding) == "binary"):
         raise IndexFolderError(f"{folder}: the index file does not hold a {encoding} index")

@@ -211,7 +211,7 @@ def test_no_back_edges(layer):
         ("corpusbeam.asgi.auth", "import httpx"),
         ("corpusbeam._lazy", "def f():\n    from indexes.reader import open_index\n"),
         ("indexes.reader", "import apache_beam as beam"),
-        ("corpusbeam.inference.codec", "def f():\n    from indexes.ann.build import train_index\n"),
+        ("corpusbeam.inference.codec", "def f():\n    from indexes.ann.train import train_index\n"),
         ("corpusbeam.inference.client.core", "from corpusbeam.inference.server import run"),
         ("corpusbeam.asgi.errors", "from corpusbeam.inference.client import EmbeddingsClient"),
         ("indexes.reader", "from corpusbeam.inference.client import EmbeddingsClient"),

@@ -36,9 +36,11 @@ from apache_beam.transforms.window import GlobalWindows
 
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference import codec
-from indexes.ann import build
 from indexes.ann.choose import IndexSpec, choose_index, family_of
+from indexes.ann.merge import packed_lists
 from indexes.ann.ondisk import shard_lists_bytes
+from indexes.ann.serialize import deserialize_index, serialize_index
+from indexes.ann.train import add_vectors, train_index
 from indexes.building.assemble import expand_metadata_json
 from indexes.config import AutoLimits
 from indexes.lexical.index import column_texts
@@ -649,9 +651,9 @@ def _train(spec: dict | None, refs: list[dict], folder: str, settings: dict) -> 
         if order.size > 1 and (np.diff(order) < 0).any():  # layered parts: into id order
             xs = xs[np.argsort(order, kind="stable")]
         del order
-    trained = build.train_index(index_spec, xs, seed=settings["seed"], overwrite=True)
+    trained = train_index(index_spec, xs, seed=settings["seed"], overwrite=True)
     del xs
-    blob = build.serialize_index(trained)
+    blob = serialize_index(trained)
     del trained
     trim()
     return {"spec": spec, "blob": blob}
@@ -679,14 +681,14 @@ class _AddShardFn(beam.DoFn):
         if trained is None or not trained["spec"]["nlist"]:
             return
         spec = IndexSpec(**trained["spec"])
-        index = build.deserialize_index(trained["blob"], self._encoding)
-        if build.packed_lists(index):  # fast-scan: the finish adds the parts' vectors
+        index = deserialize_index(trained["blob"], self._encoding)
+        if packed_lists(index):  # fast-scan: the finish adds the parts' vectors
             return
         for ids, xb in _part_vectors(self._folder, ref, self._encoding):
-            build.add_vectors(index, xb, ids, spec)  # in id order: the same as one add
+            add_vectors(index, xb, ids, spec)  # in id order: the same as one add
         if spec.family == "binary":
             path = f"{self._staging}/shard-{ref['part']:05d}.faiss"
-            data = build.serialize_index(index)
+            data = serialize_index(index)
         else:  # merged on disk: the lists are all it needs, not the quantizer's copy
             path = f"{self._staging}/shard-{ref['part']:05d}.lists"
             data = shard_lists_bytes(index)

@@ -24,9 +24,9 @@ import numpy as np
 
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference import codec
-from indexes.ann.build import prepare_queries
 from indexes.ann.choose import family_of
 from indexes.ann.segments import SegmentedIndex
+from indexes.ann.train import prepare_queries
 
 __all__ = [
     "RescoreStore",

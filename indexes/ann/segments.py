@@ -55,7 +55,8 @@ def delta_factory(encoding: str) -> str:
 
 def make_delta(spec: IndexSpec, xb: np.ndarray, ids: np.ndarray):
     """An exact delta index holding ``xb`` (natural dtype, as the parts store them)."""
-    from indexes.ann import build
+    from indexes.ann.choose import make_index
+    from indexes.ann.train import add_vectors
 
     dspec = IndexSpec(
         encoding=spec.encoding,
@@ -63,9 +64,9 @@ def make_delta(spec: IndexSpec, xb: np.ndarray, ids: np.ndarray):
         count=max(int(ids.size), 1),
         factory=delta_factory(spec.encoding),
     )
-    index = build.make_index(dspec)
+    index = make_index(dspec)
     if ids.size:
-        build.add_vectors(index, xb, np.ascontiguousarray(ids, dtype=np.int64), dspec)
+        add_vectors(index, xb, np.ascontiguousarray(ids, dtype=np.int64), dspec)
     return index
 
 

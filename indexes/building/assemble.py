@@ -34,10 +34,11 @@ import numpy as np
 import pyarrow as pa
 
 from corpusbeam.errors import IndexFolderError
-from indexes.ann import build
-from indexes.ann.build import prepare_vectors, training_sample
 from indexes.ann.choose import IndexSpec
+from indexes.ann.merge import merge_ondisk, packed_lists, shard_group
 from indexes.ann.search import RescoreStore
+from indexes.ann.serialize import deserialize_index, read_index, write_index
+from indexes.ann.train import add_vectors, prepare_vectors, training_sample
 from indexes.building.evaluate import tune_measured
 from indexes.building.probe import MARGIN, PROBE, RECALL_QUERIES, Probe
 from indexes.building.recall import streaming_topk
@@ -94,11 +95,11 @@ def _combine(
     """The folder's index file(s) from the workers' shards or, for flat and graph
     indexes and fast-scan IVF (whose packed lists cannot merge), from the parts' vectors
     added part by part."""
-    index = build.deserialize_index(trained, spec.encoding)
-    if not spec.nlist or build.packed_lists(index):
+    index = deserialize_index(trained, spec.encoding)
+    if not spec.nlist or packed_lists(index):
         for ids, xb, _ in parts.iter_vectors(rescore=False):
-            build.add_vectors(index, xb, ids, spec)
-        build.write_index(index, out / INDEX)
+            add_vectors(index, xb, ids, spec)
+        write_index(index, out / INDEX)
         return Combined(index, "single", (INDEX,))
     if len(shard_files) != expected:
         raise IndexFolderError(
@@ -109,8 +110,8 @@ def _combine(
     if spec.family == "binary":  # FAISS merges only float IVF lists on disk
         for name, path in zip(names, shard_files, strict=True):
             (out / name).write_bytes(read(path))
-        shards = [build.read_index(out / n, spec.encoding) for n in names]
-        index = build.shard_group(shards, spec) if len(shards) > 1 else shards[0]
+        shards = [read_index(out / n, spec.encoding) for n in names]
+        index = shard_group(shards, spec) if len(shards) > 1 else shards[0]
         return Combined(index, "shards", names)
     # The merge reads local shard files where they are (the staging of a local output);
     # those of an object store are fetched, one file each, and deleted after the merge.
@@ -122,11 +123,11 @@ def _combine(
         (out / name).write_bytes(read(path))
         paths.append(out / name)
         fetched.append(out / name)
-    ivfdata = build.merge_ondisk(index, paths, out / INDEX, spec)  # index: still empty
+    ivfdata = merge_ondisk(index, paths, out / INDEX, spec)  # index: still empty
     for path in fetched:
         path.unlink()
     (out / SHARDS).rmdir()
-    return Combined(build.read_index(out / INDEX, spec.encoding), "ondisk", (INDEX, ivfdata))
+    return Combined(read_index(out / INDEX, spec.encoding), "ondisk", (INDEX, ivfdata))
 
 
 def assemble_folder(

@@ -19,9 +19,9 @@ import time
 import numpy as np
 
 from corpusbeam.errors import ConfigError
-from indexes.ann.build import training_sample
 from indexes.ann.choose import IndexSpec
 from indexes.ann.search import RescoreStore
+from indexes.ann.train import training_sample
 from indexes.building.tune import drop_ids, recall_at_k, reference_neighbours, tune_index
 from indexes.config import BuildConfig
 from indexes.reader import open_index

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from indexes.ann import build
 from indexes.ann.choose import choose_index
+from indexes.ann.serialize import serialize_index
+from indexes.ann.train import train_index
 from indexes.building.steps import add_shards, check_merge, combine_shards, needs_shards
 from indexes.building.writer import new_folder, write_folder
 from indexes.config import BuildConfig
@@ -64,7 +65,7 @@ def build_folder(
         train_per_centroid=config.train_per_centroid,
     )
     check_merge(spec, config.merge)
-    trained = build.serialize_index(build.train_index(spec, data.xb, seed=config.seed))
+    trained = serialize_index(train_index(spec, data.xb, seed=config.seed))
     parts = []
     if needs_shards(spec, config.merge):
         parts = add_shards(trained, data.xb, data.ids, spec, config.shards)

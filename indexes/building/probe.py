@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from corpusbeam.errors import IndexFolderError
-from indexes.ann.build import training_sample
+from indexes.ann.train import training_sample
 from indexes.building.recall import best_first, streaming_topk
 
 __all__ = [

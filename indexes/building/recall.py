@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from indexes.ann.build import prepare_queries, prepare_vectors
 from indexes.ann.choose import family_of
+from indexes.ann.train import prepare_queries, prepare_vectors
 from indexes.building.tune import exact_search
 from indexes.storage.parts import Parts
 

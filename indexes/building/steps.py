@@ -20,8 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from corpusbeam.errors import ConfigError
-from indexes.ann import build
 from indexes.ann.choose import IndexSpec
+from indexes.ann.merge import merge_indexes, merge_ondisk, shard_group
+from indexes.ann.serialize import deserialize_index, read_index, write_index
+from indexes.ann.train import add_vectors
 from indexes.storage.files import INDEX, SHARDS, shard_file
 
 __all__ = ["Combined", "add_shards", "check_merge", "combine_shards", "needs_shards"]
@@ -64,8 +66,8 @@ def add_shards(
     bounds = np.linspace(0, xb.shape[0], shards + 1).astype(int)
     parts = []
     for lo, hi in itertools.pairwise(bounds):
-        part = build.deserialize_index(trained, spec.encoding)
-        build.add_vectors(part, xb[lo:hi], ids[lo:hi], spec)
+        part = deserialize_index(trained, spec.encoding)
+        add_vectors(part, xb[lo:hi], ids[lo:hi], spec)
         parts.append(part)
     return parts
 
@@ -87,22 +89,22 @@ def combine_shards(
     check_merge(spec, merge)
     if merge == "memory":
         if needs_shards(spec, merge):
-            index = build.merge_indexes(parts, spec) if len(parts) > 1 else parts[0]
+            index = merge_indexes(parts, spec) if len(parts) > 1 else parts[0]
         else:
-            index = build.deserialize_index(trained, spec.encoding)
-            build.add_vectors(index, xb, ids, spec)
-        build.write_index(index, out / INDEX)
+            index = deserialize_index(trained, spec.encoding)
+            add_vectors(index, xb, ids, spec)
+        write_index(index, out / INDEX)
         return Combined(index, "single", (INDEX,))
     (out / SHARDS).mkdir()
     names = tuple(shard_file(s) for s in range(len(parts)))
     for name, part in zip(names, parts, strict=True):
-        build.write_index(part, out / name)
+        write_index(part, out / name)
     if merge == "none":
-        index = build.shard_group(parts, spec) if len(parts) > 1 else parts[0]
+        index = shard_group(parts, spec) if len(parts) > 1 else parts[0]
         return Combined(index, "shards", names)
     parts.clear()
-    ivfdata = build.merge_ondisk(
-        build.deserialize_index(trained, spec.encoding), [out / n for n in names], out / INDEX, spec
+    ivfdata = merge_ondisk(
+        deserialize_index(trained, spec.encoding), [out / n for n in names], out / INDEX, spec
     )
     shutil.rmtree(out / SHARDS)
-    return Combined(build.read_index(out / INDEX, spec.encoding), "ondisk", (INDEX, ivfdata))
+    return Combined(read_index(out / INDEX, spec.encoding), "ondisk", (INDEX, ivfdata))

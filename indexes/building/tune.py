@@ -19,9 +19,9 @@ import faiss
 import numpy as np
 
 from corpusbeam.errors import ConfigError
-from indexes.ann.build import prepare_queries, prepare_vectors
 from indexes.ann.choose import IndexSpec, family_of
 from indexes.ann.search import RescoreStore, search, set_search_params
+from indexes.ann.train import prepare_queries, prepare_vectors
 
 __all__ = [
     "TuneResult",

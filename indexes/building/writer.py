@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from corpusbeam.errors import ConfigError
-from indexes.ann.build import prepare_vectors
 from indexes.ann.choose import IndexSpec
 from indexes.ann.search import RescoreStore
+from indexes.ann.train import prepare_vectors
 from indexes.building.evaluate import tune_build
 from indexes.building.steps import Combined
 from indexes.config import BuildConfig

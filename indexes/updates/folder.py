@@ -53,10 +53,12 @@ import faiss
 import numpy as np
 
 from corpusbeam.errors import ConfigError, IndexFolderError
-from indexes.ann import build
 from indexes.ann.choose import IndexSpec, choose_index
+from indexes.ann.merge import shard_group
 from indexes.ann.search import index_id_view
 from indexes.ann.segments import DELTA, TOMBSTONES, SegmentedIndex, make_delta, read_tombstones
+from indexes.ann.serialize import ONDISK_SUFFIX, read_index, write_index
+from indexes.ann.train import add_vectors
 from indexes.building.assemble import _SAMPLED, _write_full_vectors, lexical_entry
 from indexes.building.probe import (
     MARGIN,
@@ -184,7 +186,7 @@ def discard_update(path: str | os.PathLike) -> None:
             tmp = f.with_name(f".{f.name}.own")
             shutil.copyfile(f, tmp)  # the rebuild may write it: its own copy, not the link
             tmp.replace(f)
-    for name in (INDEX, INDEX + build.ONDISK_SUFFIX, DELTA, TOMBSTONES):
+    for name in (INDEX, INDEX + ONDISK_SUFFIX, DELTA, TOMBSTONES):
         if (out / name).exists():
             (out / name).unlink()
     shards = out / "shards"
@@ -254,7 +256,7 @@ def update_folder(
     seg = prev.segments or {}
     if seg:
         dead_prev = read_tombstones(prev_dir / seg["tombstones"]["file"])
-        old_delta = build.read_index(prev_dir / seg["delta"]["file"], prev.encoding)
+        old_delta = read_index(prev_dir / seg["delta"]["file"], prev.encoding)
         delta_prev = index_id_view(old_delta).copy()  # a view into the index: copied
         del old_delta
         main_count = int(seg["main"]["count"])
@@ -312,13 +314,13 @@ def update_folder(
     spec = _spec_for(prev, spec, count)
     files: dict[str, dict] = {}
     if compact:
-        main = build.read_index(prev_dir / prev.index_files[0], prev.encoding)
+        main = read_index(prev_dir / prev.index_files[0], prev.encoding)
         if dead.size:
             main.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(dead)))
         if delta_ids.size:
-            build.add_vectors(main, xd, delta_ids, spec)
+            add_vectors(main, xd, delta_ids, spec)
         tmp = out / f".{INDEX}.new"
-        build.write_index(main, tmp)
+        write_index(main, tmp)
         tmp.replace(out / INDEX)
         files[INDEX] = _entry(out / INDEX)
         main_count, dead, delta_ids = int(main.ntotal), np.empty(0, np.int64), np.empty(0, np.int64)
@@ -328,12 +330,12 @@ def update_folder(
             link_file(prev_dir / name, out / name)
             files[name] = dict(prev.files[name])
         # Read, for measuring recall (IVF lists on disk stay there).
-        shards = [build.read_index(out / f, prev.encoding) for f in prev.index_files[:1]]
+        shards = [read_index(out / f, prev.encoding) for f in prev.index_files[:1]]
         if prev.layout == "shards":
-            shards = [build.read_index(out / f, prev.encoding) for f in prev.index_files]
-        main = build.shard_group(shards, spec) if len(shards) > 1 else shards[0]
+            shards = [read_index(out / f, prev.encoding) for f in prev.index_files]
+        main = shard_group(shards, spec) if len(shards) > 1 else shards[0]
     delta = make_delta(spec, xd if xd is not None else np.empty((0, 1)), delta_ids)
-    build.write_index(delta, out / DELTA)
+    write_index(delta, out / DELTA)
     np.save(out / TOMBSTONES, dead)
     files[DELTA] = _entry(out / DELTA)
     files[TOMBSTONES] = _entry(out / TOMBSTONES)

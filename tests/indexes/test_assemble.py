@@ -8,7 +8,8 @@ import pytest
 
 from corpusbeam.errors import IndexFolderError
 from indexes import BuildConfig, build_folder, choose_index, open_index
-from indexes.ann import build
+from indexes.ann.serialize import deserialize_index, serialize_index, write_index
+from indexes.ann.train import add_vectors, train_index
 from indexes.building.assemble import assemble_folder
 from indexes.storage.parts import encode_part, file_entry, split_by_part
 from indexes.storage.tables import folder_data
@@ -39,10 +40,10 @@ def _worker_parts(out, xb, metadata, spec, trained, n_parts=3):
             "index": None,
         }
         if spec.nlist:
-            index = build.deserialize_index(trained, spec.encoding)
-            build.add_vectors(index, data.xb[lo:hi], data.ids[lo:hi], spec)
+            index = deserialize_index(trained, spec.encoding)
+            add_vectors(index, data.xb[lo:hi], data.ids[lo:hi], spec)
             record["index"] = str(out.parent / f"shard-{number:05d}.faiss")
-            build.write_index(index, record["index"])
+            write_index(index, record["index"])
         parts.append(record)
     return parts
 
@@ -65,7 +66,7 @@ def test_assembled_folder_equals_built_folder(tmp_path, xb, xq, metadata, factor
     )
     spec = choose_index(len(xb), xb.shape[1], "float", factory=factory)
     data = folder_data(xb, metadata, encoding="float")
-    trained = build.serialize_index(build.train_index(spec, data.xb, seed=0))
+    trained = serialize_index(train_index(spec, data.xb, seed=0))
     parts = _worker_parts(tmp_path / "made", xb, metadata, spec, trained)
     made = assemble_folder(
         tmp_path / "made", spec=spec, trained=trained, parts=parts, model="m", config=config
@@ -83,7 +84,7 @@ def test_assembled_folder_equals_built_folder(tmp_path, xb, xq, metadata, factor
 
 def test_assemble_refuses_no_parts_and_a_missing_shard(tmp_path, xb, metadata):
     spec = choose_index(len(xb), xb.shape[1], "float", factory="IVF16,Flat")
-    trained = build.serialize_index(build.train_index(spec, xb, seed=0))
+    trained = serialize_index(train_index(spec, xb, seed=0))
     with pytest.raises(IndexFolderError, match="no parts"):
         assemble_folder(tmp_path / "x", spec=spec, trained=trained, parts=[], model="m")
     parts = _worker_parts(tmp_path / "y", xb, metadata, spec, trained)
@@ -99,7 +100,7 @@ def test_assembled_folder_keeps_the_recall_probe_an_update_would_sample(tmp_path
     from indexes.building.probe import MARGIN, PROBE, RECALL_QUERIES, load_probe, sample_probe
 
     spec = choose_index(len(xb), xb.shape[1], "float", factory="Flat")
-    trained = build.serialize_index(build.train_index(spec, xb, seed=0))
+    trained = serialize_index(train_index(spec, xb, seed=0))
     parts = _worker_parts(tmp_path / "made", xb, metadata, spec, trained)
     config = BuildConfig(factory="Flat", eval_queries=50, seed=3)
     made = assemble_folder(

@@ -8,9 +8,17 @@ import numpy as np
 import pytest
 
 from corpusbeam.inference import codec
-from indexes.ann import build
 from indexes.ann.choose import choose_index
+from indexes.ann.merge import merge_indexes, merge_ondisk, shard_group
 from indexes.ann.search import search
+from indexes.ann.serialize import deserialize_index, read_index, serialize_index, write_index
+from indexes.ann.train import (
+    add_vectors,
+    prepare_queries,
+    prepare_vectors,
+    train_index,
+    training_sample,
+)
 from indexes.building.tune import exact_search, recall_at_k
 
 IDS_STEP = 7  # ids are never row numbers in these tests
@@ -22,8 +30,8 @@ def _ids(n):
 
 def _build(x, encoding, factory, d, *, seed=0):
     spec = choose_index(x.shape[0], d, encoding, factory=factory)
-    index = build.train_index(spec, x, seed=seed)
-    build.add_vectors(index, x, _ids(x.shape[0]), spec)
+    index = train_index(spec, x, seed=seed)
+    add_vectors(index, x, _ids(x.shape[0]), spec)
     return spec, index
 
 
@@ -61,9 +69,9 @@ def test_index_against_exact_search(xb, xq, encoding, factory, params, floor):
     res = search(index, xq, 10, encoding=encoding, d=d, params=params)
     family = spec.family
     D_gt, I_gt = exact_search(
-        build.prepare_vectors(x, encoding, d),
+        prepare_vectors(x, encoding, d),
         _ids(x.shape[0]),
-        build.prepare_queries(xq, encoding, d),
+        prepare_queries(xq, encoding, d),
         10,
         family=family,
     )
@@ -108,17 +116,17 @@ def test_uint8_as_sq8_direct_would_rank_wrongly(xb, xq):
 
 
 def test_training_sample_is_random_and_seeded():
-    a = build.training_sample(10_000, 500, seed=3)
-    assert np.array_equal(a, build.training_sample(10_000, 500, seed=3))
+    a = training_sample(10_000, 500, seed=3)
+    assert np.array_equal(a, training_sample(10_000, 500, seed=3))
     assert not np.array_equal(a, np.arange(500))
     assert a.max() > 5000  # drawn from the whole range, not the first rows
-    assert np.array_equal(build.training_sample(100, 500), np.arange(100))
+    assert np.array_equal(training_sample(100, 500), np.arange(100))
 
 
 def test_ivf_training_is_seeded(xb):
     spec = choose_index(len(xb), xb.shape[1], "float", factory="IVF32,Flat")
-    a = build.train_index(spec, xb, seed=1)
-    b = build.train_index(spec, xb, seed=1)
+    a = train_index(spec, xb, seed=1)
+    b = train_index(spec, xb, seed=1)
     qa = faiss.extract_index_ivf(a).quantizer
     qb = faiss.extract_index_ivf(b).quantizer
     assert np.array_equal(qa.reconstruct_n(0, qa.ntotal), qb.reconstruct_n(0, qb.ntotal))
@@ -140,14 +148,14 @@ def test_four_shards_merged_equal_one_build(xb, xq, encoding, factory, params):
     x = codec.quantize(xb, encoding)
     ids = _ids(len(x))
     spec, one = _build(x, encoding, factory, d)
-    blob = build.serialize_index(build.train_index(spec, x, seed=0))
+    blob = serialize_index(train_index(spec, x, seed=0))
     bounds = np.linspace(0, len(x), 5).astype(int)
     shards = []
     for lo, hi in itertools.pairwise(bounds):
-        shard = build.deserialize_index(blob, encoding)
-        build.add_vectors(shard, x[lo:hi], ids[lo:hi], spec)
+        shard = deserialize_index(blob, encoding)
+        add_vectors(shard, x[lo:hi], ids[lo:hi], spec)
         shards.append(shard)
-    merged = build.merge_indexes(shards, spec)
+    merged = merge_indexes(shards, spec)
     a = search(one, xq, 10, encoding=encoding, d=d, params=params)
     b = search(merged, xq, 10, encoding=encoding, d=d, params=params)
     np.testing.assert_array_equal(a.I, b.I)
@@ -158,19 +166,19 @@ def test_ondisk_merge_and_shard_group_equal_one_build(xb, xq, tmp_path):
     d = xb.shape[1]
     ids = _ids(len(xb))
     spec, one = _build(xb, "float", "IVF32,Flat", d)
-    trained = build.train_index(spec, xb, seed=0)
-    blob = build.serialize_index(trained)
+    trained = train_index(spec, xb, seed=0)
+    blob = serialize_index(trained)
     paths, shards = [], []
     for s, rows in enumerate(np.array_split(np.arange(len(xb)), 4)):
-        shard = build.deserialize_index(blob, "float")
-        build.add_vectors(shard, xb[rows], ids[rows], spec)
+        shard = deserialize_index(blob, "float")
+        add_vectors(shard, xb[rows], ids[rows], spec)
         paths.append(tmp_path / f"shard-{s}.faiss")
-        build.write_index(shard, paths[-1])
+        write_index(shard, paths[-1])
         shards.append(shard)
-    empty = build.deserialize_index(blob, "float")
-    build.merge_ondisk(empty, paths, tmp_path / "index.faiss", spec)
-    ondisk = build.read_index(tmp_path / "index.faiss", "float")
-    group = build.shard_group(shards, spec)
+    empty = deserialize_index(blob, "float")
+    merge_ondisk(empty, paths, tmp_path / "index.faiss", spec)
+    ondisk = read_index(tmp_path / "index.faiss", "float")
+    group = shard_group(shards, spec)
     a = search(one, xq, 10, encoding="float", d=d, params={"nprobe": 8})
     for other in (ondisk, group):
         b = search(other, xq, 10, encoding="float", d=d, params={"nprobe": 8})
@@ -182,10 +190,10 @@ def test_serialise_round_trip_and_bad_bytes(xb):
     from corpusbeam.errors import IndexFolderError
 
     _, index = _build(codec.quantize(xb, "ubinary"), "ubinary", "BFlat", xb.shape[1])
-    again = build.deserialize_index(build.serialize_index(index), "ubinary")
+    again = deserialize_index(serialize_index(index), "ubinary")
     assert again.ntotal == index.ntotal
     with pytest.raises(IndexFolderError):
-        build.deserialize_index(b"not an index", "float")
+        deserialize_index(b"not an index", "float")
 
 
 def test_add_checks_shapes_and_dtypes(xb):
@@ -193,9 +201,9 @@ def test_add_checks_shapes_and_dtypes(xb):
 
     spec, index = _build(xb, "float", "Flat", xb.shape[1])
     with pytest.raises(ConfigError, match="xb"):
-        build.add_vectors(index, xb[:, :5], _ids(len(xb)), spec)
+        add_vectors(index, xb[:, :5], _ids(len(xb)), spec)
     with pytest.raises(ConfigError, match="ids"):
-        build.add_vectors(index, xb, _ids(len(xb) - 1), spec)
+        add_vectors(index, xb, _ids(len(xb) - 1), spec)
     spec8 = choose_index(100, xb.shape[1], "int8")
     with pytest.raises(ConfigError, match="dtype"):
-        build.add_vectors(build.train_index(spec8, xb[:100]), xb[:100], _ids(100), spec8)
+        add_vectors(train_index(spec8, xb[:100]), xb[:100], _ids(100), spec8)

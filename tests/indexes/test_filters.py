@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference import codec
-from indexes.ann import build
 from indexes.ann.choose import choose_index
 from indexes.ann.search import search
+from indexes.ann.train import add_vectors, prepare_queries, prepare_vectors, train_index
 from indexes.building.tune import exact_search
 from indexes.filters import filter_ids, filter_mask
 
@@ -79,17 +79,17 @@ def test_filtered_search_equals_exact_search_on_the_subset(
     x = codec.quantize(xb, encoding)
     ids = np.arange(len(x), dtype=np.int64) * 3 + 1
     spec = choose_index(len(x), d, encoding, factory=factory)
-    index = build.train_index(spec, x, seed=0)
-    build.add_vectors(index, x, ids, spec)
+    index = train_index(spec, x, seed=0)
+    add_vectors(index, x, ids, spec)
     allowed_rows = np.flatnonzero(np.arange(len(x)) % 7 == 2)  # a sparse subset: 1 in 7
     allowed = ids[allowed_rows]
     res = search(index, xq, 10, encoding=encoding, d=d, params=params, allowed_ids=allowed)
     assert res.filter_mode == mode
     assert np.isin(res.I, allowed).all()  # nothing outside the filter, and k results each
     D_gt, _ = exact_search(
-        build.prepare_vectors(x[allowed_rows], encoding, d),
+        prepare_vectors(x[allowed_rows], encoding, d),
         allowed,
-        build.prepare_queries(xq, encoding, d),
+        prepare_queries(xq, encoding, d),
         10,
         family=spec.family,
     )
@@ -103,8 +103,8 @@ def test_filtered_search_equals_exact_search_on_the_subset(
 
 def test_empty_filter_gives_no_results(xb):
     spec = choose_index(len(xb), xb.shape[1], "float")
-    index = build.train_index(spec, xb)
-    build.add_vectors(index, xb, np.arange(len(xb)), spec)
+    index = train_index(spec, xb)
+    add_vectors(index, xb, np.arange(len(xb)), spec)
     res = search(index, xb[:2], 5, encoding="float", d=xb.shape[1], allowed_ids=[])
     assert (res.I == -1).all()
 

@@ -12,9 +12,17 @@ import pytest
 from faiss.contrib.ondisk import merge_ondisk as faiss_merge_ondisk
 
 from corpusbeam.errors import IndexFolderError
-from indexes.ann import build
 from indexes.ann.choose import choose_index
+from indexes.ann.merge import merge_indexes, merge_ondisk
 from indexes.ann.ondisk import is_lists_file, merge_shards_ondisk, shard_lists_bytes
+from indexes.ann.serialize import (
+    _unmapped_lists,
+    deserialize_index,
+    read_index,
+    serialize_index,
+    write_index,
+)
+from indexes.ann.train import add_vectors, train_index
 
 D = 32
 
@@ -26,16 +34,16 @@ def _shards(tmp_path: Path, factory: str, sizes: list[int], *, seed: int = 0, li
     rng = np.random.default_rng(seed)
     spec = choose_index(2_000, D, "float", factory=factory)
     xt = rng.standard_normal((2_000, D)).astype("float32")
-    blob = build.serialize_index(build.train_index(spec, xt, seed=0))
+    blob = serialize_index(train_index(spec, xt, seed=0))
     paths, start = [], 0
     for s, n in enumerate(sizes):
-        shard = build.deserialize_index(blob, "float")
+        shard = deserialize_index(blob, "float")
         centre = rng.standard_normal(D).astype("float32")
         xb = (centre + 0.3 * rng.standard_normal((n, D))).astype("float32")
-        build.add_vectors(shard, xb, np.arange(start, start + n, dtype=np.int64) * 7, spec)
+        add_vectors(shard, xb, np.arange(start, start + n, dtype=np.int64) * 7, spec)
         start += n
         paths.append(tmp_path / f"shard-{s}.faiss")
-        build.write_index(shard, paths[-1])
+        write_index(shard, paths[-1])
         if lists:
             paths[-1].with_suffix(".lists").write_bytes(shard_lists_bytes(shard))
     return spec, blob, paths
@@ -45,9 +53,9 @@ def _shards(tmp_path: Path, factory: str, sizes: list[int], *, seed: int = 0, li
 @pytest.mark.parametrize("factory", ["IVF16,Flat", "IVF16,SQ8"])
 def test_the_lists_file_is_faiss_own_merge_byte_for_byte(tmp_path, factory, shard_files):
     spec, blob, paths = _shards(tmp_path, factory, [300, 0, 500, 7], lists=True)
-    theirs = build.deserialize_index(blob, "float")
+    theirs = deserialize_index(blob, "float")
     faiss_merge_ondisk(theirs, [str(p) for p in paths], str(tmp_path / "theirs.ivfdata"))
-    ours = build.deserialize_index(blob, "float")
+    ours = deserialize_index(blob, "float")
     given = paths if shard_files == "faiss" else [p.with_suffix(".lists") for p in paths]
     assert [is_lists_file(p) for p in given] == [shard_files == "lists"] * 4
     assert merge_shards_ondisk(ours, given, tmp_path / "ours.ivfdata") == 807
@@ -58,11 +66,11 @@ def test_the_lists_file_is_faiss_own_merge_byte_for_byte(tmp_path, factory, shar
     sizes = [lists_b.list_size(i) for i in range(16)]
     assert sizes == [lists_a.list_size(i) for i in range(16)] and 0 in sizes
     # Written and read back the way the index job does, it searches like one build.
-    build.write_index(ours, tmp_path / "index.faiss")
-    again = build.read_index(tmp_path / "index.faiss", "float")
-    single = build.deserialize_index(blob, "float")
+    write_index(ours, tmp_path / "index.faiss")
+    again = read_index(tmp_path / "index.faiss", "float")
+    single = deserialize_index(blob, "float")
     for p in paths:
-        build.merge_indexes([single, build.read_index(p, "float")], spec)
+        merge_indexes([single, read_index(p, "float")], spec)
     xq = np.random.default_rng(1).standard_normal((20, D)).astype("float32")
     for index in (again, single):
         faiss.extract_index_ivf(index).nprobe = 16
@@ -79,7 +87,7 @@ def test_a_shard_of_another_index_is_refused(tmp_path, suffix):
     _, _, other = _shards(tmp_path / "other", "IVF32,Flat", [50], lists=True)
     other = [p.with_suffix(suffix) for p in other]
     with pytest.raises(IndexFolderError, match="not a shard of this trained index"):
-        trained = build.deserialize_index(blob, "float")
+        trained = deserialize_index(blob, "float")
         merge_shards_ondisk(trained, [*paths, *other], tmp_path / "x")
 
 
@@ -88,7 +96,7 @@ def test_a_lists_file_cut_short_is_refused_with_its_size(tmp_path):
     lists = [p.with_suffix(".lists") for p in paths]
     lists[1].write_bytes(lists[1].read_bytes()[:-100])
     with pytest.raises(IndexFolderError, match=r"shard-1\.lists: a lists file of .* cut short"):
-        merge_shards_ondisk(build.deserialize_index(blob, "float"), lists, tmp_path / "x")
+        merge_shards_ondisk(deserialize_index(blob, "float"), lists, tmp_path / "x")
 
 
 def test_a_lists_file_holds_no_quantizer(tmp_path):
@@ -96,15 +104,15 @@ def test_a_lists_file_holds_no_quantizer(tmp_path):
     carries the trained quantizer (K x d floats)."""
     spec = choose_index(50_000, 64, "float", factory="IVF1024,Flat")
     rng = np.random.default_rng(0)
-    blob = build.serialize_index(
-        build.train_index(spec, rng.standard_normal((40_000, 64)).astype("float32"), seed=0)
+    blob = serialize_index(
+        train_index(spec, rng.standard_normal((40_000, 64)).astype("float32"), seed=0)
     )
-    shard = build.deserialize_index(blob, "float")
-    build.add_vectors(shard, rng.standard_normal((500, 64)).astype("float32"), np.arange(500), spec)
+    shard = deserialize_index(blob, "float")
+    add_vectors(shard, rng.standard_normal((500, 64)).astype("float32"), np.arange(500), spec)
     lists = shard_lists_bytes(shard)
     vectors = 500 * (64 * 4 + 8)
     assert len(lists) - vectors == 24 + 1024 * 8  # the head and the list sizes
-    assert len(build.serialize_index(shard)) - vectors > 1024 * 64 * 4  # the quantizer
+    assert len(serialize_index(shard)) - vectors > 1024 * 64 * 4  # the quantizer
 
 
 def _rss_mib() -> float:
@@ -117,18 +125,18 @@ def test_the_merge_holds_about_one_shard_in_memory(tmp_path):
     (about 200 MiB resident); this one holds one shard at a time."""
     spec = choose_index(50_000, 256, "float", factory="IVF64,Flat")
     rng = np.random.default_rng(0)
-    blob = build.serialize_index(
-        build.train_index(spec, rng.standard_normal((5_000, 256)).astype("float32"), seed=0)
+    blob = serialize_index(
+        train_index(spec, rng.standard_normal((5_000, 256)).astype("float32"), seed=0)
     )
     paths = []
     for s in range(8):
-        shard = build.deserialize_index(blob, "float")
+        shard = deserialize_index(blob, "float")
         xb = rng.standard_normal((12_000, 256)).astype("float32")
-        build.add_vectors(shard, xb, np.arange(s * 12_000, (s + 1) * 12_000), spec)
+        add_vectors(shard, xb, np.arange(s * 12_000, (s + 1) * 12_000), spec)
         paths.append(tmp_path / f"shard-{s}.lists")
         paths[-1].write_bytes(shard_lists_bytes(shard))
         del shard, xb
-    trained = build.deserialize_index(blob, "float")
+    trained = deserialize_index(blob, "float")
     peak, done = [_rss_mib()], threading.Event()
     base = peak[0]
 
@@ -154,17 +162,17 @@ def test_readers_map_the_lists_of_an_index_merged_on_disk_read_only(tmp_path):
     (checked before any search, so a regression fails here instead of crashing)."""
     spec, blob, paths = _shards(tmp_path, "IVF16,Flat", [300, 200])
     path = tmp_path / "index.faiss"
-    build.merge_ondisk(build.deserialize_index(blob, "float"), paths, path, spec)
+    merge_ondisk(deserialize_index(blob, "float"), paths, path, spec)
     flags = faiss.IO_FLAG_ONDISK_SAME_DIR | faiss.IO_FLAG_MMAP
-    assert build._unmapped_lists(faiss.read_index(str(path), flags))
-    single = build.deserialize_index(blob, "float")
+    assert _unmapped_lists(faiss.read_index(str(path), flags))
+    single = deserialize_index(blob, "float")
     for p in paths:
-        build.merge_indexes([single, build.read_index(p, "float")], spec)
+        merge_indexes([single, read_index(p, "float")], spec)
     xq = np.random.default_rng(1).standard_normal((20, D)).astype("float32")
     faiss.extract_index_ivf(single).nprobe = 16
     want = single.search(xq, 10)
     for mmap in (False, True):
-        index = build.read_index(path, "float", mmap=mmap)
+        index = read_index(path, "float", mmap=mmap)
         lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)
         assert isinstance(lists, faiss.OnDiskInvertedLists)
         assert lists.ptr is not None and lists.read_only
@@ -175,4 +183,4 @@ def test_readers_map_the_lists_of_an_index_merged_on_disk_read_only(tmp_path):
     path.with_name("index.faiss.ivfdata").rename(tmp_path / "elsewhere")
     for mmap in (False, True):
         with pytest.raises(IndexFolderError, match=r"index\.faiss.*(could not open|not mapped)"):
-            build.read_index(path, "float", mmap=mmap)
+            read_index(path, "float", mmap=mmap)

@@ -10,9 +10,11 @@ import indexes
 from corpusbeam.errors import CorpusbeamError
 
 MODULES = [
-    "ann.build",
     "ann.choose",
+    "ann.merge",
     "ann.search",
+    "ann.serialize",
+    "ann.train",
     "building.assemble",
     "building.evaluate",
     "building.folder",

@@ -5,9 +5,9 @@ import pytest
 
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference import codec
-from indexes.ann import build
 from indexes.ann.choose import choose_index
 from indexes.ann.search import RescoreStore, index_id_view, search
+from indexes.ann.train import add_vectors, train_index
 from indexes.building.tune import exact_search, recall_at_k, tune_index
 
 
@@ -16,8 +16,8 @@ def _binary(xb):
     bits = codec.quantize(xb, "ubinary")
     ids = np.arange(len(xb), dtype=np.int64) * 5 + 2
     spec = choose_index(len(xb), d, "ubinary")
-    index = build.train_index(spec, bits)
-    build.add_vectors(index, bits, ids, spec)
+    index = train_index(spec, bits)
+    add_vectors(index, bits, ids, spec)
     return index, ids
 
 
@@ -39,8 +39,8 @@ def test_float_rescoring_of_int8_candidates(xb, xq):
     x8 = codec.quantize(xb, "int8")
     ids = np.arange(len(xb), dtype=np.int64)
     spec = choose_index(len(xb), d, "int8")
-    index = build.train_index(spec, x8)
-    build.add_vectors(index, x8, ids, spec)
+    index = train_index(spec, x8)
+    add_vectors(index, x8, ids, spec)
     _, I_gt = exact_search(xb, ids, xq, 10, family="float")
     store = RescoreStore(ids, xb, dimensions=d)
     res = search(index, xq, 10, encoding="int8", d=d, rescore=store, rescore_factor=4)
@@ -72,8 +72,8 @@ def test_tuning_picks_a_value_and_records_recall(xb, xq):
     d = xb.shape[1]
     ids = np.arange(len(xb), dtype=np.int64)
     spec = choose_index(len(xb), d, "float", factory="IVF32,Flat")
-    index = build.train_index(spec, xb)
-    build.add_vectors(index, xb, ids, spec)
+    index = train_index(spec, xb)
+    add_vectors(index, xb, ids, spec)
     _, I_gt = exact_search(xb, ids, xq, 10, family="float")
     tuned = tune_index(index, spec, xq, I_gt, k=10, latency_budget_ms=1000, target_recall=0.99)
     assert set(tuned.params) == {"nprobe"} and tuned.trials

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from indexes import BuildConfig, choose_index, open_index
-from indexes.ann import build
+from indexes.ann.choose import make_index
+from indexes.ann.serialize import deserialize_index, serialize_index, write_index
+from indexes.ann.train import add_vectors, train_index
 from indexes.building.assemble import assemble_folder
 from indexes.storage.files import sha256
 from indexes.storage.ids import chunk_id
@@ -96,10 +98,10 @@ def _write_parts(out, data, spec, trained):
             "index": None,
         }
         if spec.nlist:
-            index = build.deserialize_index(trained, spec.encoding)
-            build.add_vectors(index, data.xb[lo:hi], data.ids[lo:hi], spec)
+            index = deserialize_index(trained, spec.encoding)
+            add_vectors(index, data.xb[lo:hi], data.ids[lo:hi], spec)
             record["index"] = str(out.parent / f"{out.name}-shard-{number:05d}.faiss")
-            build.write_index(index, record["index"])
+            write_index(index, record["index"])
         parts.append(record)
     return parts
 
@@ -108,7 +110,7 @@ def _version(out, corpus: Corpus, factory: str, previous=None, policy=KEEP):
     """Write a version of ``corpus``: updated from ``previous``, else built in full."""
     data = corpus.data()
     spec = choose_index(len(data.ids), data.dimensions, corpus.encoding, factory=factory)
-    trained = build.serialize_index(build.train_index(spec, data.xb, seed=0))
+    trained = serialize_index(train_index(spec, data.xb, seed=0))
     parts = _write_parts(out, data, spec, trained)
     config = BuildConfig(eval_queries=100)
     if previous is not None:
@@ -199,7 +201,7 @@ def test_policy_rebuilds_hnsw_past_the_compaction_threshold(tmp_path):
     corpus.step(edits=30, adds=10, deletes=10)
     data = corpus.data()
     spec = choose_index(len(data.ids), data.dimensions, "float", factory="HNSW16")
-    parts = _write_parts(tmp_path / "v1", data, spec, build.serialize_index(build.make_index(spec)))
+    parts = _write_parts(tmp_path / "v1", data, spec, serialize_index(make_index(spec)))
     outcome = update_folder(tmp_path / "v1", prev, spec=spec, parts=parts, model="m")
     assert outcome.manifest is None and "cannot remove ids" in outcome.reason
 
@@ -210,7 +212,7 @@ def test_policy_retrains_ivf_past_the_added_fraction(tmp_path):
     corpus.step(edits=0, adds=120, deletes=0)  # 121 added of 521 > 0.2
     data = corpus.data()
     spec = choose_index(len(data.ids), data.dimensions, "float", factory="IVF8,Flat")
-    trained = build.serialize_index(build.train_index(spec, data.xb, seed=0))
+    trained = serialize_index(train_index(spec, data.xb, seed=0))
     parts = _write_parts(tmp_path / "v1", data, spec, trained)
     policy = UpdatePolicy(compact_fraction=1.0)
     outcome = update_folder(

@@ -125,7 +125,7 @@ def _ivf_lists(folder: Path) -> tuple[np.ndarray, list[set[int]]]:
     """(the IVF quantizer's centroids, each inverted list's ids) of a version's index."""
     import faiss
 
-    from indexes.ann.build import read_index
+    from indexes.ann.serialize import read_index
 
     index = read_index(folder / "index.faiss", "float")
     ivf = faiss.extract_index_ivf(index)
