@@ -22,6 +22,15 @@ if TYPE_CHECKING:
 
 __all__ = ["add_parser", "parse_bytes", "run", "run_retry"]
 
+# Both pipeline commands' --help ends with this.
+BEAM_EPILOG = (
+    "Beam options (--runner=..., --direct_num_workers=..., --temp_location=...) pass "
+    "through to the pipeline; write them as --option=value. An option that neither this "
+    "command nor Beam registers is an error naming the nearest known one. Everything after "
+    "a bare -- goes to Beam unchecked (the options of a runner or plugin that corpusbeam "
+    "cannot see), e.g. corpusbeam index DOCS -o OUT -- --my_plugin_option=1."
+)
+
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -50,9 +59,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "index",
         help="embed a corpus and write a new index version",
         description="Read INPUT patterns (files, folders, globs; local, gs://, s3://), embed "
-        "them and write a new index version under --output. Beam options (--runner=..., "
-        "--direct_num_workers=..., --temp_location=...) pass through to the pipeline; "
-        "write them as --option=value.",
+        "them and write a new index version under --output.",
+        epilog=BEAM_EPILOG,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--output", "-o", required=True, help="output folder (versions + CURRENT)")
@@ -179,6 +187,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser(
         "retry-failures",
         help="run the last index job again: failed and changed inputs are embedded",
+        description="Run DIR's last index job again with its recorded settings: failed and "
+        "changed inputs are embedded. Beam options given here replace the recorded ones.",
+        epilog=BEAM_EPILOG,
     )
     r.add_argument("output", metavar="DIR")
     r.add_argument("--json", action="store_true")
