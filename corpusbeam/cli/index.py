@@ -191,8 +191,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "changed inputs are embedded. Beam options given here replace the recorded ones.",
         epilog=BEAM_EPILOG,
     )
-    r.add_argument("output", metavar="DIR")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("dir", metavar="DIR", help="the index job's output DIR (CURRENT)")
+    r.add_argument("--json", action="store_true", help="print the run report as JSON")
     _progress_flags(r)
     r.set_defaults(run=run_retry, pass_through=True)
 
@@ -289,14 +289,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_retry(args: argparse.Namespace) -> int:
-    if versions.read_current(args.output) is None:
-        raise ConfigError("output", args.output, "has no index version to retry")
-    live = versions.resolve_index_folder(args.output)  # an object store's: its cached copy
+    if versions.read_current(args.dir) is None:
+        raise ConfigError("dir", args.dir, "has no index version to retry")
+    live = versions.resolve_index_folder(args.dir)  # an object store's: its cached copy
     job = json.loads((live / "report.json").read_text())["job"]
     job["inputs"] = tuple(job["inputs"])
     # Credentials were redacted from the report: they come from the environment again.
     recorded = tuple(a for a in job["pipeline_args"] if "<redacted>" not in a)
     job["pipeline_args"] = tuple(getattr(args, "pipeline_args", ())) or recorded
-    job["output"] = args.output
+    job["output"] = args.dir
     job["reuse"] = True
     return _print(_run_job(IndexJobConfig(**job), args), args.json)

@@ -212,7 +212,7 @@ def the_other_commands_read(out: str, what: str, tmp: Path) -> None:
     """``corpusbeam report`` and ``corpusbeam retry-failures`` (a whole job again, which
     reads the live version to update it) exit 0 on the output."""
     procs = {
-        "report": child(["-m", "corpusbeam", "report", out, "--out", str(tmp / "report")]),
+        "report": child(["-m", "corpusbeam", "report", out, "--output", str(tmp / "report")]),
         "retry-failures": child(["-m", "corpusbeam", "retry-failures", out, "--progress", "off"]),
     }
     ended = {name: finish(proc) for name, proc in procs.items()}
