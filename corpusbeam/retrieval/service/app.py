@@ -61,13 +61,8 @@ from corpusbeam.inference.errors import (
 )
 from corpusbeam.retrieval.hybrid import MODES
 from corpusbeam.retrieval.live import LiveIndex
-from corpusbeam.retrieval.searcher import (
-    Searcher,
-    check_mergeable,
-    common_mode,
-    embed_for,
-    merge_hits,
-)
+from corpusbeam.retrieval.multi import check_mergeable, common_mode, embed_for, merge_hits
+from corpusbeam.retrieval.searcher import Searcher
 from corpusbeam.retrieval.service.config import ServiceConfig
 from corpusbeam.retrieval.service.metrics import ServiceMetrics
 from corpusbeam.retrieval.service.openapi import docs_page, openapi_document
