@@ -3,13 +3,15 @@ defaults. Imports neither Beam nor numpy, so ``corpusbeam index --help`` starts 
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 from dataclasses import dataclass, field
 
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference.protocol import API_VERSION
 from indexes.config import DEFAULT_MEMORY_BUDGET, AutoLimits
 
-__all__ = ["LAYER_LIMIT", "LOCAL_RUNNERS", "IndexJobConfig", "runner_name"]
+__all__ = ["LAYER_LIMIT", "LOCAL_RUNNERS", "IndexJobConfig", "beam_flags", "runner_name"]
 
 # Runners whose workers run on this machine, so they can reach a local endpoint.
 LOCAL_RUNNERS = ("DirectRunner", "FnApiRunner", "PortableRunner", "PrismRunner")
@@ -111,3 +113,38 @@ def runner_name(args: tuple[str, ...]) -> str:
 
     options = PipelineOptions(list(args))
     return options.get_all_options().get("runner") or "DirectRunner"
+
+
+def beam_flags(args: tuple[str, ...] = ()) -> dict[str, bool]:
+    """``--flag -> takes a value`` for every option a ``PipelineOptions`` subclass registers
+    (Beam's ``PipelineOptions.get_all_options`` reads the same ``_add_argparse_args``).
+
+    A runner named in ``args`` is created first, so the options classes that only its
+    module defines are registered too."""
+    from apache_beam.options import pipeline_options as po  # Beam loads slowly
+
+    with contextlib.suppress(Exception):
+        runner = po.PipelineOptions(list(args)).view_as(po.StandardOptions).runner
+        if isinstance(runner, str):
+            from apache_beam.runners.runner import create_runner
+
+            create_runner(runner)
+    flags: dict[str, bool] = {}
+    stack, seen = list(po.PipelineOptions.__subclasses__()), set()
+    while stack:
+        cls = stack.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        stack.extend(cls.__subclasses__())
+        if "_add_argparse_args" not in cls.__dict__:
+            continue
+        # One parser a class: two classes registering one flag do not clash.
+        parser = po._BeamArgumentParser(allow_abbrev=False, add_help=False)
+        with contextlib.suppress(argparse.ArgumentError):
+            cls._add_argparse_args(parser)
+        for action in parser._actions:
+            for s in action.option_strings:
+                if s.startswith("--"):
+                    flags[s] = action.nargs != 0
+    return flags

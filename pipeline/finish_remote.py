@@ -89,6 +89,8 @@ class FinishTask:
     info: ModelInfo
     wire: str
     rescored: bool
+    api_key_env: str | None = None  # the variable's name: readers find the key with it
+    deployment: str | None = None
 
     @property
     def prefix(self) -> str:
@@ -208,7 +210,13 @@ def finish_version(task: FinishTask, store: ObjectStore | None = None) -> dict:
             read=_read,
         )
         manifest = finish_manifest(
-            local, manifest, info=task.info, wire=task.wire, rescored=task.rescored
+            local,
+            manifest,
+            info=task.info,
+            wire=task.wire,
+            rescored=task.rescored,
+            api_key_env=task.api_key_env,
+            deployment=task.deployment,
         )
         counts = write_version_files(store, local, task, manifest, live_manifest)
         log.info(

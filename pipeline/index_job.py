@@ -289,6 +289,15 @@ def _resolved_shards(
     return replace(cfg, shards=count)
 
 
+def _reached_with(cfg: IndexJobConfig) -> dict[str, str | None]:
+    """What the manifest tells readers about reaching a real endpoint: the *name* of its
+    key's variable (never the key) and the deployment header. Nothing for the local
+    endpoint, which readers start themselves."""
+    if cfg.endpoint is None:
+        return {"api_key_env": None, "deployment": None}
+    return {"api_key_env": cfg.api_key_env, "deployment": cfg.deployment}
+
+
 def _finish_local(
     run: RunOutput, cfg: IndexJobConfig, reuse: dict | None, setup: ModelSetup, endpoint: str
 ) -> tuple[Manifest, dict]:
@@ -319,7 +328,12 @@ def _finish_local(
         ),
     )
     manifest = finish_manifest(
-        run.local, manifest, info=setup.info, wire=setup.wire, rescored=setup.rescored
+        run.local,
+        manifest,
+        info=setup.info,
+        wire=setup.wire,
+        rescored=setup.rescored,
+        **_reached_with(cfg),
     )
     return manifest, update
 
@@ -346,6 +360,7 @@ def _finish_remote(
         info=setup.info,
         wire=setup.wire,
         rescored=setup.rescored,
+        **_reached_with(cfg),
     )
     log.info("finishing %s on a worker (%s)", run.folder, runner_name(cfg.pipeline_args))
     try:

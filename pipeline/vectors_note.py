@@ -1,6 +1,7 @@
 """What the index job adds to a folder's manifest once it is assembled: which model
-answered (``GET /info``), what the endpoint sent, and a plain statement of what the
-vectors are and what the recall was measured against.
+answered (``GET /info``), what the endpoint sent, how readers reach the endpoint (the
+name of the key's environment variable, never the key, and the deployment header), and a
+plain statement of what the vectors are and what the recall was measured against.
 
 A binary folder with derived int8 rescoring vectors gets its recall twice: rescored (the
 manifest's ``value``, as searches run by default) and ``unrescored`` (the bits alone),
@@ -49,8 +50,11 @@ def finish_manifest(
     info: ModelInfo,
     wire: str,
     rescored: bool,
+    api_key_env: str | None = None,
+    deployment: str | None = None,
 ) -> Manifest:
-    """Rewrite ``folder``'s manifest with the model's info, the wire encoding, the note
+    """Rewrite ``folder``'s manifest with the model's info, the wire encoding, the note,
+    how readers reach the endpoint (``api_key_env``: a variable's name; ``deployment``)
     and, for rescored binary folders, the unrescored recall. Returns the new manifest."""
     recall = manifest.recall
     if recall is not None and manifest.encoding in BIT_ENCODINGS and manifest.rescore:
@@ -70,6 +74,8 @@ def finish_manifest(
         model_info=info.to_dict(),
         wire_encoding=wire if wire != manifest.encoding else None,
         note=vectors_note(manifest.encoding, wire, rescored),
+        api_key_env=api_key_env,
+        deployment=deployment,
     )
     (folder / MANIFEST).write_text(finished.to_json())
     return finished

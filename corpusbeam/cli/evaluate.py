@@ -30,8 +30,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="measure recall@k against exact search, or relevance on labelled queries",
     )
-    p.add_argument("folder", help="index folder (manifest.json) or index output DIR (CURRENT)")
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument(
+        "dir", metavar="DIR", help="index folder (manifest.json) or index output DIR (CURRENT)"
+    )
+    p.add_argument("-k", type=int, default=10, help="neighbours a query (default 10)")
     p.add_argument(
         "--queries",
         default=None,
@@ -48,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="with --qrels: print JSON, not a table")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-rescore", action="store_true", help="search the index alone")
+    p.add_argument("--no-rescore", action="store_true", help="rank by the index alone")
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 checks")
     add_endpoint_arguments(p)
     p.set_defaults(run=run)
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
     xq = np.load(args.query_file, allow_pickle=False) if args.query_file else None
     result = evaluate_folder(
-        resolve_index_folder(args.folder),
+        resolve_index_folder(args.dir),
         xq=xq,
         k=args.k,
         n_queries=n_queries,
@@ -114,7 +116,7 @@ def _relevance(args: argparse.Namespace) -> int:
     queries = load_queries(args.queries)
     qrels = load_qrels(args.qrels)
     with Searcher(
-        args.folder,
+        args.dir,
         endpoint=args.endpoint,
         credential=credential_from_args(args),
         rescore=False if args.no_rescore else None,

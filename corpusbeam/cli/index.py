@@ -22,6 +22,15 @@ if TYPE_CHECKING:
 
 __all__ = ["add_parser", "parse_bytes", "run", "run_retry"]
 
+# Both pipeline commands' --help ends with this.
+BEAM_EPILOG = (
+    "Beam options (--runner=..., --direct_num_workers=..., --temp_location=...) pass "
+    "through to the pipeline; write them as --option=value. An option that neither this "
+    "command nor Beam registers is an error naming the nearest known one. Everything after "
+    "a bare -- goes to Beam unchecked (the options of a runner or plugin that corpusbeam "
+    "cannot see), e.g. corpusbeam index DOCS -o OUT -- --my_plugin_option=1."
+)
+
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -50,9 +59,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "index",
         help="embed a corpus and write a new index version",
         description="Read INPUT patterns (files, folders, globs; local, gs://, s3://), embed "
-        "them and write a new index version under --output. Beam options (--runner=..., "
-        "--direct_num_workers=..., --temp_location=...) pass through to the pipeline; "
-        "write them as --option=value.",
+        "them and write a new index version under --output.",
+        epilog=BEAM_EPILOG,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--output", "-o", required=True, help="output folder (versions + CURRENT)")
@@ -179,9 +187,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser(
         "retry-failures",
         help="run the last index job again: failed and changed inputs are embedded",
+        description="Run DIR's last index job again with its recorded settings: failed and "
+        "changed inputs are embedded. Beam options given here replace the recorded ones.",
+        epilog=BEAM_EPILOG,
     )
-    r.add_argument("output", metavar="DIR")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("dir", metavar="DIR", help="the index job's output DIR (CURRENT)")
+    r.add_argument("--json", action="store_true", help="print the run report as JSON")
     _progress_flags(r)
     r.set_defaults(run=run_retry, pass_through=True)
 
@@ -278,14 +289,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_retry(args: argparse.Namespace) -> int:
-    if versions.read_current(args.output) is None:
-        raise ConfigError("output", args.output, "has no index version to retry")
-    live = versions.resolve_index_folder(args.output)  # an object store's: its cached copy
+    if versions.read_current(args.dir) is None:
+        raise ConfigError("dir", args.dir, "has no index version to retry")
+    live = versions.resolve_index_folder(args.dir)  # an object store's: its cached copy
     job = json.loads((live / "report.json").read_text())["job"]
     job["inputs"] = tuple(job["inputs"])
     # Credentials were redacted from the report: they come from the environment again.
     recorded = tuple(a for a in job["pipeline_args"] if "<redacted>" not in a)
     job["pipeline_args"] = tuple(getattr(args, "pipeline_args", ())) or recorded
-    job["output"] = args.output
+    job["output"] = args.dir
     job["reuse"] = True
     return _print(_run_job(IndexJobConfig(**job), args), args.json)

@@ -22,7 +22,10 @@ def add_endpoint_arguments(p: argparse.ArgumentParser) -> None:
         "endpoint for local://MODEL indexes)",
     )
     p.add_argument(
-        "--api-key-env", metavar="VAR", help="environment variable holding the endpoint's key"
+        "--api-key-env",
+        metavar="VAR",
+        help="environment variable holding the endpoint's key (default: the variable the "
+        "index was built with, as its manifest names it)",
     )
 
 

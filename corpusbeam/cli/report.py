@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from corpusbeam.errors import ConfigError
 
@@ -17,11 +18,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("dir", metavar="DIR", help="index output DIR (CURRENT) or a version folder")
     p.add_argument(
-        "--out",
+        "--output",
+        "-o",
         metavar="FOLDER",
         help="where to write report.html and the PNGs (default: the version's report/ folder)",
     )
+    # The old name, as every other command says --output: hidden, kept for a release.
+    p.add_argument("--out", dest="deprecated_out", metavar="FOLDER", help=argparse.SUPPRESS)
     p.set_defaults(run=run)
+
+
+def _output(args: argparse.Namespace) -> str | None:
+    if args.deprecated_out is None:
+        return args.output
+    if args.output is not None and args.output != args.deprecated_out:
+        raise ConfigError("--out", args.deprecated_out, f"contradicts --output {args.output}")
+    print("corpusbeam report: --out is deprecated; use --output (-o)", file=sys.stderr)
+    return args.deprecated_out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     from pipeline.report_html import write_report
 
-    files = write_report(args.dir, args.out)
+    files = write_report(args.dir, _output(args))
     print(files.html)
     for path in files.pngs.values():
         print(path)

@@ -37,7 +37,9 @@ def _filter(text: str | None) -> dict | None:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="search an index folder with a text or an image")
-    p.add_argument("dir", help="index folder (manifest.json) or index output DIR (CURRENT)")
+    p.add_argument(
+        "dir", metavar="DIR", help="index folder (manifest.json) or index output DIR (CURRENT)"
+    )
     p.add_argument("text", nargs="?", help="the query text")
     p.add_argument("--image", metavar="PATH", help="an image query (png, jpeg, webp, gif)")
     p.add_argument("-k", type=int, default=10, help="hits to return (default 10)")

@@ -1,8 +1,10 @@
 """Query-time retrieval: open index folders, embed queries, search, serve.
 
-``corpusbeam.retrieval.searcher`` (``Searcher``, ``search_all``), ``corpusbeam.retrieval.hybrid``
-(search modes, Reciprocal Rank Fusion), ``corpusbeam.retrieval.relevance`` (nDCG, recall, MRR on
-labelled queries), ``corpusbeam.retrieval.embedder`` (which endpoint embeds the queries),
+``corpusbeam.retrieval.searcher`` (``Searcher``), ``corpusbeam.retrieval.hits`` (``Hit``),
+``corpusbeam.retrieval.multi`` (``search_all`` over several folders),
+``corpusbeam.retrieval.hybrid`` (search modes, Reciprocal Rank Fusion),
+``corpusbeam.retrieval.relevance`` (nDCG, recall, MRR on labelled queries),
+``corpusbeam.retrieval.embedder`` (which endpoint embeds the queries),
 ``corpusbeam.retrieval.live`` (following ``CURRENT``) and ``corpusbeam.retrieval.service`` (the HTTP
 service). Imports no Beam.
 """

@@ -5,20 +5,26 @@ An index folder's manifest records where its vectors came from: a real URL
 built-in local reference endpoint with that model at its default native dimensions.
 ``EmbedderPool.get(manifest)`` answers a ``QueryEmbedder`` for it:
 
-- an endpoint given explicitly (``endpoint=`` / ``--endpoint``) wins;
+- an endpoint given explicitly (``endpoint=`` / ``--endpoint``) wins, with the pool's
+  credential;
 - ``local://<model>``: the pool starts ``running_endpoint(EndpointConfig(model=...))`` on
   loopback the first time and keeps it until ``close()``;
-- otherwise the manifest's URL, with the pool's credential (if any).
+- otherwise the manifest's URL and ``deployment``, with the pool's credential if it has
+  one, else the key in the environment variable the manifest names (``api_key_env``,
+  recorded by the index job from ``--api-key-env``): an unset variable is a ConfigError
+  naming it. The manifest never holds the key itself.
 
-One embedder is kept per (URL, api-version), so every index folder and every version of
-one (``Searcher`` swaps, ``corpusbeam serve`` with several folders) shares the same
-connections and the same local endpoint. Queries are always sent with
-``input_type="query"`` and the manifest's ``dimensions``; the caller picks the encoding.
+One embedder is kept per (URL, api-version, key variable, deployment), so every index
+folder and every version of one (``Searcher`` swaps, ``corpusbeam serve`` with several
+folders) shares the same connections and the same local endpoint. Queries are always
+sent with ``input_type="query"`` and the manifest's ``dimensions``; the caller picks the
+encoding.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Sequence
 
@@ -32,7 +38,7 @@ from corpusbeam.inference.client import (
     RetryPolicy,
     Timeouts,
 )
-from corpusbeam.inference.client.credentials import Credential
+from corpusbeam.inference.client.credentials import Credential, EnvApiKey
 from corpusbeam.inference.protocol import API_VERSION, local_model
 from indexes.storage.manifest import Manifest
 
@@ -102,7 +108,7 @@ class EmbedderPool:
         self._credential = credential
         self._max_concurrency = max_concurrency
         self._lock = threading.Lock()
-        self._embedders: dict[tuple[str, str], QueryEmbedder] = {}
+        self._embedders: dict[tuple[str, str, str | None, str | None], QueryEmbedder] = {}
         self._local: dict[str, str] = {}  # model -> URL of the endpoint we started
         self._stack = contextlib.ExitStack()
         self._closed = False
@@ -112,13 +118,15 @@ class EmbedderPool:
         with self._lock:
             if self._closed:
                 raise ConfigError("embedders", "closed", "the embedder pool is closed")
-            url, credential = self._resolve(manifest)
-            key = (url, manifest.api_version or API_VERSION)
+            url, credential, deployment = self._resolve(manifest)
+            var = credential.var if isinstance(credential, EnvApiKey) else None
+            key = (url, manifest.api_version or API_VERSION, var, deployment)
             embedder = self._embedders.get(key)
             if embedder is None:
                 settings = ClientSettings(
                     endpoint=url,
                     credential=credential,
+                    deployment=deployment,
                     api_version=key[1],
                     retry=QUERY_RETRY,
                     timeouts=QUERY_TIMEOUTS,
@@ -127,9 +135,30 @@ class EmbedderPool:
                 embedder = self._embedders[key] = QueryEmbedder(settings)
             return embedder
 
-    def _resolve(self, manifest: Manifest) -> tuple[str, Credential | None]:
+    def check(self, manifest: Manifest) -> None:
+        """Raise the ConfigError ``get`` would for a missing key, without connecting or
+        starting anything (``corpusbeam serve`` checks every folder before it listens)."""
+        if self.endpoint is None and local_model(manifest.endpoint) is None:
+            self._credential_for(manifest)
+
+    def _credential_for(self, manifest: Manifest) -> Credential | None:
+        """The pool's credential, else the key in the variable the manifest names."""
+        if self._credential is not None or manifest.api_key_env is None:
+            return self._credential
+        var = manifest.api_key_env
+        if not os.environ.get(var):
+            raise ConfigError(
+                "api_key_env",
+                var,
+                f"is not set or empty: the index was built with the endpoint's key in ${var}; "
+                "set it, or name another with --api-key-env VAR",
+            )
+        return EnvApiKey(var=var)
+
+    def _resolve(self, manifest: Manifest) -> tuple[str, Credential | None, str | None]:
+        """(URL, credential, deployment header) for ``manifest``'s queries."""
         if self.endpoint is not None:
-            return self.endpoint, self._credential
+            return self.endpoint, self._credential, None
         model = local_model(manifest.endpoint)
         if model is not None:
             if model not in self._local:
@@ -138,7 +167,7 @@ class EmbedderPool:
 
                 ep = self._stack.enter_context(running_endpoint(EndpointConfig(model=model)))
                 self._local[model] = ep.url
-            return self._local[model], None
+            return self._local[model], None, None
         if manifest.endpoint is None:
             raise ConfigError(
                 "endpoint",
@@ -146,7 +175,7 @@ class EmbedderPool:
                 "the index folder records no endpoint: pass one (--endpoint URL) to embed "
                 "text or image queries, or query with vectors",
             )
-        return manifest.endpoint, self._credential
+        return manifest.endpoint, self._credential_for(manifest), manifest.deployment
 
     def close(self) -> None:
         """Close every client and stop the local endpoints; safe to call twice."""

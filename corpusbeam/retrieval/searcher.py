@@ -22,8 +22,8 @@ candidates. The endpoint is chosen by ``corpusbeam.retrieval.embedder.EmbedderPo
 Scores are "higher is better" everywhere: the inner product (cosine for the unit vectors
 of float indexes, the rescored dot product for binary and int8 folders), or for a binary
 index searched without rescoring ``1 - 2 * hamming / d``, the cosine of the +-1 vectors.
-``search_all`` merges the hits of several folders by score when their scores are
-comparable (same model, dimensions and ``score_kind``) and refuses otherwise.
+``Hit`` is in ``corpusbeam.retrieval.hits``; searching several folders at once
+(``search_all``) is ``corpusbeam.retrieval.multi``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +40,7 @@ from corpusbeam.errors import ConfigError, IndexFolderError
 from corpusbeam.inference.client import ImageInput
 from corpusbeam.inference.client.credentials import Credential
 from corpusbeam.retrieval.embedder import EmbedderPool, QueryEmbedder
+from corpusbeam.retrieval.hits import Hit, hit_scores, make_hit
 from corpusbeam.retrieval.hybrid import HYBRID_DEPTH, RRF_K, check_mode, check_weights, rrf
 from indexes.lexical.index import LexicalIndex, open_lexical
 from indexes.storage.manifest import Manifest
@@ -50,61 +50,9 @@ if TYPE_CHECKING:
     from indexes.ann.search import SearchResult
     from indexes.reader import IndexFolder
 
-__all__ = [
-    "HIT_FIELDS",
-    "Hit",
-    "Searcher",
-    "check_mergeable",
-    "common_mode",
-    "embed_for",
-    "merge_hits",
-    "resolve_index_folder",
-    "search_all",
-]
+__all__ = ["Filter", "Searcher", "check_one_query", "resolve_index_folder"]
 
 log = logging.getLogger(__name__)
-
-HIT_FIELDS = ("id", "document_id", "uri", "text")  # metadata columns lifted into a Hit
-
-
-@dataclass(frozen=True, kw_only=True)
-class Hit:
-    """One search result.
-
-    ``id``: the chunk's int64 id; ``score``: higher is better (see the module docstring);
-    ``document_id``, ``uri``, ``text`` (the chunk's text or the image's caption): from the
-    metadata; ``metadata``: every other metadata column (``chunk``, ``modality``,
-    ``char_start``, ``char_end``, ``content_hash`` and the user's columns); ``index``: the
-    name of the folder it came from; ``ranks``: for lexical and hybrid searches, the hit's
-    rank (from 1) in each ranking it came from (``{"dense": 3, "lexical": 1}``), and then
-    ``score`` is the BM25 score (lexical) or the fused RRF score (hybrid).
-    """
-
-    id: int
-    score: float
-    document_id: str | None = None
-    uri: str | None = None
-    text: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    index: str | None = None
-    ranks: dict[str, int] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of a hit (``corpusbeam search --json`` and ``POST /search``)."""
-        out = {
-            "id": self.id,
-            "score": self.score,
-            "document_id": self.document_id,
-            "uri": self.uri,
-            "text": self.text,
-            "metadata": self.metadata,
-        }
-        if self.index is not None:
-            out["index"] = self.index
-        if self.ranks is not None:
-            out["ranks"] = self.ranks
-        return out
-
 
 Filter = Mapping[str, Any] | None
 
@@ -302,14 +250,14 @@ class Searcher:
         pairs = [(i, d) for i, d in pairs if i >= 0]
         rows = self._rows(np.asarray([i for i, _ in pairs], dtype=np.int64))
         return [
-            _hit(row, float(d), self.name, {name: r})
+            make_hit(row, float(d), self.name, {name: r})
             for r, (row, (_, d)) in enumerate(zip(rows, pairs, strict=True), start=1)
         ]
 
     def _fused(self, fused: list[tuple[int, float, dict[str, int]]]) -> list[Hit]:
         rows = self._rows(np.asarray([i for i, _, _ in fused], dtype=np.int64))
         return [
-            _hit(row, score, self.name, ranks)
+            make_hit(row, score, self.name, ranks)
             for row, (_, score, ranks) in zip(rows, fused, strict=True)
         ]
 
@@ -336,7 +284,7 @@ class Searcher:
     ) -> list[Hit]:
         """Hits for one query: a text, an image, or a vector (exactly one). ``mode``
         applies to text queries (see ``search_texts``); images and vectors are dense."""
-        _one_query(query, image, vector)
+        check_one_query(query, image, vector)
         if query is not None:
             return self.search_texts([query], k, filter=filter, mode=mode, weights=weights)[0]
         if mode is not None and check_mode(mode) != "dense":
@@ -355,14 +303,14 @@ class Searcher:
         D, I = result.D, result.I  # noqa: E741
         ok = I >= 0
         rows = self._rows(I[ok])
-        scores = _scores(D, result, self.dimensions)
+        scores = hit_scores(D, result, self.dimensions)
         out: list[list[Hit]] = []
         it = iter(rows)
         for q in range(I.shape[0]):
             line = []
             for j in range(I.shape[1]):
                 if ok[q, j]:
-                    line.append(_hit(next(it), float(scores[q, j]), self.name))
+                    line.append(make_hit(next(it), float(scores[q, j]), self.name))
             out.append(line)
         return out
 
@@ -432,124 +380,8 @@ def _texts(texts: Sequence[str]) -> list[str]:
     return out
 
 
-def _one_query(query: object, image: object, vector: object) -> None:
+def check_one_query(query: object, image: object, vector: object) -> None:
     named = (("query", query), ("image", image), ("vector", vector))
     given = [n for n, v in named if v is not None]
     if len(given) != 1:
         raise ConfigError("query", given or None, "give exactly one of query, image, vector")
-
-
-def _scores(D: np.ndarray, result: SearchResult, d: int) -> np.ndarray:
-    if result.metric == "hamming" and not result.rescored:
-        return 1.0 - 2.0 * D.astype(np.float64) / d
-    return D.astype(np.float64)
-
-
-def _hit(row: dict[str, Any], score: float, index: str, ranks: dict[str, int] | None = None) -> Hit:
-    meta = {k: v for k, v in row.items() if k not in HIT_FIELDS}
-    return Hit(
-        id=int(row["id"]),
-        score=score,
-        document_id=row.get("document_id"),
-        uri=row.get("uri"),
-        text=row.get("text"),
-        metadata=meta,
-        index=index,
-        ranks=ranks,
-    )
-
-
-def merge_hits(lists: Sequence[Sequence[Hit]], k: int) -> list[Hit]:
-    """The ``k`` best hits of several lists, by score (ties: earlier list first)."""
-    merged = [h for hits in lists for h in hits]
-    merged.sort(key=lambda h: -h.score)  # stable: ties keep the lists' order
-    return merged[:k]
-
-
-def check_mergeable(searchers: Sequence[Searcher]) -> None:
-    """Raise ConfigError naming the first index whose scores cannot be merged with the
-    first one's (another model, dimension count, or kind of score)."""
-    if not searchers:
-        raise ConfigError("searchers", [], "no index to search")
-    first = searchers[0]
-    for s in searchers[1:]:
-        if s.score_kind != first.score_kind:
-            raise ConfigError(
-                "index",
-                s.name,
-                f"scores of {s.score_kind} cannot be merged with {first.name}'s "
-                f"{first.score_kind}; search it on its own",
-            )
-
-
-def common_mode(searchers: Sequence[Searcher], mode: str | None) -> str:
-    """The mode a text query searches ``searchers`` in: ``mode`` checked against each of
-    them, or by default ``hybrid`` when every one has a lexical index, else ``dense``."""
-    if mode is None:
-        return "hybrid" if all(s.lexical is not None for s in searchers) else "dense"
-    for s in searchers:
-        s.resolve_mode(mode)
-    return mode
-
-
-def embed_for(
-    searchers: Sequence[Searcher],
-    query: str | None = None,
-    *,
-    image: ImageInput | bytes | str | os.PathLike | None = None,
-) -> list[np.ndarray]:
-    """The (1, width) query vector for each searcher; each distinct (endpoint,
-    dimensions, encoding) embeds the query once."""
-    _one_query(query, image, None)
-    cache: dict[tuple, np.ndarray] = {}
-    out = []
-    for s in searchers:
-        key = (id(s.embedder()), s.dimensions, s.query_encoding)
-        if key not in cache and query is not None:
-            cache[key] = s.embed_texts([query])
-        elif key not in cache:
-            cache[key] = s.embed_images([image])
-        out.append(cache[key])
-    return out
-
-
-def search_all(
-    searchers: Sequence[Searcher],
-    query: str | None = None,
-    *,
-    image: ImageInput | bytes | str | os.PathLike | None = None,
-    vector: np.ndarray | Sequence[float] | None = None,
-    k: int = 10,
-    filter: Filter = None,
-    mode: str | None = None,
-) -> list[Hit]:
-    """One query against several index folders, hits merged by score.
-
-    A text query is searched in ``mode`` (``common_mode``); fused (hybrid) scores are
-    rank-based, so they merge across folders like lexical or dense ones do.
-
-    Scores are comparable only between folders with the same ``score_kind`` (model,
-    dimensions, cosine or hamming); otherwise ConfigError names the first folder that
-    differs (``check_mergeable``). The query is embedded once per distinct endpoint,
-    dimensions and encoding (``embed_for``).
-    """
-    _one_query(query, image, vector)
-    check_mergeable(searchers)
-    if query is not None:
-        mode = common_mode(searchers, mode)
-        vectors = [None] * len(searchers) if mode == "lexical" else embed_for(searchers, query)
-        lists = [
-            s.search_texts([query], k, filter=filter, mode=mode, vectors=xq)[0]
-            for s, xq in zip(searchers, vectors, strict=True)
-        ]
-        return merge_hits(lists, k)
-    if mode is not None and check_mode(mode) != "dense":
-        raise ConfigError("mode", mode, "image and vector queries are searched dense only")
-    if vector is not None:
-        vectors = [np.asarray(vector)] * len(searchers)
-    else:
-        vectors = embed_for(searchers, query, image=image)
-    lists = [
-        s.search_vectors(xq, k, filter=filter)[0] for s, xq in zip(searchers, vectors, strict=True)
-    ]
-    return merge_hits(lists, k)

@@ -4,13 +4,15 @@ A frozen dataclass, written as sorted, indented JSON. ``Manifest.from_json`` val
 every field and raises IndexFolderError for anything missing, mistyped or from a newer
 format; ``check_expected`` refuses a folder whose model, encoding or dimensions differ
 from what the caller will query it with. The endpoint is stored without credentials
-(user info, query string and fragment are dropped).
+(user info, query string and fragment are dropped), and never with its key:
+``api_key_env`` only names the environment variable that holds it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
@@ -37,6 +39,9 @@ def sanitize_endpoint(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -53,9 +58,10 @@ class Manifest:
     (binary folders with rescoring add ``unrescored``, the recall of their bits alone);
     ``lexical`` is None or the BM25 index's ``{"dir", "tokenizer", "k1", "b", "count",
     "terms", "postings", "segments", "removed"}`` (``indexes.lexical.segment``);
-    ``overlay`` (layered tables, ``indexes.storage.layers``), ``model_info``, ``wire_encoding`` and
-    ``note`` are left out when not set; ``digest`` is the sha256 of all other fields, so a
-    reader detects an edited manifest (the other files are covered by ``files``).
+    ``overlay`` (layered tables, ``indexes.storage.layers``), ``model_info``, ``wire_encoding``,
+    ``note``, ``api_key_env`` and ``deployment`` are left out when not set; ``digest`` is
+    the sha256 of all other fields, so a reader detects an edited manifest (the other files
+    are covered by ``files``).
     """
 
     model: str
@@ -93,6 +99,10 @@ class Manifest:
     # version that wrote them; ``overlay`` lists the delta parts and the removed ids'
     # files (``{"parts", "removed": [{"file", "count"}], "base"}``). None: no layers.
     overlay: dict | None = None
+    # How readers reach ``endpoint`` without being told: the *name* of the environment
+    # variable holding its key (never the key) and the azureml-model-deployment header.
+    api_key_env: str | None = None
+    deployment: str | None = None
     digest: str = ""
 
     def __post_init__(self) -> None:
@@ -113,6 +123,9 @@ class Manifest:
             raise ConfigError("index_files", self.index_files, "names no index file")
         if self.endpoint is not None and sanitize_endpoint(self.endpoint) != self.endpoint:
             raise ConfigError("endpoint", "<redacted>", "must not carry credentials or a query")
+        if self.api_key_env is not None and not _ENV_NAME.fullmatch(self.api_key_env):
+            # A name, never a value: anything else is not written (it may be the key).
+            raise ConfigError("api_key_env", "<redacted>", "must be an environment variable name")
         rows = sum(int(p.get("rows", 0)) for p in self.parts)
         if self.overlay is not None:
             try:
@@ -192,7 +205,15 @@ def _check_segments(seg: dict, count: int) -> None:
         )
 
 
-_OPTIONAL = ("model_info", "wire_encoding", "note", "segments", "overlay")
+_OPTIONAL = (
+    "model_info",
+    "wire_encoding",
+    "note",
+    "segments",
+    "overlay",
+    "api_key_env",
+    "deployment",
+)
 
 
 def check_expected(

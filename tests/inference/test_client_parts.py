@@ -322,7 +322,7 @@ def test_throttle_budget_paces_requests():
 
 
 def test_requests_are_packed_by_count_and_weight():
-    from corpusbeam.inference.client.core import pack_requests
+    from corpusbeam.inference.client.packing import pack_requests
 
     assert pack_requests([1] * 5, 2, None) == [[0, 1], [2, 3], [4]]
     assert pack_requests([3, 3, 3, 10, 1], 10, 6) == [[0, 1], [2], [3], [4]]

@@ -211,7 +211,7 @@ def the_other_commands_read(out: str, what: str, tmp: Path) -> None:
     """``corpusbeam report`` and ``corpusbeam retry-failures`` (a whole job again, which
     reads the live version to update it) exit 0 on the output."""
     procs = {
-        "report": child(cli_command("report", out, "--out", str(tmp / "report"))),
+        "report": child(cli_command("report", out, "--output", str(tmp / "report"))),
         "retry-failures": child(cli_command("retry-failures", out, "--progress", "off")),
     }
     ended = {name: finish(proc) for name, proc in procs.items()}

@@ -10,7 +10,8 @@ import pytest
 
 from corpusbeam.errors import ConfigError
 from corpusbeam.retrieval.hybrid import rrf
-from corpusbeam.retrieval.searcher import Searcher, search_all
+from corpusbeam.retrieval.multi import search_all
+from corpusbeam.retrieval.searcher import Searcher
 from indexes import BuildConfig, build_folder
 from tests.support.folders import D, corpus, text_metadata
 from tests.support.images import scene_png

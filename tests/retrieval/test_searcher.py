@@ -10,14 +10,9 @@ import pytest
 from corpusbeam.errors import ConfigError, IndexFolderError
 from corpusbeam.inference.client import EnvApiKey
 from corpusbeam.inference.errors import AuthenticationError
-from corpusbeam.retrieval.searcher import (
-    Hit,
-    Searcher,
-    check_mergeable,
-    merge_hits,
-    resolve_index_folder,
-    search_all,
-)
+from corpusbeam.retrieval.hits import Hit
+from corpusbeam.retrieval.multi import check_mergeable, merge_hits, search_all
+from corpusbeam.retrieval.searcher import Searcher, resolve_index_folder
 from indexes import build_folder, open_index
 from tests.support.endpoints import KEY
 from tests.support.folders import D, corpus, flip, make_versioned

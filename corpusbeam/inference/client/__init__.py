@@ -9,7 +9,7 @@ with EmbeddingsClient(settings) as client:
     result.vectors  # (2, d) int8, in input order
 """
 
-from corpusbeam.inference.client.core import AsyncEmbeddingsClient, ClientStats
+from corpusbeam.inference.client.core import AsyncEmbeddingsClient
 from corpusbeam.inference.client.credentials import ApiKey, EntraToken, EnvApiKey
 from corpusbeam.inference.client.images import ImageInput, image_data_url, sniff_image_format
 from corpusbeam.inference.client.info import ModelInfo, read_model_info
@@ -18,6 +18,7 @@ from corpusbeam.inference.client.retry import RetryPolicy, retry_after_seconds
 from corpusbeam.inference.client.settings import DEFAULT_API_VERSION, ClientSettings, Timeouts
 from corpusbeam.inference.client.sync import EmbeddingsClient
 from corpusbeam.inference.client.throttle import Throttle
+from corpusbeam.inference.client.transport import ClientStats
 
 __all__ = [
     "DEFAULT_API_VERSION",

@@ -14,10 +14,11 @@ from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from corpusbeam.inference.client.core import AsyncEmbeddingsClient, ClientStats, ErrorMode
+from corpusbeam.inference.client.core import AsyncEmbeddingsClient, ErrorMode
 from corpusbeam.inference.client.images import ImageInput
 from corpusbeam.inference.client.responses import EmbeddingsResult
 from corpusbeam.inference.client.settings import ClientSettings
+from corpusbeam.inference.client.transport import ClientStats
 
 __all__ = ["EmbeddingsClient"]
 

@@ -202,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m corpusbeam.inference.server",
         description="Serve the local reference embeddings endpoint (Azure AI Model Inference API).",
+        allow_abbrev=False,
     )
     add_arguments(parser)
     args = parser.parse_args(argv)

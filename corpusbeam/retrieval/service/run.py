@@ -39,15 +39,20 @@ def open_live_indexes(
     verify: bool = True,
     mmap: bool = True,
 ) -> list[LiveIndex]:
-    """One ``LiveIndex`` a path; ``names`` (same length) override the directory names."""
+    """One ``LiveIndex`` a path; ``names`` (same length) override the directory names.
+    A folder whose endpoint key is missing (its manifest's ``api_key_env`` unset) is a
+    ConfigError here, before the service listens, not on its first query."""
     if names and len(names) != len(paths):
         raise ConfigError("names", list(names), f"give one name for each of {len(paths)} indexes")
-    return [
+    indexes = [
         LiveIndex(
             p, name=names[i] if names else None, embedders=embedders, verify=verify, mmap=mmap
         )
         for i, p in enumerate(paths)
     ]
+    for index in indexes:
+        embedders.check(index.current.manifest)
+    return indexes
 
 
 def _uvicorn(app, log_level: str, *, own_logging: bool) -> uvicorn.Server:
