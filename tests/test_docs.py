@@ -126,6 +126,20 @@ def test_every_nav_entry_exists():
     assert generated <= set(nav)
 
 
+def test_the_index_folder_page_names_every_manifest_field_and_file(gen):
+    import dataclasses
+
+    # indexes.storage.* after the package move of issue 26
+    files = gen._import_first("indexes.storage.files", "indexes.files")
+    Manifest = gen._import_first("indexes.storage.manifest", "indexes.manifest").Manifest
+
+    text = (ROOT / "docs" / "reference" / "index-folder.md").read_text()
+    assert not [f.name for f in dataclasses.fields(Manifest) if f"`{f.name}`" not in text]
+    names = {k: v for k, v in vars(files).items() if k.isupper() and isinstance(v, str)}
+    assert names
+    assert not [v for v in names.values() if v not in text]
+
+
 def _sh_block_after(marker: str, text: str) -> str:
     m = re.search(re.escape(marker) + r"\n```sh\n(.*?)\n```", text, re.S)
     assert m, f"no sh block right after {marker}"
