@@ -97,7 +97,12 @@ def _openapi_document() -> dict:
 
 
 def _cell(text: Any) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """One table cell: one line, pipes escaped, and ``<``/``>`` outside code spans as
+    entities (``data:image/<png|jpeg>`` is not an HTML tag)."""
+    parts = " ".join(str(text).split()).replace("|", "\\|").split("`")
+    for i in range(0, len(parts), 2):
+        parts[i] = parts[i].replace("<", "&lt;").replace(">", "&gt;")
+    return "`".join(parts)
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
