@@ -36,8 +36,6 @@ KNOWN_OVER = {
     "indexes/building/assemble.py::assemble_folder",
     "indexes/storage/layers.py",
     "indexes/storage/parts.py",
-    "indexes/updates/folder.py",
-    "indexes/updates/folder.py::update_folder",
     "pipeline/index_job.py",
     "pipeline/index_job.py::_run",
     "transforms/build_index.py",
