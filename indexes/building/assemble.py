@@ -28,6 +28,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -157,35 +158,93 @@ def assemble_folder(
         raise IndexFolderError("no parts to assemble")
     out = Path(path)
     parts = sorted(parts, key=lambda p: p["part"])
-    tables = tables_from_refs(
-        parts,
-        None if previous is None else previous.files,
-        base_version,
-        None if previous is None else previous.lexical,
-    )
-    infos, overlay, table_files = tables.infos, tables.overlay, tables.files
-    dtypes = {p.get("rescore_dtype") for p in parts}
-    if len(dtypes) != 1:
-        raise IndexFolderError(f"the parts disagree on their rescoring vectors: {dtypes}")
-    rdtype = dtypes.pop()
-
-    def tables_reader(rescore_dtype: str | None):
-        return open_parts(
-            out,
-            infos,
-            overlay,
-            encoding=spec.encoding,
-            dimensions=spec.dimensions,
-            rescore_dtype=rescore_dtype,
-        )
-
-    reader = tables_reader(rdtype)
+    tables, rdtype = _tables(parts, previous, base_version)
+    reader = _open_tables(out, tables, spec, rdtype)
     config.apply_threads()
     combined = _combine(
         out, spec, trained, reader, [p["index"] for p in parts if p.get("index")], read, len(parts)
     )
     trim()  # the shards' lists, loaded for the merge, are freed: give the memory back
     log.info("index combined (%s): %s", combined.layout, resident())
+    measured = _rescore_and_tune(out, spec, tables, reader, rdtype, combined.index, config)
+    log.info("recall measured and search tuned: %s", resident())
+    # Nothing below searches: unmap the index (tuning touched its lists' pages; the
+    # rescoring vectors went with the tuning step) before the lexical build.
+    layout, index_files = combined.layout, combined.index_files
+    del combined
+    lexical, files = _lexical_and_checksums(out, tables, measured, index_files, config)
+    manifest = Manifest(
+        model=model,
+        dimensions=spec.dimensions,
+        encoding=spec.encoding,
+        index_factory=spec.factory,
+        count=measured.reader.count,
+        metric=spec.metric,
+        endpoint=sanitize_endpoint(endpoint),
+        api_version=api_version,
+        input_type=input_type,
+        normalized=spec.family == "float",
+        search_params=measured.params,
+        layout=layout,
+        index_files=index_files,
+        rescore=measured.rescore,
+        parts=[i.as_dict() for i in tables.infos],
+        lexical=lexical,
+        recall=measured.recall,
+        latency_ms=measured.latency,
+        files=dict(sorted(files.items())),
+        overlay=tables.overlay,
+    )
+    _write_manifest(out, manifest)
+    return manifest
+
+
+@dataclass(frozen=True, eq=False)
+class _Measured:
+    """What the tuning step leaves: the ``reader`` to go on with (over the full vectors
+    written for rescoring, if any), the manifest's ``rescore`` entry, the ``recall``,
+    ``latency`` and tuned search ``params``, and the full vectors' checksums (``extra``)."""
+
+    reader: Parts | LayeredParts
+    rescore: dict | None
+    recall: dict | None
+    latency: float | None
+    params: dict
+    extra: dict[str, dict]
+
+
+def _tables(
+    parts: Sequence[dict], previous: Manifest | None, base_version: str | None
+) -> tuple[Tables, str | None]:
+    """(what the parts' references make of the tables, the parts' rescoring dtype)."""
+    tables = tables_from_refs(
+        parts,
+        None if previous is None else previous.files,
+        base_version,
+        None if previous is None else previous.lexical,
+    )
+    dtypes = {p.get("rescore_dtype") for p in parts}
+    if len(dtypes) != 1:
+        raise IndexFolderError(f"the parts disagree on their rescoring vectors: {dtypes}")
+    return tables, dtypes.pop()
+
+
+def _open_tables(out: Path, tables: Tables, spec: IndexSpec, rescore_dtype: str | None):
+    return open_parts(
+        out,
+        tables.infos,
+        tables.overlay,
+        encoding=spec.encoding,
+        dimensions=spec.dimensions,
+        rescore_dtype=rescore_dtype,
+    )
+
+
+def _rescore_and_tune(
+    out: Path, spec: IndexSpec, tables: Tables, reader, rdtype, index, config: BuildConfig
+) -> _Measured:
+    """The rescoring vectors (a compressed float index: each part's full vectors written),
+    then recall measured and the search parameters tuned."""
     extra: dict[str, dict] = {}
     from_vector = rdtype is None and spec.rescore
     if from_vector:  # a compressed float index: each part's full vectors, for rescoring
@@ -193,52 +252,38 @@ def assemble_folder(
         for layer in layers:  # (a layered folder's base and delta parts, row for row)
             extra |= _write_full_vectors(out, layer, spec)
         rdtype = "float32"
-        reader = tables_reader(rdtype)
+        reader = _open_tables(out, tables, spec, rdtype)
     rescore = rescore_entry(rdtype, spec, config, from_vector=from_vector)
     store = None
     if rdtype is not None:
         store = RescoreStore(reader.ids(), reader.rescore_rows(), dimensions=spec.dimensions)
-    recall, latency, params = _tune(combined.index, spec, reader, config, store, rescore, out)
-    log.info("recall measured and search tuned: %s", resident())
-    # Nothing below searches: unmap the index (tuning touched its lists' pages) and the
-    # rescoring vectors before the lexical build.
-    layout, index_files = combined.layout, combined.index_files
-    del combined, store
-    files = table_files | extra
+    recall, latency, params = _tune(index, spec, reader, config, store, rescore, out)
+    return _Measured(reader, rescore, recall, latency, params, extra)
+
+
+def _lexical_and_checksums(
+    out: Path, tables: Tables, measured: _Measured, index_files, config: BuildConfig
+) -> tuple[dict | None, dict[str, dict]]:
+    """(the manifest's ``lexical`` entry, every file's checksum entry): the tables' and
+    the full vectors' as the workers and the tuning step computed them, the index files,
+    the recall probe and the lexical files the launcher wrote, checksummed here."""
+    files = tables.files | measured.extra
     local = [*index_files, *([PROBE] if (out / PROBE).is_file() else [])]
     lexical = None
     if config.lexical:
-        lexical, built = lexical_entry(out, tables, reader)
+        lexical, built = lexical_entry(out, tables, measured.reader)
         local += built
     for name in local:
         if (out / name).is_file():
             files[name] = {"sha256": sha256(out / name), "bytes": (out / name).stat().st_size}
-    manifest = Manifest(
-        model=model,
-        dimensions=spec.dimensions,
-        encoding=spec.encoding,
-        index_factory=spec.factory,
-        count=reader.count,
-        metric=spec.metric,
-        endpoint=sanitize_endpoint(endpoint),
-        api_version=api_version,
-        input_type=input_type,
-        normalized=spec.family == "float",
-        search_params=params,
-        layout=layout,
-        index_files=index_files,
-        rescore=rescore,
-        parts=[i.as_dict() for i in infos],
-        lexical=lexical,
-        recall=recall,
-        latency_ms=latency,
-        files=dict(sorted(files.items())),
-        overlay=overlay,
-    )
+    return lexical, files
+
+
+def _write_manifest(out: Path, manifest: Manifest) -> None:
+    """The manifest, written last and atomically."""
     tmp = Path(tempfile.mkstemp(dir=out, prefix=".manifest.")[1])
     tmp.write_text(manifest.to_json())
     tmp.replace(out / MANIFEST)
-    return manifest
 
 
 def lexical_entry(out: Path, tables: Tables, reader) -> tuple[dict, list[str]]:
