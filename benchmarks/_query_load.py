@@ -9,6 +9,7 @@ answers anything but 200 or drops the connection, or no hit comes back.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import statistics
@@ -58,10 +59,10 @@ def search_commands(target: str, queries: Sequence[str], *, parallel: int = 2) -
         started = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
         seconds = time.perf_counter() - started
-        if proc.returncode != 0 or '"hits": []' in proc.stdout or '"hits"' not in proc.stdout:
-            errors.append(f"{_ended(proc.returncode)}: {proc.stderr.strip()[-300:]}")
-            return None
-        return seconds
+        if proc.returncode == 0 and json.loads(proc.stdout)["hits"]:
+            return seconds
+        errors.append(f"{_ended(proc.returncode)}: {proc.stderr.strip()[-300:]}")
+        return None
 
     with ThreadPoolExecutor(parallel) as pool:
         times = [t for t in pool.map(one, queries) if t is not None]
@@ -162,16 +163,19 @@ def query_load(
 ) -> None:
     """Search ``target`` through ``commands`` ``corpusbeam search`` processes and
     ``requests`` ``POST /search`` to a ``corpusbeam serve`` child; print both."""
+
+    def cycled(n: int) -> list[str]:
+        return [queries[i % len(queries)] for i in range(n)]
+
     if commands:
-        res = search_commands(target, [queries[i % len(queries)] for i in range(commands)])
+        res = search_commands(target, cycled(commands))
         note = "whole corpusbeam search processes, from process start to exit"
         emit(bench, "search_command_p50", res.pop("p50_s"), "s", **res, **extra, note=note)
     if requests:
         started = time.perf_counter()
         with serving(target) as (url, pid):
             ready = time.perf_counter() - started
-            sent = [queries[i % len(queries)] for i in range(requests)]
-            res = serve_load(url, pid, sent, clients=clients)
+            res = serve_load(url, pid, cycled(requests), clients=clients)
         note = "POST /search to a corpusbeam serve child"
         extra = {**extra, "serve_ready_s": round(ready, 2), "note": note}
         emit(bench, "serve_p50", res.pop("p50_ms"), "ms", **res, **extra)
