@@ -26,7 +26,8 @@ import faiss
 import numpy as np
 
 from benchmarks._common import emit
-from indexes.ann.choose import choose_index, make_index
+from indexes.ann.choose import choose_index
+from indexes.ann.spec import make_index
 from indexes.ann.train import train_index
 
 BENCH = "ivf_training"

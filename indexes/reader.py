@@ -15,11 +15,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpusbeam.errors import ConfigError, IndexFolderError
-from indexes.ann.choose import IndexSpec, family_of
 from indexes.ann.merge import shard_group
 from indexes.ann.search import RescoreStore, SearchResult, index_id_view, ivf_ids, search
 from indexes.ann.segments import SegmentedIndex, read_tombstones
 from indexes.ann.serialize import read_index
+from indexes.ann.spec import IndexSpec, family_of
 from indexes.filters import filter_columns, filter_ids
 from indexes.storage.files import MANIFEST, sha256
 from indexes.storage.layers import check_overlay, open_parts, overlay_files

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 from corpusbeam.errors import JobError
-from indexes.ann.choose import IndexSpec
+from indexes.ann.spec import IndexSpec
 
 __all__ = ["TRAIN_STAGING", "train_later", "trains_up_front"]
 

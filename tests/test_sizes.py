@@ -32,7 +32,6 @@ EXEMPT = {
 
 # Keys: "path" for a module, "path::qualname" for a function. Only ever remove entries.
 KNOWN_OVER = {
-    "indexes/ann/choose.py",
     "indexes/storage/layers.py",
     "indexes/storage/parts.py",
     "pipeline/index_job.py",

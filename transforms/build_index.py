@@ -36,10 +36,11 @@ from apache_beam.transforms.window import GlobalWindows
 
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference import codec
-from indexes.ann.choose import IndexSpec, choose_index, family_of
+from indexes.ann.choose import choose_index
 from indexes.ann.merge import packed_lists
 from indexes.ann.ondisk import shard_lists_bytes
 from indexes.ann.serialize import deserialize_index, serialize_index
+from indexes.ann.spec import IndexSpec, family_of
 from indexes.ann.train import add_vectors, train_index
 from indexes.building.assemble import expand_metadata_json
 from indexes.config import AutoLimits

@@ -351,9 +351,9 @@ def _open(path: Path, *, verify: bool, mmap: bool) -> IndexFolder:
 
 
 def _family(encoding: str) -> str:
-    """``indexes.ann.choose.family_of``, imported when first needed (the module loads FAISS,
+    """``indexes.ann.spec.family_of``, imported when first needed (the module loads FAISS,
     which an opened folder has loaded already)."""
-    from indexes.ann.choose import family_of
+    from indexes.ann.spec import family_of
 
     return family_of(encoding)
 

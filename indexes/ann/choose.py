@@ -38,28 +38,28 @@ A user can force any factory string; one that does not suit the encoding (a floa
 index for bit vectors, ``SQ8_direct`` for int8 ...) raises ConfigError naming
 ``factory``. Flat and graph indexes are wrapped in ``IDMap2`` (binary
 flat in ``IDMap``: its reverse map would cost 40 bytes a vector) so ids are explicit.
+
+This module decides; what it returns, an ``IndexSpec``, and the empty index a spec makes
+(``make_index``) live in ``indexes.ann.spec``, which everything downstream imports.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 
 import faiss
 
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference import codec
+from indexes.ann.spec import IndexSpec, family_of, has_ivf, make_index
 from indexes.config import DEFAULT_MEMORY_BUDGET, DEFAULT_TRAIN_PER_CENTROID, AutoLimits
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
     "DEFAULT_TRAIN_PER_CENTROID",
     "AutoLimits",
-    "IndexSpec",
     "choose_index",
-    "family_of",
-    "make_index",
 ]
 
 
@@ -74,58 +74,6 @@ _INT8_RE = re.compile(
     r"^(?P<idmap>IDMap2?,)?(?:(?P<ivf>IVF\d+(?:_HNSW\d+)?),|(?P<hnsw>HNSW\d+)_)?"
     r"SQ8_direct(?P<signed>_signed)?$"
 )
-
-
-def family_of(encoding: str) -> str:
-    """``float`` for float/base64, ``int8`` for int8/uint8, ``binary`` for bit encodings."""
-    codec.check_encoding(encoding)
-    if encoding in codec.BIT_ENCODINGS:
-        return "binary"
-    return "int8" if encoding in ("int8", "uint8") else "float"
-
-
-@dataclass(frozen=True, kw_only=True)
-class IndexSpec:
-    """What to build: the factory string and what follows from it.
-
-    ``train_size`` is the number of vectors to train on (0: no training), ``nlist`` the
-    IVF list count (0 for non-IVF), ``search_param`` the knob tuning turns (``nprobe``,
-    ``efSearch`` or None), ``filterable`` whether an IDSelector works inside the search,
-    ``estimated_bytes`` the index's size in memory once all N vectors are added (with what
-    rescoring keeps resident); ``rescore`` whether the folder keeps the full float vectors
-    on disk, memory-mapped, to rescore the compressed index's candidates.
-    """
-
-    encoding: str
-    dimensions: int
-    count: int
-    factory: str
-    train_size: int = 0
-    nlist: int = 0
-    search_param: str | None = None
-    filterable: bool = True
-    estimated_bytes: int = 0
-    rescore: bool = False
-
-    def __post_init__(self) -> None:
-        codec.check_encoding(self.encoding)
-        if self.dimensions <= 0:
-            raise ConfigError("dimensions", self.dimensions, "must be positive")
-        codec.wire_width(self.encoding, self.dimensions)
-        if self.count < 0:
-            raise ConfigError("count", self.count, "must be >= 0")
-        if self.train_size < 0:
-            raise ConfigError("train_size", self.train_size, "must be >= 0")
-        if self.search_param not in (None, "nprobe", "efSearch"):
-            raise ConfigError("search_param", self.search_param, "must be nprobe or efSearch")
-
-    @property
-    def family(self) -> str:
-        return family_of(self.encoding)
-
-    @property
-    def metric(self) -> str:
-        return "hamming" if self.family == "binary" else "inner_product"
 
 
 def _nlist(n: int) -> int:
@@ -338,18 +286,10 @@ def _forced(n: int, d: int, encoding: str, factory: str, per: int) -> IndexSpec:
             )
     spec = IndexSpec(encoding=encoding, dimensions=d, count=n, factory=factory)
     index = make_index(spec)  # validates the string with FAISS itself
-    if family != "binary" and not factory.startswith("IDMap") and not _has_ivf(index):
+    if family != "binary" and not factory.startswith("IDMap") and not has_ivf(index):
         factory = "IDMap2," + factory
         index = make_index(IndexSpec(encoding=encoding, dimensions=d, count=n, factory=factory))
     return _describe(index, spec.__class__, n, d, encoding, factory, per)
-
-
-def _has_ivf(index: object) -> bool:
-    try:
-        faiss.extract_index_ivf(index)
-    except (RuntimeError, AttributeError, TypeError):
-        return False
-    return True
 
 
 def _describe(index, cls, n: int, d: int, encoding: str, factory: str, per: int) -> IndexSpec:
@@ -367,7 +307,7 @@ def _describe(index, cls, n: int, d: int, encoding: str, factory: str, per: int)
             search_param, filterable = "efSearch", False
         elif not isinstance(inner, faiss.IndexBinaryFlat):
             raise _bad(factory, "unsupported binary index type")
-    elif _has_ivf(index):
+    elif has_ivf(index):
         nlist, search_param = faiss.extract_index_ivf(index).nlist, "nprobe"
     elif "HNSW" in factory:
         search_param = "efSearch"
@@ -392,18 +332,3 @@ def _describe(index, cls, n: int, d: int, encoding: str, factory: str, per: int)
         # Product-quantised float codes lose too much to rank: rescore from the full vectors.
         rescore=family == "float" and "PQ" in factory,
     )
-
-
-def make_index(spec: IndexSpec):
-    """An empty, untrained FAISS index for ``spec`` (IndexBinary for bit encodings)."""
-    try:
-        if spec.family == "binary":
-            return faiss.index_binary_factory(spec.dimensions, spec.factory)
-        index = faiss.index_factory(spec.dimensions, spec.factory, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError as exc:
-        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown"
-        raise _bad(spec.factory, f"FAISS cannot build it ({msg[:200]})") from None
-    if spec.family == "int8" and _has_ivf(index):
-        # The factory encodes residuals by default; direct codes must store the bytes.
-        faiss.extract_index_ivf(index).by_residual = False
-    return index

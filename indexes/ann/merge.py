@@ -16,8 +16,8 @@ import faiss
 import numpy as np
 
 from corpusbeam.errors import ConfigError
-from indexes.ann.choose import IndexSpec, make_index
 from indexes.ann.serialize import ONDISK_SUFFIX, _is_ivf, _last_line, _quiet_stdout, write_index
+from indexes.ann.spec import IndexSpec, make_index
 
 __all__ = ["merge_indexes", "merge_ondisk", "packed_lists", "shard_group"]
 

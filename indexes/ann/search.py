@@ -24,8 +24,8 @@ import numpy as np
 
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference import codec
-from indexes.ann.choose import family_of
 from indexes.ann.segments import SegmentedIndex
+from indexes.ann.spec import family_of
 from indexes.ann.train import prepare_queries
 
 __all__ = [

@@ -27,7 +27,7 @@ import faiss
 import numpy as np
 
 from corpusbeam.errors import IndexFolderError
-from indexes.ann.choose import IndexSpec, family_of
+from indexes.ann.spec import IndexSpec, family_of
 
 __all__ = [
     "DELTA",
@@ -55,7 +55,7 @@ def delta_factory(encoding: str) -> str:
 
 def make_delta(spec: IndexSpec, xb: np.ndarray, ids: np.ndarray):
     """An exact delta index holding ``xb`` (natural dtype, as the parts store them)."""
-    from indexes.ann.choose import make_index
+    from indexes.ann.spec import make_index
     from indexes.ann.train import add_vectors
 
     dspec = IndexSpec(

@@ -19,7 +19,7 @@ import faiss
 import numpy as np
 
 from corpusbeam.errors import IndexFolderError
-from indexes.ann.choose import family_of
+from indexes.ann.spec import family_of
 
 __all__ = [
     "ONDISK_SUFFIX",

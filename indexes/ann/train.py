@@ -19,7 +19,7 @@ import numpy as np
 
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference import codec
-from indexes.ann.choose import IndexSpec, family_of, make_index
+from indexes.ann.spec import IndexSpec, family_of, make_index
 from indexes.storage.ids import check_ids
 
 __all__ = [

@@ -35,10 +35,10 @@ import numpy as np
 import pyarrow as pa
 
 from corpusbeam.errors import IndexFolderError
-from indexes.ann.choose import IndexSpec
 from indexes.ann.merge import merge_ondisk, packed_lists, shard_group
 from indexes.ann.search import RescoreStore
 from indexes.ann.serialize import deserialize_index, read_index, write_index
+from indexes.ann.spec import IndexSpec
 from indexes.ann.train import add_vectors, prepare_vectors, training_sample
 from indexes.building.evaluate import tune_measured
 from indexes.building.probe import MARGIN, PROBE, RECALL_QUERIES, Probe

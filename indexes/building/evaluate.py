@@ -19,8 +19,8 @@ import time
 import numpy as np
 
 from corpusbeam.errors import ConfigError
-from indexes.ann.choose import IndexSpec
 from indexes.ann.search import RescoreStore
+from indexes.ann.spec import IndexSpec
 from indexes.ann.train import training_sample
 from indexes.building.tune import drop_ids, recall_at_k, reference_neighbours, tune_index
 from indexes.config import BuildConfig

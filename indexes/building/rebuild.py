@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from indexes.ann.choose import family_of
+from indexes.ann.spec import family_of
 from indexes.building.folder import build_folder
 from indexes.config import BuildConfig
 from indexes.reader import open_index

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from indexes.ann.choose import family_of
+from indexes.ann.spec import family_of
 from indexes.ann.train import prepare_queries, prepare_vectors
 from indexes.building.tune import exact_search
 from indexes.storage.parts import Parts

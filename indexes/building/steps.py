@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from corpusbeam.errors import ConfigError
-from indexes.ann.choose import IndexSpec
 from indexes.ann.merge import merge_indexes, merge_ondisk, shard_group
 from indexes.ann.serialize import deserialize_index, read_index, write_index
+from indexes.ann.spec import IndexSpec
 from indexes.ann.train import add_vectors
 from indexes.storage.files import INDEX, SHARDS, shard_file
 

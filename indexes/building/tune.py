@@ -19,8 +19,8 @@ import faiss
 import numpy as np
 
 from corpusbeam.errors import ConfigError
-from indexes.ann.choose import IndexSpec, family_of
 from indexes.ann.search import RescoreStore, search, set_search_params
+from indexes.ann.spec import IndexSpec, family_of
 from indexes.ann.train import prepare_queries, prepare_vectors
 
 __all__ = [

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from corpusbeam.errors import ConfigError
-from indexes.ann.choose import IndexSpec
 from indexes.ann.search import RescoreStore
+from indexes.ann.spec import IndexSpec
 from indexes.ann.train import prepare_vectors
 from indexes.building.evaluate import tune_build
 from indexes.building.steps import Combined

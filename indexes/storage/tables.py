@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference import codec
-from indexes.ann.choose import family_of
+from indexes.ann.spec import family_of
 from indexes.storage.ids import chunk_ids
 
 __all__ = [

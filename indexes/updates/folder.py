@@ -52,10 +52,11 @@ import faiss
 import numpy as np
 
 from corpusbeam.errors import IndexFolderError
-from indexes.ann.choose import IndexSpec, choose_index
+from indexes.ann.choose import choose_index
 from indexes.ann.merge import shard_group
 from indexes.ann.segments import DELTA, TOMBSTONES, SegmentedIndex, make_delta
 from indexes.ann.serialize import read_index, write_index
+from indexes.ann.spec import IndexSpec
 from indexes.ann.train import add_vectors
 from indexes.building.assemble import _write_full_vectors, lexical_entry
 from indexes.config import BuildConfig

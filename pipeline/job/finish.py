@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from corpusbeam.errors import IndexFolderError
-from indexes.ann.choose import IndexSpec
+from indexes.ann.spec import IndexSpec
 from indexes.building.assemble import assemble_folder
 from indexes.config import BuildConfig
 from indexes.storage.layers import tables_from_refs

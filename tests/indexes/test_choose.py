@@ -4,7 +4,8 @@ import faiss
 import pytest
 
 from corpusbeam.errors import ConfigError
-from indexes.ann.choose import AutoLimits, IndexSpec, choose_index, make_index
+from indexes.ann.choose import AutoLimits, choose_index
+from indexes.ann.spec import IndexSpec, make_index
 
 GB = 1 << 30
 

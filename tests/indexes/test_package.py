@@ -14,6 +14,7 @@ MODULES = [
     "ann.merge",
     "ann.search",
     "ann.serialize",
+    "ann.spec",
     "ann.train",
     "building.assemble",
     "building.evaluate",

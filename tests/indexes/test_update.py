@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from indexes import BuildConfig, choose_index, open_index
-from indexes.ann.choose import make_index
 from indexes.ann.serialize import deserialize_index, serialize_index, write_index
+from indexes.ann.spec import make_index
 from indexes.ann.train import add_vectors, train_index
 from indexes.building.assemble import assemble_folder
 from indexes.storage.files import sha256
