@@ -76,7 +76,7 @@ def _search_ours(out: str, xq_path: str, i_path: str, k: int = 10) -> dict:
 
     from indexes.reader import open_index
     from indexes.storage.ids import chunk_ids
-    from indexes.storage.parts import RESCORE_SUFFIX
+    from indexes.storage.part_files import RESCORE_SUFFIX
 
     xq = np.load(xq_path)
     faiss.omp_set_num_threads(1)

@@ -24,7 +24,8 @@ from indexes.filters import filter_columns, filter_ids
 from indexes.storage.files import MANIFEST, sha256
 from indexes.storage.layers import check_overlay, open_parts, overlay_files
 from indexes.storage.manifest import Manifest, check_expected
-from indexes.storage.parts import METADATA_SUFFIX, RESCORE_SUFFIX, VECTORS_SUFFIX, PartInfo
+from indexes.storage.part_files import METADATA_SUFFIX, RESCORE_SUFFIX, VECTORS_SUFFIX
+from indexes.storage.part_ranges import PartInfo
 from indexes.storage.tables import vectors_schema
 
 __all__ = ["IndexFolder", "open_index"]

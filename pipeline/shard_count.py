@@ -29,7 +29,7 @@ from apache_beam.io.filesystems import FileSystems
 from corpusbeam.errors import ConfigError
 from indexes.storage.layers import part_number
 from indexes.storage.manifest import Manifest
-from indexes.storage.parts import part_of
+from indexes.storage.part_ranges import part_of
 from transforms.formats import HTML_EXTENSIONS, IMAGE_EXTENSIONS, PAGED_EXTENSIONS
 from transforms.read import _expand_pattern
 

@@ -13,8 +13,8 @@
 Only small records (file names, counts, id ranges) cross a stage boundary, so the
 in-process runner, which keeps each PCollection between stages in memory, holds no
 vectors or texts there; a worker holds one part at a time. The parts (see
-``indexes.storage.parts``: part ``s`` covers a fixed id range) are written straight into the new
-version's folder; runs, IVF shards and the trained index go under ``staging``.
+``indexes.storage.part_ranges``: part ``s`` covers a fixed id range) are written straight
+into the new version's folder; runs, IVF shards and the trained index go under ``staging``.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ from indexes.lexical.segment import encode_segment
 from indexes.memory import trim
 from indexes.storage.ids import chunk_id
 from indexes.storage.layers import DELTA_PREFIX, part_number
-from indexes.storage.parts import encode_part, file_entry, id_starts, parquet_bytes, part_of
+from indexes.storage.part_files import encode_part, file_entry, parquet_bytes
+from indexes.storage.part_ranges import id_starts, part_of
 from indexes.storage.tables import METADATA_COLUMNS, column_array, metadata_table
 from transforms import counters as progress
 from transforms.elements import Embedded, Failure

@@ -21,7 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from corpusbeam.errors import IndexFolderError
 from corpusbeam.inference import codec
 from indexes.storage.layers import part_number, removed_name
-from indexes.storage.parts import (
+from indexes.storage.part_files import (
     DIGESTS_SUFFIX,
     METADATA_SUFFIX,
     RESCORE_SUFFIX,

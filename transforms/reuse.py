@@ -27,7 +27,8 @@ from apache_beam.transforms.window import GlobalWindows
 
 from corpusbeam.inference import codec
 from indexes.storage.ids import chunk_id
-from indexes.storage.parts import DIGESTS_SUFFIX, METADATA_SUFFIX, part_of
+from indexes.storage.part_files import DIGESTS_SUFFIX, METADATA_SUFFIX
+from indexes.storage.part_ranges import part_of
 from transforms import counters as progress
 from transforms.build_index import REUSED_VECTOR, metadata_row, row_digest
 from transforms.elements import Chunk, ImageItem

@@ -1,6 +1,6 @@
 """Assembling an index folder whose parts the index job's workers wrote, in bounded memory.
 
-The workers wrote the folder's id-range parts (``indexes.storage.parts``) into it and, for IVF
+The workers wrote the folder's id-range parts (``indexes.storage.part_files``) into it and, for IVF
 indexes, one shard a part: the inverted lists of the trained index with the part's
 vectors added (``indexes.ann.ondisk.shard_lists_bytes``), or for binary IVF the whole index.
 ``assemble_folder`` handles only small things and streams the rest:
@@ -51,7 +51,8 @@ from indexes.memory import resident, trim
 from indexes.storage.files import INDEX, MANIFEST, SHARDS, sha256, shard_file
 from indexes.storage.layers import LayeredParts, Tables, open_parts, tables_from_refs
 from indexes.storage.manifest import Manifest, sanitize_endpoint
-from indexes.storage.parts import RESCORE_SUFFIX, Parts
+from indexes.storage.part_files import RESCORE_SUFFIX
+from indexes.storage.part_reader import Parts
 
 __all__ = ["assemble_folder", "expand_metadata_json"]
 

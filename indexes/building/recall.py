@@ -15,7 +15,7 @@ import numpy as np
 from indexes.ann.spec import family_of
 from indexes.ann.train import prepare_queries, prepare_vectors
 from indexes.building.tune import exact_search
-from indexes.storage.parts import Parts
+from indexes.storage.part_reader import Parts
 
 __all__ = ["REFERENCE_BATCH_ROWS", "best_first", "streaming_reference", "streaming_topk"]
 

@@ -23,7 +23,7 @@ from indexes.config import BuildConfig
 from indexes.lexical.index import build_lexical, column_texts
 from indexes.storage.files import MANIFEST, checksums
 from indexes.storage.manifest import Manifest, sanitize_endpoint
-from indexes.storage.parts import RESCORE_SUFFIX, write_parts
+from indexes.storage.part_files import RESCORE_SUFFIX, write_parts
 from indexes.storage.tables import FolderData
 
 __all__ = ["new_folder", "rescore_entry", "write_folder"]

@@ -30,7 +30,8 @@ import pyarrow as pa
 
 from corpusbeam.errors import IndexFolderError
 from indexes.memory import trim
-from indexes.storage.parts import PartInfo, Parts
+from indexes.storage.part_ranges import PartInfo
+from indexes.storage.part_reader import Parts
 
 __all__ = [
     "DELTA_PREFIX",

@@ -52,7 +52,8 @@ class Manifest:
 
     ``files`` maps each file name (relative to the folder) to ``{"sha256", "bytes"}``;
     ``index_files`` names the FAISS file(s); ``parts`` lists the id-partitioned table parts
-    (``indexes.storage.parts.PartInfo``: ``name``, ``rows``, ``id_min``, ``id_max``, in id order);
+    (``indexes.storage.part_ranges.PartInfo``: ``name``, ``rows``, ``id_min``, ``id_max``,
+    in id order);
     ``rescore`` is None or ``{"file"`` (each part's suffix), ``"dtype", "factor"}``;
     ``recall`` is None or ``{"k", "value", "queries", "reference", "source", "rescored"}``
     (binary folders with rescoring add ``unrescored``, the recall of their bits alone);

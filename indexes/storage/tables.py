@@ -1,5 +1,5 @@
 """The two tables of an index folder: their schemas (defined here once) and conversions
-(``indexes.storage.parts`` writes them as id-range parts).
+(``indexes.storage.part_files`` writes them as id-range parts).
 
 The metadata holds ``METADATA_COLUMNS`` then the user's columns; the vectors table holds
 ``id``, ``vector`` and optionally ``rescore`` as fixed-size lists (``vectors_schema``,

@@ -13,7 +13,8 @@ from indexes.ann.segments import read_tombstones
 from indexes.ann.serialize import read_index
 from indexes.storage.layers import LayeredParts, open_parts
 from indexes.storage.manifest import Manifest
-from indexes.storage.parts import PartInfo, Parts
+from indexes.storage.part_ranges import PartInfo
+from indexes.storage.part_reader import Parts
 
 __all__ = ["Change", "read_change"]
 

@@ -1,7 +1,8 @@
 """Updating the previous version's index instead of rebuilding it: a run costs what changed.
 
-The index job's workers have written the new version's parts (``indexes.storage.parts``). When a
-previous version exists, ``update_folder`` finishes the new folder from it:
+The index job's workers have written the new version's parts
+(``indexes.storage.part_files``). When a previous version exists, ``update_folder``
+finishes the new folder from it:
 
 1. the change: ids and content hashes of the previous version's parts against the new
    parts' (read as two columns): ``stale`` ids (deleted, or changed) and ``fresh`` ones
@@ -64,7 +65,7 @@ from indexes.lexical.segment import LEXICAL_DIR
 from indexes.storage.files import INDEX, MANIFEST
 from indexes.storage.layers import LayeredParts, Tables, open_parts, tables_from_refs
 from indexes.storage.manifest import Manifest, sanitize_endpoint
-from indexes.storage.parts import Parts
+from indexes.storage.part_reader import Parts
 from indexes.updates.change import Change, read_change
 from indexes.updates.links import discard_update, file_entry, link_file, link_same
 from indexes.updates.policy import (

@@ -11,7 +11,8 @@ from indexes import BuildConfig, build_folder, choose_index, open_index
 from indexes.ann.serialize import deserialize_index, serialize_index, write_index
 from indexes.ann.train import add_vectors, train_index
 from indexes.building.assemble import assemble_folder
-from indexes.storage.parts import encode_part, file_entry, split_by_part
+from indexes.storage.part_files import encode_part, file_entry
+from indexes.storage.part_ranges import split_by_part
 from indexes.storage.tables import folder_data
 
 

@@ -29,6 +29,9 @@ MODULES = [
     "storage.files",
     "storage.ids",
     "storage.manifest",
+    "storage.part_files",
+    "storage.part_ranges",
+    "storage.part_reader",
     "storage.tables",
     "storage.versions",
 ]

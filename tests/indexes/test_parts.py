@@ -11,7 +11,8 @@ from corpusbeam.inference import codec
 from indexes import BuildConfig, open_index
 from indexes.building.recall import REFERENCE_BATCH_ROWS, streaming_reference
 from indexes.building.tune import reference_neighbours
-from indexes.storage.parts import ROW_GROUP_ROWS, id_starts, part_of
+from indexes.storage.part_files import ROW_GROUP_ROWS
+from indexes.storage.part_ranges import id_starts, part_of
 from tests.support.indexes import build
 
 
@@ -107,7 +108,7 @@ def test_binary_parts_stream_hamming_ground_truth(tmp_path, xb, xq, metadata):
 
 def test_vector_columns_are_written_without_a_dictionary(parted):
     """A dictionary over near-unique vectors is built, found too large and thrown away:
-    only the scalar columns get one (``indexes.storage.parts.parquet_bytes``)."""
+    only the scalar columns get one (``indexes.storage.part_files.parquet_bytes``)."""
     import pyarrow.parquet as pq
 
     name = parted.manifest.parts[0]["name"]

@@ -10,7 +10,7 @@ from indexes.building.recall import streaming_topk
 
 
 class Table:
-    """An in-memory table of float vectors read like ``indexes.storage.parts.Parts``."""
+    """An in-memory table of float vectors read like ``indexes.storage.part_reader.Parts``."""
 
     encoding, rescore_dtype = "float", None
 

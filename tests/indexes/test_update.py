@@ -17,7 +17,8 @@ from indexes.ann.train import add_vectors, train_index
 from indexes.building.assemble import assemble_folder
 from indexes.storage.files import sha256
 from indexes.storage.ids import chunk_id
-from indexes.storage.parts import encode_part, file_entry, split_by_part
+from indexes.storage.part_files import encode_part, file_entry
+from indexes.storage.part_ranges import split_by_part
 from indexes.storage.tables import folder_data
 from indexes.updates.folder import UpdatePolicy, discard_update, update_folder
 from tests.support.indexes import clustered

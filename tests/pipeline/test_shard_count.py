@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks.index_job import write_corpus
 from corpusbeam.errors import ConfigError
-from indexes.storage.parts import id_starts, part_name
+from indexes.storage.part_ranges import id_starts, part_name
 from pipeline.config import IndexJobConfig
 from pipeline.shard_count import ROWS_PER_PART, auto_shards, estimate_chunks, live_shards
 

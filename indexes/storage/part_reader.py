@@ -1,33 +1,17 @@
-"""The tables of an index folder as id-partitioned Parquet parts, and reading them by id.
+"""Reading a folder's parts back: ``Parts``, by id, by position or streamed part by part.
 
-Every index folder keeps its rows in parts, each covering a fixed range of the 63-bit id
-space (``id_starts``: part ``s`` of ``P`` holds the ids in ``[s * 2^63 / P, (s + 1) *
-2^63 / P)``); ids are hashes, so parts come out about equal in size. A part is::
-
-    parts/part-00003.metadata.parquet   id, document_id, chunk, ... (sorted by id)
-    parts/part-00003.vectors.parquet    id, vector [, rescore]    (sorted by id)
-    parts/part-00003.rescore.npy        the rescore column as an (n, d) array, when there
-                                        is one (memory-mapped at search time)
-
-The manifest lists each part with its row count and its smallest and largest id
-(``PartInfo``). A part is written by whoever holds its rows (``encode_part`` returns
-bytes, so a Beam worker can write them to any filesystem); nothing gathers the parts
-into one table. ``Parts`` reads them back: ``lookup`` finds rows by id by picking the part
-from the manifest's id ranges and the row group from the Parquet statistics, then
-reading that row group only; ``iter_vectors`` streams part by part. A part whose rows
-did not change between two versions is byte-identical, so versions can share it.
+``lookup`` finds rows by id by picking the part from the manifest's id ranges
+(``indexes.storage.part_ranges``) and the row group from the Parquet statistics, then
+reading that row group only; ``iter_vectors`` streams part by part. The files read are
+the ones ``indexes.storage.part_files`` writes; a folder written in layers (base, delta,
+removed ids) is read as one ``Parts`` by ``indexes.storage.layers``.
 """
 
 from __future__ import annotations
 
-import bisect
-import hashlib
-import io
-import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,169 +22,13 @@ from corpusbeam.errors import ConfigError, IndexFolderError
 from corpusbeam.inference import codec
 from indexes.memory import trim
 from indexes.storage.npy_rows import RowFile
-from indexes.storage.tables import column_array, fixed_size_list, vectors_schema
+from indexes.storage.part_files import METADATA_SUFFIX, RESCORE_SUFFIX, VECTORS_SUFFIX
+from indexes.storage.part_ranges import PartInfo
+from indexes.storage.tables import column_array
 
-__all__ = [
-    "DIGESTS_SUFFIX",
-    "METADATA_SUFFIX",
-    "PARTS_DIR",
-    "RESCORE_SUFFIX",
-    "ROW_GROUP_ROWS",
-    "VECTORS_SUFFIX",
-    "PartInfo",
-    "Parts",
-    "encode_part",
-    "file_entry",
-    "id_starts",
-    "parquet_bytes",
-    "part_name",
-    "part_of",
-    "split_by_part",
-    "write_parts",
-]
+__all__ = ["Parts"]
 
-PARTS_DIR = "parts"
-METADATA_SUFFIX = ".metadata.parquet"
-VECTORS_SUFFIX = ".vectors.parquet"
-RESCORE_SUFFIX = ".rescore.npy"
-DIGESTS_SUFFIX = ".digests.npy"  # each row's metadata digest (int64), for updates
-ROW_GROUP_ROWS = 1024
-_ID_SPACE = 1 << 63
 _CACHED_GROUPS = 64
-
-
-def id_starts(parts: int) -> np.ndarray:
-    """The smallest id of each of ``parts`` id ranges (int64, ascending, first is 0)."""
-    if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:
-        raise ConfigError("parts", parts, "must be a positive integer")
-    return np.array([-(-s * _ID_SPACE // parts) for s in range(parts)], dtype=np.int64)
-
-
-def part_of(ids: np.ndarray | int, parts: int) -> np.ndarray | int:
-    """The part number of each id (an int for an int)."""
-    starts = id_starts(parts)
-    if isinstance(ids, int | np.integer):
-        return bisect.bisect_right(starts.tolist(), int(ids)) - 1
-    return np.searchsorted(starts, np.asarray(ids, dtype=np.int64), side="right") - 1
-
-
-def part_name(number: int, prefix: str = "part") -> str:
-    """The folder-relative base name of part ``number`` (``prefix`` ``delta``: its delta
-    part, ``indexes.storage.layers``)."""
-    return f"{PARTS_DIR}/{prefix}-{number:05d}"
-
-
-def split_by_part(ids: np.ndarray, parts: int) -> list[tuple[int, int, int]]:
-    """(part number, first row, end row) of each non-empty part of ascending ``ids``."""
-    ids = np.asarray(ids, dtype=np.int64)
-    if ids.size > 1 and not (ids[1:] > ids[:-1]).all():
-        raise ConfigError("ids", "unsorted", "parts are cut from ids sorted ascending")
-    cuts = [*np.searchsorted(ids, id_starts(parts), side="left").tolist(), ids.size]
-    return [(s, lo, hi) for s, (lo, hi) in enumerate(itertools.pairwise(cuts)) if hi > lo]
-
-
-@dataclass(frozen=True, kw_only=True)
-class PartInfo:
-    """One part as the manifest lists it."""
-
-    name: str
-    rows: int
-    id_min: int
-    id_max: int
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> PartInfo:
-        try:
-            info = cls(**data)
-        except TypeError as exc:
-            raise IndexFolderError(f"a part entry is invalid ({exc}): {data!r}") from None
-        if not info.name.startswith(f"{PARTS_DIR}/") or ".." in info.name:
-            raise IndexFolderError(f"a part's name must be under {PARTS_DIR}/: {info.name!r}")
-        if info.rows < 1 or info.id_min > info.id_max:
-            raise IndexFolderError(f"part {info.name}: rows or id range invalid")
-        return info
-
-
-def file_entry(data: bytes) -> dict:
-    """The manifest's ``{"sha256", "bytes"}`` for a file's bytes."""
-    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-
-
-def parquet_bytes(table: pa.Table, row_group_size: int | None = ROW_GROUP_ROWS) -> bytes:
-    """``table`` as Parquet bytes, dictionary-encoding only its scalar columns.
-
-    Parquet's writer tries a dictionary for every column by default; for a vector column
-    (lists of floats or bytes, near-unique values) it builds one, finds it too large and
-    falls back to plain encoding, having spent most of the write on it: a 4,096-row run of
-    d = 256 float vectors took 37-48 ms with it against 10-13 ms without, and came out
-    13% larger (4.7 against 4.1 MiB).
-    """
-    scalar = [
-        f.name
-        for f in table.schema
-        if not (pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type))
-    ]
-    out = io.BytesIO()
-    pq.write_table(table, out, row_group_size=row_group_size, use_dictionary=scalar)
-    return out.getvalue()
-
-
-def _npy(x: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    np.save(out, np.ascontiguousarray(x), allow_pickle=False)
-    return out.getvalue()
-
-
-def encode_part(
-    number: int,
-    table: pa.Table,
-    xb: np.ndarray,
-    rescore_vectors: np.ndarray | None,
-    *,
-    encoding: str,
-    dimensions: int,
-    rescore_column: bool = True,
-    prefix: str = "part",
-    digests: np.ndarray | None = None,
-) -> tuple[PartInfo, dict[str, bytes]]:
-    """Part ``number``'s files as bytes (folder-relative name -> bytes) and its entry.
-
-    ``table`` is its metadata, sorted by id and unique; ``xb`` its vectors in the same
-    order (natural dtype); ``rescore_vectors`` (n, d) int8 or float32 or None, also kept
-    as a ``rescore`` column of the vectors table unless ``rescore_column`` is False (a
-    compressed float index's full vectors: the column would repeat ``vector``).
-    ``digests``: each row's metadata digest (``transforms.reuse.row_digest``), kept as
-    ``.digests.npy`` so that an update finds the rows it need not write again.
-    """
-    ids = np.asarray(table.column("id").to_numpy(), dtype=np.int64)
-    if ids.size == 0:
-        raise ConfigError("table", 0, "a part holds at least one row")
-    if ids.size > 1 and not (ids[1:] > ids[:-1]).all():
-        raise ConfigError("table.id", "unsorted", "a part's ids must be ascending and unique")
-    if xb.shape[0] != ids.size:
-        raise ConfigError("xb", xb.shape, f"expected {ids.size} rows")
-    base = part_name(number, prefix)
-    columns = [pa.array(ids, type=pa.int64()), fixed_size_list(xb)]
-    in_table = rescore_vectors is not None and rescore_column
-    if in_table:
-        columns.append(fixed_size_list(rescore_vectors))
-    rdtype = rescore_vectors.dtype if in_table else None
-    vschema = vectors_schema(encoding, dimensions, rdtype)
-    files = {
-        base + METADATA_SUFFIX: parquet_bytes(table),
-        base + VECTORS_SUFFIX: parquet_bytes(pa.Table.from_arrays(columns, schema=vschema)),
-    }
-    if rescore_vectors is not None:
-        files[base + RESCORE_SUFFIX] = _npy(rescore_vectors)
-    if digests is not None:
-        if digests.shape != (ids.size,):
-            raise ConfigError("digests", digests.shape, f"expected ({ids.size},)")
-        files[base + DIGESTS_SUFFIX] = _npy(np.asarray(digests, dtype=np.int64))
-    info = PartInfo(name=base, rows=int(ids.size), id_min=int(ids[0]), id_max=int(ids[-1]))
-    return info, files
 
 
 class _Rows:
@@ -473,34 +301,3 @@ class Parts:
         paths = [self.path(i, RESCORE_SUFFIX) for i in range(len(self.infos))]
         arrays = [np.load(f, mmap_mode="r") if mapped else RowFile(f) for f in paths]
         return _Rows(arrays, self.dimensions, np.dtype(self.rescore_dtype))
-
-
-def write_parts(
-    out: Path,
-    data,
-    parts: int,
-    *,
-    rescore_vectors: np.ndarray | None = None,
-    rescore_column: bool = True,
-) -> tuple[list[PartInfo], dict[str, dict]]:
-    """Write ``data`` (``indexes.storage.tables.FolderData``, sorted by id) as ``parts`` id-range
-    parts under ``out``, with ``rescore_vectors`` (default: the data's); returns the
-    non-empty parts' entries and their files' checksums."""
-    (out / PARTS_DIR).mkdir(exist_ok=True)
-    infos, files = [], {}
-    rv = data.rescore_vectors if rescore_vectors is None else rescore_vectors
-    for number, lo, hi in split_by_part(data.ids, parts):
-        info, blobs = encode_part(
-            number,
-            data.table.slice(lo, hi - lo),
-            data.xb[lo:hi],
-            None if rv is None else rv[lo:hi],
-            encoding=data.encoding,
-            dimensions=data.dimensions,
-            rescore_column=rescore_column,
-        )
-        for name, blob in blobs.items():
-            (out / name).write_bytes(blob)
-            files[name] = file_entry(blob)
-        infos.append(info)
-    return infos, files
