@@ -22,7 +22,8 @@ from indexes.ann.serialize import read_index
 from indexes.ann.spec import IndexSpec, family_of
 from indexes.filters import filter_columns, filter_ids
 from indexes.storage.files import MANIFEST, sha256
-from indexes.storage.layers import check_overlay, open_parts, overlay_files
+from indexes.storage.layer_reader import open_parts
+from indexes.storage.layers import check_overlay, overlay_files
 from indexes.storage.manifest import Manifest, check_expected
 from indexes.storage.part_files import METADATA_SUFFIX, RESCORE_SUFFIX, VECTORS_SUFFIX
 from indexes.storage.part_ranges import PartInfo

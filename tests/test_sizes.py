@@ -32,7 +32,6 @@ EXEMPT = {
 
 # Keys: "path" for a module, "path::qualname" for a function. Only ever remove entries.
 KNOWN_OVER = {
-    "indexes/storage/layers.py",
     "pipeline/index_job.py",
     "pipeline/index_job.py::_run",
     "transforms/build_index.py",

@@ -49,7 +49,8 @@ from indexes.config import BuildConfig
 from indexes.lexical.segment import LEXICAL_DIR, build_lexical, lexical_info
 from indexes.memory import resident, trim
 from indexes.storage.files import INDEX, MANIFEST, SHARDS, sha256, shard_file
-from indexes.storage.layers import LayeredParts, Tables, open_parts, tables_from_refs
+from indexes.storage.layer_reader import LayeredParts, open_parts
+from indexes.storage.layers import Tables, tables_from_refs
 from indexes.storage.manifest import Manifest, sanitize_endpoint
 from indexes.storage.part_files import RESCORE_SUFFIX
 from indexes.storage.part_reader import Parts

@@ -4,7 +4,7 @@
 (``indexes.storage.part_ranges``) and the row group from the Parquet statistics, then
 reading that row group only; ``iter_vectors`` streams part by part. The files read are
 the ones ``indexes.storage.part_files`` writes; a folder written in layers (base, delta,
-removed ids) is read as one ``Parts`` by ``indexes.storage.layers``.
+removed ids) is read as one ``Parts`` by ``indexes.storage.layer_reader``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import numpy as np
 from indexes.ann.search import index_id_view
 from indexes.ann.segments import read_tombstones
 from indexes.ann.serialize import read_index
-from indexes.storage.layers import LayeredParts, open_parts
+from indexes.storage.layer_reader import LayeredParts, open_parts
 from indexes.storage.manifest import Manifest
 from indexes.storage.part_ranges import PartInfo
 from indexes.storage.part_reader import Parts

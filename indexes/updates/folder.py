@@ -1,8 +1,7 @@
 """Updating the previous version's index instead of rebuilding it: a run costs what changed.
 
-The index job's workers have written the new version's parts
-(``indexes.storage.part_files``). When a previous version exists, ``update_folder``
-finishes the new folder from it:
+The index job's workers have written the new version's parts (``indexes.storage.part_files``).
+When a previous version exists, ``update_folder`` finishes the new folder from it:
 
 1. the change: ids and content hashes of the previous version's parts against the new
    parts' (read as two columns): ``stale`` ids (deleted, or changed) and ``fresh`` ones
@@ -63,7 +62,8 @@ from indexes.building.assemble import _write_full_vectors, lexical_entry
 from indexes.config import BuildConfig
 from indexes.lexical.segment import LEXICAL_DIR
 from indexes.storage.files import INDEX, MANIFEST
-from indexes.storage.layers import LayeredParts, Tables, open_parts, tables_from_refs
+from indexes.storage.layer_reader import LayeredParts, open_parts
+from indexes.storage.layers import Tables, tables_from_refs
 from indexes.storage.manifest import Manifest, sanitize_endpoint
 from indexes.storage.part_reader import Parts
 from indexes.updates.change import Change, read_change

@@ -28,6 +28,8 @@ MODULES = [
     "reader",
     "storage.files",
     "storage.ids",
+    "storage.layer_reader",
+    "storage.layers",
     "storage.manifest",
     "storage.part_files",
     "storage.part_ranges",
