@@ -32,7 +32,7 @@ from indexes.storage.part_ranges import part_of
 from transforms import counters as progress
 from transforms.build_index import REUSED_VECTOR, metadata_row, row_digest
 from transforms.elements import Chunk, ImageItem
-from transforms.embed import embedded_from
+from transforms.embed_outputs import embedded_from
 from transforms.part_layers import read_removed
 
 __all__ = ["ReuseVectors", "hash_digest"]
