@@ -26,6 +26,7 @@ _EXPORTS = {
     "CorpusbeamError": "corpusbeam.errors",
     "EmbeddingError": "corpusbeam.inference.errors",
     "EmbeddingsClient": "corpusbeam.inference.client",
+    "ExitCode": "corpusbeam.exit_codes",
     "IndexFolderError": "corpusbeam.errors",
     "IndexJobConfig": "pipeline.config",
     "IndexJobResult": "pipeline.job",

@@ -43,13 +43,6 @@ FLAG_OF = {
     "EndpointConfig": {"api_key": "`--api-key-env`", "blocked_words": "`--block`"},
 }
 
-# What each exit status of the index job means, by the constant's name (EXIT_ or not).
-JOB_EXIT_MEANING = {
-    "OK": "every input embedded; the new version is live",
-    "FAILED_INPUTS": "finished and published, with failed inputs listed in the version's "
-    "`failures.parquet`",
-}
-
 
 def _cell(text: Any) -> str:
     """One table cell: one line, pipes escaped, and ``<``/``>`` outside code spans as
@@ -66,40 +59,16 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return [*out, ""]
 
 
-def exit_codes_markdown(job_codes: dict[str, int], handlers: list[tuple[str, int]]) -> str:
+def exit_codes_markdown(codes: list[tuple[int, str, str]]) -> str:
+    """The exit-codes page from ``(status, name, meaning)`` rows (``corpusbeam.exit_codes``)."""
     out = [
         "# Exit codes",
         "",
-        "Generated from the index job's constants and the command line's `main()`.",
-        "",
-        "## `corpusbeam index` and `retry-failures`",
-        "",
-    ]
-    out += _table(
-        ["status", "constant", "meaning"],
-        [
-            [code, f"`{name}`", JOB_EXIT_MEANING.get(name.removeprefix("EXIT_"), "")]
-            for name, code in sorted(job_codes.items(), key=lambda kv: kv[1])
-        ],
-    )
-    out += [
-        "Any other non-zero status is a failed run, which changes nothing that is "
-        "served. `corpusbeam retry-failures DIR` runs the recorded job again: only "
-        "failed and changed inputs are embedded.",
-        "",
-        "## Every command",
+        "Every `corpusbeam` command exits with one of these statuses, generated from "
+        "`corpusbeam.exit_codes.ExitCode`.",
         "",
     ]
-    rows = [
-        [
-            code,
-            f"`{exc}` raised",
-            "the message is printed as `corpusbeam: error: ...`" if "Error" in exc else "",
-        ]
-        for exc, code in handlers
-    ]
-    rows.append([2, "usage error", "argparse: an unknown command, option or value"])
-    out += _table(["status", "cause", "note"], rows)
+    out += _table(["status", "name", "meaning"], [[c, f"`{n}`", m] for c, n, m in codes])
     return "\n".join(out)
 
 

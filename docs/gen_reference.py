@@ -6,19 +6,14 @@ Every ``*_markdown`` function is pure (its input in, Markdown out) so that
 corpusbeam (exit codes, configuration, performance, tables) are in docs/gen_markdown.py.
 Run by MkDocs through the ``gen-files`` plugin (mkdocs.yml), the bottom of this file
 writes the pages into the build; nothing is written into ``docs/``.
-
-The code is found under its package-to-be first (``corpusbeam.cli.main``, ...) and under
-today's top-level packages second, so the pages build before and after the move.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import importlib
 import importlib.util
-import inspect
 import json
 import sys
 from pathlib import Path
@@ -42,34 +37,22 @@ if str(ROOT) not in sys.path:  # a checkout that is not installed
     sys.path.insert(0, str(ROOT))
 
 
-def _import_first(*names: str) -> Any:
-    """The first of ``names`` that exists; a module that exists but fails to import raises."""
-    for name in names:
-        try:
-            return importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not (name == exc.name or name.startswith(exc.name + ".")):
-                raise
-    raise ModuleNotFoundError(f"none of {', '.join(names)}")
-
-
 def _cli_parser() -> argparse.ArgumentParser:
-    return _import_first("corpusbeam.cli.main", "cli.main").build_parser()
+    from corpusbeam.cli.main import build_parser
 
-
-def _cli_main_source() -> str:
-    return inspect.getsource(_import_first("corpusbeam.cli.main", "cli.main").main)
+    return build_parser()
 
 
 def _service_config_class() -> type:
-    return _import_first(
-        "corpusbeam.retrieval.service.config", "retrieval.service.config"
-    ).ServiceConfig
+    from corpusbeam.retrieval.service.config import ServiceConfig
+
+    return ServiceConfig
 
 
 def _openapi_document() -> dict:
-    mod = _import_first("corpusbeam.retrieval.service.openapi", "retrieval.service.openapi")
-    return mod.openapi_document(_service_config_class()())
+    from corpusbeam.retrieval.service.openapi import openapi_document
+
+    return openapi_document(_service_config_class()())
 
 
 # -- the command line ---------------------------------------------------------------------
@@ -275,46 +258,18 @@ def openapi_markdown(doc: dict) -> str:
 # -- exit codes ---------------------------------------------------------------------------
 
 
-def _job_exit_codes() -> dict[str, int]:
-    """The index job's statuses: ``ExitCode`` when the package has one, else the ``EXIT_*``
-    constants read from the job's source (importing it would load Beam)."""
-    try:
-        enum = _import_first("corpusbeam.cli.exit_codes").ExitCode
-        return {m.name: int(m.value) for m in enum}
-    except ModuleNotFoundError:
-        pass
-    for rel in ("pipeline/job/__init__.py", "pipeline/index_job.py"):
-        path = ROOT / rel
-        if path.exists():
-            codes = {}
-            for node in ast.parse(path.read_text()).body:
-                if (
-                    isinstance(node, ast.Assign)
-                    and len(node.targets) == 1
-                    and isinstance(node.targets[0], ast.Name)
-                    and node.targets[0].id.startswith("EXIT_")
-                    and isinstance(node.value, ast.Constant)
-                ):
-                    codes[node.targets[0].id] = node.value.value
-            return codes
-    return {}
+def _exit_codes() -> list[tuple[int, str, str]]:
+    """``(status, name, meaning)`` for every ``ExitCode``."""
+    from corpusbeam.exit_codes import MEANING, ExitCode
 
-
-def _main_handlers(source: str) -> list[tuple[str, int]]:
-    """``(exception, status)`` for each ``except X: ... return N`` in ``main()``."""
-    found = []
-    for node in ast.walk(ast.parse(inspect.cleandoc(source) if source[:1].isspace() else source)):
-        if isinstance(node, ast.ExceptHandler) and node.type is not None:
-            for stmt in node.body:
-                if isinstance(stmt, ast.Return) and isinstance(stmt.value, ast.Constant):
-                    found.append((ast.unparse(node.type), stmt.value.value))
-    return found
+    return [(int(code), code.name, MEANING[code]) for code in ExitCode]
 
 
 def _configs(parser: argparse.ArgumentParser) -> list[tuple[type, str, Any]]:
     commands, _ = _subcommands(parser)
-    job = _import_first("pipeline.config").IndexJobConfig
-    endpoint = _import_first("corpusbeam.inference.server.config", "inference.server.config")
+    from corpusbeam.inference.server import config as endpoint
+    from pipeline.config import IndexJobConfig as job
+
     return [
         (job, "corpusbeam index", commands.get("index")),
         (_service_config_class(), "corpusbeam serve", commands.get("serve")),
@@ -330,9 +285,7 @@ def pages() -> dict[str, str]:
         "reference/cli.md": cli_markdown(parser),
         "reference/http-api.md": openapi_markdown(doc),
         "reference/openapi.json": json.dumps(doc, indent=2),
-        "reference/exit-codes.md": _md.exit_codes_markdown(
-            _job_exit_codes(), _main_handlers(_cli_main_source())
-        ),
+        "reference/exit-codes.md": _md.exit_codes_markdown(_exit_codes()),
         "reference/configuration.md": _md.config_markdown(_configs(parser)),
         "performance.md": _md.performance_markdown(read_results()),
     }

@@ -40,6 +40,7 @@ from apache_beam.metrics import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from corpusbeam.errors import ConfigError, CorpusbeamError, JobError
+from corpusbeam.exit_codes import ExitCode
 from corpusbeam.inference.client import ClientSettings, EnvApiKey
 from corpusbeam.inference.codec import wire_width
 from corpusbeam.inference.derive import is_rescored, wire_encoding_for
@@ -52,7 +53,7 @@ from indexes.storage.manifest import Manifest, sanitize_endpoint
 from pipeline.config import LAYER_LIMIT, IndexJobConfig, runner_name
 from pipeline.finish_remote import FinishTask, finish_on_worker
 from pipeline.graph import FAILURE_SCHEMA, GraphConfig, build_graph, read_part_list
-from pipeline.job import EXIT_FAILED_INPUTS, EXIT_OK, IndexJobResult
+from pipeline.job import IndexJobResult
 from pipeline.job.finish import finish_index
 from pipeline.job.tracking import MATCHERS, ProgressTracker, Snapshot, tracking
 from pipeline.model_setup import ModelSetup, model_setup
@@ -246,7 +247,7 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
         else:
             write_fingerprint(run.local, fingerprint)
         folder = run.publish(files)
-    code = EXIT_FAILED_INPUTS if failures.num_rows else EXIT_OK
+    code = ExitCode.FAILED_INPUTS if failures.num_rows else ExitCode.OK
     return IndexJobResult(version=run.name, folder=folder, exit_code=code, report=report)
 
 
@@ -388,7 +389,7 @@ def _unchanged(folder: Path, live: dict, seconds: float) -> IndexJobResult:
         "mode": "unchanged",
         "reason": "no input file changed (paths, sizes, modification times), nor a setting",
     }
-    code = EXIT_FAILED_INPUTS if live["counts"].get("failed") else EXIT_OK
+    code = ExitCode.FAILED_INPUTS if live["counts"].get("failed") else ExitCode.OK
     return IndexJobResult(version=folder.name, folder=folder, exit_code=code, report=report)
 
 

@@ -5,7 +5,7 @@
      └──► corpusbeam.retrieval ───────────┼──► indexes, inference  │
                                           └────────────────────────┘
     every layer ──► base: corpusbeam (its __init__), corpusbeam._lazy, corpusbeam.errors,
-                    corpusbeam.asgi
+                    corpusbeam.exit_codes, corpusbeam.asgi
 
 Data flows one way, down. ``base`` imports nothing of ours above it: the root of the
 exception tree, lazy package names and the HTTP toolkit both apps share. ``inference``
@@ -35,11 +35,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # module prefix -> layer. "corpusbeam" names the package's __init__ only: a new module
-# beside _lazy, errors and asgi must be given a layer here.
+# beside _lazy, errors, exit_codes and asgi must be given a layer here.
 LAYERS: dict[str, str] = {
     "corpusbeam": "base",
     "corpusbeam._lazy": "base",
     "corpusbeam.errors": "base",
+    "corpusbeam.exit_codes": "base",
     "corpusbeam.asgi": "base",
     "corpusbeam.inference": "inference",
     "indexes": "indexes",

@@ -25,6 +25,7 @@ API = (
     "CorpusbeamError",
     "EmbeddingError",
     "EmbeddingsClient",
+    "ExitCode",
     "IndexFolderError",
     "IndexJobConfig",
     "IndexJobResult",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from corpusbeam.exit_codes import ExitCode
+
 __all__ = ["add_parser", "run"]
 
 
@@ -25,4 +27,4 @@ def run(args: argparse.Namespace) -> int:
 
     result = run_demo()
     print("demo: all queries found their document" if result.ok else "demo: FAILED")
-    return 0 if result.ok else 1
+    return ExitCode.OK if result.ok else ExitCode.FAILED

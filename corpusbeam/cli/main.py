@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from corpusbeam.errors import CorpusbeamError
+from corpusbeam.exit_codes import ExitCode
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -97,9 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except CorpusbeamError as exc:
         print(f"corpusbeam: error: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.ERROR
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -24,13 +24,21 @@ signs, and the int8 values rescore). Every other pair is a ``ConfigError``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference import codec
 from corpusbeam.inference.protocol import BIT_ENCODINGS
 
-__all__ = ["default_wire_encoding", "derive_vectors", "is_rescored", "wire_encoding_for"]
+__all__ = [
+    "EncodingPlan",
+    "default_wire_encoding",
+    "derive_vectors",
+    "is_rescored",
+    "wire_encoding_for",
+]
 
 _FLOATS = ("float", "base64")
 _INTS = ("int8", "uint8")
@@ -70,6 +78,27 @@ def is_rescored(encoding: str, wire: str) -> bool:
     if encoding in BIT_ENCODINGS:
         return wire not in BIT_ENCODINGS
     return encoding in _INTS
+
+
+@dataclass(frozen=True)
+class EncodingPlan:
+    """An index's encoding and the wire encoding that feeds it, decided once.
+
+    ``EncodingPlan.of`` is the one place a job works the pair out (the table above);
+    everything after it (the requests, the decoding, the reuse check, the manifest, the
+    report) reads these fields instead of deriving them again.
+    """
+
+    index: str  # what FAISS stores
+    wire: str  # what each request asks for
+    rescored: bool  # whether the index keeps rescoring vectors
+
+    @classmethod
+    def of(cls, index: str, wire: str | None = None) -> EncodingPlan:
+        """The plan for an ``index`` encoding fed by ``wire`` (None: the default); a pair
+        that cannot work is a ``ConfigError`` naming ``wire_encoding``."""
+        wire = wire_encoding_for(index, wire)
+        return cls(index=index, wire=wire, rescored=is_rescored(index, wire))
 
 
 def _as_int8(x: np.ndarray, wire: str) -> np.ndarray:

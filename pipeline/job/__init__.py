@@ -3,7 +3,8 @@
 ``run_index_job(IndexJobConfig(...))`` is what ``corpusbeam index`` and
 ``from corpusbeam import run_index_job`` call; the job itself (``pipeline.index_job``) is
 imported inside the call, so importing this package loads no Beam, numpy or pyarrow.
-``IndexJobResult`` and the exit statuses are defined here for the same reason.
+``IndexJobResult`` is defined here for the same reason; its exit statuses are
+``corpusbeam.exit_codes.ExitCode``'s.
 """
 
 from __future__ import annotations
@@ -17,17 +18,14 @@ if TYPE_CHECKING:
     from pipeline.config import IndexJobConfig
     from pipeline.job.tracking import Snapshot
 
-__all__ = ["EXIT_FAILED_INPUTS", "EXIT_OK", "IndexJobResult", "run_index_job"]
-
-EXIT_OK = 0  # every input embedded
-EXIT_FAILED_INPUTS = 3  # finished, with failed inputs (listed in failures.parquet)
+__all__ = ["IndexJobResult", "run_index_job"]
 
 
 @dataclass(frozen=True)
 class IndexJobResult:
     version: str
     folder: Path | str  # the version's folder; its URL on an object store
-    exit_code: int
+    exit_code: int  # ExitCode.OK, or ExitCode.FAILED_INPUTS (listed in failures.parquet)
     report: dict = field(default_factory=dict)
 
 

@@ -83,3 +83,14 @@ def test_derived_bits_follow_the_protocol_example():
     bits, rescore = derive_vectors(x, "ubinary", "float")
     assert bits.tolist() == [[165]]
     assert np.array_equal(rescore, codec.quantize(x, "int8"))
+
+
+def test_encoding_plan_is_the_table_decided_once():
+    from corpusbeam.inference.derive import EncodingPlan
+
+    assert EncodingPlan.of("ubinary") == EncodingPlan("ubinary", "float", True)
+    assert EncodingPlan.of("ubinary", "ubinary") == EncodingPlan("ubinary", "ubinary", False)
+    assert EncodingPlan.of("int8") == EncodingPlan("int8", "int8", True)
+    assert EncodingPlan.of("float", "base64") == EncodingPlan("float", "base64", False)
+    with pytest.raises(ConfigError, match="wire_encoding"):
+        EncodingPlan.of("float", "int8")

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from corpusbeam.errors import ConfigError, CorpusbeamError
+from corpusbeam.exit_codes import ExitCode
 from corpusbeam.inference.server.config import (
     DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -213,6 +214,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_from_args(args)
     except CorpusbeamError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.ERROR
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED

@@ -1,0 +1,37 @@
+"""The exit statuses of every ``corpusbeam`` command, in one table.
+
+The command line returns these and nothing else (Python itself exits 1 on an error no
+handler caught: a bug, to be reported). The reference page ``docs/reference/exit-codes.md``
+is generated from ``ExitCode`` and ``MEANING``, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+__all__ = ["MEANING", "ExitCode"]
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1
+    ERROR = 2
+    FAILED_INPUTS = 3
+    INTERRUPTED = 130
+
+
+MEANING: dict[ExitCode, str] = {
+    ExitCode.OK: "the command did what it was asked; for `index` and `retry-failures`, every "
+    "input was embedded and the new version is live",
+    ExitCode.FAILED: "a check the command runs did not pass (`demo`); also Python's own "
+    "status for an error no handler caught, which is a bug to report",
+    ExitCode.ERROR: "an error the command names (`corpusbeam: error: ...` on stderr: bad "
+    "input, a configuration or index-folder problem, a failed job), or a usage error "
+    "(an unknown command or option, a bad value); a failed job changes nothing that is "
+    "served",
+    ExitCode.FAILED_INPUTS: "`index` and `retry-failures`: finished and published, with "
+    "failed inputs listed in the version's `failures.parquet`; "
+    "`corpusbeam retry-failures DIR` embeds only those and the changed inputs",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C); a job stopped before it publishes leaves "
+    "the live version serving",
+}
