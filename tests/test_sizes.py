@@ -40,7 +40,6 @@ KNOWN_OVER = {
     "transforms/build_index.py",
     "transforms/build_index.py::_WritePartFn.process",
     "transforms/embed.py",
-    "benchmarks/index_job.py::run_all",
     "benchmarks/indexes_real.py::main",
     "benchmarks/indexes_scale.py::main",
     "benchmarks/indexes_sharded.py::main",
