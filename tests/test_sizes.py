@@ -40,7 +40,6 @@ KNOWN_OVER = {
     "transforms/build_index.py",
     "transforms/build_index.py::_WritePartFn.process",
     "transforms/embed.py",
-    "benchmarks/update.py::main",
 }
 
 
