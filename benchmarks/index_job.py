@@ -47,13 +47,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks._common import emit
 from benchmarks._disk import DiskSampler
 from benchmarks._query_load import query_load
 from benchmarks._rss import RssSampler, cpu_seconds, tree_pids
+from benchmarks._s3 import s3_stand_in
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
 
 BENCH = "index_job"
@@ -153,43 +154,6 @@ def _disk(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / (1 << 20)
 
 
-@contextlib.contextmanager
-def s3_stand_in() -> Iterator[list[str]]:
-    """moto's S3 server on loopback (a stand-in for S3), a bucket, and the job's options."""
-    import os
-
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    env = {
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": url,
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        boto3.client("s3").create_bucket(Bucket="bench")
-        yield [
-            f"--s3_endpoint_url={url}",
-            "--s3_access_key_id=bench",
-            "--s3_secret_access_key=bench",
-            "--s3_region_name=us-east-1",
-        ]
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        server.stop()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=100_000)
@@ -260,104 +224,157 @@ def run_all(args: argparse.Namespace, extra: list[str]) -> None:
         corpus = Path(tmp) / "corpus"
         write_corpus(corpus, args.docs, long_every=args.long_every)
         for name in args.runners.split(","):
-            out = Path(tmp) / f"out-{name}"
-            trace = None
-            if args.trace:
-                args.trace.mkdir(parents=True, exist_ok=True)
-                trace = args.trace / f"{name}-{args.docs}-{args.shape}"
-            endpoint_cpu = endpoint_cpu_seconds()
-            report, seconds, peaks, disk = run_job(corpus, str(out), RUNNERS[name] + extra, trace)
-            endpoint_cpu = endpoint_cpu_seconds() - endpoint_cpu
-            common = {"runner": name, "docs": args.docs, "shape": args.shape}
-            emit(
-                BENCH,
-                "documents_per_second",
-                round(args.docs / seconds, 1),
-                "docs/s",
-                **common,
-                seconds=round(seconds, 1),
-                stages=report["seconds"],
-                indexed=report["counts"]["indexed"],
-                index=report["index"]["factory"],
-                requests=report["requests"]["requests"],
-                version_disk_mib=round(_disk(out / "versions" / report["version"]), 1),
-                cpu_seconds_job=round(peaks.cpu_seconds, 1),
-                # a separate endpoint (--shape); with none the job runs its own, counted above
-                cpu_seconds_endpoint=round(endpoint_cpu, 1),
-            )
-            if args.shape == "slots":
-                limit = 8 * 96 / 0.2
-                emit(
-                    BENCH,
-                    "fraction_of_limit",
-                    round(args.docs / seconds / limit, 3),
-                    "ratio",
-                    **common,
-                    limit_docs_per_s=limit,
-                    target=">= 0.75",
-                    note="process start to CURRENT switched",
-                )
-            emit(BENCH, "peak_rss_tree", round(peaks.peak_tree, 1), "MiB", **common)
-            emit(
-                BENCH,
-                "peak_rss_launcher",
-                round(peaks.peak_launcher, 1),
-                "MiB",
-                **common,
-                anonymous=round(peaks.peak_launcher_anon, 1),
-            )
-            if disk:
-                emit(
-                    BENCH,
-                    "peak_disk",
-                    round(disk.peak_total, 1),
-                    "MiB",
-                    **common,
-                    by_kind={k: round(v, 1) for k, v in disk.peaks.items()},
-                    note="the output folder, staging included, sampled every second",
-                )
-            search_what_was_built(args, str(out), runner=name, version="first run")
+            first = first_run(args, corpus, Path(tmp) / f"out-{name}", name, extra)
             if args.s3:
-                with s3_stand_in() as s3_options:
-                    url = f"s3://bench/{name}"
-                    s3_report, s3_seconds, s3_peaks, _ = run_job(
-                        corpus, url, RUNNERS[name] + extra + s3_options
-                    )
-                    search_what_was_built(args, url, runner=name, version="first run, s3")
-                emit(
-                    BENCH,
-                    "s3_time_ratio",
-                    round(s3_seconds / seconds, 3),
-                    "ratio",
-                    **common,
-                    seconds=round(s3_seconds, 1),
-                    baseline_seconds=round(seconds, 1),
-                    baseline="the same job with local output",
-                    stages=s3_report["seconds"],
-                    peak_rss_tree=round(s3_peaks.peak_tree, 1),
-                    peak_rss_launcher=round(s3_peaks.peak_launcher, 1),
-                    note="moto's S3 server on loopback, a stand-in for S3",
-                )
+                s3_run(args, corpus, first, extra)
             if args.incremental and name == args.runners.split(",")[0]:
-                changed = set(random.Random(0).sample(range(args.docs), args.docs // 100))
-                write_corpus(corpus, args.docs, changed=changed, long_every=args.long_every)
-                again, again_s, _, _ = run_job(corpus, str(out), RUNNERS[name] + extra)
-                emit(
-                    BENCH,
-                    "incremental_time_ratio",
-                    round(again_s / seconds, 3),
-                    "ratio",
-                    runner=name,
-                    changed=len(changed),
-                    seconds=round(again_s, 1),
-                    baseline_seconds=round(seconds, 1),
-                    embedded=again["counts"]["embedded"],
-                    reused=again["counts"]["reused"],
-                    requests=again["requests"]["requests"],
-                    first_run_requests=report["requests"]["requests"],
-                )
-                search_what_was_built(args, str(out), runner=name, version="after a 1% update")
-                write_corpus(corpus, args.docs, long_every=args.long_every)
+                incremental_run(args, corpus, first, extra)
+
+
+@dataclass(frozen=True)
+class FirstRun:
+    """A runner's first run, which its later runs are measured against."""
+
+    runner: str
+    out: Path
+    report: dict
+    seconds: float
+
+
+def _common(args: argparse.Namespace, runner: str) -> dict:
+    return {"runner": runner, "docs": args.docs, "shape": args.shape}
+
+
+def _trace(args: argparse.Namespace, runner: str) -> Path | None:
+    if not args.trace:
+        return None
+    args.trace.mkdir(parents=True, exist_ok=True)
+    return args.trace / f"{runner}-{args.docs}-{args.shape}"
+
+
+def first_run(
+    args: argparse.Namespace, corpus: Path, out: Path, runner: str, extra: list[str]
+) -> FirstRun:
+    """Index the corpus into ``out``, print its pace, memory and disk, and search it."""
+    trace = _trace(args, runner)
+    endpoint_cpu = endpoint_cpu_seconds()
+    report, seconds, peaks, disk = run_job(corpus, str(out), RUNNERS[runner] + extra, trace)
+    endpoint_cpu = endpoint_cpu_seconds() - endpoint_cpu
+    first = FirstRun(runner, out, report, seconds)
+    emit_pace(args, first, peaks, endpoint_cpu)
+    emit_memory_and_disk(args, runner, peaks, disk)
+    search_what_was_built(args, str(out), runner=runner, version="first run")
+    return first
+
+
+def emit_pace(
+    args: argparse.Namespace, first: FirstRun, peaks: RssSampler, endpoint_cpu: float
+) -> None:
+    """Documents a second (and with ``--shape slots``, as a fraction of the limit)."""
+    report, seconds = first.report, first.seconds
+    common = _common(args, first.runner)
+    emit(
+        BENCH,
+        "documents_per_second",
+        round(args.docs / seconds, 1),
+        "docs/s",
+        **common,
+        seconds=round(seconds, 1),
+        stages=report["seconds"],
+        indexed=report["counts"]["indexed"],
+        index=report["index"]["factory"],
+        requests=report["requests"]["requests"],
+        version_disk_mib=round(_disk(first.out / "versions" / report["version"]), 1),
+        cpu_seconds_job=round(peaks.cpu_seconds, 1),
+        # a separate endpoint (--shape); with none the job runs its own, counted above
+        cpu_seconds_endpoint=round(endpoint_cpu, 1),
+    )
+    if args.shape == "slots":
+        limit = 8 * 96 / 0.2
+        emit(
+            BENCH,
+            "fraction_of_limit",
+            round(args.docs / seconds / limit, 3),
+            "ratio",
+            **common,
+            limit_docs_per_s=limit,
+            target=">= 0.75",
+            note="process start to CURRENT switched",
+        )
+
+
+def emit_memory_and_disk(
+    args: argparse.Namespace, runner: str, peaks: RssSampler, disk: DiskSampler | None
+) -> None:
+    common = _common(args, runner)
+    emit(BENCH, "peak_rss_tree", round(peaks.peak_tree, 1), "MiB", **common)
+    emit(
+        BENCH,
+        "peak_rss_launcher",
+        round(peaks.peak_launcher, 1),
+        "MiB",
+        **common,
+        anonymous=round(peaks.peak_launcher_anon, 1),
+    )
+    if disk:
+        emit(
+            BENCH,
+            "peak_disk",
+            round(disk.peak_total, 1),
+            "MiB",
+            **common,
+            by_kind={k: round(v, 1) for k, v in disk.peaks.items()},
+            note="the output folder, staging included, sampled every second",
+        )
+
+
+def s3_run(args: argparse.Namespace, corpus: Path, first: FirstRun, extra: list[str]) -> None:
+    """The same job with ``--output s3://`` on the S3 stand-in, against the first run."""
+    name = first.runner
+    with s3_stand_in() as s3_options:
+        url = f"s3://bench/{name}"
+        report, seconds, peaks, _ = run_job(corpus, url, RUNNERS[name] + extra + s3_options)
+        search_what_was_built(args, url, runner=name, version="first run, s3")
+    emit(
+        BENCH,
+        "s3_time_ratio",
+        round(seconds / first.seconds, 3),
+        "ratio",
+        **_common(args, name),
+        seconds=round(seconds, 1),
+        baseline_seconds=round(first.seconds, 1),
+        baseline="the same job with local output",
+        stages=report["seconds"],
+        peak_rss_tree=round(peaks.peak_tree, 1),
+        peak_rss_launcher=round(peaks.peak_launcher, 1),
+        note="moto's S3 server on loopback, a stand-in for S3",
+    )
+
+
+def incremental_run(
+    args: argparse.Namespace, corpus: Path, first: FirstRun, extra: list[str]
+) -> None:
+    """1% of the documents changed, the job run again into the first run's output and
+    searched; then the corpus is written back as it was."""
+    changed = set(random.Random(0).sample(range(args.docs), args.docs // 100))
+    write_corpus(corpus, args.docs, changed=changed, long_every=args.long_every)
+    again, again_s, _, _ = run_job(corpus, str(first.out), RUNNERS[first.runner] + extra)
+    emit(
+        BENCH,
+        "incremental_time_ratio",
+        round(again_s / first.seconds, 3),
+        "ratio",
+        runner=first.runner,
+        changed=len(changed),
+        seconds=round(again_s, 1),
+        baseline_seconds=round(first.seconds, 1),
+        embedded=again["counts"]["embedded"],
+        reused=again["counts"]["reused"],
+        requests=again["requests"]["requests"],
+        first_run_requests=first.report["requests"]["requests"],
+    )
+    search_what_was_built(args, str(first.out), runner=first.runner, version="after a 1% update")
+    write_corpus(corpus, args.docs, long_every=args.long_every)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import sys
 import sysconfig
 import tempfile
 import time
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,9 +35,10 @@ import faiss
 import numpy as np
 
 from corpusbeam.inference import codec
-from indexes import BuildConfig, build_folder, open_index
+from indexes import BuildConfig, IndexFolder, build_folder, open_index
 from indexes.building.tune import exact_search, recall_at_k
 from indexes.storage.ids import chunk_ids
+from indexes.storage.manifest import Manifest
 
 BENCH = "indexes_real"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -106,9 +109,59 @@ def main() -> None:
     faiss.omp_set_num_threads(args.search_threads)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    tag = f"minilm-{args.passages}-{args.queries}"
-    f_xb, f_xq, f_txt = cache / f"{tag}-xb.npy", cache / f"{tag}-xq.npy", cache / f"{tag}.json"
+    passages, queries, common = sample_corpus(args, cache)
+    xb, xq = embed_cached(args, cache, passages, queries, common)
+    data = Embedded(passages, xb, xq, common)
+    tmp = Path(tempfile.mkdtemp(prefix="indexes_real-"))
+    # Default configs: parameters tuned on 200 queries sampled from the indexed vectors
+    # (never the benchmark's held-out queries).
+    setups = [
+        ("float", None, BuildConfig()),
+        ("int8", "int8", BuildConfig()),
+        ("ubinary", "int8", BuildConfig(rescore_factor=10)),
+        ("ubinary", "int8", BuildConfig()),  # the default: 20 candidates a result
+        ("ubinary", "int8", BuildConfig(rescore_factor=40)),
+        ("ubinary", "none", BuildConfig()),
+    ]
+    gt = None
+    for i, (enc, rescore, cfg) in enumerate(setups):
+        built = build_setup(data, tmp / f"{i}-{enc}", enc, rescore, cfg)
+        folder = open_index(
+            built.path, expect_encoding=enc, expect_model=MODEL, expect_dimensions=data.d
+        )
+        if gt is None:
+            gt = exact_float_top10(data)
+        emit_recall(data, built, folder, gt)
 
+
+@dataclass(frozen=True)
+class Embedded:
+    """The indexed passages, their vectors and the held-out queries' vectors, and what
+    every line reports about them."""
+
+    passages: list[str]
+    xb: np.ndarray
+    xq: np.ndarray
+    common: dict
+
+    @property
+    def d(self) -> int:
+        return self.xb.shape[1]
+
+    @cached_property
+    def ids_meta(self) -> dict:
+        n = len(self.passages)
+        return {
+            "document_id": [f"passage-{i}" for i in range(n)],
+            "chunk": [0] * n,
+            "text": self.passages,
+            "modality": ["text"] * n,
+        }
+
+
+def sample_corpus(args: argparse.Namespace, cache: Path) -> tuple[list[str], list[str], dict]:
+    """(passages to index, held-out queries, what every line reports): a seeded sample of
+    the docstring corpus, read once and kept in ``cache``."""
     t0 = time.perf_counter()
     f_corpus = cache / "docstrings.json"
     if f_corpus.exists():
@@ -129,83 +182,97 @@ def main() -> None:
         "search_threads": args.search_threads,
     }
     emit("corpus_read_time", round(time.perf_counter() - t0, 1), "s", **common)
+    return passages, queries, common
+
+
+def embed_cached(
+    args: argparse.Namespace, cache: Path, passages: list[str], queries: list[str], common: dict
+) -> tuple[np.ndarray, np.ndarray]:
+    """The passages' and queries' vectors, from ``cache`` when it holds this sample's."""
+    tag = f"minilm-{args.passages}-{args.queries}"
+    f_xb, f_xq, f_txt = cache / f"{tag}-xb.npy", cache / f"{tag}-xq.npy", cache / f"{tag}.json"
     if f_xb.exists() and f_xq.exists() and json.loads(f_txt.read_text()) == passages[:50]:
-        xb, xq = np.load(f_xb), np.load(f_xq)
-    else:
-        t0 = time.perf_counter()
-        xb = embed(passages, args.threads)
-        xq = embed(queries, args.threads)
-        dt = time.perf_counter() - t0
-        emit("embed_time", round(dt, 1), "s", rate=round(len(passages) / dt, 1), **common)
-        np.save(f_xb, xb)
-        np.save(f_xq, xq)
-        f_txt.write_text(json.dumps(passages[:50]))
-    d = xb.shape[1]
-    ids_meta = {
-        "document_id": [f"passage-{i}" for i in range(len(passages))],
-        "chunk": [0] * len(passages),
-        "text": passages,
-        "modality": ["text"] * len(passages),
+        return np.load(f_xb), np.load(f_xq)
+    t0 = time.perf_counter()
+    xb = embed(passages, args.threads)
+    xq = embed(queries, args.threads)
+    dt = time.perf_counter() - t0
+    emit("embed_time", round(dt, 1), "s", rate=round(len(passages) / dt, 1), **common)
+    np.save(f_xb, xb)
+    np.save(f_xq, xq)
+    f_txt.write_text(json.dumps(passages[:50]))
+    return xb, xq
+
+
+@dataclass(frozen=True)
+class Built:
+    """One setup's folder: where it is, its manifest, its encoding and rescoring, and the
+    seconds its build took."""
+
+    path: Path
+    manifest: Manifest
+    encoding: str
+    rescore: str | None
+    seconds: float
+
+
+def build_setup(
+    data: Embedded, path: Path, enc: str, rescore: str | None, cfg: BuildConfig
+) -> Built:
+    """The folder of ``enc`` vectors, with int8 rescoring vectors when ``rescore`` says so."""
+    x = codec.quantize(data.xb, enc)
+    rv = codec.quantize(data.xb, "int8") if rescore == "int8" and enc != "int8" else None
+    t0 = time.perf_counter()
+    m = build_folder(
+        path,
+        x,
+        data.ids_meta,
+        encoding=enc,
+        model=MODEL,
+        input_type="document",
+        rescore_vectors=rv,
+        config=cfg,
+    )
+    return Built(path, m, enc, rescore, time.perf_counter() - t0)
+
+
+def exact_float_top10(data: Embedded) -> np.ndarray:
+    """The ids exact float search returns for each query: what recall is measured against."""
+    ids_meta = data.ids_meta
+    ids = chunk_ids(ids_meta["document_id"], ids_meta["chunk"])
+    _, gt = exact_search(data.xb, ids, data.xq, 10, family="float")
+    return gt
+
+
+def emit_recall(data: Embedded, built: Built, folder: IndexFolder, gt: np.ndarray) -> None:
+    """Recall@10 of the folder against exact float search, with its latency and size."""
+    xq, m, rescore = data.xq, built.manifest, built.rescore
+    use_rescore = rescore == "int8"
+    res = folder.search(xq, 10, rescore=use_rescore if rescore else None)
+    t0 = time.perf_counter()
+    for j in range(200):
+        folder.search(xq[j : j + 1], 10, rescore=use_rescore if rescore else None)
+    lat = (time.perf_counter() - t0) * 1000 / 200
+    size = sum((built.path / f).stat().st_size for f in m.index_files)
+    label = {
+        "encoding": built.encoding,
+        "factory": m.index_factory,
+        "rescore": rescore,
+        "rescore_factor": m.rescore["factor"] if m.rescore and use_rescore else None,
+        "search_params": m.search_params,
+        "manifest_recall_at_10": m.recall["value"] if m.recall else None,
+        **data.common,
     }
-    tmp = Path(tempfile.mkdtemp(prefix="indexes_real-"))
-    float_flat = len(passages) * d * 4
-    # Default configs: parameters tuned on 200 queries sampled from the indexed vectors
-    # (never the benchmark's held-out queries).
-    setups = [
-        ("float", None, BuildConfig()),
-        ("int8", "int8", BuildConfig()),
-        ("ubinary", "int8", BuildConfig(rescore_factor=10)),
-        ("ubinary", "int8", BuildConfig()),  # the default: 20 candidates a result
-        ("ubinary", "int8", BuildConfig(rescore_factor=40)),
-        ("ubinary", "none", BuildConfig()),
-    ]
-    gt = None
-    for i, (enc, rescore, cfg) in enumerate(setups):
-        x = codec.quantize(xb, enc)
-        rv = codec.quantize(xb, "int8") if rescore == "int8" and enc != "int8" else None
-        path = tmp / f"{i}-{enc}"
-        t0 = time.perf_counter()
-        m = build_folder(
-            path,
-            x,
-            ids_meta,
-            encoding=enc,
-            model=MODEL,
-            input_type="document",
-            rescore_vectors=rv,
-            config=cfg,
-        )
-        bt = time.perf_counter() - t0
-        folder = open_index(path, expect_encoding=enc, expect_model=MODEL, expect_dimensions=d)
-        if gt is None:
-            ids = chunk_ids(ids_meta["document_id"], ids_meta["chunk"])
-            _, gt = exact_search(xb, ids, xq, 10, family="float")
-        use_rescore = rescore == "int8"
-        res = folder.search(xq, 10, rescore=use_rescore if rescore else None)
-        t0 = time.perf_counter()
-        for j in range(200):
-            folder.search(xq[j : j + 1], 10, rescore=use_rescore if rescore else None)
-        lat = (time.perf_counter() - t0) * 1000 / 200
-        size = sum((path / f).stat().st_size for f in m.index_files)
-        label = {
-            "encoding": enc,
-            "factory": m.index_factory,
-            "rescore": rescore,
-            "rescore_factor": m.rescore["factor"] if m.rescore and use_rescore else None,
-            "search_params": m.search_params,
-            "manifest_recall_at_10": m.recall["value"] if m.recall else None,
-            **common,
-        }
-        emit(
-            "recall_at_10_vs_exact_float",
-            round(recall_at_k(res.I, gt, 10), 4),
-            "ratio",
-            latency_ms=round(lat, 3),
-            build_s=round(bt, 2),
-            index_bytes=size,
-            memory_ratio_to_float_flat=round(size / float_flat, 4),
-            **label,
-        )
+    emit(
+        "recall_at_10_vs_exact_float",
+        round(recall_at_k(res.I, gt, 10), 4),
+        "ratio",
+        latency_ms=round(lat, 3),
+        build_s=round(built.seconds, 2),
+        index_bytes=size,
+        memory_ratio_to_float_flat=round(size / (len(data.passages) * data.d * 4), 4),
+        **label,
+    )
 
 
 if __name__ == "__main__":

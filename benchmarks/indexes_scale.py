@@ -26,6 +26,7 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -150,11 +151,37 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="indexes_scale-"))
 
     # --- float: the index chosen for the budget, built by a streaming child process
+    f = build_float_in_child(args, tmp, common)
+    xb = dataset(n, d)
+    xq = dataset(args.nq, d, stream=2)
+    ids = ids_for(n)
+    I_gt = exact_float_ground_truth(xb, ids, xq, common)
+    tune_float(args, tmp / "float.faiss", xq, I_gt, f)
+
+    # --- ubinary with int8 rescoring (each copy of the vectors dropped once used)
+    xbn = prepare_vectors(xb, "float", d)
+    del xb
+    bits = codec.quantize(xbn, "ubinary")
+    i8 = codec.quantize(xbn, "int8")
+    del xbn
+    built = build_ubinary(args, tmp / "ubinary.faiss", bits, ids, common)
+    store = rescore_store(tmp / "rescore.npy", i8, built, d)
+    del i8
+    ubinary_recall(args, built, store, xq, I_gt)
+    emit("benchmark_process_peak_rss", round(peak_rss_mb(), 1), "MB", **common)
+    for p in tmp.iterdir():
+        p.unlink()
+    tmp.rmdir()
+
+
+def build_float_in_child(args: argparse.Namespace, tmp: Path, common: dict) -> dict:
+    """Build the float index for the budget in a streaming child process, print its times,
+    memory and size; return the float lines' label."""
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
     child = ctx.Process(
         target=_streaming_build,
-        args=(n, d, args.budget, args.threads, str(tmp / "float.faiss"), queue),
+        args=(args.n, args.d, args.budget, args.threads, str(tmp / "float.faiss"), queue),
     )
     child.start()
     info = queue.get()
@@ -178,16 +205,27 @@ def main() -> None:
     )
     size = os.path.getsize(tmp / "float.faiss")
     emit("float_index_bytes", size, "bytes", estimated=info["estimated_bytes"], **f)
+    return f
 
-    xb = dataset(n, d)
-    xq = dataset(args.nq, d, stream=2)
-    ids = ids_for(n)
+
+def exact_float_ground_truth(
+    xb: np.ndarray, ids: np.ndarray, xq: np.ndarray, common: dict
+) -> np.ndarray:
+    """The ids of each query's exact top 10, timed."""
     t0 = time.perf_counter()
     _, I_gt = exact_search(xb, ids, xq, 10, family="float")
     emit("exact_float_ground_truth_time", round(time.perf_counter() - t0, 2), "s", **common)
+    return I_gt
+
+
+def tune_float(
+    args: argparse.Namespace, path: Path, xq: np.ndarray, I_gt: np.ndarray, f: dict
+) -> None:
+    """Tune the float index's search parameters (recall 0.99 within 10 ms); print its recall,
+    latency and every trial."""
     faiss.omp_set_num_threads(args.search_threads)
-    index = read_index(tmp / "float.faiss", "float")
-    spec = choose_index(n, d, "float", memory_budget=args.budget)
+    index = read_index(path, "float")
+    spec = choose_index(args.n, args.d, "float", memory_budget=args.budget)
     tuned = tune_index(index, spec, xq, I_gt, k=10, latency_budget_ms=10.0, target_recall=0.99)
     emit("float_recall_at_10", round(tuned.recall, 4), "ratio", params=tuned.params, **f)
     emit("float_latency", round(tuned.latency_ms, 3), "ms/query", params=tuned.params, **f)
@@ -196,22 +234,31 @@ def main() -> None:
         for t in tuned.trials
     ]
     emit("float_tuning_trials", trials, "list", **f)
-    del index
 
-    # --- ubinary with int8 rescoring
-    xbn = prepare_vectors(xb, "float", d)
-    del xb
-    bits = codec.quantize(xbn, "ubinary")
-    i8 = codec.quantize(xbn, "int8")
-    del xbn
+
+@dataclass(frozen=True)
+class BinaryIndex:
+    """The ubinary index, its id map (a zero-copy view) and its lines' label."""
+
+    index: faiss.IndexBinary
+    id_view: np.ndarray
+    label: dict
+
+
+def build_ubinary(
+    args: argparse.Namespace, path: Path, bits: np.ndarray, ids: np.ndarray, common: dict
+) -> BinaryIndex:
+    """Build and write the ubinary index for the budget; print its time, size and memory
+    against a float Flat index's."""
+    n, d = args.n, args.d
     bspec = choose_index(n, d, "ubinary", memory_budget=args.budget)
     faiss.omp_set_num_threads(args.threads)
     t0 = time.perf_counter()
     bindex = train_index(bspec, bits, seed=0)
     add_vectors(bindex, bits, ids, bspec)
     bt = time.perf_counter() - t0
-    write_index(bindex, tmp / "ubinary.faiss")
-    bsize = os.path.getsize(tmp / "ubinary.faiss")
+    write_index(bindex, path)
+    bsize = os.path.getsize(path)
     float_flat = n * d * 4
     b = {"factory": bspec.factory, **common}
     emit("ubinary_build_time", round(bt, 2), "s", **b)
@@ -230,11 +277,28 @@ def main() -> None:
         note="int8 rescoring vectors stay on disk, memory-mapped",
         **b,
     )
-    path = tmp / "rescore.npy"
+    return BinaryIndex(bindex, id_view, b)
+
+
+def rescore_store(path: Path, i8: np.ndarray, built: BinaryIndex, d: int) -> RescoreStore:
+    """The int8 rescoring vectors written to ``path`` and memory-mapped back; print their
+    size on disk."""
     np.save(path, i8)  # rows in id order, like the index's id map
-    del i8
-    store = RescoreStore(id_view, np.load(path, mmap_mode="r"), dimensions=d)
-    emit("int8_rescore_store_disk_bytes", os.path.getsize(path), "bytes", **b)
+    store = RescoreStore(built.id_view, np.load(path, mmap_mode="r"), dimensions=d)
+    emit("int8_rescore_store_disk_bytes", os.path.getsize(path), "bytes", **built.label)
+    return store
+
+
+def ubinary_recall(
+    args: argparse.Namespace,
+    built: BinaryIndex,
+    store: RescoreStore,
+    xq: np.ndarray,
+    I_gt: np.ndarray,
+) -> None:
+    """Recall@10 of the ubinary index against exact float search: unrescored, then rescored
+    at several factors with each factor's latency."""
+    bindex, b, d = built.index, built.label, args.d
     faiss.omp_set_num_threads(args.search_threads)
     res = search(bindex, xq, 10, encoding="ubinary", d=d)
     r0 = recall_at_k(res.I, I_gt, 10)
@@ -255,10 +319,6 @@ def main() -> None:
             latency_ms=round(lat, 3),
             **b,
         )
-    emit("benchmark_process_peak_rss", round(peak_rss_mb(), 1), "MB", **common)
-    for p in tmp.iterdir():
-        p.unlink()
-    tmp.rmdir()
 
 
 if __name__ == "__main__":

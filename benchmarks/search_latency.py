@@ -33,8 +33,6 @@ process) and reports the share of the service's time spent embedding the query
 from __future__ import annotations
 
 import argparse
-import http.client
-import json
 import os
 import subprocess
 import sys
@@ -42,13 +40,14 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import faiss
 import httpx
 import numpy as np
 
+from benchmarks._added_latency import added, added_minimal_client
 from benchmarks._common import emit
 from benchmarks.indexes_scale import dataset
 from corpusbeam.inference import codec
@@ -176,77 +175,6 @@ def service(url: str, bodies: list[dict], concurrency: int) -> tuple[dict, list[
     return _stats(lat, wall), answers
 
 
-def added(folder, url: str, xq: np.ndarray, bodies: list[dict], k: int) -> dict:
-    """The service's added latency at concurrency 1: each query searched directly and then
-    through the service, interleaved, so both see the same machine load; the median of
-    the per-query differences."""
-    direct_s, service_s, handler_s = [], [], []
-    with httpx.Client(base_url=url, timeout=60) as client:
-        client.post("/search", json=bodies[0]).raise_for_status()
-        for i, body in enumerate(bodies):
-            t0 = time.perf_counter()
-            folder.search(xq[i : i + 1], k)
-            t1 = time.perf_counter()
-            r = client.post("/search", json=body)
-            t2 = time.perf_counter()
-            r.raise_for_status()
-            direct_s.append(t1 - t0)
-            service_s.append(t2 - t1)
-            handler_s.append(r.json()["took_ms"] / 1000)
-    d, s, h = (np.asarray(x) * 1000 for x in (direct_s, service_s, handler_s))
-    return {
-        "value": round(float(np.median(s - d)), 3),
-        "unit": "ms at p50",
-        "direct_p50_ms": round(float(np.median(d)), 3),
-        "service_p50_ms": round(float(np.median(s)), 3),
-        "service_search_p50_ms": round(float(np.median(h)), 3),
-        "http_and_json_p50_ms": round(float(np.median(s - h)), 3),
-        "concurrency": 1,
-        "loadavg_1m": round(os.getloadavg()[0], 2),
-        "method": "interleaved direct/service per query vector; median of differences",
-        "target": "< 2 ms",
-    }
-
-
-def added_minimal_client(folder, url: str, xq: np.ndarray, bodies: list[dict], k: int) -> dict:
-    """``added`` again, with a minimal client (``http.client`` on one kept-alive connection,
-    bodies serialised before the clock starts), so the figure is the service's own cost
-    and not also the benchmark's HTTP library's (httpx spends ~0.5 ms a request itself)."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-    raw = [json.dumps(b).encode() for b in bodies]
-    headers = {"Content-Type": "application/json"}
-    direct_s, service_s = [], []
-    try:
-        conn.request("POST", "/search", body=raw[0], headers=headers)
-        conn.getresponse().read()
-        for i, body in enumerate(raw):
-            t0 = time.perf_counter()
-            folder.search(xq[i : i + 1], k)
-            t1 = time.perf_counter()
-            conn.request("POST", "/search", body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
-            t2 = time.perf_counter()
-            if response.status != 200:
-                raise RuntimeError(f"/search answered {response.status}")
-            direct_s.append(t1 - t0)
-            service_s.append(t2 - t1)
-    finally:
-        conn.close()
-    d, s = (np.asarray(x) * 1000 for x in (direct_s, service_s))
-    return {
-        "value": round(float(np.median(s - d)), 3),
-        "unit": "ms at p50",
-        "direct_p50_ms": round(float(np.median(d)), 3),
-        "service_p50_ms": round(float(np.median(s)), 3),
-        "client": "http.client, one kept-alive connection",
-        "concurrency": 1,
-        "loadavg_1m": round(os.getloadavg()[0], 2),
-        "target": "< 2 ms",
-    }
-
-
 class _Server:
     """``corpusbeam serve`` in a child process."""
 
@@ -302,85 +230,110 @@ def main(argv: list[str] | None = None) -> None:
         root = Path(tmp.name)
     n, d, k = args.n, args.d, args.k
     build(root, n, d)
-    xq = dataset(max(args.nq, 50), d, stream=2)[: args.nq]
-    bodies = [{"vector": x.tolist(), "k": k} for x in xq]
-    texts = [f"passage about topic {i} and its neighbours" for i in range(args.nq)]
+    queries = Queries.make(args.nq, d, k)
     common = {"n": n, "d": d, "k": k, "cores": os.cpu_count()}
     try:
         with running_endpoint(EndpointConfig(model="hash", dimensions=d), subprocess=True) as ep:
             for enc in ("float", "ubinary"):
-                out = root / enc
-                folder = open_index(out / "versions" / "v1", verify=False, mmap=True)
-                info = {
-                    "factory": folder.manifest.index_factory,
-                    "search_params": folder.manifest.search_params,
-                    "rescored": folder.manifest.rescore is not None,
-                    **common,
-                }
-                server = _Server([out], ep.url)
-                try:
-                    # First, while the machine is quietest (before the 32-thread runs).
-                    emit(
-                        BENCH,
-                        f"{enc}_service_added_latency",
-                        **added(folder, server.url, xq, bodies, k),
-                        **info,
-                    )
-                    emit(
-                        BENCH,
-                        f"{enc}_service_added_latency_minimal_client",
-                        **added_minimal_client(folder, server.url, xq, bodies, k),
-                        **info,
-                    )
-                    if args.added_only:
-                        continue
-                    for c in CONCURRENCY:
-                        sd = direct(folder, xq, c, k)
-                        emit(
-                            BENCH,
-                            f"{enc}_direct",
-                            sd["p50_ms"],
-                            "ms p50",
-                            concurrency=c,
-                            **sd,
-                            **info,
-                        )
-                        ss, _ = service(server.url, bodies, c)
-                        emit(
-                            BENCH,
-                            f"{enc}_service",
-                            ss["p50_ms"],
-                            "ms p50",
-                            concurrency=c,
-                            ratio=round(ss["qps"] / sd["qps"], 3),
-                            baseline="direct qps at the same concurrency",
-                            **ss,
-                            **info,
-                        )
-                    tbodies = [{"query": t, "k": k} for t in texts]
-                    st, answers = service(server.url, tbodies, 1)
-                    embed = np.array([a["embed_ms"] for a in answers])
-                    took = np.array([a["took_ms"] for a in answers])
-                    emit(
-                        BENCH,
-                        f"{enc}_embed_share",
-                        round(float(np.median(embed / took)), 3),
-                        "ratio",
-                        embed_p50_ms=round(float(np.median(embed)), 3),
-                        server_p50_ms=round(float(np.median(took)), 3),
-                        client_p50_ms=st["p50_ms"],
-                        client_p99_ms=st["p99_ms"],
-                        qps=st["qps"],
-                        endpoint="hash model, local endpoint in a child process",
-                        concurrency=1,
-                        **info,
-                    )
-                finally:
-                    server.close()
-                del folder
+                measure_folder(root / enc, enc, ep.url, queries, common, args.added_only)
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+@dataclass(frozen=True)
+class Queries:
+    """The same queries as vectors, as ``POST /search`` bodies of those vectors, and as
+    texts; ``k`` results each."""
+
+    xq: np.ndarray
+    bodies: list[dict]
+    texts: list[str]
+    k: int
+
+    @classmethod
+    def make(cls, nq: int, d: int, k: int) -> Queries:
+        xq = dataset(max(nq, 50), d, stream=2)[:nq]
+        bodies = [{"vector": x.tolist(), "k": k} for x in xq]
+        texts = [f"passage about topic {i} and its neighbours" for i in range(nq)]
+        return cls(xq, bodies, texts, k)
+
+
+def measure_folder(
+    out: Path, enc: str, endpoint: str, queries: Queries, common: dict, added_only: bool
+) -> None:
+    """One output folder searched directly and through a ``corpusbeam serve`` child: the
+    added latency, then each concurrency level and the query-embedding share."""
+    folder = open_index(out / "versions" / "v1", verify=False, mmap=True)
+    info = {
+        "factory": folder.manifest.index_factory,
+        "search_params": folder.manifest.search_params,
+        "rescored": folder.manifest.rescore is not None,
+        **common,
+    }
+    server = _Server([out], endpoint)
+    try:
+        # First, while the machine is quietest (before the 32-thread runs).
+        emit_added_latency(enc, folder, server.url, queries, info)
+        if added_only:
+            return
+        emit_concurrency_levels(enc, folder, server.url, queries, info)
+        emit_embed_share(enc, server.url, queries, info)
+    finally:
+        server.close()
+
+
+def emit_added_latency(enc: str, folder, url: str, queries: Queries, info: dict) -> None:
+    """The service's added latency at concurrency 1: with httpx, then a minimal client."""
+    xq, bodies, k = queries.xq, queries.bodies, queries.k
+    emit(BENCH, f"{enc}_service_added_latency", **added(folder, url, xq, bodies, k), **info)
+    emit(
+        BENCH,
+        f"{enc}_service_added_latency_minimal_client",
+        **added_minimal_client(folder, url, xq, bodies, k),
+        **info,
+    )
+
+
+def emit_concurrency_levels(enc: str, folder, url: str, queries: Queries, info: dict) -> None:
+    """p50, p99 and queries a second, direct and through the service, at each concurrency."""
+    for c in CONCURRENCY:
+        sd = direct(folder, queries.xq, c, queries.k)
+        emit(BENCH, f"{enc}_direct", sd["p50_ms"], "ms p50", concurrency=c, **sd, **info)
+        ss, _ = service(url, queries.bodies, c)
+        emit(
+            BENCH,
+            f"{enc}_service",
+            ss["p50_ms"],
+            "ms p50",
+            concurrency=c,
+            ratio=round(ss["qps"] / sd["qps"], 3),
+            baseline="direct qps at the same concurrency",
+            **ss,
+            **info,
+        )
+
+
+def emit_embed_share(enc: str, url: str, queries: Queries, info: dict) -> None:
+    """Text queries through the service: the share of its time spent embedding them."""
+    tbodies = [{"query": t, "k": queries.k} for t in queries.texts]
+    st, answers = service(url, tbodies, 1)
+    embed = np.array([a["embed_ms"] for a in answers])
+    took = np.array([a["took_ms"] for a in answers])
+    emit(
+        BENCH,
+        f"{enc}_embed_share",
+        round(float(np.median(embed / took)), 3),
+        "ratio",
+        embed_p50_ms=round(float(np.median(embed)), 3),
+        server_p50_ms=round(float(np.median(took)), 3),
+        client_p50_ms=st["p50_ms"],
+        client_p99_ms=st["p99_ms"],
+        qps=st["qps"],
+        endpoint="hash model, local endpoint in a child process",
+        concurrency=1,
+        **info,
+    )
 
 
 if __name__ == "__main__":

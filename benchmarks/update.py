@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks._common import emit
@@ -157,106 +158,148 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-update-") as tmp:
         root = Path(tmp)
         corpus = Corpus(root / "corpus", args.docs, args.files)
-        out = root / "out"
-        seen: set[tuple[int, int]] = set()
-        first_seconds = first_bytes = first_cpu = None
-
-        def measure(run: str, extra: list[str] | None = None, output: Path = out) -> dict:
-            nonlocal first_seconds, first_bytes, first_cpu
-            load = _load_avg()
-            report, wall, cpu = run_job(corpus.root, output, options + (extra or []))
-            folder = output / "versions" / report["version"]
-            total, new = version_bytes(folder, seen)
-            if first_seconds is None:
-                first_seconds, first_bytes, first_cpu = wall, total, cpu
-            update = report.get("update") or {}
-            row = {
-                "run": run,
-                "docs": len(corpus.docs),
-                "of_first_run": round(wall / first_seconds, 3),
-                "cpu_s": round(cpu, 2),
-                "cpu_of_first_run": round(cpu / first_cpu, 3),
-                "inside_s": report["seconds"],
-                "startup_s": round(wall - report["seconds"]["total"], 2),
-                "embedded": report["counts"]["embedded"],
-                "files": args.files,
-                "files_skipped": report["counts"].get("files_skipped", 0),
-                "reused": report["counts"]["reused"],
-                "mode": update.get("mode"),
-                "reason": update.get("reason"),
-                "update_s": update.get("seconds"),
-                "index": report["index"]["factory"],
-                "recall": (report["index"]["recall"] or {}).get("value"),
-                "version_mib": round(total / 2**20, 2),
-                "new_mib": round(new / 2**20, 2),
-                "new_of_first": round(new / first_bytes, 4),
-                "load_1m": [load, _load_avg()],
-            }
-            emit(BENCH, "wall_time", round(wall, 2), "s", **row)
-            return report
-
-        def search(version: str) -> None:
-            picked = random.Random(1).sample(sorted(corpus.docs), min(500, len(corpus.docs)))
-            texts = [f"Document {i} is about {TOPICS[i % len(TOPICS)]}" for i in picked]
-            query_load(
-                BENCH,
-                str(out),
-                texts,
-                commands=args.search_commands,
-                requests=args.serve_requests,
-                docs=len(corpus.docs),
-                version=version,
-            )
-
-        first = measure("first")
+        nightly = Nightly(args, options, corpus, root / "out", set())
+        first_report, first = measure(nightly, "first")
         if args.breakdown:
-            breakdown(corpus.root, out)
+            breakdown(corpus.root, nightly.out)
             return
-        search(f"first run ({first['index']['factory']})")
-        measure("unchanged")
-        for u in range(max(args.updates, 1)):
-            corpus.change(args.fraction)
-            last = measure(f"changed {args.fraction:.0%} #{u + 1}")
-        search(f"after {max(args.updates, 1)} updates ({(last.get('update') or {}).get('mode')})")
+        search(nightly, f"first run ({first_report['index']['factory']})")
+        measure(nightly, "unchanged", first)
+        last = rerun_after_changes(nightly, first)
+        updates = max(args.updates, 1)
+        search(nightly, f"after {updates} updates ({(last.get('update') or {}).get('mode')})")
         if args.no_rebuild:
             return
-        from indexes import evaluate_folder
+        compare_with_a_full_build(nightly, first, last, root / "rebuilt")
 
-        rebuilt = root / "rebuilt"
-        measure("full build of the same corpus", ["--rebuild"], output=rebuilt)
-        updated = out / "versions" / last["version"]
-        full = rebuilt / "versions" / versions_current(rebuilt)
-        a, b = evaluate_folder(updated), evaluate_folder(full)
-        # The same search parameters for both (each build tunes its own under a latency
-        # budget, which a loaded machine moves): the index structures compared alone.
-        from indexes.storage.manifest import Manifest
 
-        params = Manifest.from_json((updated / "manifest.json").read_text()).search_params
-        same = evaluate_folder(full, params=params)
-        # Queries that are not indexed points: a sampled query is its own node in a
-        # rebuilt graph (whose links are its neighbours), but not in an updated one when
-        # it was added since (it is in the delta), which favours the rebuild.
-        import numpy as np
+@dataclass(frozen=True)
+class Nightly:
+    """What every run shares: the options, the corpus (changed between runs), the output
+    folder and the (device, inode) of every file an earlier version wrote."""
 
-        rng = np.random.default_rng(0)
-        xq = rng.standard_normal((200, _dims(updated))).astype(np.float32)
-        xq /= np.linalg.norm(xq, axis=1, keepdims=True)
-        fresh_a = evaluate_folder(updated, xq=xq)["recall_at_10"]
-        fresh_b = evaluate_folder(full, xq=xq, params=params)["recall_at_10"]
-        emit(
-            BENCH,
-            "recall_at_10_updated",
-            a["recall_at_10"],
-            "recall",
-            after_updates=args.updates,
-            rebuilt=b["recall_at_10"],
-            params=params,
-            rebuilt_same_params=same["recall_at_10"],
-            random_queries={"updated": fresh_a, "rebuilt_same_params": fresh_b},
-            baseline="a full build of the same corpus (--rebuild)",
-            ratio=round(a["recall_at_10"] / b["recall_at_10"], 4),
-            load_1m=_load_avg(),
-        )
+    args: argparse.Namespace
+    options: list[str]
+    corpus: Corpus
+    out: Path
+    seen: set[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The first run's wall time, version bytes and CPU time."""
+
+    seconds: float
+    bytes: int
+    cpu: float
+
+
+def measure(
+    nightly: Nightly,
+    run: str,
+    first: Baseline | None = None,
+    extra: list[str] | None = None,
+    output: Path | None = None,
+) -> tuple[dict, Baseline]:
+    """Run the job on the corpus as it is and print its line, against ``first``: (its
+    report, ``first``, or this run's figures when it is the first)."""
+    output = output or nightly.out
+    load = _load_avg()
+    report, wall, cpu = run_job(nightly.corpus.root, output, nightly.options + (extra or []))
+    folder = output / "versions" / report["version"]
+    total, new = version_bytes(folder, nightly.seen)
+    first = first or Baseline(wall, total, cpu)
+    update = report.get("update") or {}
+    row = {
+        "run": run,
+        "docs": len(nightly.corpus.docs),
+        "of_first_run": round(wall / first.seconds, 3),
+        "cpu_s": round(cpu, 2),
+        "cpu_of_first_run": round(cpu / first.cpu, 3),
+        "inside_s": report["seconds"],
+        "startup_s": round(wall - report["seconds"]["total"], 2),
+        "embedded": report["counts"]["embedded"],
+        "files": nightly.args.files,
+        "files_skipped": report["counts"].get("files_skipped", 0),
+        "reused": report["counts"]["reused"],
+        "mode": update.get("mode"),
+        "reason": update.get("reason"),
+        "update_s": update.get("seconds"),
+        "index": report["index"]["factory"],
+        "recall": (report["index"]["recall"] or {}).get("value"),
+        "version_mib": round(total / 2**20, 2),
+        "new_mib": round(new / 2**20, 2),
+        "new_of_first": round(new / first.bytes, 4),
+        "load_1m": [load, _load_avg()],
+    }
+    emit(BENCH, "wall_time", round(wall, 2), "s", **row)
+    return report, first
+
+
+def search(nightly: Nightly, version: str) -> None:
+    """The live version searched through ``corpusbeam search`` and ``corpusbeam serve``."""
+    docs = nightly.corpus.docs
+    picked = random.Random(1).sample(sorted(docs), min(500, len(docs)))
+    texts = [f"Document {i} is about {TOPICS[i % len(TOPICS)]}" for i in picked]
+    query_load(
+        BENCH,
+        str(nightly.out),
+        texts,
+        commands=nightly.args.search_commands,
+        requests=nightly.args.serve_requests,
+        docs=len(docs),
+        version=version,
+    )
+
+
+def rerun_after_changes(nightly: Nightly, first: Baseline) -> dict:
+    """``--updates`` successive changes of ``--fraction``, each run: the last one's report."""
+    args = nightly.args
+    for u in range(max(args.updates, 1)):
+        nightly.corpus.change(args.fraction)
+        last, _ = measure(nightly, f"changed {args.fraction:.0%} #{u + 1}", first)
+    return last
+
+
+def compare_with_a_full_build(nightly: Nightly, first: Baseline, last: dict, rebuilt: Path) -> None:
+    """Build the same corpus in full (``--rebuild``) and print the updated version's
+    recall@10 against it: each with its own search parameters, with the same ones, and on
+    queries that are not indexed points."""
+    import numpy as np
+
+    from indexes import evaluate_folder
+    from indexes.storage.manifest import Manifest
+
+    measure(nightly, "full build of the same corpus", first, ["--rebuild"], output=rebuilt)
+    updated = nightly.out / "versions" / last["version"]
+    full = rebuilt / "versions" / versions_current(rebuilt)
+    a, b = evaluate_folder(updated), evaluate_folder(full)
+    # The same search parameters for both (each build tunes its own under a latency
+    # budget, which a loaded machine moves): the index structures compared alone.
+    params = Manifest.from_json((updated / "manifest.json").read_text()).search_params
+    same = evaluate_folder(full, params=params)
+    # Queries that are not indexed points: a sampled query is its own node in a
+    # rebuilt graph (whose links are its neighbours), but not in an updated one when
+    # it was added since (it is in the delta), which favours the rebuild.
+    rng = np.random.default_rng(0)
+    xq = rng.standard_normal((200, _dims(updated))).astype(np.float32)
+    xq /= np.linalg.norm(xq, axis=1, keepdims=True)
+    fresh_a = evaluate_folder(updated, xq=xq)["recall_at_10"]
+    fresh_b = evaluate_folder(full, xq=xq, params=params)["recall_at_10"]
+    emit(
+        BENCH,
+        "recall_at_10_updated",
+        a["recall_at_10"],
+        "recall",
+        after_updates=nightly.args.updates,
+        rebuilt=b["recall_at_10"],
+        params=params,
+        rebuilt_same_params=same["recall_at_10"],
+        random_queries={"updated": fresh_a, "rebuilt_same_params": fresh_b},
+        baseline="a full build of the same corpus (--rebuild)",
+        ratio=round(a["recall_at_10"] / b["recall_at_10"], 4),
+        load_1m=_load_avg(),
+    )
 
 
 def breakdown(corpus: Path, output: Path) -> None:

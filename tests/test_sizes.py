@@ -36,13 +36,6 @@ KNOWN_OVER = {
     "pipeline/index_job.py::_run",
     "transforms/build_index.py",
     "transforms/build_index.py::_WritePartFn.process",
-    "tests/pipeline/test_update_job.py",
-    "benchmarks/index_job.py::run_all",
-    "benchmarks/indexes_real.py::main",
-    "benchmarks/indexes_scale.py::main",
-    "benchmarks/indexes_sharded.py::main",
-    "benchmarks/search_latency.py::main",
-    "benchmarks/update.py::main",
 }
 
 

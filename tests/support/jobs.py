@@ -21,6 +21,12 @@ def job(corpus, output, *, runner="direct", **kw) -> IndexJobConfig:
     )
 
 
+def update_job(corpus: Path, output: Path, url: str, **kw) -> IndexJobConfig:
+    """The update tests' job: ``corpus`` into ``output`` through the endpoint at ``url`` on
+    the direct runner, 4 shards unless ``kw`` says otherwise."""
+    return job(corpus, output, endpoint=url, **{"shards": 4, **kw})
+
+
 def embedding_requests(ep) -> int:
     m = ep.metrics()
     return int(sum(v for k, v in m.items() if "requests_total" in k and "embeddings" in k))
