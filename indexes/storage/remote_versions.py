@@ -268,27 +268,55 @@ def cached_version(
     root = cache_folder(url, cache)
     folder = root / version
     if not _complete(folder, manifest_bytes):
-        manifest = Manifest.from_json(manifest_bytes.decode())
-        tmp = root / f".{version}.{secrets.token_hex(4)}.tmp"
-        tmp.mkdir(parents=True)
-        try:
-            for name, info in manifest.files.items():
-                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-                store.download(f"{prefix}/{name}", tmp / name)
-                if (tmp / name).stat().st_size != info.get("bytes"):
-                    raise IndexFolderError(f"{url}/{prefix}/{name} has the wrong size")
-            for name in EXTRA_FILES:
-                data, _ = store.get(f"{prefix}/{name}")
-                if data is not None:
-                    (tmp / name).write_bytes(data)
-            (tmp / MANIFEST).write_bytes(manifest_bytes)
-            shutil.rmtree(folder, ignore_errors=True)
-            os.replace(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        _download(store, f"{url}/{prefix}", prefix, manifest_bytes, folder)
     os.utime(folder)
     _evict(root, keep=keep, live=version)
     return folder
+
+
+def _download(
+    store: ObjectStore, where: str, prefix: str, manifest_bytes: bytes, folder: Path
+) -> None:
+    """Download the version under ``prefix`` into a folder of its own, then move it into
+    place (``_put_in_place``): a reader never sees a half-written copy."""
+    manifest = Manifest.from_json(manifest_bytes.decode())
+    tmp = folder.with_name(f".{folder.name}.{secrets.token_hex(4)}.tmp")
+    tmp.mkdir(parents=True)
+    try:
+        for name, info in manifest.files.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            store.download(f"{prefix}/{name}", tmp / name)
+            if (tmp / name).stat().st_size != info.get("bytes"):
+                raise IndexFolderError(f"{where}/{name} has the wrong size")
+        for name in EXTRA_FILES:
+            data, _ = store.get(f"{prefix}/{name}")
+            if data is not None:
+                (tmp / name).write_bytes(data)
+        (tmp / MANIFEST).write_bytes(manifest_bytes)
+        _put_in_place(tmp, folder, manifest_bytes)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _put_in_place(tmp: Path, folder: Path, manifest_bytes: bytes) -> None:
+    """Rename the finished download ``tmp`` to ``folder``. Several readers may download the
+    same version at once: a complete copy another one put there first is kept (its
+    readers may have its files open) and ``tmp`` is left for the caller to remove; only an
+    incomplete copy (a crash's leftover) is moved aside, then removed."""
+    for _ in range(3):
+        if _complete(folder, manifest_bytes):
+            return
+        if folder.exists():
+            aside = folder.with_name(f".{folder.name}.{secrets.token_hex(4)}.old")
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(folder, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        try:
+            os.replace(tmp, folder)  # fails if another reader's copy arrived just now
+            return
+        except OSError:
+            continue
+    raise IndexFolderError(f"{folder}: could not put the downloaded version in place")
 
 
 def _evict(root: Path, *, keep: int, live: str) -> None:

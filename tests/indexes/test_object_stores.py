@@ -86,3 +86,68 @@ def test_a_copy_inside_the_store_keeps_the_bytes(store):
     assert copies.read("versions/v2/index.faiss") == data
     with pytest.raises(IndexFolderError, match=f"{store.url('copies')}/versions/v0/missing"):
         copies.copy("versions/v0/missing", "versions/v2/missing")
+
+
+def test_readers_downloading_one_version_at_once_keep_the_first_complete_copy(
+    s3, tmp_path, xb, metadata
+):
+    """Several readers (``search`` processes, ``serve``) may fetch a version into the same
+    cache at once. The first complete copy stays where it is, open files and all; a later
+    download is dropped instead of replacing it, and no reader sees the folder missing."""
+    import threading
+
+    from indexes.storage.files import MANIFEST
+    from tests.support.indexes import build
+
+    local = tmp_path / "v1"
+    build(local, xb[:300], {k: v[:300] for k, v in metadata.items()})
+    url = s3.url("race")
+    out = open_store(url)
+    for p in sorted(local.rglob("*")):
+        if p.is_file():
+            out.upload(f"versions/v1/{p.relative_to(local).as_posix()}", p)
+    remote.switch_current(out, "v1", None)
+    cache = tmp_path / "cache"
+
+    first = remote.cached_version(url, cache=cache)
+    inode = (first / MANIFEST).stat().st_ino
+    with open(first / MANIFEST, "rb"):  # a reader holds it open
+        # A copy downloaded meanwhile is dropped: the first one is complete.
+        folder = first.with_name(".v1.late.tmp")
+        folder.mkdir()
+        (folder / MANIFEST).write_bytes((first / MANIFEST).read_bytes())
+        remote._put_in_place(folder, first, (first / MANIFEST).read_bytes())
+        assert (first / MANIFEST).stat().st_ino == inode
+
+    # Readers racing on an empty cache: each gets a complete folder, none an error.
+    fresh, errors, seen_missing = tmp_path / "fresh", [], []
+    done = threading.Event()
+
+    def reader():
+        try:
+            got = remote.cached_version(url, cache=fresh)
+            assert (got / MANIFEST).is_file()
+        except Exception as exc:  # collected: an assert in a thread would be lost
+            errors.append(exc)
+
+    watched = remote.cache_folder(url, fresh) / "v1" / MANIFEST
+
+    def watcher():
+        appeared = False
+        while not done.is_set():
+            there = watched.exists()
+            seen_missing.append(appeared and not there)
+            appeared = appeared or there
+
+    threads = [threading.Thread(target=reader) for _ in range(6)]
+    watch = threading.Thread(target=watcher)
+    watch.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done.set()
+    watch.join()
+    assert not errors
+    assert not any(seen_missing)
+    assert not [p for p in remote.cache_folder(url, fresh).iterdir() if p.name.startswith(".")]
