@@ -37,8 +37,6 @@ KNOWN_OVER = {
     "indexes/storage/parts.py",
     "pipeline/index_job.py",
     "pipeline/index_job.py::_run",
-    "transforms/build_index.py",
-    "transforms/build_index.py::_WritePartFn.process",
     "transforms/embed.py",
     "tests/pipeline/test_update_job.py",
     "benchmarks/index_job.py::run_all",
