@@ -46,6 +46,7 @@ from transforms.build_index.staging import (
     save_spec,
 )
 from transforms.build_index.training import TotalsFn, TrainShards, choose, train_without_data
+from transforms.previous import PreviousVersion
 from transforms.read import FAILURES, Outputs
 
 __all__ = [
@@ -69,8 +70,8 @@ class BuildIndexShards(beam.PTransform):
     """Write the index folder's parts and build its index shards from ``Embedded``
     elements (a PCollection, or a tuple of them each written in its own stage), on the
     workers: the parts into ``folder``, IVF shards, the trained index and the part list
-    into ``staging`` (``read_part_list``, ``load_trained``). ``previous`` is
-    ``{"folder", "parts"}`` of the version reused vectors come from. The last ``kept``
+    into ``staging`` (``read_part_list``, ``load_trained``). ``previous`` is the version
+    reused vectors come from (``transforms.previous.PreviousVersion``). The last ``kept``
     PCollections of the input are ``ReuseVectors``' kept references (layered updates).
     ``lexical``: each part also gets its BM25 segment (``indexes.lexical.segment``).
     ``train``: train the index and write the IVF shards (``TrainShards``); without, only
@@ -90,7 +91,7 @@ class BuildIndexShards(beam.PTransform):
         train_per_centroid: int = 64,
         shards: int = 8,
         seed: int = 0,
-        previous: dict | None = None,
+        previous: PreviousVersion | None = None,
         kept: int = 0,
         lexical: bool = False,
         train: bool = True,
@@ -128,12 +129,9 @@ class BuildIndexShards(beam.PTransform):
             for i, branch in enumerate(branches[: len(branches) - self._kept])
         ]
         runs += list(kept)  # {"part", "kept": ids}: rows a layered part keeps from its base
-        if self._previous and self._previous.get("skipped"):
+        if self._previous is not None and self._previous.skipped:
             # Every base part is written, even one no document read this run falls in.
-            infos = [
-                *self._previous["parts"],
-                *(self._previous.get("overlay") or {}).get("parts", []),
-            ]
+            infos = [*self._previous.parts, *self._previous.delta_parts]
             numbers = sorted({part_number(i["name"]) for i in infos})
             runs.append(p | "BaseParts" >> beam.Create([{"part": n, "kept": []} for n in numbers]))
         written = (

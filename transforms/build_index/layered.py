@@ -20,11 +20,12 @@ from transforms.part_layers import (
     read_base_metadata,
     removed_entry,
 )
+from transforms.previous import PreviousVersion
 
 __all__ = ["kept_only", "layer_ref", "split_layer"]
 
 
-def _base_rows(previous: dict, base: dict, part: int, unread_rows) -> tuple:
+def _base_rows(previous: PreviousVersion, base: dict, part: int, unread_rows) -> tuple:
     """(base part ``part``'s ids, the live ones from documents this run did not read:
     unchanged files, which stay as they are); counts the latter in ``unread_rows``."""
     ids, unread = base_rows(previous, base, part)
@@ -33,7 +34,12 @@ def _base_rows(previous: dict, base: dict, part: int, unread_rows) -> tuple:
 
 
 def split_layer(
-    previous: dict, folder: str, part: int, table: pa.Table, pre_kept: np.ndarray, unread_rows
+    previous: PreviousVersion,
+    folder: str,
+    part: int,
+    table: pa.Table,
+    pre_kept: np.ndarray,
+    unread_rows,
 ) -> tuple[pa.Table, dict, list[dict]]:
     """Drop the rows the previous version's base part holds as they are (``pre_kept``:
     found so by ``ReuseVectors``; reused run rows equal to the base's). Returns (the rest:
@@ -63,7 +69,9 @@ def split_layer(
     return table.filter(pa.array(~kept)), layer, duplicates.to_pylist()
 
 
-def kept_only(previous: dict, folder: str, part: int, pre_kept: np.ndarray, unread_rows) -> dict:
+def kept_only(
+    previous: PreviousVersion, folder: str, part: int, pre_kept: np.ndarray, unread_rows
+) -> dict:
     """A layered part none of whose rows this run wrote: the base part's ids minus
     ``pre_kept`` are removed. Without a base part (the live version had a delta part
     alone there), a layer with no base."""
@@ -83,7 +91,7 @@ def kept_only(previous: dict, folder: str, part: int, pre_kept: np.ndarray, unre
 
 
 def layer_ref(
-    previous: dict,
+    previous: PreviousVersion,
     part: int,
     layer: dict,
     info: dict | None,
@@ -101,11 +109,11 @@ def layer_ref(
         "layered": True,
         "info": info,
         "base": base,
-        "base_folder": previous["folder"],
+        "base_folder": previous.folder,
         "removed": layer["removed"],
         "rows": layer["kept"] + (info["rows"] if info else 0),
         "id_min": min(mins),
         "files": files,
-        "width": width or previous["width"],
-        "rescore_dtype": rdtype if info else previous.get("rescore_dtype"),
+        "width": width or previous.width,
+        "rescore_dtype": rdtype if info else previous.rescore_dtype,
     }

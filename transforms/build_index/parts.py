@@ -40,6 +40,7 @@ from transforms.build_index.vectors import (
 )
 from transforms.elements import Failure
 from transforms.part_layers import Carried, carried_rows
+from transforms.previous import PreviousVersion
 from transforms.read import FAILURES
 
 __all__ = ["WritePartFn"]
@@ -129,7 +130,12 @@ class WritePartFn(beam.DoFn):
     """All runs of one part -> the part's files in the version's folder."""
 
     def __init__(
-        self, folder: str, parts: int, encoding: str, previous: dict | None, lexical: bool
+        self,
+        folder: str,
+        parts: int,
+        encoding: str,
+        previous: PreviousVersion | None,
+        lexical: bool,
     ) -> None:
         self._lexical = lexical
         self._folder = folder.rstrip("/")
@@ -140,7 +146,7 @@ class WritePartFn(beam.DoFn):
 
     @property
     def _layered(self) -> bool:
-        return bool(self._previous and self._previous.get("layered"))
+        return self._previous is not None and self._previous.layered
 
     def process(self, element: tuple[int, Iterable[dict]]) -> Iterator:
         part, refs = element
@@ -168,7 +174,8 @@ class WritePartFn(beam.DoFn):
         old = previous_vectors(self._previous, ids[reused], dtype)
         xb = fresh_vectors(values, reused, width, old, dtype)
         del values
-        pos = fill_reused(xb, ids, reused, old, self._previous and self._previous["folder"])
+        folder = None if self._previous is None else self._previous.folder
+        pos = fill_reused(xb, ids, reused, old, folder)
         if family_of(self._encoding) == "int8":  # int8 indexes rescore against their bytes
             rv = int8_rescore(xb, self._encoding)
         else:  # (the live version's rescore column of an int8 index is those bytes too)

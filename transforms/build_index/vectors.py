@@ -14,6 +14,7 @@ from corpusbeam.errors import ConfigError
 from indexes.storage.tables import column_array
 from transforms.build_index.staging import read_bytes
 from transforms.part_layers import concat_metadata
+from transforms.previous import PreviousVersion
 
 __all__ = [
     "Old",
@@ -39,16 +40,15 @@ class Old(NamedTuple):
 _NONE = Old(np.empty(0, np.int64), None, None)
 
 
-def previous_vectors(previous: dict | None, want: np.ndarray, dtype) -> Old:
+def previous_vectors(previous: PreviousVersion | None, want: np.ndarray, dtype) -> Old:
     """The previous version's rows among the ids ``want`` (sorted): its delta parts' rows
     first (a delta row wins over the base's of the same id), then its base parts' for the
     ids still missing, each read only in the row groups that hold them."""
-    if not previous or not want.size:
+    if previous is None or not want.size:
         return _NONE
-    overlay = (previous.get("overlay") or {}).get("parts", [])
     ids, xbs, rvs = [], [], []
     missing = want
-    for infos in (overlay, previous["parts"]):
+    for infos in (previous.delta_parts, previous.parts):
         got = []
         for info in infos:
             if not missing.size:
@@ -57,7 +57,7 @@ def previous_vectors(previous: dict | None, want: np.ndarray, dtype) -> Old:
             hi = np.searchsorted(missing, info["id_max"], side="right")
             if lo == hi:
                 continue
-            path = f"{previous['folder']}/{info['name']}.vectors.parquet"
+            path = f"{previous.folder}/{info['name']}.vectors.parquet"
             t = pq.read_table(
                 pa.BufferReader(read_bytes(path)), filters=[("id", "in", missing[lo:hi].tolist())]
             )
