@@ -26,10 +26,11 @@ import faiss
 import numpy as np
 
 from corpusbeam.inference import codec
-from indexes.ann.choose import IndexSpec, choose_index
+from indexes.ann.choose import choose_index
 from indexes.ann.merge import merge_indexes, merge_ondisk
 from indexes.ann.search import search
 from indexes.ann.serialize import deserialize_index, read_index, serialize_index, write_index
+from indexes.ann.spec import IndexSpec
 from indexes.ann.train import add_vectors, train_index
 
 BENCH = "indexes_sharded"

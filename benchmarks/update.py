@@ -311,6 +311,7 @@ def breakdown(corpus: Path, output: Path) -> None:
 
     from indexes.storage.manifest import Manifest
     from transforms import ChunkDocuments, ReadDocuments
+    from transforms.previous import PreviousVersion
     from transforms.reuse import _load
 
     opts = PipelineOptions(["--runner=DirectRunner"])
@@ -327,7 +328,7 @@ def breakdown(corpus: Path, output: Path) -> None:
     live = output / "versions" / versions_current(output)
     manifest = Manifest.from_json((live / "manifest.json").read_text())
     t = time.perf_counter()
-    _load({"folder": str(live), "parts": manifest.parts})
+    _load(PreviousVersion.from_manifest(str(live), manifest))
     load = time.perf_counter() - t
     emit(
         BENCH,

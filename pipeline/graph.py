@@ -12,7 +12,7 @@ trained index and the part list under ``staging``; the job assembles from there.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import apache_beam as beam
 import pyarrow as pa
@@ -28,6 +28,7 @@ from transforms import (
     ReadImages,
 )
 from transforms.build_index import PART_LIST, BuildIndexShards, read_part_list
+from transforms.previous import PreviousVersion
 from transforms.reuse import ReuseVectors
 from transforms.thumbnails import WriteThumbnails
 
@@ -67,7 +68,7 @@ class GraphConfig:
     memory_budget: int
     auto_limits: AutoLimits
     shards: int
-    previous: dict | None  # {"folder", "parts"} of the version to reuse vectors from
+    previous: PreviousVersion | None  # the version to reuse vectors from
     encoding: str | None = None  # the index's (None: settings.encoding_format, the wire's)
     rescored: bool = False  # vectors carry derived rescoring vectors (binary indexes)
     budget: TokenBudget | None = None  # the model's input limit (corpusbeam.inference.token_budget)
@@ -93,6 +94,13 @@ def _failure_row(f) -> dict:
     }
 
 
+def _with_skipped(previous: PreviousVersion | None, skip: dict | None) -> PreviousVersion | None:
+    """The part writer's ``previous``: with the files not read again (their rows stay)."""
+    if previous is None:
+        return None
+    return replace(previous, skipped=tuple(sorted(skip or {})))
+
+
 def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
     """Add the index job's steps to ``p``."""
     docs, read_failures = p | "ReadDocuments" >> ReadDocuments(
@@ -104,7 +112,8 @@ def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
     )
     failures = [read_failures, chunk_failures]
     reused, kept = [], []
-    previous = {**cfg.previous, "shards": cfg.shards} if cfg.previous else None
+    # ReuseVectors refers the rows it keeps to this run's parts.
+    previous = replace(cfg.previous, shards=cfg.shards) if cfg.previous else None
     if previous:  # chunks and images each decided in their own stage: nothing meets
         old_texts, chunks, kept_texts = chunks | "ReuseTexts" >> ReuseVectors(
             previous, encoding=encoding
@@ -143,7 +152,7 @@ def build_graph(p: beam.Pipeline, cfg: GraphConfig) -> None:
         memory_budget=cfg.memory_budget,
         auto_limits=cfg.auto_limits,
         shards=cfg.shards,
-        previous={**cfg.previous, "skipped": sorted(cfg.skip or {})} if cfg.previous else None,
+        previous=_with_skipped(cfg.previous, cfg.skip),
         kept=len(kept),
         lexical=cfg.lexical,
         train=cfg.train,

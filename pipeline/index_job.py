@@ -42,7 +42,6 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from corpusbeam.errors import ConfigError, CorpusbeamError, JobError
 from corpusbeam.exit_codes import ExitCode
 from corpusbeam.inference.client import ClientSettings, EnvApiKey
-from corpusbeam.inference.codec import wire_width
 from corpusbeam.inference.derive import is_rescored, wire_encoding_for
 from corpusbeam.inference.protocol import BIT_ENCODINGS, local_endpoint
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
@@ -69,6 +68,7 @@ from pipeline.unchanged import (
 )
 from pipeline.vectors_note import finish_manifest
 from transforms.build_index import RUNS, has_trained, load_trained
+from transforms.previous import PreviousVersion
 
 __all__ = ["IndexJobConfig", "run_index_job"]
 
@@ -98,9 +98,10 @@ def _endpoint(cfg: IndexJobConfig) -> Iterator[tuple[ClientSettings, str, ModelS
     yield settings, cfg.endpoint, model_setup(settings, cfg)
 
 
-def _reusable(run: RunOutput, cfg: IndexJobConfig, endpoint: str, model: str) -> dict | None:
-    """``{"folder", "parts", "count"}`` of the live version, when its vectors are valid for
-    this run's settings."""
+def _reusable(
+    run: RunOutput, cfg: IndexJobConfig, endpoint: str, model: str
+) -> PreviousVersion | None:
+    """The live version, when its vectors are valid for this run's settings."""
     manifest = run.previous_manifest
     if run.previous is None or manifest is None or not cfg.reuse:
         return None
@@ -131,15 +132,7 @@ def _reusable(run: RunOutput, cfg: IndexJobConfig, endpoint: str, model: str) ->
         and delta + removed <= LAYER_LIMIT * max(manifest.count, 1)
         and same_parts(manifest.parts, cfg.shards)
     )
-    return {
-        "folder": run.previous,
-        "parts": manifest.parts,
-        "overlay": manifest.overlay,
-        "count": manifest.count,
-        "layered": layered,
-        "width": wire_width(manifest.encoding, manifest.dimensions),
-        "rescore_dtype": None if manifest.rescore is None else manifest.rescore["dtype"],
-    }
+    return PreviousVersion.from_manifest(run.previous, manifest, layered=layered)
 
 
 def run_index_job(
@@ -164,8 +157,8 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
             model = setup.model
             reuse = _reusable(run, cfg, endpoint, model)
             skip = {}
-            if reuse and reuse["layered"] and "://" not in reuse["folder"]:
-                skip = unchanged_files(Path(reuse["folder"]), fingerprint)
+            if reuse and reuse.layered and "://" not in reuse.folder:
+                skip = unchanged_files(Path(reuse.folder), fingerprint)
             images = _any_images(fingerprint)
             tracker.matchers(MATCHERS if images else 1)
             graph = GraphConfig(
@@ -182,7 +175,7 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
                 memory_budget=cfg.memory_budget,
                 auto_limits=cfg.auto_limits,
                 shards=cfg.shards,
-                previous={k: v for k, v in reuse.items() if k != "count"} if reuse else None,
+                previous=reuse,
                 encoding=cfg.encoding_format,
                 rescored=setup.rescored,
                 budget=setup.budget,
@@ -203,7 +196,7 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
             counters = _counters(result)
             if reuse:  # the live version's rows neither matched nor kept unread are gone
                 counters["chunks_deleted"] = (
-                    reuse["count"]
+                    reuse.count
                     - counters.get("previous_matched", 0)
                     - counters.get("rows_kept_unread", 0)
                 )
@@ -214,7 +207,7 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
         run.drop_staging(RUNS)  # the parts are written: nothing reads the run files again
         failures = _collect_failures(run.staging)
         if skip:  # the files not read again fail as they did
-            carried = carried_failures(Path(reuse["folder"]), skip)
+            carried = carried_failures(Path(reuse.folder), skip)
             if carried is not None and carried.num_rows:
                 failures = pa.concat_tables([failures, carried.cast(failures.schema)])
         if not has_trained(run.staging):
@@ -261,7 +254,7 @@ def _any_images(fingerprint: dict | None) -> bool:
     return any(Path(f[0]).suffix.lower() in IMAGE_EXTENSIONS for f in fingerprint["files"])
 
 
-def _train_up_front(cfg: IndexJobConfig, run: RunOutput, reuse: dict | None) -> bool:
+def _train_up_front(cfg: IndexJobConfig, run: RunOutput, reuse: PreviousVersion | None) -> bool:
     """Whether the pipeline trains the index (``pipeline.training``): not when the finish
     is expected to update the live version's index."""
     if run.remote:  # the finish runs on a worker, which cannot start a training pipeline
@@ -300,7 +293,11 @@ def _reached_with(cfg: IndexJobConfig) -> dict[str, str | None]:
 
 
 def _finish_local(
-    run: RunOutput, cfg: IndexJobConfig, reuse: dict | None, setup: ModelSetup, endpoint: str
+    run: RunOutput,
+    cfg: IndexJobConfig,
+    reuse: PreviousVersion | None,
+    setup: ModelSetup,
+    endpoint: str,
 ) -> tuple[Manifest, dict]:
     """Finish the version in its local folder: the output is the launcher's disk."""
     spec, blob = load_trained(run.staging)
@@ -340,7 +337,11 @@ def _finish_local(
 
 
 def _finish_remote(
-    run: RunOutput, cfg: IndexJobConfig, reuse: dict | None, setup: ModelSetup, endpoint: str
+    run: RunOutput,
+    cfg: IndexJobConfig,
+    reuse: PreviousVersion | None,
+    setup: ModelSetup,
+    endpoint: str,
 ) -> tuple[Manifest, dict]:
     """Finish an object-store version on a worker (``pipeline.finish_remote``): the
     launcher only reads back its manifest and the report's update entry."""

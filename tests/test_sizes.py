@@ -34,8 +34,6 @@ EXEMPT = {
 KNOWN_OVER = {
     "pipeline/index_job.py",
     "pipeline/index_job.py::_run",
-    "transforms/build_index.py",
-    "transforms/build_index.py::_WritePartFn.process",
 }
 
 

@@ -29,6 +29,7 @@ from indexes.storage.part_files import (
     file_entry,
 )
 from indexes.storage.tables import column_array
+from transforms.previous import PreviousVersion
 
 __all__ = [
     "Carried",
@@ -50,17 +51,17 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
-def base_of(previous: dict, part: int) -> dict | None:
+def base_of(previous: PreviousVersion, part: int) -> dict | None:
     """The previous version's base part ``part`` (its PartInfo dict), if it has one."""
-    for info in previous["parts"]:
+    for info in previous.parts:
         if part_number(info["name"]) == part:
             return info
     return None
 
 
-def read_base_metadata(previous: dict, info: dict) -> pa.Table:
+def read_base_metadata(previous: PreviousVersion, info: dict) -> pa.Table:
     """A base part's whole metadata table (read once by the worker writing that part)."""
-    data = _read(f"{previous['folder']}/{info['name']}{METADATA_SUFFIX}")
+    data = _read(f"{previous.folder}/{info['name']}{METADATA_SUFFIX}")
     return pq.read_table(io.BytesIO(data))
 
 
@@ -72,24 +73,20 @@ def read_removed(folder: str, entries) -> np.ndarray:
     return np.concatenate(arrays) if arrays else np.empty(0, np.int64)
 
 
-def base_rows(previous: dict, info: dict, part: int) -> tuple[np.ndarray, np.ndarray]:
+def base_rows(previous: PreviousVersion, info: dict, part: int) -> tuple[np.ndarray, np.ndarray]:
     """(every id of base part ``info``, ascending; those of its live rows that come from
-    the files this run did not read, ``previous["skipped"]``), from one read of the part's
+    the files this run did not read, ``previous.skipped``), from one read of the part's
     ``id`` (and ``uri``) columns."""
-    skipped = previous.get("skipped")
-    data = _read(f"{previous['folder']}/{info['name']}{METADATA_SUFFIX}")
+    skipped = previous.skipped
+    data = _read(f"{previous.folder}/{info['name']}{METADATA_SUFFIX}")
     t = pq.read_table(io.BytesIO(data), columns=["id", "uri"] if skipped else ["id"])
     ids = t.column("id").to_numpy()
     if not skipped:
         return ids, np.empty(0, np.int64)
     mask = pc.is_in(t.column("uri"), value_set=pa.array(list(skipped), type=pa.string()))
     unread = ids[pc.fill_null(mask, False).to_numpy(zero_copy_only=False)]
-    mine = [
-        r
-        for r in (previous.get("overlay") or {}).get("removed", [])
-        if part_number(r["file"].removesuffix(".npy")) == part
-    ]
-    return ids, np.setdiff1d(unread, read_removed(previous["folder"], mine))
+    mine = [r for r in previous.removed if part_number(r["file"].removesuffix(".npy")) == part]
+    return ids, np.setdiff1d(unread, read_removed(previous.folder, mine))
 
 
 @dataclass(frozen=True)
@@ -113,22 +110,18 @@ def _exists(path: str) -> bool:
     return FileSystems.exists(path)
 
 
-def carried_rows(previous: dict, part: int, encoding: str) -> Carried | None:
+def carried_rows(previous: PreviousVersion, part: int, encoding: str) -> Carried | None:
     """The live version's delta rows of part ``part`` from the files this run did not read
-    (``previous["skipped"]``), or None when there are none. Those files are unchanged, so
+    (``previous.skipped``), or None when there are none. Those files are unchanged, so
     their rows are what reading them again would give; the delta is written anew each
     version, so they go into this version's delta part."""
-    skipped = previous.get("skipped")
+    skipped = previous.skipped
     if not skipped:
         return None
-    infos = [
-        i
-        for i in (previous.get("overlay") or {}).get("parts", [])
-        if part_number(i["name"]) == part
-    ]
+    infos = [i for i in previous.delta_parts if part_number(i["name"]) == part]
     if not infos:
         return None
-    name = f"{previous['folder']}/{infos[0]['name']}"
+    name = f"{previous.folder}/{infos[0]['name']}"
     meta = pq.read_table(io.BytesIO(_read(name + METADATA_SUFFIX)))
     mask = pc.is_in(meta.column("uri"), value_set=pa.array(list(skipped), type=pa.string()))
     rows = np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))

@@ -34,6 +34,7 @@ from transforms.build_index import REUSED_VECTOR, metadata_row, row_digest
 from transforms.elements import Chunk, ImageItem
 from transforms.embed_outputs import embedded_from
 from transforms.part_layers import read_removed
+from transforms.previous import PreviousVersion
 
 __all__ = ["ReuseVectors", "hash_digest"]
 
@@ -70,20 +71,19 @@ def _ids_digests(folder: str, info: dict, rows: bool) -> tuple[np.ndarray, ...]:
     return t.column("id").to_numpy(), digests, row
 
 
-def _load(previous: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _load(previous: PreviousVersion) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ids, content-hash digests, base row digests: 0 for a row not in a base part or
     without one) of the previous version's live rows, sorted by id; once a process. A
     layered version's rows: its base parts without the removed ids, and its delta parts
     (``indexes.storage.layers``)."""
-    key = previous["folder"]
+    key = previous.folder
     with _LOCK:
         if key not in _LOADED:
-            overlay = previous.get("overlay")
-            got = [_ids_digests(key, info, True) for info in previous["parts"]]
-            removed = read_removed(key, (overlay or {}).get("removed", []))
+            got = [_ids_digests(key, info, True) for info in previous.parts]
+            removed = read_removed(key, previous.removed)
             if removed.size:
                 got = [tuple(a[~np.isin(g[0], removed)] for a in g) for g in got]
-            got += [_ids_digests(key, info, False) for info in (overlay or {}).get("parts", [])]
+            got += [_ids_digests(key, info, False) for info in previous.delta_parts]
             if got:
                 ids = np.concatenate([g[0] for g in got])
                 order = np.argsort(ids, kind="stable")
@@ -94,10 +94,10 @@ def _load(previous: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 class _SplitFn(beam.DoFn):
-    def __init__(self, previous: dict) -> None:
+    def __init__(self, previous: PreviousVersion) -> None:
         self._previous = previous
-        self._layered = bool(previous.get("layered"))
-        self._parts = int(previous.get("shards", 1))
+        self._layered = previous.layered
+        self._parts = previous.shards
         self._reused = progress.counter("inputs_reused")
         self._matched = progress.counter("previous_matched")
 
@@ -135,21 +135,15 @@ class _SplitFn(beam.DoFn):
 
 class ReuseVectors(beam.PTransform):
     """Split ``Chunk``/``ImageItem`` elements into ``Embedded`` ones reused from the
-    previous version (``{"folder", "parts"}``: its folder on any filesystem and its
-    manifest's parts; same encoding) and those still ``to_embed``. Returns
-    ``(reused, to_embed, kept)``: ``kept`` holds, for a layered update (``previous``
-    has ``layered`` and ``shards``), ``{"part", "kept": ids}`` references to the rows the
-    base parts hold exactly as they are, which need no writing."""
+    ``previous`` version (its folder on any filesystem and its manifest's parts; same
+    encoding) and those still ``to_embed``. Returns ``(reused, to_embed, kept)``:
+    ``kept`` holds, for a layered update (``previous.layered``, parts by
+    ``previous.shards``), ``{"part", "kept": ids}`` references to the rows the base parts
+    hold exactly as they are, which need no writing."""
 
-    def __init__(self, previous: dict, *, encoding: str) -> None:
+    def __init__(self, previous: PreviousVersion, *, encoding: str) -> None:
         super().__init__()
-        self._previous = {
-            "folder": previous["folder"].rstrip("/"),
-            "parts": previous["parts"],
-            "overlay": previous.get("overlay"),
-            "layered": previous.get("layered", False),
-            "shards": previous.get("shards", 1),
-        }
+        self._previous = previous
         codec.check_encoding(encoding)
 
     def expand(self, items: beam.PCollection):

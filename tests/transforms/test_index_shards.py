@@ -12,7 +12,7 @@ from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from indexes.reader import open_index
 from indexes.storage import versions
 from pipeline.index_job import IndexJobConfig, run_index_job
-from transforms import build_index as index_shards
+from transforms.build_index import training
 
 
 def _corpus(root, n: int = 400):
@@ -29,8 +29,8 @@ def test_batched_part_reads_build_the_same_ivf_index(tmp_path, monkeypatch):
     corpus = _corpus(tmp_path / "corpus")
     lists = {}
     with running_endpoint(EndpointConfig(dimensions=32)) as ep:
-        for batch_rows in (index_shards._BATCH_ROWS, 7):
-            monkeypatch.setattr(index_shards, "_BATCH_ROWS", batch_rows)
+        for batch_rows in (training.BATCH_ROWS, 7):
+            monkeypatch.setattr(training, "BATCH_ROWS", batch_rows)
             out = tmp_path / f"out-{batch_rows}"
             result = run_index_job(
                 IndexJobConfig(
