@@ -85,11 +85,11 @@ class IndexJobConfig:
             raise ConfigError("lease_seconds", self.lease_seconds, "must be positive")
         # numpy: loaded when a job is configured, not for --help
         from corpusbeam.inference import codec
-        from corpusbeam.inference.derive import wire_encoding_for
+        from corpusbeam.inference.derive import EncodingPlan
         from corpusbeam.inference.token_budget import COUNT_MODES
 
         codec.check_encoding(self.encoding_format)
-        wire_encoding_for(self.encoding_format, self.wire_encoding)
+        EncodingPlan.of(self.encoding_format, self.wire_encoding)  # a pair that works
         if self.token_count not in COUNT_MODES:
             raise ConfigError("token_count", self.token_count, f"must be one of {COUNT_MODES}")
         if self.max_input_tokens is not None and self.max_input_tokens < 1:

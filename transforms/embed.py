@@ -21,7 +21,7 @@ from apache_beam.transforms.util import BatchElements
 
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference.client import ClientSettings
-from corpusbeam.inference.derive import wire_encoding_for
+from corpusbeam.inference.derive import EncodingPlan
 from corpusbeam.inference.token_budget import TokenBudget
 from transforms.embed_worker import EmbedFn, check_picklable
 from transforms.read import FAILURES, Outputs
@@ -38,15 +38,23 @@ class _Embed(beam.PTransform):
         *,
         input_type: str | None = "document",
         batch_size: int | None = None,
-        encoding: str | None = None,
+        encodings: EncodingPlan | None = None,
         budget: TokenBudget | None = None,
     ) -> None:
         super().__init__()
         if input_type is not None:
             settings = replace(settings, input_type=input_type)
         self._settings = check_picklable(settings)
-        self._encoding = encoding or settings.encoding_format
-        wire_encoding_for(self._encoding, settings.encoding_format)
+        self._encodings = encodings or EncodingPlan.of(
+            settings.encoding_format, settings.encoding_format
+        )
+        if self._encodings.wire != settings.encoding_format:
+            raise ConfigError(
+                "encodings",
+                self._encodings,
+                f"asks for {self._encodings.wire} but the settings ask the endpoint for "
+                f"{settings.encoding_format}",
+            )
         self._budget = budget
         per_request = settings.max_images if self._modality == "image" else settings.max_inputs
         self._batch_size = batch_size or settings.max_concurrency * per_request
@@ -60,7 +68,7 @@ class _Embed(beam.PTransform):
             >> BatchElements(min_batch_size=self._batch_size, max_batch_size=self._batch_size)
             | "Embed"
             >> beam.ParDo(
-                EmbedFn(self._settings, self._modality, self._encoding, self._budget)
+                EmbedFn(self._settings, self._modality, self._encodings, self._budget)
             ).with_outputs(FAILURES, main="embedded")
         )
         return Outputs(out.embedded, out.failures)
@@ -73,9 +81,10 @@ class EmbedTexts(_Embed):
     Batches of ``batch_size`` (default one wave: max_concurrency x max_inputs) go to a
     per-process client that keeps many requests in flight. Returns
     ``Outputs(main=Embedded, failures)``; retries and bisection happen before an input
-    is declared failed. ``encoding`` is the index's (default: the settings' wire
-    encoding; see ``corpusbeam.inference.derive``); ``budget`` keeps chunks under the model's input
-    limit, cutting them again before sending or after a refusal. Metrics in namespace
+    is declared failed. ``encodings`` is the index's encoding and the wire's (default:
+    the settings' wire encoding for both; see ``corpusbeam.inference.derive``);
+    ``budget`` keeps chunks under the model's input limit, cutting them again before
+    sending or after a refusal. Metrics in namespace
     ``corpusbeam``: requests, retries, throttled (429s), splits, prompt_tokens,
     length_refusals, chunks_cut_before_sending, chunks_cut_after_refusal,
     inputs_embedded, inputs_failed, batch_latency_ms.

@@ -40,7 +40,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference.client import ClientSettings, ClientStats, EmbeddingsClient, ImageInput
 from corpusbeam.inference.client.timing import timed_transport
-from corpusbeam.inference.derive import derive_vectors
+from corpusbeam.inference.derive import EncodingPlan, derive_vectors
 from corpusbeam.inference.token_budget import TokenBudget, length_refusal
 from transforms import counters as progress
 from transforms.elements import NAMESPACE, Chunk, Embedded
@@ -108,12 +108,12 @@ class EmbedFn(beam.DoFn):
         self,
         settings: ClientSettings,
         modality: str,
-        encoding: str,
+        encodings: EncodingPlan,
         budget: TokenBudget | None = None,
     ) -> None:
         self._settings = check_picklable(settings)
         self._modality = modality
-        self._encoding = encoding  # the index's; settings.encoding_format is the wire's
+        self._encodings = encodings
         self._budget = budget if modality == "text" else None
         self._shared = shared.Shared()
         self._handle: _ClientHandle | None = None
@@ -211,7 +211,7 @@ class EmbedFn(beam.DoFn):
                     budget.observe_refusal(batch[position].text, refusal)
                     refused[id(origins[position])] = origins[position]
         vectors, rescore = derive_vectors(
-            result.vectors, self._encoding, self._settings.encoding_format
+            result.vectors, self._encodings.index, self._encodings.wire
         )
         for position, item in enumerate(batch):
             if id(origins[position]) in refused:
@@ -268,7 +268,7 @@ class EmbedFn(beam.DoFn):
                     cost = budget.cost(piece.text)
                     worst[id(origin)] = max(worst.get(id(origin), 0), cost)
             vectors, rescore = derive_vectors(
-                result.vectors, self._encoding, self._settings.encoding_format
+                result.vectors, self._encodings.index, self._encodings.wire
             )
             pending = []
             for position, (origin, piece) in enumerate(flat):

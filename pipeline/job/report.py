@@ -1,0 +1,127 @@
+"""The run's ``report.json``: what the plan decided and what came of it.
+
+``job_report(plan, outcome)`` reads the ``JobPlan`` (``pipeline.job.plan``) and a
+``JobOutcome``: the workers' counters and learned token budget (read off Beam's metrics
+by ``read_counters`` and ``read_learned_budget``), the failures, the manifest the finish
+wrote and the time each half took.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+import pyarrow as pa
+from apache_beam.metrics import MetricsFilter
+
+from indexes.storage.manifest import Manifest
+from pipeline.job.plan import JobPlan
+from pipeline.outputs import redact_args
+
+__all__ = ["JobOutcome", "job_report", "read_counters", "read_learned_budget"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobOutcome:
+    """What the run did, as the report tells it."""
+
+    counters: Mapping[str, int]  # the workers' counters (namespace ``corpusbeam``)
+    learned: Mapping[str, float]  # the token limit and ratio the workers ended with
+    failures: pa.Table  # every input that failed (``failures.parquet``)
+    manifest: Manifest  # the new version's
+    update: Mapping  # how the finish updated or built the index
+    pipeline_seconds: float
+    total_seconds: float
+
+
+def read_counters(result) -> dict[str, int]:
+    """The pipeline's counters in namespace ``corpusbeam``, summed over steps."""
+    out: dict[str, int] = {}
+    for c in result.metrics().query(MetricsFilter().with_namespace("corpusbeam"))["counters"]:
+        value = c.committed if c.committed is not None else c.attempted
+        out[c.key.metric.name] = out.get(c.key.metric.name, 0) + int(value or 0)
+    return out
+
+
+def read_learned_budget(result) -> dict:
+    """The token limit and ratio the workers ended with (``EmbedTexts`` reports them)."""
+    out: dict = {}
+    for d in result.metrics().query(MetricsFilter().with_namespace("corpusbeam"))["distributions"]:
+        value = d.committed if d.committed is not None else d.attempted
+        if not value or not value.count:
+            continue
+        if d.key.metric.name == "token_limit":
+            out["limit"] = min(out.get("limit", value.min), value.min)
+        elif d.key.metric.name == "token_ratio_milli":
+            out["ratio"] = max(out.get("ratio", 0.0), value.max / 1000)
+    return out
+
+
+def job_report(plan: JobPlan, outcome: JobOutcome) -> dict:
+    """The report's sections, in the order ``report.json`` has always had them."""
+    counters, manifest = outcome.counters, outcome.manifest
+    return {
+        "version": plan.version,
+        "previous_version": plan.live_version,
+        "reused_from": plan.live_version if plan.previous else None,
+        "job": _job(plan),
+        "model": plan.model.info.to_dict(),
+        "counts": _counts(counters, outcome.failures, manifest),
+        "requests": {
+            "requests": counters.get("requests", 0),
+            "retries": counters.get("retries", 0),
+            "throttled_429": counters.get("throttled", 0),
+            "splits": counters.get("splits", 0),
+            "prompt_tokens": counters.get("prompt_tokens", 0),
+            "prompt_patches": counters.get("prompt_patches", 0),
+        },
+        "too_long": {
+            **plan.model.budget.snapshot(),
+            **outcome.learned,
+            "length_refusals": counters.get("length_refusals", 0),
+            "cut_before_sending": counters.get("chunks_cut_before_sending", 0),
+            "cut_after_refusal": counters.get("chunks_cut_after_refusal", 0),
+        },
+        "seconds": {
+            "pipeline": round(outcome.pipeline_seconds, 3),
+            "merge_and_publish": round(outcome.total_seconds - outcome.pipeline_seconds, 3),
+            "total": round(outcome.total_seconds, 3),
+        },
+        "index": {
+            "factory": manifest.index_factory,
+            "count": manifest.count,
+            "dimensions": manifest.dimensions,
+            "encoding": manifest.encoding,
+            "wire_encoding": plan.encodings.wire,
+            "rescored": manifest.rescore is not None,
+            "note": manifest.note,
+            "recall": manifest.recall,
+        },
+        "update": dict(outcome.update),
+    }
+
+
+def _job(plan: JobPlan) -> dict:
+    """The options the run resolved to, its Beam options' credentials redacted."""
+    job = asdict(plan.config)
+    job["inputs"] = list(plan.config.inputs)
+    job["pipeline_args"] = redact_args(plan.config.pipeline_args)
+    return job
+
+
+def _counts(counters: Mapping[str, int], failures: pa.Table, manifest: Manifest) -> dict:
+    by_stage: dict[str, int] = {}
+    for stage in failures.column("stage").to_pylist():
+        by_stage[stage] = by_stage.get(stage, 0) + 1
+    return {
+        "documents_read": counters.get("documents_read", 0),
+        "images_read": counters.get("images_read", 0),
+        "chunks": counters.get("chunks", 0),
+        "embedded": counters.get("inputs_embedded", 0),
+        "reused": counters.get("inputs_reused", 0) + counters.get("rows_kept_unread", 0),
+        "files_skipped": counters.get("files_skipped", 0),
+        "deleted": counters.get("chunks_deleted", 0),
+        "failed": failures.num_rows,
+        "failed_by_stage": by_stage,
+        "indexed": manifest.count,
+    }
