@@ -12,6 +12,9 @@ from transforms.chunk import ChunkDocuments
 from transforms.elements import Chunk, Document, Embedded, Failure, ImageItem
 from transforms.embed import EmbedImages, EmbedTexts
 from transforms.read import FAILURES, Outputs, ReadDocuments, ReadImages
+from transforms.s3_clients import share_s3_clients
+
+share_s3_clients()  # Beam's S3 filesystem: one boto3 client a process, not one a file
 
 __all__ = [
     "FAILURES",

@@ -49,7 +49,7 @@ from tests.support.cli import start_cli
 from tests.support.paths import REPO
 
 DATA_SUFFIXES = (".parquet", ".faiss", ".lists", ".npy", ".ivfdata", ".jsonl")
-SHARDS = 2  # several shards; few, as Beam's S3 filesystem makes a boto3 client a file (~0.4 s)
+SHARDS = 2  # several shards
 
 
 @pytest.fixture(scope="module")
