@@ -27,7 +27,6 @@ EXEMPT = {
 }
 
 
-
 def _python_files() -> list[Path]:
     files: list[Path] = []
     for package in PACKAGES:

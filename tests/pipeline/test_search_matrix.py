@@ -8,10 +8,10 @@ case forces a factory the way a user would. The job then runs again over the cor
 a few records changed and added, which updates the version in place (a delta segment and
 tombstones).
 
-Each version is searched through every reader, each in a child process so that a native
-crash fails the test that names the family, instead of killing pytest: ``corpusbeam
-search``, ``Searcher`` with its defaults, ``corpusbeam evaluate --qrels`` (through
-``Searcher`` too) and ``corpusbeam serve``, which serves the output from before the update
+Each version is searched through every reader, in child processes so that a native crash
+fails the test that names the family, instead of killing pytest: ``corpusbeam search``;
+``Searcher`` with its defaults, then ``corpusbeam evaluate --qrels`` (through ``Searcher``
+too) in one child; and ``corpusbeam serve``, which serves the output from before the update
 and must swap to the updated version while it runs. One family runs on the S3 stand-in
 (moto's server on loopback), through the readers' cache of an object-store version.
 """
@@ -96,11 +96,16 @@ def index(corpus: Path, out: str, family: Family, *extra: str) -> Manifest:
 
 # ---------------------------------------------------------------- readers, in children
 
-SEARCHER = """
+# ``Searcher`` with its defaults, then ``corpusbeam evaluate --qrels`` through the command
+# line's own ``main`` (``Searcher`` again, as evaluate opens it): one child for both, as
+# each starting Python and loading FAISS is what a reader's check costs.
+SEARCHER_THEN_EVALUATE = """
 import json, sys
+from corpusbeam.cli.main import main
 from corpusbeam.retrieval.searcher import Searcher
 with Searcher(sys.argv[1]) as s:
-    print(json.dumps([h.document_id for h in s.search(sys.argv[2], k=5)]))
+    print(json.dumps([h.document_id for h in s.search(sys.argv[2], k=5)]), flush=True)
+sys.exit(main(["evaluate", sys.argv[1], *sys.argv[3:]]))
 """
 
 
@@ -175,8 +180,9 @@ def every_reader_finds(target: str, url: str, doc: int, text: str, what: str, tm
     judged = ["--queries", str(queries), "--qrels", str(qrels), "-k", "5", "--json"]
     procs = {
         "corpusbeam search": child(cli_command("search", target, text, "-k", "5", "--json")),
-        "Searcher": child([sys.executable, "-c", SEARCHER, target, text]),
-        "corpusbeam evaluate --qrels": child(cli_command("evaluate", target, *judged)),
+        "Searcher, then corpusbeam evaluate --qrels": child(
+            [sys.executable, "-c", SEARCHER_THEN_EVALUATE, target, text, *judged]
+        ),
     }
     hits: dict[str, list[str]] = {}
     problems: list[str] = []
@@ -190,11 +196,12 @@ def every_reader_finds(target: str, url: str, doc: int, text: str, what: str, tm
             problems.append(f"{name}: {how_it_ended(code)}: {err.strip()[-1500:]}")
         elif name == "corpusbeam search":
             hits[name] = [h["document_id"] for h in json.loads(out)["hits"]]
-        elif name == "Searcher":
-            hits[name] = json.loads(out)
         else:
-            found = json.loads(out)["modes"]["hybrid"]["recall@10"] == 1.0
-            hits[name] = [f"d{doc}"] if found else ["(recall@10 of the judged document: 0)"]
+            searched, evaluated = out.split("\n", 1)
+            hits["Searcher"] = json.loads(searched)
+            found = json.loads(evaluated)["modes"]["hybrid"]["recall@10"] == 1.0
+            judged_hits = [f"d{doc}"] if found else ["(recall@10 of the judged document: 0)"]
+            hits["corpusbeam evaluate --qrels"] = judged_hits
     problems += [f"{n}: d{doc} not in its hits {h}" for n, h in hits.items() if f"d{doc}" not in h]
     assert not problems, f"{what}:\n" + "\n".join(problems)
 
