@@ -21,6 +21,17 @@ from tests.support.endpoints import BLOCKED, KEY, SMALL_LIMITS
 pytest_plugins = ["tests.support.folders", "tests.support.stores"]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long tests first (the pipeline's, and those marked ``slow``), in their order,
+    then the rest: with ``pytest -n 3`` the many short tests fill in around the long ones
+    instead of leaving a few long ones to run last."""
+    items.sort(key=lambda item: not _long(item))
+
+
+def _long(item: pytest.Item) -> bool:
+    return item.get_closest_marker("slow") is not None or "tests/pipeline/" in item.nodeid
+
+
 @pytest.fixture(scope="session")
 def endpoint() -> Iterator[RunningEndpoint]:
     config = EndpointConfig(api_key=KEY, blocked_words=(BLOCKED,), **SMALL_LIMITS)
