@@ -61,9 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--elements", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="20,000 elements, 2 rounds")
+    parser.add_argument("--quick", action="store_true", help="5,000 elements, 2 rounds")
     args = parser.parse_args(argv)
-    n, rounds = (20_000, 2) if args.quick else (args.elements, args.rounds)
+    n, rounds = (5_000, 2) if args.quick else (args.elements, args.rounds)
     _seconds(2_000, "beam")  # warm up: the first pipeline of a process pays for imports
     base = n / _best(n, "beam", rounds, listening=False)
     emit("progress_overhead", "beam_counter", round(base, 1), "elements/s", elements=n)

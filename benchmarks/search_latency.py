@@ -216,10 +216,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--cache", help="keep the built folders here")
     ap.add_argument("--added-only", action="store_true", help="only the added-latency part")
-    ap.add_argument("--quick", action="store_true", help="20,000 vectors, few queries")
+    ap.add_argument("--quick", action="store_true", help="5,000 vectors, few queries")
     args = ap.parse_args(argv)
     if args.quick:
-        args.n = 20_000
+        args.n = 5_000
     args.nq = args.nq or (40 if args.quick else 1000)
     faiss.omp_set_num_threads(1)  # as the service: concurrency comes from the requests
     tmp = None
