@@ -166,7 +166,7 @@ def test_swap_to_each_updated_version_under_load(tmp_path):
                 body = r.json()
                 hits = {h["document_id"] for h in body["hits"]}
                 mine.append((body["indexes"][0]["version"], hits))
-                time.sleep(0.02)  # 4 clients at up to 50 requests a second each
+                time.sleep(0.05)  # 4 clients at up to 20 requests a second each
 
     deleted_by: dict[str, set[str]] = {}
     with running_endpoint(EndpointConfig(dimensions=64)) as ep:
