@@ -27,6 +27,7 @@ from corpusbeam.retrieval.embedder import EmbedderPool
 from corpusbeam.retrieval.service.run import open_live_indexes, running_service
 from indexes.storage import versions
 from indexes.storage.manifest import Manifest
+from tests.support.manifests import small_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 VAR = "CORPUSBEAM_TEST_ENDPOINT_KEY"
@@ -131,15 +132,7 @@ def test_an_explicit_key_variable_wins_over_the_manifests(built, monkeypatch):
 
 def test_folders_without_a_key_variable_keep_their_manifest_and_digest():
     """Both fields are written only when set: older manifests read and digest the same."""
-    base = Manifest(
-        model="m",
-        dimensions=4,
-        encoding="float",
-        index_factory="Flat",
-        count=0,
-        metric="inner_product",
-        created="2026-01-01T00:00:00Z",
-    )
+    base = small_manifest(dimensions=4, created="2026-01-01T00:00:00Z")
     data = json.loads(base.to_json())
     assert "api_key_env" not in data and "deployment" not in data
     body = json.dumps(
@@ -153,12 +146,4 @@ def test_folders_without_a_key_variable_keep_their_manifest_and_digest():
 
 def test_a_manifest_refuses_a_key_variable_that_is_not_a_name():
     with pytest.raises(ConfigError, match="api_key_env"):
-        Manifest(
-            model="m",
-            dimensions=4,
-            encoding="float",
-            index_factory="Flat",
-            count=0,
-            metric="inner_product",
-            api_key_env="sk-live key/with spaces",
-        )
+        small_manifest(dimensions=4, api_key_env="sk-live key/with spaces")

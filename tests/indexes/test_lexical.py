@@ -19,6 +19,7 @@ from indexes.lexical.analyzer import tokenize
 from indexes.lexical.index import build_lexical, encode_segment, lexical_info, open_lexical
 from indexes.storage.manifest import Manifest
 from tests.support.indexes import build
+from tests.support.manifests import small_manifest
 
 TEXTS = [
     "the cat sat on the mat",
@@ -260,8 +261,7 @@ def test_the_manifest_entry_round_trips(tmp_path, corpus):
                          "segments", "removed"}  # fmt: skip
     assert set(info["segments"][0]) == {"name", "dir", "count", "length", "terms", "postings"}
     assert info["segments"][1]["dir"] == "lexical/delta-00000"
-    m = Manifest(model="m", dimensions=4, encoding="float", index_factory="Flat", count=2000,
-                 metric="inner_product", lexical=info)  # fmt: skip
+    m = small_manifest(dimensions=4, count=2000, lexical=info)
     back = Manifest.from_json(m.to_json()).lexical
     assert back == info
     a = open_lexical(tmp_path, info).search(queries, 10)

@@ -7,6 +7,7 @@ import pytest
 from corpusbeam.errors import ConfigError, IndexFolderError
 from indexes.storage.manifest import Manifest, sanitize_endpoint
 from tests.support.indexes import ENDPOINT
+from tests.support.manifests import small_manifest
 
 
 def test_unknown_format_version(float_folder, tmp_path):
@@ -20,12 +21,4 @@ def test_sanitize_endpoint():
     assert sanitize_endpoint(ENDPOINT) == "https://models.example.com/embeddings"
     assert sanitize_endpoint("http://127.0.0.1:8088/") == "http://127.0.0.1:8088/"
     with pytest.raises(ConfigError, match="endpoint"):
-        Manifest(
-            model="m",
-            dimensions=8,
-            encoding="float",
-            index_factory="Flat",
-            count=1,
-            metric="inner_product",
-            endpoint=ENDPOINT,
-        )
+        small_manifest(count=1, endpoint=ENDPOINT)

@@ -8,7 +8,7 @@ import pickle
 import pytest
 from apache_beam.internal import pickler
 
-from indexes.storage.manifest import Manifest
+from tests.support.manifests import small_manifest
 from transforms.build_index.parts import WritePartFn
 from transforms.previous import PreviousVersion
 from transforms.reuse import _SplitFn
@@ -68,24 +68,18 @@ def test_the_dofns_holding_it_pickle():
 
 
 def test_from_a_manifest():
-    manifest = Manifest(
-        model="m",
-        dimensions=8,
-        encoding="float",
-        index_factory="Flat",
+    built = small_manifest(
         count=4,
-        metric="inner_product",
         parts=BASE,
         overlay={"parts": DELTA, "removed": REMOVED, "base": "v0"},
         rescore={"file": ".rescore.npy", "dtype": "int8", "factor": 4},
     )
-    p = PreviousVersion.from_manifest("/out/versions/v1", manifest, layered=True)
+    p = PreviousVersion.from_manifest("/out/versions/v1", built, layered=True)
     assert p == dataclasses.replace(_previous(), width=8)  # 8 float values a row
 
 
 def test_from_a_manifest_without_layers_or_rescoring():
-    manifest = Manifest(
-        model="m",
+    built = small_manifest(
         dimensions=64,
         encoding="binary",
         index_factory="BFlat",
@@ -93,6 +87,6 @@ def test_from_a_manifest_without_layers_or_rescoring():
         metric="hamming",
         parts=BASE,
     )
-    p = PreviousVersion.from_manifest("gs://b/index/versions/v1", manifest)
+    p = PreviousVersion.from_manifest("gs://b/index/versions/v1", built)
     assert (p.delta_parts, p.removed, p.rescore_dtype, p.layered) == ((), (), None, False)
     assert p.width == 8 and p.count == 3  # 64 bits: 8 bytes a row
