@@ -50,7 +50,7 @@ from pipeline.graph import FAILURE_SCHEMA, build_graph, read_part_list
 from pipeline.job import IndexJobResult
 from pipeline.job.finish import finish_index
 from pipeline.job.plan import JobPlan, planned
-from pipeline.job.report import JobOutcome, job_report, read_counters, read_learned_budget
+from pipeline.job.report import JobOutcome, job_report, read_metrics
 from pipeline.job.tracking import MATCHERS, ProgressTracker, Snapshot, tracking
 from pipeline.outputs import RunOutput, open_output
 from pipeline.training import train_later
@@ -125,7 +125,7 @@ def _run_pipeline(
         result.wait_until_finish()
     except Exception as exc:
         raise JobError(f"the pipeline failed: {_reason(exc)}") from exc
-    counters = read_counters(result)
+    counters, learned = read_metrics(result)
     if plan.previous:  # the live version's rows neither matched nor kept unread are gone
         counters["chunks_deleted"] = (
             plan.previous.count
@@ -133,7 +133,7 @@ def _run_pipeline(
             - counters.get("rows_kept_unread", 0)
         )
     tracker.pipeline_done(counters)
-    return counters, read_learned_budget(result)
+    return counters, learned
 
 
 def _failures(plan: JobPlan, run: RunOutput) -> pa.Table:

@@ -54,7 +54,7 @@ class JobPlan:
     @property
     def factory(self) -> str | None:
         """``--index``; None when ``auto`` chooses by the corpus' size."""
-        return None if self.config.index == "auto" else self.config.index
+        return forced_factory(self.config)
 
     @property
     def reached_with(self) -> dict[str, str | None]:
@@ -64,6 +64,11 @@ class JobPlan:
         if self.config.endpoint is None:
             return {"api_key_env": None, "deployment": None}
         return {"api_key_env": self.config.api_key_env, "deployment": self.config.deployment}
+
+
+def forced_factory(cfg: IndexJobConfig) -> str | None:
+    """The factory ``--index`` names; None for ``auto``, which chooses by size."""
+    return None if cfg.index == "auto" else cfg.index
 
 
 @contextlib.contextmanager
@@ -182,6 +187,6 @@ def _train_up_front(cfg: IndexJobConfig, run: RunOutput, previous: PreviousVersi
     return trains_up_front(
         reusable=previous is not None,
         rebuild=cfg.rebuild,
-        factory=None if cfg.index == "auto" else cfg.index,
+        factory=forced_factory(cfg),
         live_factory=None if live is None else live.index_factory,
     )

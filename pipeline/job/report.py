@@ -2,8 +2,8 @@
 
 ``job_report(plan, outcome)`` reads the ``JobPlan`` (``pipeline.job.plan``) and a
 ``JobOutcome``: the workers' counters and learned token budget (read off Beam's metrics
-by ``read_counters`` and ``read_learned_budget``), the failures, the manifest the finish
-wrote and the time each half took.
+by ``read_metrics``), the failures, the manifest the finish wrote and the time each half
+took.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from indexes.storage.manifest import Manifest
 from pipeline.job.plan import JobPlan
 from pipeline.outputs import redact_args
 
-__all__ = ["JobOutcome", "job_report", "read_counters", "read_learned_budget"]
+__all__ = ["JobOutcome", "job_report", "read_metrics"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,27 +34,24 @@ class JobOutcome:
     total_seconds: float
 
 
-def read_counters(result) -> dict[str, int]:
-    """The pipeline's counters in namespace ``corpusbeam``, summed over steps."""
-    out: dict[str, int] = {}
-    for c in result.metrics().query(MetricsFilter().with_namespace("corpusbeam"))["counters"]:
+def read_metrics(result) -> tuple[dict[str, int], dict]:
+    """The pipeline's counters in namespace ``corpusbeam``, summed over steps, and the
+    token limit and ratio the workers ended with (``EmbedTexts`` reports them)."""
+    found = result.metrics().query(MetricsFilter().with_namespace("corpusbeam"))
+    counters: dict[str, int] = {}
+    for c in found["counters"]:
         value = c.committed if c.committed is not None else c.attempted
-        out[c.key.metric.name] = out.get(c.key.metric.name, 0) + int(value or 0)
-    return out
-
-
-def read_learned_budget(result) -> dict:
-    """The token limit and ratio the workers ended with (``EmbedTexts`` reports them)."""
-    out: dict = {}
-    for d in result.metrics().query(MetricsFilter().with_namespace("corpusbeam"))["distributions"]:
+        counters[c.key.metric.name] = counters.get(c.key.metric.name, 0) + int(value or 0)
+    learned: dict = {}
+    for d in found["distributions"]:
         value = d.committed if d.committed is not None else d.attempted
         if not value or not value.count:
             continue
         if d.key.metric.name == "token_limit":
-            out["limit"] = min(out.get("limit", value.min), value.min)
+            learned["limit"] = min(learned.get("limit", value.min), value.min)
         elif d.key.metric.name == "token_ratio_milli":
-            out["ratio"] = max(out.get("ratio", 0.0), value.max / 1000)
-    return out
+            learned["ratio"] = max(learned.get("ratio", 0.0), value.max / 1000)
+    return counters, learned
 
 
 def job_report(plan: JobPlan, outcome: JobOutcome) -> dict:
