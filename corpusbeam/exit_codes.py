@@ -17,6 +17,8 @@ class ExitCode(IntEnum):
     FAILED = 1
     ERROR = 2
     FAILED_INPUTS = 3
+    BUDGET_REACHED = 4
+    GATE_REJECTED = 5
     INTERRUPTED = 130
 
 
@@ -32,6 +34,12 @@ MEANING: dict[ExitCode, str] = {
     ExitCode.FAILED_INPUTS: "`index` and `retry-failures`: finished and published, with "
     "failed inputs listed in the version's `failures.parquet`; "
     "`corpusbeam retry-failures DIR` embeds only those and the changed inputs",
+    ExitCode.BUDGET_REACHED: "`index`: stopped embedding before it would pass "
+    "`--max-embed-tokens`; nothing was published and the live version still serves; what "
+    "the run embedded is kept, and the next run goes on from it",
+    ExitCode.GATE_REJECTED: "`index`: the new version was built but failed its quality gate "
+    "(`--gate-queries`/`--gate-qrels`, `--min-recall`); `CURRENT` did not move, and the "
+    "version is kept and marked rejected (`corpusbeam versions`)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C); a job stopped before it publishes leaves "
     "the live version serving",
 }
