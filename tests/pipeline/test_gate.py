@@ -1,0 +1,240 @@
+"""Issue 24: the quality gate, ``versions`` and ``rollback``, on one output's history.
+
+One module fixture runs the index job three times on a tiny labelled corpus (the hash
+model), gated on its queries: v1 through the reference endpoint (published, its figures
+recorded), v2 through an endpoint that answers with the wrong model's vectors under the
+same name and dimensions (``tests.support.wrong_model``, a fault injection: rejected), v3
+through the reference endpoint again with 4 documents added (published). A ``serve`` started
+after v1 answers throughout; the tests read that history.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+from corpusbeam.errors import ConfigError
+from corpusbeam.exit_codes import ExitCode
+from corpusbeam.inference.server import EndpointConfig, running_endpoint
+from corpusbeam.retrieval.service.config import ServiceConfig
+from corpusbeam.retrieval.service.run import running_service
+from indexes.storage import remote_versions as remote
+from indexes.storage import versions
+from indexes.storage.objectstore import open_store
+from indexes.storage.rollback import rollback
+from indexes.storage.version_list import GATE_FILE, list_versions
+from pipeline.index_job import run_index_job
+from tests.support.cli import run_cli
+from tests.support.jobs import job
+from tests.support.wrong_model import wrong_model_endpoint
+
+ANIMALS = ["otter", "heron", "badger", "falcon", "walrus", "lynx", "bison", "gecko"]
+PLACES = ["harbor", "canyon", "meadow", "glacier", "delta", "tundra", "reef", "marsh"]
+N = 32
+
+
+def _text(i: int) -> str:
+    a, p = ANIMALS[i % 8], PLACES[(i // 8) % 8]
+    return f"The {a} of the {p} keeps token{i} and mark{i * 7}."
+
+
+def _corpus(folder, n: int = N) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"id": f"d{i}", "text": _text(i)}) for i in range(n)]
+    (folder / "docs.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def _labels(folder):
+    queries = [json.dumps({"_id": f"q{i}", "text": f"{ANIMALS[i % 8]} token{i}"}) for i in range(N)]
+    (folder / "queries.jsonl").write_text("\n".join(queries) + "\n")
+    qrels = ["query-id\tcorpus-id\tscore"] + [f"q{i}\td{i}\t1" for i in range(N)]
+    (folder / "qrels.tsv").write_text("\n".join(qrels) + "\n")
+    return str(folder / "queries.jsonl"), str(folder / "qrels.tsv")
+
+
+class Clients:
+    """4 clients searching the service until stopped; every failure and version seen."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.failures, self.seen = url, [], [[] for _ in range(4)]
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._fire, args=(s,)) for s in self.seen]
+
+    def _fire(self, mine: list[str]) -> None:
+        with httpx.Client(base_url=self.url, timeout=30) as c:
+            while not self.stop.is_set():
+                try:
+                    r = c.post("/search", json={"query": "otter token0", "k": 3})
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                    continue
+                if r.status_code != 200:
+                    self.failures.append(f"{r.status_code} {r.text}")
+                else:
+                    mine.append(r.json()["indexes"][0]["version"])
+                time.sleep(0.02)
+
+    def __enter__(self) -> Clients:
+        for t in self.threads:
+            t.start()
+        _wait(lambda: all(len(s) >= 2 for s in self.seen))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=30)
+
+    def settle_on(self, version: str) -> None:
+        _wait(lambda: all(s and s[-1] == version for s in self.seen))
+        n = [len(s) for s in self.seen]
+        _wait(lambda: all(len(s) >= k + 2 for s, k in zip(self.seen, n, strict=True)))
+        assert all(set(s[k:]) == {version} for s, k in zip(self.seen, n, strict=True))
+
+
+def _wait(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gate")
+    corpus, out = root / "corpus", root / "out"
+    _corpus(corpus)
+    q, r = _labels(root)
+    gate = {"gate_queries": q, "gate_qrels": r, "gate_max_drop": 0.05, "min_recall": 0.5}
+    with running_endpoint(EndpointConfig()) as good:
+        first = run_index_job(job(corpus, out, endpoint=good.url, **gate))
+        # The service embeds queries through the reference endpoint whichever version it
+        # serves (the rejected one's manifest names the faulty endpoint, gone by then).
+        service = {"config": ServiceConfig(poll_interval=0.05), "endpoint": good.url}
+        with running_service([out], **service) as svc:
+            live = svc.indexes[0]
+            with wrong_model_endpoint() as wrong:
+                second = run_index_job(job(corpus, out, endpoint=wrong, **gate))
+            time.sleep(0.3)  # several polls of CURRENT
+            served = (live.version, live.swaps)
+            _corpus(corpus, n=N + 4)
+            third = run_index_job(job(corpus, out, endpoint=good.url, keep=2, **gate))
+            yield {
+                "out": out,
+                "runs": (first, second, third),
+                "served_after_rejection": served,
+                "service": svc,
+                "service_settings": service,
+            }
+
+
+def test_a_wrong_model_is_rejected_and_never_served(history):
+    first, second, third = history["runs"]
+    out = history["out"]
+    assert first.exit_code == ExitCode.OK and third.exit_code == ExitCode.OK
+    assert second.exit_code == ExitCode.GATE_REJECTED == 5
+    assert second.report["counts"]["embedded"] == N  # nothing reused: another endpoint
+    gate = second.report["gate"]
+    assert gate["status"] == "rejected" and gate["live_version"] == first.version
+    assert gate["live"]["ndcg@10"] >= 0.9  # v1's own figures, recorded when published
+    assert gate["new"]["ndcg@10"] < gate["live"]["ndcg@10"] - 0.05
+    assert "recorded" in gate["against"] and "nDCG@10" in gate["reasons"][0]
+    marker = json.loads((out / "versions" / second.version / GATE_FILE).read_text())
+    assert marker["status"] == "rejected" and marker["new"] == gate["new"]
+    assert first.report["gate"]["status"] == "passed"
+    assert first.report["gate"]["against"].startswith("no live version")
+    assert history["served_after_rejection"] == (first.version, 0)  # serve never saw v2
+    assert third.report["gate"]["status"] == "passed"
+    assert third.report["gate"]["live_version"] == first.version  # CURRENT stayed on v1
+
+
+def test_versions_lists_states_figures_and_shared_bytes(history):
+    first, second, third = history["runs"]
+    r = run_cli("versions", str(history["out"]), "--json")
+    assert r.returncode == 0, r.stderr
+    listed = {v["name"]: v for v in json.loads(r.stdout)}
+    assert [listed[v.version]["state"] for v in (first, second, third)] == [
+        "complete",
+        "rejected",
+        "live",
+    ]
+    v3 = listed[third.version]
+    assert v3["chunks"] == N + 4 and listed[first.version]["documents"] == N and v3["index"]
+    assert v3["gate"]["new"]["ndcg@10"] >= 0.9 and v3["gate"]["new"]["recall@10_vs_exact"] == 1.0
+    assert v3["bytes_own"] > 0 and listed[first.version]["bytes_own"] > 0
+    text = run_cli("versions", str(history["out"])).stdout
+    assert "rejected" in text and "live" in text and "gate passed" in text
+
+
+def test_keep_never_prunes_the_live_version_or_the_rollback_target(history):
+    # v3 ran with --keep 2: the newest two are v2 (rejected) and v3; v1 is v3's rollback
+    # target (v2 was rejected), so it stays too.
+    names = [v.name for v in list_versions(history["out"])]
+    assert names == [r.version for r in history["runs"]]
+
+
+def test_rollback_refusals(history):
+    _first, second, third = history["runs"]
+    out = history["out"]
+    with pytest.raises(ConfigError, match="rejected"):
+        rollback(out, second.version)
+    with pytest.raises(ConfigError, match="no such version"):
+        rollback(out, "v1-unknown")
+    with pytest.raises(ConfigError, match="already the live"):
+        rollback(out, third.version)
+    (out / "versions" / "vzz-killed.partial").mkdir()
+    with pytest.raises(ConfigError, match="partial"):
+        rollback(out, "vzz-killed", force=True)
+    (out / "versions" / "vzz-killed.partial").rmdir()
+    with versions.acquire_lock(out), pytest.raises(ConfigError, match=r"holds \.lock"):
+        rollback(out)  # a run writes the output (flock: refused on another open file too)
+    assert versions.read_current(out) == third.version
+
+
+def test_rollback_under_load_local_then_forced(history):
+    first, second, third = history["runs"]
+    out, svc = history["out"], history["service"]
+    with Clients(svc.url) as clients:
+        clients.settle_on(third.version)
+        r = run_cli("rollback", str(out))  # the previous complete one: v1, not rejected v2
+        assert r.returncode == 0, r.stderr
+        assert f"-> {first.version}" in r.stdout
+        clients.settle_on(first.version)
+        r = run_cli("rollback", str(out), second.version, "--force")
+        assert r.returncode == 0, r.stderr
+        clients.settle_on(second.version)
+        rollback(out, third.version)
+        clients.settle_on(third.version)
+    assert clients.failures == []
+
+
+def _upload(store, folder, name) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    extra = [f for f in ("failures.parquet", "report.json", GATE_FILE) if (folder / f).is_file()]
+    remote.upload_folder(store, folder, f"versions/{name}", [*manifest["files"], *extra])
+    remote.upload_folder(store, folder, f"versions/{name}", ["manifest.json"])
+
+
+def test_rollback_on_s3_under_load_and_a_held_lease(history, s3):
+    first, _second, third = history["runs"]
+    url = s3.url("rollback")
+    store = open_store(url)
+    for run in (first, third):  # the job's own versions, in the object store's layout
+        _upload(store, history["out"] / "versions" / run.version, run.version)
+    remote.switch_current(store, third.version, None)
+    with running_service([url], **history["service_settings"]) as svc:
+        with Clients(svc.url) as clients:
+            clients.settle_on(third.version)
+            with remote.hold_lease(store, seconds=30):  # a live run's lease
+                with pytest.raises(ConfigError, match="lease expires"):
+                    rollback(url)
+            r = run_cli("rollback", url)
+            assert r.returncode == 0, r.stderr
+            clients.settle_on(first.version)
+        assert clients.failures == []
+    assert remote.read_current(store)[0] == first.version
+    assert store.get(remote.LEASE)[0] is None  # the rollback's own lease was released
