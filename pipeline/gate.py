@@ -74,7 +74,8 @@ class GateVerdict:
     against: str  # where the live figures come from
     max_drop: float
     min_recall: float | None
-    queries: dict | None  # {"file", "qrels", "digest", "judged"}
+    queries: dict | None  # {"file", "qrels", "digest"}
+    seconds: float = 0.0  # the gate's own time: the measurements (not the query embedding)
 
     @property
     def rejected(self) -> bool:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from indexes.storage import remote_versions as remote
@@ -99,8 +101,10 @@ def judge(plan, run, queries: GateQueries | None, manifest: Manifest) -> GateVer
     cfg = plan.config
     if not gate_wanted(cfg):
         return None
+    started = time.monotonic()
     store = _store(run, cfg.pipeline_args)
     with _new_folder(run, store, manifest) as folder:
         new = measure_folder(folder, queries, cfg.dimensions)
     live = _live_figures(plan, run, store, queries)
-    return decide(cfg, run.name, new, live, queries.digest if queries else None)
+    verdict = decide(cfg, run.name, new, live, queries.digest if queries else None)
+    return replace(verdict, seconds=round(time.monotonic() - started, 3))

@@ -26,7 +26,13 @@ from indexes.storage import remote_versions as remote
 from indexes.storage import versions
 from indexes.storage.objectstore import open_store
 from indexes.storage.rollback import rollback
-from indexes.storage.version_list import GATE_FILE, list_versions
+from indexes.storage.version_list import (
+    GATE_FILE,
+    VersionInfo,
+    _doomed,
+    list_versions,
+    rollback_target,
+)
 from pipeline.index_job import run_index_job
 from tests.support.cli import run_cli
 from tests.support.jobs import job
@@ -177,6 +183,19 @@ def test_keep_never_prunes_the_live_version_or_the_rollback_target(history):
     assert names == [r.version for r in history["runs"]]
 
 
+def test_pruning_keeps_the_live_version_and_its_target_whatever_keep_says():
+    def v(name, state):
+        return VersionInfo(name=name, state=state)
+
+    infos = [v("a", "complete"), v("b", "complete"), v("c", "rejected"), v("d", "rejected")]
+    infos += [v("e", "live"), v("f", "rejected"), v("g", "partial")]
+    assert rollback_target(infos, "e") == "b"  # rejected ones skipped
+    assert _doomed(infos, keep=1) == ["a", "c", "d"]  # rejected count; e and b stay
+    assert _doomed(infos, keep=3) == ["a", "c"] and _doomed(infos, keep=4) == ["a"]
+    with pytest.raises(ConfigError, match="keep"):
+        job("in", "out", keep=0)  # IndexJobConfig checks it (pipeline.gate.check_gate_config)
+
+
 def test_rollback_refusals(history):
     _first, second, third = history["runs"]
     out = history["out"]
@@ -220,10 +239,12 @@ def _upload(store, folder, name) -> None:
 
 
 def test_rollback_on_s3_under_load_and_a_held_lease(history, s3):
+    """The job's versions in the object store's layout (uploaded: v1, then v3 live),
+    rolled back while 4 clients query a service of the URL."""
     first, _second, third = history["runs"]
     url = s3.url("rollback")
     store = open_store(url)
-    for run in (first, third):  # the job's own versions, in the object store's layout
+    for run in (first, third):
         _upload(store, history["out"] / "versions" / run.version, run.version)
     remote.switch_current(store, third.version, None)
     with running_service([url], **history["service_settings"]) as svc:
