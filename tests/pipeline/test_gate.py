@@ -13,17 +13,21 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import dataclass
 
 import httpx
 import pytest
 
 from corpusbeam.errors import ConfigError
 from corpusbeam.exit_codes import ExitCode
+from corpusbeam.inference.client import ClientSettings
+from corpusbeam.inference.derive import EncodingPlan
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from corpusbeam.retrieval.service.config import ServiceConfig
 from corpusbeam.retrieval.service.run import running_service
 from indexes.storage import remote_versions as remote
 from indexes.storage import versions
+from indexes.storage.manifest import Manifest
 from indexes.storage.objectstore import open_store
 from indexes.storage.rollback import rollback
 from indexes.storage.version_list import (
@@ -33,7 +37,9 @@ from indexes.storage.version_list import (
     list_versions,
     rollback_target,
 )
+from pipeline.gate_run import gate_queries, judge
 from pipeline.index_job import run_index_job
+from pipeline.outputs import RunOutput
 from tests.support.cli import run_cli
 from tests.support.jobs import job
 from tests.support.wrong_model import wrong_model_endpoint
@@ -102,6 +108,16 @@ class Clients:
         assert all(set(s[k:]) == {version} for s, k in zip(self.seen, n, strict=True))
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What the gate reads of a run's plan."""
+
+    config: object
+    live_version: str | None
+    settings: object
+    encodings: object = EncodingPlan.of("float")
+
+
 def _wait(predicate, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -131,6 +147,8 @@ def history(tmp_path_factory):
             third = run_index_job(job(corpus, out, endpoint=good.url, keep=2, **gate))
             yield {
                 "out": out,
+                "corpus": corpus,
+                "gate": gate,
                 "runs": (first, second, third),
                 "served_after_rejection": served,
                 "service": svc,
@@ -259,3 +277,35 @@ def test_rollback_on_s3_under_load_and_a_held_lease(history, s3):
         assert clients.failures == []
     assert remote.read_current(store)[0] == first.version
     assert store.get(remote.LEASE)[0] is None  # the rollback's own lease was released
+
+
+def test_the_gate_reads_and_judges_an_object_store_version(history, s3):
+    """The gate's object-store path without a second job run: the rejected version's
+    files uploaded without their manifest (as a run's workers leave them), judged
+    against the live version's figures recorded in the store."""
+    first, second, _third = history["runs"]
+    url = s3.url("gated")
+    store = open_store(url)
+    _upload(store, history["out"] / "versions" / first.version, first.version)
+    remote.switch_current(store, first.version, None)
+    folder = history["out"] / "versions" / second.version
+    manifest = Manifest.from_json((folder / "manifest.json").read_text())
+    remote.upload_folder(store, folder, f"versions/{second.version}", list(manifest.files))
+    cfg = job(history["corpus"], url, **history["gate"])
+    live = Manifest.from_json(
+        (history["out"] / "versions" / first.version / "manifest.json").read_text()
+    )
+    run = RunOutput(
+        root=url,
+        name=second.version,
+        folder=f"{url}/versions/{second.version}",
+        staging=f"{url}/staging/{second.version}",
+        local=None,
+        previous=f"{url}/versions/{first.version}",
+        previous_manifest=live,
+    )
+    with wrong_model_endpoint() as wrong:
+        queries = gate_queries(_Plan(cfg, first.version, ClientSettings(endpoint=wrong)), run)
+    verdict = judge(_Plan(cfg, first.version, None), run, queries, manifest)
+    assert verdict.rejected and verdict.new == second.report["gate"]["new"]
+    assert verdict.live == first.report["gate"]["new"] and "recorded" in verdict.against
