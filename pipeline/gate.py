@@ -45,7 +45,8 @@ def gate_wanted(cfg) -> bool:
 
 
 def check_gate_config(cfg) -> None:
-    """Refuse gate settings that cannot work, naming the option (``IndexJobConfig``)."""
+    """Refuse gate settings (and a ``keep`` count) that cannot work, naming the option;
+    ``IndexJobConfig`` calls it when it is made."""
     if (cfg.gate_queries is None) != (cfg.gate_qrels is None):
         given = "--gate-queries" if cfg.gate_queries else "--gate-qrels"
         raise ConfigError(given, cfg.gate_queries or cfg.gate_qrels, "needs the other one too")

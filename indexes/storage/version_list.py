@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from corpusbeam.errors import IndexFolderError
 from indexes.storage import remote_versions as remote
 from indexes.storage import versions as local
 from indexes.storage.files import MANIFEST
@@ -120,6 +121,8 @@ def list_versions(
     """Every version of ``output`` (a folder or an object-store URL), oldest first."""
     if is_url(output):
         return _remote(store or open_store(os.fspath(output)))
+    if not Path(output).is_dir():
+        raise IndexFolderError(f"{output}: no such folder")
     return _local(Path(output))
 
 

@@ -37,6 +37,7 @@ from indexes.storage.version_list import (
     list_versions,
     rollback_target,
 )
+from pipeline.gate import decide
 from pipeline.gate_run import gate_queries, judge
 from pipeline.index_job import run_index_job
 from pipeline.outputs import RunOutput
@@ -212,6 +213,18 @@ def test_pruning_keeps_the_live_version_and_its_target_whatever_keep_says():
     assert _doomed(infos, keep=3) == ["a", "c"] and _doomed(infos, keep=4) == ["a"]
     with pytest.raises(ConfigError, match="keep"):
         job("in", "out", keep=0)  # IndexJobConfig checks it (pipeline.gate.check_gate_config)
+
+
+def test_min_recall_rejects_without_labels_and_names_its_queries():
+    cfg = job("in", "out", min_recall=0.95)
+    new = {"recall@10_vs_exact": 0.9, "recall_queries": "sampled from the indexed vectors"}
+    verdict = decide(cfg, "v2", new, ("v1", None, "no labelled queries"), None)
+    assert verdict.rejected and "below --min-recall 0.95 (sampled" in verdict.reasons[0]
+    assert not decide(
+        cfg, "v2", {**new, "recall@10_vs_exact": 0.96}, (None, None, ""), None
+    ).rejected
+    with pytest.raises(ConfigError, match="needs the other one"):
+        job("in", "out", gate_queries=__file__)
 
 
 def test_rollback_refusals(history):
