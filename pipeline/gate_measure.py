@@ -11,8 +11,10 @@ would (tuned parameters, rescoring when the folder has it):
 - ``ndcg@10`` and ``recall@100`` against the judgements (a document counts once, at its
   best chunk, as ``corpusbeam evaluate --qrels`` counts it);
 - ``recall@10`` against exact search over the folder's own vectors, with the same
-  queries, or with ``SAMPLED`` vectors drawn from the folder when there are no labels
-  (``indexes.building.evaluate``).
+  queries, or without labels with the version's recall probe (``indexes.building.probe``:
+  rows of the folder held out of their own results, their exact neighbours kept by the
+  build), else ``SAMPLED`` rows drawn now. The exact neighbours are searched part by
+  part (``indexes.building.recall``), so the memory is a batch's, not the version's.
 """
 
 from __future__ import annotations
@@ -28,15 +30,19 @@ import numpy as np
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference.client import ClientSettings, EmbeddingsClient
 from indexes.ann.spec import family_of
-from indexes.building.evaluate import evaluate_folder
 from indexes.building.labels import load_qrels, load_queries, ndcg_at_k, recall_at_k
+from indexes.building.probe import load_probe, sample_probe
+from indexes.building.recall import streaming_reference
+from indexes.building.tune import drop_ids
+from indexes.building.tune import recall_at_k as recall_vs_exact
 from indexes.reader import open_index
 from indexes.storage.manifest import Manifest
 
 __all__ = ["DEPTH", "SAMPLED", "GateQueries", "embed_gate_queries", "measure_folder"]
 
 DEPTH = 100  # chunks fetched a query: documents are ranked at their best chunk
-SAMPLED = 200  # vectors sampled from the folder for recall when there are no labels
+SAMPLED = 200  # rows sampled from a folder without a probe, for recall without labels
+K = 10
 _BATCH = 64
 
 
@@ -139,6 +145,20 @@ def _relevance(index, xq: np.ndarray, queries: GateQueries) -> dict[str, float]:
     return {"ndcg@10": round(ndcg / n, 4), f"recall@{DEPTH}": round(recall / n, 4)}
 
 
+def _recall_vs_exact(index, folder, xq: np.ndarray | None) -> tuple[float, str]:
+    """(recall@K of the index against exact search, which queries measured it)."""
+    if xq is not None:
+        I_gt, _ = streaming_reference(index.parts, xq, K)
+        return recall_vs_exact(index.search(xq, K).I, I_gt, K), "the gate's queries"
+    probe = load_probe(Path(folder))
+    source = "the version's recall probe"
+    if probe is None:
+        probe = sample_probe(index.parts, SAMPLED, K, seed=0)
+        source = f"{probe.queries} rows sampled from the version"
+    I = drop_ids(index.search(probe.xq, K + 1).I, probe.query_ids, K)  # noqa: E741
+    return recall_vs_exact(I, probe.gt_ids[:, :K], K), source
+
+
 def measure_folder(
     folder: str | os.PathLike, queries: GateQueries | None, dimensions: int | None
 ) -> dict:
@@ -150,7 +170,7 @@ def measure_folder(
         xq = queries.for_folder(index.manifest, dimensions)
         figures.update(_relevance(index, xq, queries))
         figures["queries"] = len(queries.ids)
-    exact = evaluate_folder(folder, xq=xq, k=10, n_queries=SAMPLED, latency_queries=1, verify=False)
-    figures["recall@10_vs_exact"] = exact["recall_at_10"]
-    figures["recall_queries"] = "the gate's queries" if xq is not None else exact["source"]
+    recall, source = _recall_vs_exact(index, folder, xq)
+    figures[f"recall@{K}_vs_exact"] = round(recall, 5)
+    figures["recall_queries"] = source
     return figures
