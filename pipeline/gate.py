@@ -28,15 +28,18 @@ the next run's gate compares with. With no live version the gate only records fi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from corpusbeam.errors import ConfigError
+from indexes.building.labels import load_qrels, load_queries
 
-__all__ = ["GateVerdict", "check_gate_config", "gate_lines", "gate_wanted"]
+__all__ = ["GateVerdict", "Labels", "check_gate_config", "gate_lines", "gate_wanted", "read_labels"]
 
 
 def gate_wanted(cfg) -> bool:
@@ -54,12 +57,41 @@ def check_gate_config(cfg) -> None:
         path = getattr(cfg, name)
         if path is not None and not Path(path).is_file():
             raise ConfigError(name, path, "no such file")
+    if cfg.gate_queries is not None:
+        read_labels(cfg.gate_queries, cfg.gate_qrels)  # a bad line fails now, not after the run
     if not 0 <= cfg.gate_max_drop <= 1:
         raise ConfigError("gate_max_drop", cfg.gate_max_drop, "must be between 0 and 1")
     if cfg.min_recall is not None and not 0 < cfg.min_recall <= 1:
         raise ConfigError("min_recall", cfg.min_recall, "must be in (0, 1]")
     if isinstance(cfg.keep, bool) or not isinstance(cfg.keep, int) or cfg.keep < 1:
         raise ConfigError("keep", cfg.keep, "must be a whole number >= 1")
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The judged queries of the gate's two files, and a digest of both."""
+
+    ids: tuple[str, ...]  # sorted
+    texts: tuple[str, ...]
+    judged: Mapping[str, Mapping[str, int]]
+    digest: str  # figures recorded on other files are not compared
+
+
+def read_labels(queries_path: str, qrels_path: str) -> Labels:
+    """The queries with at least one relevant document in the qrels (BEIR layout,
+    ``indexes.building.labels``); ConfigError when there is none."""
+    queries = load_queries(queries_path)
+    qrels = load_qrels(qrels_path)
+    judged = {q: j for q, j in qrels.items() if q in queries and any(s > 0 for s in j.values())}
+    if not judged:
+        raise ConfigError(
+            "gate_qrels", qrels_path, "no query of the qrels is in the queries with a relevant one"
+        )
+    h = hashlib.sha256()
+    for path in (queries_path, qrels_path):
+        h.update(Path(path).read_bytes())
+    ids = tuple(sorted(judged))
+    return Labels(ids, tuple(queries[q] for q in ids), judged, h.hexdigest())
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ would (tuned parameters, rescoring when the folder has it):
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,13 +29,14 @@ import numpy as np
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference.client import ClientSettings, EmbeddingsClient
 from indexes.ann.spec import family_of
-from indexes.building.labels import load_qrels, load_queries, ndcg_at_k, recall_at_k
+from indexes.building.labels import ndcg_at_k, recall_at_k
 from indexes.building.probe import load_probe, sample_probe
 from indexes.building.recall import streaming_reference
 from indexes.building.tune import drop_ids
 from indexes.building.tune import recall_at_k as recall_vs_exact
 from indexes.reader import open_index
 from indexes.storage.manifest import Manifest
+from pipeline.gate import read_labels
 
 __all__ = ["DEPTH", "SAMPLED", "GateQueries", "embed_gate_queries", "measure_folder"]
 
@@ -70,13 +70,6 @@ def _searches_float(manifest: Manifest) -> bool:
     return manifest.rescore is not None or family_of(manifest.encoding) == "float"
 
 
-def _digest(*paths: str) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(Path(p).read_bytes())
-    return h.hexdigest()
-
-
 def embed_gate_queries(
     queries_path: str,
     qrels_path: str,
@@ -84,15 +77,9 @@ def embed_gate_queries(
     wanted: set[tuple[str, int | None]],
 ) -> GateQueries:
     """Read and embed the judged queries for each wanted (encoding, dimensions)."""
-    queries = load_queries(queries_path)
-    qrels = load_qrels(qrels_path)
-    judged = {q: j for q, j in qrels.items() if q in queries and any(s > 0 for s in j.values())}
-    if not judged:
-        raise ConfigError(
-            "gate_qrels", qrels_path, "no query of the qrels is in the queries with a relevant one"
-        )
-    ids = tuple(sorted(judged))
-    texts = [queries[q] for q in ids]
+    labels = read_labels(queries_path, qrels_path)
+    ids, judged = labels.ids, labels.judged
+    texts = list(labels.texts)
     vectors: dict[tuple[str, int | None], np.ndarray] = {}
     with EmbeddingsClient(settings) as client:
         for encoding, dims in sorted(wanted, key=str):
@@ -106,9 +93,7 @@ def embed_gate_queries(
                 for i in range(0, len(texts), _BATCH)
             ]
             vectors[(encoding, dims)] = np.concatenate(rows)
-    return GateQueries(
-        ids=ids, qrels=judged, digest=_digest(queries_path, qrels_path), vectors=vectors
-    )
+    return GateQueries(ids=ids, qrels=judged, digest=labels.digest, vectors=vectors)
 
 
 def wanted_encodings(manifests: list[tuple[str, int | None, bool]]) -> set[tuple[str, int | None]]:

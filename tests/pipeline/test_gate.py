@@ -225,6 +225,8 @@ def test_min_recall_rejects_without_labels_and_names_its_queries():
     ).rejected
     with pytest.raises(ConfigError, match="needs the other one"):
         job("in", "out", gate_queries=__file__)
+    with pytest.raises(ConfigError, match=r"test_gate\.py:1.*not JSON"):
+        job("in", "out", gate_queries=__file__, gate_qrels=__file__)  # refused before a run
 
 
 def test_rollback_refusals(history):
