@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 import apache_beam as beam
+import numpy as np
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
@@ -119,7 +120,7 @@ class _ReadKeepingFn(_ReadDocumentsFn):
         self._live = live_records(self._previous)
 
     def start_bundle(self) -> None:
-        self._kept: dict[int, list[int]] = {}
+        self._kept: list[int] = []
 
     def process(self, element) -> Iterator:
         meta, rel = element
@@ -139,6 +140,8 @@ class _ReadKeepingFn(_ReadDocumentsFn):
         mine = self._live.get(meta.path)
         # a copy: record_items takes the records it keeps out of it
         live = {d: dict(docs) for d, docs in mine.items()} if mine else None
+        kept: list[int] = []
+        unchanged = 0
         for item in record_items(
             data,
             document_id=rel,
@@ -149,24 +152,24 @@ class _ReadKeepingFn(_ReadDocumentsFn):
             live=live,
         ):
             if isinstance(item, KeptRecord):
-                self._keep(item)
+                kept += item.ids
+                unchanged += 1
             elif isinstance(item, Failure):
                 yield beam.pvalue.TaggedOutput(FAILURES, item)
             else:
                 self._read.inc()
                 yield item
-
-    def _keep(self, item: KeptRecord) -> None:
-        self._unchanged.inc()
-        self._kept_rows.inc(len(item.ids))
-        for id_ in item.ids:
-            self._kept.setdefault(int(part_of(id_, self._previous.shards)), []).append(id_)
+        self._unchanged.inc(unchanged)  # once a file: a counter costs more than a record
+        self._kept_rows.inc(len(kept))
+        self._kept += kept
 
     def finish_bundle(self) -> Iterator:
-        for part, ids in sorted(self._kept.items()):
-            ref = {"part": part, "kept": ids}
+        ids = np.asarray(self._kept, dtype=np.int64)
+        parts = part_of(ids, self._previous.shards)
+        for part in np.unique(parts).tolist():
+            ref = {"part": part, "kept": ids[parts == part].tolist()}
             yield beam.pvalue.TaggedOutput(KEPT, GlobalWindows.windowed_value(ref))
-        self._kept = {}
+        self._kept = []
 
 
 class ReadChangedRecords(ReadDocuments):

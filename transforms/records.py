@@ -25,6 +25,8 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from indexes.storage.tables import RECORD_DIGEST
 from transforms.elements import Document, Failure
 from transforms.formats import RecordFields, decode_text, record_document
@@ -48,6 +50,13 @@ def record_digest(raw: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little", signed=True)
 
 
+def _digests(raws: list[bytes]) -> list[int]:
+    """``record_digest`` of each, in one pass (the hashes joined, read as int64)."""
+    blake = hashlib.blake2b
+    joined = b"".join([blake(r, digest_size=8).digest() for r in raws])
+    return np.frombuffer(joined, dtype="<i8").tolist()
+
+
 def _row_bytes(row: dict) -> bytes:
     return json.dumps(list(row.items()), default=str, ensure_ascii=False).encode("utf-8")
 
@@ -55,19 +64,21 @@ def _row_bytes(row: dict) -> bytes:
 def _rows(data: bytes, text: str, ext: str) -> Iterator[tuple[str, int, object]]:
     """(position, digest, the record: a JSONL line's text, or a parsed CSV/Parquet row)."""
     if ext in (".jsonl", ".ndjson"):
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                yield f"L{lineno}", record_digest(line.encode("utf-8")), line
-    elif ext == ".csv":
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        for rowno, row in enumerate(reader, start=1):
-            yield f"R{rowno}", record_digest(_row_bytes(row)), row
+        lines = text.splitlines()
+        numbers = [n for n, line in enumerate(lines) if line and not line.isspace()]
+        records: list = [lines[n] for n in numbers]
+        digests = _digests([r.encode("utf-8") for r in records])
+        positions = [f"L{n + 1}" for n in numbers]
     else:
-        import pyarrow.parquet as pq
+        if ext == ".csv":
+            records = list(csv.DictReader(io.StringIO(text, newline="")))
+        else:
+            import pyarrow.parquet as pq
 
-        table = pq.read_table(io.BytesIO(data))
-        for rowno, row in enumerate(table.to_pylist(), start=1):
-            yield f"R{rowno}", record_digest(_row_bytes(row)), row
+            records = pq.read_table(io.BytesIO(data)).to_pylist()
+        digests = _digests([_row_bytes(r) for r in records])
+        positions = [f"R{n}" for n in range(1, len(records) + 1)]
+    yield from zip(positions, digests, records, strict=True)
 
 
 def _kept(live: LiveRecords | None, digest: int, rel: str, source: str) -> KeptRecord | None:
