@@ -12,12 +12,14 @@ third of the changed records edited, a third deleted, a third added).
   skipped whole files before records were skipped).
 
 For each run it prints the wall time from the process's start to its exit and the job's
-own seconds (``report["seconds"]["total"]``), and for each rerun the ratios to its first
-run; then the one-file rerun against the many-files rerun. Last, it searches what each
-layout built through ``corpusbeam search`` (a child process) for an edited record's new
-text and checks that the record comes first.
+own seconds (``report["seconds"]["total"]``) and CPU seconds (the child's and its own
+children's: less moved than the wall time by other load on a shared machine), and for
+each rerun the ratios to its first run; then the one-file rerun against the many-files
+rerun. Last, it searches what each layout built through ``corpusbeam search`` (a child
+process) for an edited record's new text and checks that the record comes first.
 
     python -m benchmarks.record_rerun [--records 100000] [--files 1000] [--quick]
+        [--baseline-python ../main/.venv/bin/python]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -97,33 +100,51 @@ def many_files(root: Path, n: int, files: int, fraction: float) -> tuple[Path, c
     return folder, change, first
 
 
-def run_job(source: Path, output: Path) -> tuple[dict, float]:
-    """(report, seconds from the process's start to its exit) of ``corpusbeam index``."""
-    cmd = [sys.executable, "-m", "corpusbeam", "index", str(source), "--output", str(output)]
+def run_job(source: Path, output: Path, python: str = sys.executable) -> tuple[dict, float, float]:
+    """(report, seconds from the process's start to its exit, CPU seconds it and its
+    children used: less moved by other load on the machine) of ``corpusbeam index`` run
+    by ``python`` (from the output's folder, so another checkout's runs its own code)."""
+    cmd = [python, "-m", "corpusbeam", "index", str(source), "--output", str(output)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    proc = subprocess.run([*cmd, "--json"], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [*cmd, "--json"], capture_output=True, text=True, check=False, cwd=output.parent
+    )
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"index job failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return json.loads(proc.stdout), seconds
+    return json.loads(proc.stdout), seconds, cpu
 
 
-def search_top(output: Path, query: str) -> str | None:
+def search_top(output: Path, query: str, python: str) -> str | None:
     """The first hit's document id, from a ``corpusbeam search`` child process."""
-    cmd = [sys.executable, "-m", "corpusbeam", "search", str(output), query, "--json"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    cmd = [python, "-m", "corpusbeam", "search", str(output), query, "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=output.parent)
     hits = json.loads(proc.stdout)["hits"]
     return hits[0]["document_id"] if hits else None
 
 
-def measure(layout: str, source: Path, change, first: int, output: Path, n: int) -> dict:
-    report1, wall1 = run_job(source, output)
+def measure(
+    layout: str, source: Path, change, first: int, output: Path, n: int, python: str
+) -> dict:
+    report1, wall1, cpu1 = run_job(source, output, python)
     change()
-    report2, wall2 = run_job(source, output)
+    report2, wall2, cpu2 = run_job(source, output, python)
     inside1, inside2 = report1["seconds"]["total"], report2["seconds"]["total"]
     counts = report2["counts"]
     common = {"layout": layout, "records": n, "counts": counts}
-    emit(BENCH, f"{layout}_first_s", round(wall1, 2), "s", inside_s=inside1, **common)
+    emit(
+        BENCH,
+        f"{layout}_first_s",
+        round(wall1, 2),
+        "s",
+        inside_s=inside1,
+        cpu_s=round(cpu1, 2),
+        layout=layout,
+        records=n,
+    )
     emit(
         BENCH,
         f"{layout}_rerun_ratio",
@@ -133,37 +154,52 @@ def measure(layout: str, source: Path, change, first: int, output: Path, n: int)
         rerun_s=round(wall2, 2),
         inside_ratio=round(inside2 / inside1, 3),
         inside_s=inside2,
+        cpu_ratio=round(cpu2 / cpu1, 3),
+        cpu_s=round(cpu2, 2),
         **common,
     )
-    top = search_top(output, _text(first, True))
+    top = search_top(output, _text(first, True), python)
     found = top == f"rec-{first}"
     emit(BENCH, f"{layout}_edited_found", int(found), "bool", top=top, expected=f"rec-{first}")
-    return {"wall": wall2, "inside": inside2}
+    return {"wall": wall2 / wall1, "inside": inside2 / inside1, "cpu": cpu2 / cpu1}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--files", type=int, default=1000)
     ap.add_argument("--fraction", type=float, default=0.01)
     ap.add_argument("--quick", action="store_true", help="2,000 records in 20 files")
-    args = ap.parse_args()
+    ap.add_argument(
+        "--baseline-python",
+        help="also run the one-file layout with this interpreter (another checkout's venv, "
+        "e.g. main's, whose reruns read every record): the baseline_one_file rows",
+    )
+    args = ap.parse_args(argv)
     n, files = (2000, 20) if args.quick else (args.records, args.files)
+    ratios = {}
     with tempfile.TemporaryDirectory(prefix="record-rerun-") as tmp:
         root = Path(tmp)
-        (root / "one").mkdir()
-        (root / "many").mkdir()
-        source, change, first = one_file(root / "one", n, args.fraction)
-        one = measure("one_file", source, change, first, root / "one" / "out", n)
-        source, change, first = many_files(root / "many", n, files, args.fraction)
-        many = measure("many_files", source, change, first, root / "many" / "out", n)
+        layouts = [("one_file", sys.executable), ("many_files", sys.executable)]
+        if args.baseline_python:
+            layouts.append(("baseline_one_file", args.baseline_python))
+        for layout, python in layouts:
+            (root / layout).mkdir()
+            if layout == "many_files":
+                source, change, first = many_files(root / layout, n, files, args.fraction)
+            else:
+                source, change, first = one_file(root / layout, n, args.fraction)
+            out = root / layout / "out"
+            ratios[layout] = measure(layout, source, change, first, out, n, python)
+    one, many = ratios["one_file"], ratios["many_files"]
     emit(
         BENCH,
-        "one_file_vs_many_files_rerun",
+        "one_file_vs_many_files",
         round(one["wall"] / many["wall"], 3),
         "x",
-        baseline="the many-files rerun, from process start",
+        baseline="the many-files rerun ratio (rerun / first run, from process start)",
         inside_ratio=round(one["inside"] / many["inside"], 3),
+        cpu_ratio=round(one["cpu"] / many["cpu"], 3),
         load_1m=round(os.getloadavg()[0], 2),
     )
 

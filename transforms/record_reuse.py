@@ -72,25 +72,24 @@ def _columns(folder: str, info: dict, columns: list[str]) -> dict[str, list]:
 def _base_records(previous: PreviousVersion, gone: set) -> dict[str, LiveRecords]:
     """uri -> the records of the live version's base parts, but those in ``gone``
     ((uri, document id) pairs: a row removed or in a delta part, or two digests)."""
-    removed = set(read_removed(previous.folder, previous.removed).tolist())
-    seen: dict[tuple[str, str], int | None] = {}
-    rows: list[tuple[str, str, int, int]] = []
+    removed = read_removed(previous.folder, previous.removed)
+    digest_of: dict[tuple[str, str], int] = {}
+    rows: list[tuple[tuple[str, str], int, int]] = []
     for info in previous.parts:
         t = _columns(previous.folder, info, ["id", "document_id", "uri", RECORD_DIGEST])
         if t[RECORD_DIGEST] is None:  # written before records had digests
             continue
-        for id_, doc, uri, digest in zip(
-            t["id"], t["document_id"], t["uri"], t[RECORD_DIGEST], strict=True
-        ):
-            key = (uri, doc)
-            if id_ in removed or digest is None or seen.setdefault(key, digest) != digest:
+        ids = np.asarray(t["id"], dtype=np.int64)
+        live = ~np.isin(ids, removed) if removed.size else np.ones(ids.size, dtype=bool)
+        keys = list(zip(t["uri"], t["document_id"], strict=True))
+        for n, key, digest in zip(live.tolist(), keys, t[RECORD_DIGEST], strict=True):
+            if not n or digest is None or digest_of.setdefault(key, digest) != digest:
                 gone.add(key)
-            else:
-                rows.append((uri, doc, digest, id_))
+        rows += zip(keys, t[RECORD_DIGEST], ids.tolist(), strict=True)
     out: dict[str, LiveRecords] = {}
-    for uri, doc, digest, id_ in rows:
-        if (uri, doc) not in gone:
-            out.setdefault(uri, {}).setdefault(digest, {}).setdefault(doc, []).append(id_)
+    for key, digest, id_ in rows:
+        if key not in gone:
+            out.setdefault(key[0], {}).setdefault(digest, {}).setdefault(key[1], []).append(id_)
     return out
 
 
@@ -137,9 +136,6 @@ class _ReadKeepingFn(_ReadDocumentsFn):
         except OSError as exc:
             yield _failure(exc, rel, meta.path, "read")
             return
-        mine = self._live.get(meta.path)
-        # a copy: record_items takes the records it keeps out of it
-        live = {d: dict(docs) for d, docs in mine.items()} if mine else None
         kept: list[int] = []
         unchanged = 0
         for item in record_items(
@@ -149,7 +145,7 @@ class _ReadKeepingFn(_ReadDocumentsFn):
             extension=ext,
             fields=self._fields,
             max_document_bytes=self._max_document_bytes,
-            live=live,
+            live=self._live.get(meta.path),
         ):
             if isinstance(item, KeptRecord):
                 kept += item.ids

@@ -5,9 +5,9 @@ raw line of a JSONL record, every field of a CSV or Parquet row (in the file's c
 order). Each of the record's rows keeps it as the ``RECORD_DIGEST`` metadata column, so
 the version holds them. ``record_items`` reads one file's records as ``parse_documents``
 does, with the digest added to each document's metadata; given the live version's
-records of that file (``LiveRecords``: digest -> {document id: chunk ids}), a record
-whose digest and document id the live version holds is not parsed into a document: a
-``KeptRecord`` names the ids of its rows instead, which stay as they are.
+records of that file (``LiveRecords``: digest -> {document id: chunk ids}; not changed),
+a record whose digest and document id the live version holds is not parsed into a
+document: a ``KeptRecord`` names the ids of its rows instead, which stay as they are.
 
 The document id of a record without an id field is its position (``data.jsonl#L7``): a
 record is kept only at the same position, so a line inserted or deleted above records
@@ -81,18 +81,28 @@ def _rows(data: bytes, text: str, ext: str) -> Iterator[tuple[str, int, object]]
     yield from zip(positions, digests, records, strict=True)
 
 
-def _kept(live: LiveRecords | None, digest: int, rel: str, source: str) -> KeptRecord | None:
-    """The live record this one is, if any (taken out of ``live``: it is kept once). A
-    document id made of a position (``rel#L7``) counts only at that position."""
+def _kept(
+    live: LiveRecords | None, taken: set[str], digest: int, rel: str, source: str
+) -> KeptRecord | None:
+    """The live record this one is, if any and not ``taken`` already (a record is kept
+    once). A document id made of a position (``rel#L7``) counts only at that position."""
     found = live.get(digest) if live else None
     if not found:
         return None
-    if source in found:
-        return KeptRecord(source, tuple(found.pop(source)))
-    named = [d for d in found if not d.startswith(f"{rel}#")]
-    if len(named) != 1:
-        return None
-    return KeptRecord(named[0], tuple(found.pop(named[0])))
+    if len(found) == 1:  # the usual case: one live record of this content
+        ((doc, ids),) = found.items()
+        positional = doc.startswith(rel) and doc[len(rel) : len(rel) + 1] == "#"
+        if doc in taken or (positional and doc != source):
+            return None
+    elif source in found and source not in taken:
+        doc, ids = source, found[source]
+    else:
+        named = [d for d in found if not d.startswith(f"{rel}#") and d not in taken]
+        if len(named) != 1:
+            return None
+        doc, ids = named[0], found[named[0]]
+    taken.add(doc)
+    return KeptRecord(doc, tuple(ids))
 
 
 def _parsed(record: object, position: str, ext: str) -> object:
@@ -125,10 +135,11 @@ def record_items(
     except ValueError as exc:  # not UTF-8, or binary
         yield Failure.of(str(exc), source_id=document_id, uri=uri, stage="read")
         return
+    taken: set[str] = set()
     try:
         for position, digest, record in _rows(data, text, ext):
             source = f"{document_id}#{position}"
-            kept = _kept(live, digest, document_id, source)
+            kept = _kept(live, taken, digest, document_id, source)
             if kept is not None:
                 yield kept
                 continue
