@@ -32,7 +32,8 @@ def _text(key: str, n: int) -> str:
 
 
 class Corpus:
-    """Four files of N records: ``rows[fmt]`` maps id -> text (``noid``: by position)."""
+    """Four files of N records: ``rows[fmt]`` maps id -> text (``noid``: by position);
+    five records that never change (``e.jsonl``) and a note edited each step (``f.md``)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -41,6 +42,9 @@ class Corpus:
             fmt: {f"{fmt}{i}": _text(f"{fmt}{i}", i) for i in range(N)}
             for fmt in ("jsonl", "csv", "parquet", "noid")
         }
+        self.notes: list[int] = []
+        lines = [json.dumps({"id": f"e{i}", "text": _text(f"e{i}", i)}) for i in range(5)]
+        (folder / "e.jsonl").write_text("\n".join(lines) + "\n")  # never changes: skipped
         self.write()
 
     def write(self) -> None:
@@ -56,6 +60,7 @@ class Corpus:
         pq.write_table(pa.Table.from_pylist(records("parquet")), self.folder / "c.parquet")
         lines = [json.dumps({"text": t}) for t in self.rows["noid"].values()]
         (self.folder / "d.jsonl").write_text("\n".join(lines) + "\n")
+        (self.folder / "f.md").write_text(f"A note on the {WORDS[len(self.notes) % 10]}.\n")
 
     def change(self, step: int) -> dict[str, str]:
         """In each file with ids: one record edited, one added, one deleted; in the file
@@ -69,6 +74,7 @@ class Corpus:
             if fmt != "noid":
                 del rows[f"{fmt}{7 + step}"]
                 rows[f"{fmt}new{step}"] = _text(f"{fmt}new{step}", 500 + step)
+        self.notes.append(step)  # f.md, not a record file, is read and embedded again
         self.write()
         return edited
 
@@ -103,12 +109,13 @@ def runs(tmp_path_factory, endpoint):
 
 def test_a_rerun_embeds_only_the_changed_and_added_records(runs):
     results, sent, _, _, _ = runs
-    assert sent[0] == 4 * N
-    # one edited and one added in each file with ids, one edited in the file without
-    assert sent[1] == 3 * 2 + 1 and sent[2] == 3 * 2 + 1
+    assert sent[0] == 4 * N + 5 + 1
+    # one edited and one added in each file with ids, one edited in the file without, f.md
+    assert sent[1] == 3 * 2 + 1 + 1 and sent[2] == 3 * 2 + 1 + 1
     counts = results[1].report["counts"]
     assert counts["records_unchanged"] == 3 * (N - 2) + (N - 1)
-    assert counts["embedded"] == 7 and counts["deleted"] == 3 and counts["indexed"] == 4 * N
+    assert counts["files_skipped"] == 1  # e.jsonl: the same size and time
+    assert counts["embedded"] == 8 and counts["deleted"] == 3 and counts["indexed"] == 4 * N + 6
     # The third run reads the second's edited and added records again (their rows are in
     # the live delta parts); of those, only the one edited again is embedded.
     assert results[2].report["counts"]["records_unchanged"] == 3 * (N - 3) + (N - 1)
@@ -125,7 +132,7 @@ def test_deleted_records_are_gone_from_the_index_and_metadata(runs):
             folder.lookup(np.array([chunk_id(doc, 0)]))
     xq = np.random.default_rng(3).standard_normal((8, 64)).astype(np.float32)
     assert not np.isin(folder.search(xq, 40).I, [chunk_id(d, 0) for d in gone]).any()
-    assert folder.parts.count == sum(len(r) for r in corpus.rows.values())
+    assert folder.parts.count == sum(len(r) for r in corpus.rows.values()) + 5 + 1
 
 
 def test_the_rerun_equals_a_clean_run(runs):
