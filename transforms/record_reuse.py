@@ -3,25 +3,29 @@
 A layered update (``indexes.storage.layers``) of a JSONL, CSV or Parquet file skips what
 the live version holds as it is, record by record, before anything is chunked, embedded
 or hashed again: each worker process loads once the live version's records from its base
-parts (``id``, ``document_id``, ``uri`` and ``RECORD_DIGEST`` columns; removed ids left
-out), and a record whose digest and document id are the live one's becomes a reference
-to its rows' ids (``{"part", "kept": ids}``, as ``ReuseVectors`` makes them), which the
-part writer keeps in the base part. Records whose rows are in the live version's delta
-parts (changed in an earlier update) are read again as usual, as are changed, new and
-failed records. A record gone from its file has no reference and no row: its rows are
-removed. Rows kept this way count as ``rows_kept_unread``, records as
-``records_unchanged``.
+parts (``id``, ``document_id``, ``uri`` and ``RECORD_DIGEST`` columns, as arrays), and a
+record whose digest and document id are the live one's becomes a reference to its rows'
+ids (``{"part", "kept": ids}``, as ``ReuseVectors`` makes them), which the part writer
+keeps in the base part. A document with a removed row, a row in the live version's delta
+parts (changed in an earlier update) or two digests is read again as usual, as are
+changed, new and failed records. A record gone from its file has no reference and no
+row: its rows are removed. Rows kept this way count as ``rows_kept_unread``, records as
+``records_unchanged``. Records of one row with an id field are looked up all at once
+(``transforms.records.LiveRecords``); the rest one by one.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import threading
 from collections.abc import Iterator
 from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
@@ -44,7 +48,7 @@ from transforms.read import (
     _ReadDocumentsFn,
     _TooLarge,
 )
-from transforms.records import KeptRecord, LiveRecords, record_items
+from transforms.records import KeptRecords, LiveRecords, Records, record_items
 
 __all__ = ["KEPT", "ReadChangedRecords", "RecordOutputs", "live_records"]
 
@@ -61,36 +65,85 @@ class RecordOutputs(NamedTuple):
     kept: beam.PCollection
 
 
-def _columns(folder: str, info: dict, columns: list[str]) -> dict[str, list]:
+def _table(folder: str, info: dict, columns: list[str]) -> pa.Table | None:
+    """A part's metadata columns; None when it has no record digests (written before)."""
     with FileSystems.open(f"{folder}/{info['name']}{METADATA_SUFFIX}") as f:
         data = pq.ParquetFile(io.BytesIO(f.read()))
-    names = [c for c in columns if c in data.schema_arrow.names]
-    table = data.read(columns=names)
-    return {c: table.column(c).to_pylist() if c in names else None for c in columns}
+    if not set(columns) <= set(data.schema_arrow.names):
+        return None
+    return data.read(columns=columns)
 
 
-def _base_records(previous: PreviousVersion, gone: set) -> dict[str, LiveRecords]:
-    """uri -> the records of the live version's base parts, but those in ``gone``
-    ((uri, document id) pairs: a row removed or in a delta part, or two digests)."""
+def _base_rows(previous: PreviousVersion) -> pa.Table | None:
+    """(uri, document_id, digest, id, one: the record's only row) of the base parts' rows
+    whose record can be kept: none of its rows removed, no row in a delta part, one
+    digest. A document id is the key: ids are unique, so it has one file."""
+    columns = ["id", "document_id", "uri", RECORD_DIGEST]
+    parts = [_table(previous.folder, i, columns) for i in previous.parts]
+    parts = [t for t in parts if t is not None]
+    if not parts:
+        return None
+    t = pa.concat_tables(parts).combine_chunks()
+    docs = pc.dictionary_encode(t.column("document_id").chunk(0))
+    codes, n = docs.indices.to_numpy(), len(docs.dictionary)
+    digest = t.column(RECORD_DIGEST).chunk(0)
+    digests = pc.fill_null(digest, 0).to_numpy()
     removed = read_removed(previous.folder, previous.removed)
-    digest_of: dict[tuple[str, str], int] = {}
-    rows: list[tuple[tuple[str, str], int, int]] = []
-    for info in previous.parts:
-        t = _columns(previous.folder, info, ["id", "document_id", "uri", RECORD_DIGEST])
-        if t[RECORD_DIGEST] is None:  # written before records had digests
-            continue
-        ids = np.asarray(t["id"], dtype=np.int64)
-        live = ~np.isin(ids, removed) if removed.size else np.ones(ids.size, dtype=bool)
-        keys = list(zip(t["uri"], t["document_id"], strict=True))
-        for n, key, digest in zip(live.tolist(), keys, t[RECORD_DIGEST], strict=True):
-            if not n or digest is None or digest_of.setdefault(key, digest) != digest:
-                gone.add(key)
-        rows += zip(keys, t[RECORD_DIGEST], ids.tolist(), strict=True)
-    out: dict[str, LiveRecords] = {}
-    for key, digest, id_ in rows:
-        if key not in gone:
-            out.setdefault(key[0], {}).setdefault(digest, {}).setdefault(key[1], []).append(id_)
+    dead = np.isin(t.column("id").to_numpy(), removed) | digest.is_null().to_numpy(False)
+    bad = np.zeros(n, dtype=bool)
+    bad[codes[dead]] = True
+    for info in previous.delta_parts:  # read again: their rows are not the base's
+        delta = _table(previous.folder, info, ["document_id"]).column("document_id")
+        bad |= pc.is_in(docs.dictionary, value_set=delta.combine_chunks()).to_numpy(False)
+    low, high = np.full(n, np.iinfo(np.int64).max), np.full(n, np.iinfo(np.int64).min)
+    np.minimum.at(low, codes, digests)
+    np.maximum.at(high, codes, digests)
+    bad |= low != high
+    one = np.bincount(codes, minlength=n)[codes] == 1
+    t = t.append_column("one", pa.array(one))
+    return t.filter(pa.array(~bad[codes]))
+
+
+def _other(t: pa.Table, out: dict[str, Records]) -> None:
+    """Add ``t``'s rows to uri -> digest -> {document id: ids}."""
+    for uri, doc, digest, id_ in zip(
+        t.column("uri").to_pylist(),
+        t.column("document_id").to_pylist(),
+        t.column(RECORD_DIGEST).to_pylist(),
+        t.column("id").to_pylist(),
+        strict=True,
+    ):
+        out.setdefault(uri, {}).setdefault(digest, {}).setdefault(doc, []).append(id_)
+
+
+def _by_file(t: pa.Table) -> dict[str, LiveRecords]:
+    """uri -> its LiveRecords: records of one row with an id field in arrays, looked up
+    at once; the rest (several rows, a position as id, a digest twice) one by one."""
+    positional = pc.match_substring_regex(t.column("document_id"), r"#[LR][0-9]+$")
+    fast = pc.and_(t.column("one"), pc.invert(positional))
+    other: dict[str, Records] = {}
+    _other(t.filter(pc.invert(fast)), other)
+    f = t.filter(fast).sort_by([("uri", "ascending"), (RECORD_DIGEST, "ascending")])
+    uris = f.column("uri").to_numpy(zero_copy_only=False)
+    digests, ids = f.column(RECORD_DIGEST).to_numpy(), f.column("id").to_numpy()
+    new_uri = np.r_[True, uris[1:] != uris[:-1]] if uris.size else np.empty(0, bool)
+    twice = _twice(uris, digests)  # the same content twice in a file: one by one
+    _other(f.filter(pa.array(twice)), other)
+    empty = np.empty(0, np.int64)
+    out = {uri: LiveRecords(empty, empty, records) for uri, records in other.items()}
+    for a, b in itertools.pairwise([*np.flatnonzero(new_uri).tolist(), uris.size]):
+        keep = ~twice[a:b]
+        uri = uris[a]
+        out[uri] = LiveRecords(digests[a:b][keep], ids[a:b][keep], other.get(uri, {}))
     return out
+
+
+def _twice(uris: np.ndarray, digests: np.ndarray) -> np.ndarray:
+    """Rows (sorted by uri, digest) whose digest another row of the same file has."""
+    if uris.size < 2:
+        return np.zeros(uris.size, dtype=bool)
+    pair = (digests[1:] == digests[:-1]) & (uris[1:] == uris[:-1])
+    return np.r_[pair, False] | np.r_[False, pair]
 
 
 def live_records(previous: PreviousVersion) -> dict[str, LiveRecords]:
@@ -98,11 +151,8 @@ def live_records(previous: PreviousVersion) -> dict[str, LiveRecords]:
     loaded once a process, not to be changed by the caller."""
     with _LOCK:
         if previous.folder not in _LOADED:
-            gone: set[tuple[str, str]] = set()
-            for info in previous.delta_parts:
-                t = _columns(previous.folder, info, ["document_id", "uri"])
-                gone.update(zip(t["uri"], t["document_id"], strict=True))
-            _LOADED[previous.folder] = _base_records(previous, gone)
+            t = _base_rows(previous)
+            _LOADED[previous.folder] = {} if t is None else _by_file(t)
         return _LOADED[previous.folder]
 
 
@@ -147,9 +197,9 @@ class _ReadKeepingFn(_ReadDocumentsFn):
             max_document_bytes=self._max_document_bytes,
             live=self._live.get(meta.path),
         ):
-            if isinstance(item, KeptRecord):
+            if isinstance(item, KeptRecords):
                 kept += item.ids
-                unchanged += 1
+                unchanged += item.records
             elif isinstance(item, Failure):
                 yield beam.pvalue.TaggedOutput(FAILURES, item)
             else:

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from indexes.storage.tables import RECORD_DIGEST
 from transforms.elements import Document, Failure
 from transforms.formats import RecordFields
-from transforms.records import KeptRecord, record_digest, record_items
+from transforms.records import KeptRecords, LiveRecords, record_digest, record_items
 
 
 def _items(data: bytes, ext: str = ".jsonl", live=None) -> list:
@@ -27,12 +27,12 @@ def _items(data: bytes, ext: str = ".jsonl", live=None) -> list:
     )
 
 
-def _live(items) -> dict:
-    """The live records of a file read before: digest -> {document id: [row id]}."""
+def _live(items) -> LiveRecords:
+    """The live records of a file read before (row ids: their order)."""
     out: dict = {}
     for n, d in enumerate(items):
         out.setdefault(d.metadata[RECORD_DIGEST], {})[d.document_id] = [n]
-    return out
+    return LiveRecords.of(out)
 
 
 def test_each_format_gives_the_same_digest_for_the_same_record():
@@ -54,7 +54,7 @@ def test_unchanged_records_are_kept_changed_ones_read():
     live = _live(_items(before))
     after = b'{"id": "c", "text": "3"}\n{"id": "b", "text": "two!"}\n{"id": "d", "text": "4"}\n'
     got = _items(after, live=live)
-    assert got[0] == KeptRecord("c", (2,))  # moved within the file, same id: kept
+    assert got[0] == KeptRecords(1, (2,))  # c: moved within the file, same id: kept
     assert isinstance(got[1], Document) and got[1].text == "two!"
     assert isinstance(got[2], Document) and got[2].document_id == "d"
 
@@ -62,10 +62,7 @@ def test_unchanged_records_are_kept_changed_ones_read():
 def test_records_without_ids_are_kept_only_at_their_position():
     before = b'{"text": "one"}\n{"text": "two"}\n'
     live = _live(_items(before))
-    assert _items(before, live=live) == [
-        KeptRecord("f.jsonl#L1", (0,)),
-        KeptRecord("f.jsonl#L2", (1,)),
-    ]
+    assert _items(before, live=live) == [KeptRecords(1, (0,)), KeptRecords(1, (1,))]
     shifted = _items(b'{"text": "zero"}\n' + before, live=_live(_items(before)))
     assert [d.document_id for d in shifted] == ["f.jsonl#L1", "f.jsonl#L2", "f.jsonl#L3"]
     assert all(isinstance(d, Document) for d in shifted)  # new positions: new documents
@@ -74,7 +71,19 @@ def test_records_without_ids_are_kept_only_at_their_position():
 def test_a_repeated_record_is_kept_once():
     line = b'{"id": "a", "text": "one"}\n'
     got = _items(line + line, live=_live(_items(line)))
-    assert got[0] == KeptRecord("a", (0,)) and isinstance(got[1], Document)
+    assert got[0] == KeptRecords(1, (0,)) and isinstance(got[1], Document)
+    # records of several rows, or the same content under two ids, are kept one by one
+    two = b'{"id": "a", "text": "one"}\n{"id": "b", "text": "two"}\n'
+    live = LiveRecords.of(
+        {
+            d: {doc: [n, n + 10]}
+            for n, (d, doc) in enumerate(
+                (x.metadata[RECORD_DIGEST], x.document_id) for x in _items(two)
+            )
+        }
+    )
+    assert live.digests.size == 0
+    assert _items(two, live=live) == [KeptRecords(1, (0, 10)), KeptRecords(1, (1, 11))]
 
 
 def test_bad_records_fail_as_before():
