@@ -84,6 +84,8 @@ def _base_rows(previous: PreviousVersion) -> pa.Table | None:
     if not parts:
         return None
     t = pa.concat_tables(parts).combine_chunks()
+    if t.num_rows == 0:
+        return None
     docs = pc.dictionary_encode(t.column("document_id").chunk(0))
     codes, n = docs.indices.to_numpy(), len(docs.dictionary)
     digest = t.column(RECORD_DIGEST).chunk(0)
