@@ -135,3 +135,15 @@ def test_the_query_load_counts_what_users_would_see_fail(float_folder, tmp_path)
     assert (good["queries"], good["failed"]) == (2, 0) and good["p50_s"] > 0
     bad = search_commands(str(tmp_path), ["the owl eats mice"], parallel=1)
     assert bad["failed"] == 1 and "exit 2" in bad["first_error"]
+
+
+@pytest.mark.slow
+def test_record_rerun_quick(capsys):
+    from benchmarks import record_rerun
+
+    record_rerun.main(["--quick"])
+    records = {r["metric"]: r for r in _records(capsys)}
+    assert records["one_file_edited_found"]["value"] == 1
+    assert records["many_files_edited_found"]["value"] == 1
+    counts = records["one_file_rerun_ratio"]["counts"]
+    assert counts["records_unchanged"] > 0.9 * counts["indexed"] and counts["embedded"] < 40

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 __all__ = ["HIT_FIELDS", "Hit", "hit_scores", "make_hit"]
 
 HIT_FIELDS = ("id", "document_id", "uri", "text")  # metadata columns lifted into a Hit
+# A record's digest, for updates (``indexes.storage.tables.RECORD_DIGEST``): not a hit's.
+_HIDDEN = frozenset({"_record_digest"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,7 +72,7 @@ def make_hit(
     row: dict[str, Any], score: float, index: str, ranks: dict[str, int] | None = None
 ) -> Hit:
     """The hit of one metadata ``row``."""
-    meta = {k: v for k, v in row.items() if k not in HIT_FIELDS}
+    meta = {k: v for k, v in row.items() if k not in HIT_FIELDS and k not in _HIDDEN}
     return Hit(
         id=int(row["id"]),
         score=score,

@@ -135,7 +135,10 @@ class LayeredParts:
             if ids.size > 1 and not (ids[1:] > ids[:-1]).all():
                 raise IndexFolderError(f"{self.folder}: a delta id is also a live base id")
             from_base = order < keep.size
-            row = np.where(from_base, keep[np.minimum(order, max(keep.size - 1, 0))], 0)
+            if keep.size:  # (every base row removed: all rows are the delta's)
+                row = np.where(from_base, keep[np.minimum(order, keep.size - 1)], 0)
+            else:
+                row = np.zeros(order.size, dtype=np.int64)
             row[~from_base] = order[~from_base] - keep.size
             self._order = (ids, from_base, row.astype(np.int64))
         return self._order
