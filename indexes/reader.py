@@ -47,6 +47,7 @@ class IndexFolder:
             encoding=manifest.encoding,
             dimensions=manifest.dimensions,
             rescore_dtype=None if manifest.rescore is None else manifest.rescore["dtype"],
+            checksums=manifest.files,
         )
         self._metadata: pa.Table | None = None
         self._store: RescoreStore | None = None
@@ -64,7 +65,8 @@ class IndexFolder:
         return filter_ids(self.parts.filter_table(filter_columns(filter)), filter)
 
     def lookup(self, ids: np.ndarray) -> list[dict]:
-        """The metadata row of each id (in the order given), read from its part's row group."""
+        """The metadata row of each id (in the order given), from its part's memory-mapped
+        rows (``indexes.storage.row_files``)."""
         return self.parts.lookup(ids)
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -9,7 +9,7 @@ one table.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,10 +46,17 @@ def open_parts(
     encoding: str,
     dimensions: int,
     rescore_dtype: str | None = None,
+    checksums: Mapping[str, dict] | None = None,
 ) -> Parts | LayeredParts:
-    """The folder's tables: ``Parts``, or ``LayeredParts`` when it has an ``overlay``."""
+    """The folder's tables: ``Parts``, or ``LayeredParts`` when it has an ``overlay``;
+    ``checksums`` (the manifest's ``files``) name the parts' derived row files."""
     base = Parts(
-        folder, infos, encoding=encoding, dimensions=dimensions, rescore_dtype=rescore_dtype
+        folder,
+        infos,
+        encoding=encoding,
+        dimensions=dimensions,
+        rescore_dtype=rescore_dtype,
+        checksums=checksums,
     )
     if not overlay:
         return base
@@ -59,6 +66,7 @@ def open_parts(
         encoding=encoding,
         dimensions=dimensions,
         rescore_dtype=rescore_dtype,
+        checksums=checksums,
     )
     return LayeredParts(base, delta, _removed(Path(folder), overlay))
 

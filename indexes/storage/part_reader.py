@@ -1,8 +1,10 @@
 """Reading a folder's parts back: ``Parts``, by id, by position or streamed part by part.
 
 ``lookup`` finds rows by id by picking the part from the manifest's id ranges
-(``indexes.storage.part_ranges``) and the row group from the Parquet statistics, then
-reading that row group only; ``iter_vectors`` streams part by part. The files read are
+(``indexes.storage.part_ranges``), then the row in the part's memory-mapped Arrow file
+(``indexes.storage.row_files``, derived from its Parquet file on first use); only where
+that file can be neither read nor written, from the Parquet statistics the row group,
+read whole. ``iter_vectors`` streams part by part. The files read are
 the ones ``indexes.storage.part_files`` writes; a folder written in layers (base, delta,
 removed ids) is read as one ``Parts`` by ``indexes.storage.layer_reader``.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ from indexes.memory import trim
 from indexes.storage.npy_rows import RowFile
 from indexes.storage.part_files import METADATA_SUFFIX, RESCORE_SUFFIX, VECTORS_SUFFIX
 from indexes.storage.part_ranges import PartInfo
+from indexes.storage.row_files import RowFile as ArrowRows
 from indexes.storage.tables import column_array
 
 __all__ = ["Parts"]
@@ -63,8 +66,10 @@ class Parts:
         encoding: str,
         dimensions: int,
         rescore_dtype: str | None = None,
+        checksums: Mapping[str, dict] | None = None,
     ) -> None:
         self.folder = Path(folder)
+        self.checksums = dict(checksums or {})
         self.infos = list(infos)
         self.encoding = encoding
         self.dimensions = dimensions
@@ -78,6 +83,7 @@ class Parts:
         self._files: dict[int, pq.ParquetFile] = {}
         self._group_mins: dict[int, np.ndarray] = {}
         self._groups: OrderedDict[tuple[int, int], pa.Table] = OrderedDict()
+        self._arrow: dict[int, ArrowRows | None] = {}
         self._filter_tables: dict[tuple[str, ...], pa.Table] = {}
         # A service searches from several threads: pyarrow's ParquetFile readers and the
         # row-group cache are not safe to share without it.
@@ -139,9 +145,29 @@ class Parts:
         return self._files[i]
 
     def open_all(self) -> None:
-        """Open every part's metadata file now (an open file outlives its deletion)."""
+        """Open (and map) every part's metadata files now, deriving the Arrow files that
+        are missing: an open file outlives its deletion, and no query pays for them."""
         for i in range(len(self.infos)):
             self._file(i)
+            self._rows(i)
+
+    def _rows(self, i: int) -> ArrowRows | None:
+        """Part ``i``'s memory-mapped rows (``indexes.storage.row_files``), or None."""
+        got = self._arrow.get(i, False)
+        if got is False:
+            with self._lock:
+                if i not in self._arrow:
+                    name = self.infos[i].name + METADATA_SUFFIX
+                    digest = self.checksums.get(name, {}).get("sha256")
+                    self._arrow[i] = ArrowRows.open(
+                        self.folder / name,
+                        self.folder,
+                        self.infos[i].name,
+                        digest=digest,
+                        rows=self.infos[i].rows,
+                    )
+                got = self._arrow[i]
+        return got  # type: ignore[return-value]
 
     def _group_starts(self, i: int) -> np.ndarray:
         """The smallest id of each row group of part ``i`` (from the Parquet statistics)."""
@@ -192,6 +218,11 @@ class Parts:
             sel = np.flatnonzero(part == i)
             if i < 0:
                 raise IndexFolderError(f"{self.folder}: id {int(ids[sel[0]])} is in no part")
+            mapped = self._rows(int(i))
+            if mapped is not None:
+                for r, row in zip(sel.tolist(), mapped.lookup(ids[sel]), strict=True):
+                    out[r] = row
+                continue
             groups = np.searchsorted(self._group_starts(int(i)), ids[sel], side="right") - 1
             for g in np.unique(groups):
                 rows = sel[groups == g]

@@ -81,6 +81,13 @@ def test_tuning_picks_a_value_and_records_recall(xb, xq):
     assert [t["params"]["nprobe"] for t in tuned.trials] == sorted(
         t["params"]["nprobe"] for t in tuned.trials
     )
+    # The least value that reaches the target: the doubling steps' gap halved until it is
+    # within an eighth of the value below (here 2 fails, 4 reaches, 3 is tried and chosen).
+    chosen = tuned.params["nprobe"]
+    below = [t["params"]["nprobe"] for t in tuned.trials if t["params"]["nprobe"] < chosen]
+    assert tuned.recall >= 0.99 and below and chosen & (chosen - 1)  # not a power of two
+    assert chosen - max(below) <= max(1, max(below) // 8)
+    assert all(t["recall"] < 0.99 for t in tuned.trials if t["params"]["nprobe"] < chosen)
     # A budget nothing meets keeps the cheapest value.
     fast = tune_index(index, spec, xq, I_gt, latency_budget_ms=1e-9)
     assert fast.params == {"nprobe": 1}

@@ -1,0 +1,93 @@
+"""Hits' rows come from each part's memory-mapped Arrow file (``indexes.storage.row_files``):
+every column equal to the Parquet rows, derived once beside the version's files, derived
+again when stale, kept in the cache when the folder cannot take it, and readable after
+the version is deleted. Layered versions: tests/pipeline/test_update_layers.py."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from corpusbeam.errors import IndexFolderError
+from indexes import BuildConfig
+from indexes.reader import open_index
+from indexes.storage.row_files import ROWS_DIR
+from tests.support.indexes import build, clustered
+
+N = 300
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    path = tmp_path_factory.mktemp("rows") / "idx"
+    rng = np.random.default_rng(3)
+    metadata = {
+        "document_id": [f"doc-{i // 3}" for i in range(N)],
+        "chunk": [i % 3 for i in range(N)],
+        "text": [f"text {i} " + "é" * (i % 7) if i % 11 else None for i in range(N)],
+        "uri": [f"file:///c/{i // 3}.txt" for i in range(N)],
+        "lang": ["en" if i % 2 else "fr" for i in range(N)],
+        "year": rng.integers(1990, 2030, N).tolist(),
+        "tags": [[f"t{i % 4}", "x"] if i % 5 else [] for i in range(N)],
+        "weight": [None if i % 6 == 0 else i / 7 for i in range(N)],
+    }
+    xb = clustered(N, 32, seed=4)
+    build(path, xb, metadata, config=BuildConfig(shards=5, eval_queries=20, lexical=False))
+    return path
+
+
+def _parquet_rows(folder) -> dict[int, dict]:
+    return {row["id"]: row for row in folder.metadata().to_pylist()}
+
+
+def test_rows_by_id_equal_the_parquet_rows(folder):
+    opened = open_index(folder)
+    want = _parquet_rows(opened)
+    ids = np.random.default_rng(0).permutation(np.array(list(want), dtype=np.int64))
+    got = opened.lookup(ids)
+    assert got == [want[int(i)] for i in ids]  # every column, every type, nulls too
+    assert opened.lookup(ids[:0]) == []
+    derived = sorted((folder / ROWS_DIR).iterdir())
+    assert len(derived) == len(opened.manifest.parts) == 5
+    with pytest.raises(IndexFolderError, match="is in no part"):
+        opened.lookup(np.array([int(ids.max()) + 1]))
+
+
+def test_a_stale_row_file_is_derived_again(folder, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    for f in (copy / ROWS_DIR).iterdir():
+        f.write_bytes(f.read_bytes()[:100])  # a damaged (or foreign) file
+    opened = open_index(copy)
+    want = _parquet_rows(opened)
+    ids = np.array(sorted(want), dtype=np.int64)
+    assert opened.lookup(ids) == [want[int(i)] for i in ids]
+    assert all(f.stat().st_size > 100 for f in (copy / ROWS_DIR).iterdir())
+
+
+def test_a_folder_that_takes_no_files_keeps_them_in_the_cache(
+    folder, tmp_path, monkeypatch
+):
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    shutil.rmtree(copy / ROWS_DIR)
+    (copy / ROWS_DIR).write_text("not a folder")  # so nothing can be written there
+    monkeypatch.setenv("CORPUSBEAM_CACHE", str(tmp_path / "cache"))
+    opened = open_index(copy)
+    want = _parquet_rows(opened)
+    ids = np.array(sorted(want), dtype=np.int64)[::7]
+    assert opened.lookup(ids) == [want[int(i)] for i in ids]
+    assert len(list((tmp_path / "cache" / "rows").iterdir())) == 5
+
+
+def test_rows_stay_readable_after_the_version_is_deleted(folder, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    opened = open_index(copy)
+    want = _parquet_rows(opened)
+    opened.parts.open_all()  # what Searcher does on opening
+    shutil.rmtree(copy)
+    ids = np.array(sorted(want), dtype=np.int64)[::5]
+    assert opened.lookup(ids) == [want[int(i)] for i in ids]
