@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -100,7 +99,9 @@ def row_lookup(folder, n_ids: int = 10, tries: int = 300) -> dict[str, float]:
             infos, files = write_parts(Path(tmp) / label, data, p)
             reader = _parts(Path(tmp) / label, infos, files)
             reader.open_all()
-            out[f"{label}_us"] = _p50_ms(lambda i: reader.lookup(picks[i]), tries) * 1000 / n_ids
+            out[f"{label}_us"] = (
+                _p50_ms(lambda i, r=reader: r.lookup(picks[i]), tries) * 1000 / n_ids
+            )
         parquet = open_index(folder.path).parts
         parquet._rows = lambda i: None  # the row-group path it replaced
         out["parquet_us"] = _p50_ms(lambda i: parquet.lookup(picks[i]), tries) * 1000 / n_ids

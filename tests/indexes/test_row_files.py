@@ -67,9 +67,7 @@ def test_a_stale_row_file_is_derived_again(folder, tmp_path):
     assert all(f.stat().st_size > 100 for f in (copy / ROWS_DIR).iterdir())
 
 
-def test_a_folder_that_takes_no_files_keeps_them_in_the_cache(
-    folder, tmp_path, monkeypatch
-):
+def test_a_folder_that_takes_no_files_keeps_them_in_the_cache(folder, tmp_path, monkeypatch):
     copy = tmp_path / "copy"
     shutil.copytree(folder, copy)
     shutil.rmtree(copy / ROWS_DIR)
