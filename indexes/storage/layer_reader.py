@@ -9,7 +9,7 @@ one table.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,17 +46,10 @@ def open_parts(
     encoding: str,
     dimensions: int,
     rescore_dtype: str | None = None,
-    checksums: Mapping[str, dict] | None = None,
 ) -> Parts | LayeredParts:
-    """The folder's tables: ``Parts``, or ``LayeredParts`` when it has an ``overlay``;
-    ``checksums`` (the manifest's ``files``) name the parts' derived row files."""
+    """The folder's tables: ``Parts``, or ``LayeredParts`` when it has an ``overlay``."""
     base = Parts(
-        folder,
-        infos,
-        encoding=encoding,
-        dimensions=dimensions,
-        rescore_dtype=rescore_dtype,
-        checksums=checksums,
+        folder, infos, encoding=encoding, dimensions=dimensions, rescore_dtype=rescore_dtype
     )
     if not overlay:
         return base
@@ -66,7 +59,6 @@ def open_parts(
         encoding=encoding,
         dimensions=dimensions,
         rescore_dtype=rescore_dtype,
-        checksums=checksums,
     )
     return LayeredParts(base, delta, _removed(Path(folder), overlay))
 
@@ -253,6 +245,14 @@ class LayeredParts:
         if key not in self._filter_tables:
             self._filter_tables[key] = self.metadata(key).combine_chunks()
         return self._filter_tables[key]
+
+    def schemas(self) -> list[pa.Schema]:
+        return self.base.schemas() + self.delta.schemas()
+
+    def iter_tables(self) -> Iterator[pa.Table]:
+        """Each part number's live rows (the base's not removed, the delta's), id order."""
+        for b, d in self._numbers():
+            yield self._part_table(b, d, None)
 
     def iter_column(self, column: str) -> Iterator:
         for b, d in self._numbers():

@@ -1,10 +1,8 @@
 """Reading a folder's parts back: ``Parts``, by id, by position or streamed part by part.
 
 ``lookup`` finds rows by id by picking the part from the manifest's id ranges
-(``indexes.storage.part_ranges``), then the row in the part's memory-mapped Arrow file
-(``indexes.storage.row_files``, derived from its Parquet file on first use); only where
-that file can be neither read nor written, from the Parquet statistics the row group,
-read whole. ``iter_vectors`` streams part by part. The files read are
+(``indexes.storage.part_ranges``) and the row group from the Parquet statistics, then
+reading that row group only; ``iter_vectors`` streams part by part. The files read are
 the ones ``indexes.storage.part_files`` writes; a folder written in layers (base, delta,
 removed ids) is read as one ``Parts`` by ``indexes.storage.layer_reader``.
 """
@@ -13,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,6 @@ from indexes.memory import trim
 from indexes.storage.npy_rows import RowFile
 from indexes.storage.part_files import METADATA_SUFFIX, RESCORE_SUFFIX, VECTORS_SUFFIX
 from indexes.storage.part_ranges import PartInfo
-from indexes.storage.row_files import RowFile as ArrowRows
 from indexes.storage.tables import column_array
 
 __all__ = ["Parts"]
@@ -66,10 +63,8 @@ class Parts:
         encoding: str,
         dimensions: int,
         rescore_dtype: str | None = None,
-        checksums: Mapping[str, dict] | None = None,
     ) -> None:
         self.folder = Path(folder)
-        self.checksums = dict(checksums or {})
         self.infos = list(infos)
         self.encoding = encoding
         self.dimensions = dimensions
@@ -83,7 +78,6 @@ class Parts:
         self._files: dict[int, pq.ParquetFile] = {}
         self._group_mins: dict[int, np.ndarray] = {}
         self._groups: OrderedDict[tuple[int, int], pa.Table] = OrderedDict()
-        self._arrow: dict[int, ArrowRows | None] = {}
         self._filter_tables: dict[tuple[str, ...], pa.Table] = {}
         # A service searches from several threads: pyarrow's ParquetFile readers and the
         # row-group cache are not safe to share without it.
@@ -111,6 +105,15 @@ class Parts:
         if not tables:
             return pa.table({"id": pa.array([], type=pa.int64())})
         return pa.concat_tables(tables, promote_options="permissive")
+
+    def schemas(self) -> list[pa.Schema]:
+        """Each part's metadata schema (user columns may differ between parts)."""
+        return [self._file(i).schema_arrow for i in range(len(self.infos))]
+
+    def iter_tables(self) -> Iterator[pa.Table]:
+        """Each part's whole metadata table, in id order (one part in memory at a time)."""
+        for i in range(len(self.infos)):
+            yield self._file(i).read()
 
     def iter_column(self, column: str) -> Iterator:
         """One metadata column's values in id order, streamed part by part and row group by
@@ -145,29 +148,9 @@ class Parts:
         return self._files[i]
 
     def open_all(self) -> None:
-        """Open (and map) every part's metadata files now, deriving the Arrow files that
-        are missing: an open file outlives its deletion, and no query pays for them."""
+        """Open every part's metadata file now (an open file outlives its deletion)."""
         for i in range(len(self.infos)):
             self._file(i)
-            self._rows(i)
-
-    def _rows(self, i: int) -> ArrowRows | None:
-        """Part ``i``'s memory-mapped rows (``indexes.storage.row_files``), or None."""
-        got = self._arrow.get(i, False)
-        if got is False:
-            with self._lock:
-                if i not in self._arrow:
-                    name = self.infos[i].name + METADATA_SUFFIX
-                    digest = self.checksums.get(name, {}).get("sha256")
-                    self._arrow[i] = ArrowRows.open(
-                        self.folder / name,
-                        self.folder,
-                        self.infos[i].name,
-                        digest=digest,
-                        rows=self.infos[i].rows,
-                    )
-                got = self._arrow[i]
-        return got  # type: ignore[return-value]
 
     def _group_starts(self, i: int) -> np.ndarray:
         """The smallest id of each row group of part ``i`` (from the Parquet statistics)."""
@@ -218,11 +201,6 @@ class Parts:
             sel = np.flatnonzero(part == i)
             if i < 0:
                 raise IndexFolderError(f"{self.folder}: id {int(ids[sel[0]])} is in no part")
-            mapped = self._rows(int(i))
-            if mapped is not None:
-                for r, row in zip(sel.tolist(), mapped.lookup(ids[sel]), strict=True):
-                    out[r] = row
-                continue
             groups = np.searchsorted(self._group_starts(int(i)), ids[sel], side="right") - 1
             for g in np.unique(groups):
                 rows = sel[groups == g]

@@ -1,37 +1,39 @@
-"""Metadata rows by id at memory speed: each part's metadata as a memory-mapped Arrow file.
+"""Metadata rows by id at memory speed: a version's metadata as one memory-mapped Arrow file.
 
 A hit's row used to be read from its part's Parquet file: the row group holding it was
-decompressed and decoded whole (1,024 rows) for the one row, about 1.5 ms a hit. A part's
-metadata is also kept as an uncompressed Arrow IPC file, which is memory-mapped: finding
-a row is a binary search in the mapped ``id`` column, and reading it touches only that
-row's bytes in each column (tens of microseconds for the whole row, at any corpus size).
-Nothing is loaded whole: the kernel pages in what is read, and can drop it again.
+decompressed and decoded whole (1,024 rows) for the one row, 0.6 to 1.5 ms a hit. A
+version's metadata is also kept as one uncompressed Arrow IPC file, in id order, which is
+memory-mapped: finding a row is a binary search in the mapped ``id`` column, and reading
+it touches only that row's bytes in each column (microseconds a hit, at any corpus size
+and part count: one file, so the same few column views serve every hit). Nothing is
+loaded whole: the kernel pages in what is read, and can drop it again.
 
-The Arrow file is derived from the Parquet file the first time a reader opens the part
-(``RowFile.open``), and kept beside the version's files::
+The file is derived from the parts' Parquet files (a layered version's live rows: base
+minus removed plus delta) the first time a reader opens the version (``RowFile.open``),
+streamed part by part, and kept beside the version's files::
 
-    <version>/.rows/part-00003.<first 16 hex of the Parquet file's sha256>.arrow
+    <version>/.rows/rows.<first 16 hex of the manifest's digest>.arrow
 
 so that it lives and dies with its version (and a cached copy of an object-store version,
 ``indexes.storage.remote_versions``); it is not listed in the manifest, which describes
-what the job wrote. A folder that cannot be written to keeps its Arrow files under the
-cache (``CORPUSBEAM_CACHE``, default ``~/.cache/corpusbeam``) in ``rows/``, named by the
-Parquet file's sha256. A file is written under a temporary name and renamed into place,
-so readers racing to derive the same part each see a whole file; a file whose recorded
-source size or row count disagrees with the Parquet file is derived again.
+what the job wrote. A folder that cannot be written to keeps it under the cache
+(``CORPUSBEAM_CACHE``, default ``~/.cache/corpusbeam``) in ``rows/``, named by the whole
+digest. It is written under a temporary name and renamed into place, so readers racing
+to derive it each see a whole file; one whose recorded digest or row count disagrees is
+derived again.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from corpusbeam.errors import IndexFolderError
 
@@ -41,118 +43,145 @@ log = logging.getLogger(__name__)
 
 ROWS_DIR = ".rows"
 _BATCH_ROWS = 65_536  # record batches this long keep every string column's offsets int32
-_SOURCE_BYTES = b"corpusbeam.source_bytes"
+_DIGEST = b"corpusbeam.manifest_digest"
 _CACHE_ENV = "CORPUSBEAM_CACHE"  # indexes.storage.remote_versions.CACHE_ENV
 
 
-def rows_path(folder: Path, part: str, digest: str | None) -> Path:
-    """Where part ``part`` (``parts/part-00003``) of ``folder`` keeps its Arrow file."""
-    tag = (digest or "nodigest")[:16]
-    return folder / ROWS_DIR / f"{Path(part).name}.{tag}.arrow"
+def rows_path(folder: Path, digest: str) -> Path:
+    """Where the version ``folder`` (manifest ``digest``) keeps its Arrow rows file."""
+    return folder / ROWS_DIR / f"rows.{digest[:16]}.arrow"
 
 
-def _cache_path(source: Path, digest: str | None) -> Path:
+def _cache_path(digest: str) -> Path:
     env = os.environ.get(_CACHE_ENV)
     root = Path(env) if env else Path.home() / ".cache" / "corpusbeam"
-    if digest is None:
-        st = source.stat()
-        digest = f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
     return root / "rows" / f"{digest}.arrow"
 
 
-def derive_rows(source: Path, target: Path) -> None:
-    """Write the Parquet metadata file ``source`` as the Arrow file ``target``, streamed
-    in record batches (memory bounded by one batch), under a temporary name first."""
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with ``schema``'s columns (null where it has none), types and order."""
+    n = table.num_rows
+    columns = [
+        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(n, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def derive_rows(
+    tables: Iterable[pa.Table], schemas: Sequence[pa.Schema], target: Path, digest: str
+) -> None:
+    """Write ``tables`` (a version's metadata part by part, in id order, with these
+    ``schemas``) as the Arrow file ``target``, one part in memory at a time, under a
+    temporary name first."""
+    schema = pa.unify_schemas(
+        [s.remove_metadata() for s in schemas], promote_options="permissive"
+    ).with_metadata({_DIGEST: digest.encode()})
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
     try:
-        pf = pq.ParquetFile(source)
-        meta = {_SOURCE_BYTES: str(source.stat().st_size).encode()}
-        schema = pf.schema_arrow.with_metadata(meta)
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-            for batch in pf.iter_batches(batch_size=_BATCH_ROWS):
-                writer.write_batch(pa.record_batch(batch.columns, schema=schema))
+            for table in tables:
+                writer.write_table(_conform(table, schema), max_chunksize=_BATCH_ROWS)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
 
 
+# Arrow's fixed-width types as ``memoryview.cast`` formats: indexing such a view gives a
+# Python int or float directly, with no numpy scalar in between.
+_FORMATS = {
+    pa.int8(): "b",
+    pa.int16(): "h",
+    pa.int32(): "i",
+    pa.int64(): "q",
+    pa.uint8(): "B",
+    pa.uint16(): "H",
+    pa.uint32(): "I",
+    pa.uint64(): "Q",
+    pa.float32(): "f",
+    pa.float64(): "d",
+}
+
+
+def _getter(col: pa.Array):
+    """A function of a row number to ``col``'s value there, as ``to_pylist`` gives it,
+    reading the mapped buffers directly: well under a microsecond a value, where a
+    pyarrow call costs tens (``Scalar.as_py``, which serves the other types)."""
+    bufs, off = col.buffers(), col.offset
+    t = col.type
+    if t in _FORMATS:
+        values = memoryview(bufs[1]).cast("B").cast(_FORMATS[t])
+        get = lambda i: values[off + i]  # noqa: E731
+    elif pa.types.is_string(t) or pa.types.is_large_string(t):
+        ends = memoryview(bufs[1]).cast("B").cast("q" if pa.types.is_large_string(t) else "i")
+        data = memoryview(bufs[2] if bufs[2] is not None else b"")
+        get = lambda i: str(data[ends[off + i] : ends[off + i + 1]], "utf-8")  # noqa: E731
+    else:
+        return lambda i: col[i].as_py()
+    if col.null_count == 0:
+        return get
+    bits = memoryview(bufs[0])
+    return lambda i: get(i) if bits[(off + i) >> 3] >> ((off + i) & 7) & 1 else None
+
+
 class RowFile:
-    """One part's metadata rows, memory-mapped, found by id. Thread-safe (read-only)."""
+    """A version's metadata rows, memory-mapped, found by id. Thread-safe (read-only)."""
 
     def __init__(self, path: Path, batches: Sequence[pa.RecordBatch]) -> None:
         self.path = path
         self._batches = [b for b in batches if b.num_rows]
         # The mapped id column of each batch (no copy) and each batch's first id.
         self._ids = [b.column("id").to_numpy() for b in self._batches]
-        self._firsts = np.array([a[0] for a in self._ids], dtype=np.int64)
+        self._firsts = [int(a[0]) for a in self._ids]
+        self._names = self._batches[0].schema.names if self._batches else []
+        self._getters = [[_getter(c) for c in b.columns] for b in self._batches]
 
     @property
     def rows(self) -> int:
         return sum(b.num_rows for b in self._batches)
 
     @classmethod
-    def open(cls, source: Path, folder: Path, part: str, *, digest: str | None, rows: int):
-        """The Arrow file of the part whose Parquet file is ``source``, derived first when
-        there is none (or a stale one); None when it can be neither read nor written, and
-        the caller reads the Parquet file instead."""
-        for target in (rows_path(folder, part, digest), _cache_path(source, digest)):
-            got = cls._read(target, source, rows)
+    def open(cls, folder: Path, parts, *, digest: str) -> RowFile | None:
+        """The Arrow rows file of the version ``folder`` whose tables are ``parts``
+        (``Parts`` or ``LayeredParts``), derived first when there is none (or a stale
+        one); None when it can be neither read nor written (the caller reads the parts)."""
+        for target in (rows_path(folder, digest), _cache_path(digest)):
+            got = cls._read(target, digest, parts.count)
             if got is not None:
                 return got
             try:
-                derive_rows(source, target)
+                derive_rows(parts.iter_tables(), parts.schemas(), target, digest)
             except OSError as exc:
-                log.info("%s: cannot write %s (%s)", source, target, exc)
+                log.info("%s: cannot write %s (%s)", folder, target, exc)
                 continue
-            except pa.ArrowInvalid as exc:
-                raise IndexFolderError(f"{source}: cannot be read ({exc})") from None
-            got = cls._read(target, source, rows)
+            got = cls._read(target, digest, parts.count)
             if got is not None:
                 return got
         return None
 
     @classmethod
-    def _read(cls, target: Path, source: Path, rows: int) -> RowFile | None:
-        """The mapped file at ``target`` if it is whole and derived from ``source``."""
+    def _read(cls, target: Path, digest: str, rows: int) -> RowFile | None:
+        """The mapped file at ``target`` if it is whole and of this version."""
         try:
             reader = pa.ipc.open_file(pa.memory_map(str(target), "r"))
-            size = (reader.schema.metadata or {}).get(_SOURCE_BYTES)
-            if size is None or int(size) != source.stat().st_size:
+            if (reader.schema.metadata or {}).get(_DIGEST) != digest.encode():
                 return None
             got = cls(target, [reader.get_batch(i) for i in range(reader.num_record_batches)])
         except (OSError, ValueError, pa.ArrowInvalid):
             return None
         return got if got.rows == rows else None
 
-    def positions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(batch, row in it, found) of each id."""
-        batch = np.maximum(np.searchsorted(self._firsts, ids, side="right") - 1, 0)
-        pos = np.zeros(ids.size, dtype=np.int64)
-        found = np.zeros(ids.size, dtype=bool)
-        for b in np.unique(batch).tolist():
-            sel = batch == b
-            have = self._ids[b]
-            p = np.minimum(np.searchsorted(have, ids[sel]), have.size - 1)
-            pos[sel] = p
-            found[sel] = have[p] == ids[sel]
-        return batch, pos, found
+    def row(self, id_: int) -> dict:
+        """The row of ``id_``: two binary searches (the batch, the row in it) and one
+        read of each value; IndexFolderError when the part does not hold it."""
+        b = bisect.bisect_right(self._firsts, id_) - 1 if len(self._ids) > 1 else 0
+        have = self._ids[max(b, 0)] if self._ids else np.empty(0, np.int64)
+        p = int(np.searchsorted(have, id_))
+        if p >= have.size or have[p] != id_:
+            raise IndexFolderError(f"{self.path}: id {id_} is not in this version")
+        return dict(zip(self._names, [get(p) for get in self._getters[b]], strict=True))
 
     def lookup(self, ids: np.ndarray) -> list[dict]:
-        """The row of each id (in the order given); an id the part does not hold raises
-        IndexFolderError."""
-        ids = np.asarray(ids, dtype=np.int64).ravel()
-        if not self._batches:
-            if ids.size:
-                raise IndexFolderError(f"{self.path}: id {int(ids[0])} is in no part")
-            return []
-        batch, pos, found = self.positions(ids)
-        if not found.all():
-            raise IndexFolderError(f"{self.path}: id {int(ids[~found][0])} is in no part")
-        out: list[dict | None] = [None] * ids.size
-        for b in np.unique(batch).tolist():
-            sel = np.flatnonzero(batch == b)
-            taken = self._batches[b].take(pa.array(pos[sel])).to_pylist()
-            for r, row in zip(sel.tolist(), taken, strict=True):
-                out[r] = row
-        return out  # type: ignore[return-value]
+        """The row of each id (in the order given), as ``row`` finds it."""
+        return [self.row(i) for i in np.asarray(ids, dtype=np.int64).ravel().tolist()]

@@ -1,19 +1,21 @@
-"""Hits' rows come from each part's memory-mapped Arrow file (``indexes.storage.row_files``):
-every column equal to the Parquet rows, derived once beside the version's files, derived
-again when stale, kept in the cache when the folder cannot take it, and readable after
-the version is deleted. Layered versions: tests/pipeline/test_update_layers.py."""
+"""Hits' rows come from the version's memory-mapped Arrow file (``indexes.storage.row_files``):
+every column equal to the Parquet rows (parts whose user columns differ included), derived
+once beside the version's files, derived again when stale, kept in the cache when the
+folder cannot take it, and readable after the version is deleted. Layered versions:
+tests/pipeline/test_update_layers.py."""
 
 from __future__ import annotations
 
 import shutil
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from corpusbeam.errors import IndexFolderError
 from indexes import BuildConfig
 from indexes.reader import open_index
-from indexes.storage.row_files import ROWS_DIR
+from indexes.storage.row_files import ROWS_DIR, RowFile, derive_rows
 from tests.support.indexes import build, clustered
 
 N = 300
@@ -49,9 +51,10 @@ def test_rows_by_id_equal_the_parquet_rows(folder):
     got = opened.lookup(ids)
     assert got == [want[int(i)] for i in ids]  # every column, every type, nulls too
     assert opened.lookup(ids[:0]) == []
-    derived = sorted((folder / ROWS_DIR).iterdir())
-    assert len(derived) == len(opened.manifest.parts) == 5
-    with pytest.raises(IndexFolderError, match="is in no part"):
+    assert len(opened.manifest.parts) == 5
+    assert [f.suffix for f in (folder / ROWS_DIR).iterdir()] == [".arrow"]
+    assert opened.rows_file() is not None
+    with pytest.raises(IndexFolderError, match="is in no part"):  # from the parts' check
         opened.lookup(np.array([int(ids.max()) + 1]))
 
 
@@ -77,7 +80,7 @@ def test_a_folder_that_takes_no_files_keeps_them_in_the_cache(folder, tmp_path, 
     want = _parquet_rows(opened)
     ids = np.array(sorted(want), dtype=np.int64)[::7]
     assert opened.lookup(ids) == [want[int(i)] for i in ids]
-    assert len(list((tmp_path / "cache" / "rows").iterdir())) == 5
+    assert len(list((tmp_path / "cache" / "rows").iterdir())) == 1
 
 
 def test_rows_stay_readable_after_the_version_is_deleted(folder, tmp_path):
@@ -85,7 +88,18 @@ def test_rows_stay_readable_after_the_version_is_deleted(folder, tmp_path):
     shutil.copytree(folder, copy)
     opened = open_index(copy)
     want = _parquet_rows(opened)
-    opened.parts.open_all()  # what Searcher does on opening
+    opened.open_all()  # what Searcher does on opening
     shutil.rmtree(copy)
     ids = np.array(sorted(want), dtype=np.int64)[::5]
     assert opened.lookup(ids) == [want[int(i)] for i in ids]
+
+
+def test_parts_whose_columns_differ_make_one_file(tmp_path):
+    a = pa.table({"id": pa.array([1, 5], pa.int64()), "text": ["a", None], "lang": ["en", "fr"]})
+    b = pa.table({"id": pa.array([9], pa.int64()), "text": ["c"], "year": pa.array([2020])})
+    target, digest = tmp_path / "rows.arrow", "d" * 64
+    derive_rows([a, b], [a.schema, b.schema], target, digest)
+    rows = RowFile._read(target, digest, 3)
+    assert rows is not None and RowFile._read(target, "e" * 64, 3) is None  # another version's
+    want = pa.concat_tables([a, b], promote_options="permissive").to_pylist()
+    assert rows.lookup(np.array([9, 1, 5])) == [want[2], want[0], want[1]]
