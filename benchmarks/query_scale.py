@@ -23,7 +23,9 @@ as many parts (the same rows written again), per hit, and the Parquet path it re
 (``ratio``: 10x parts against the parts the job wrote; target <= 1.5). ``search_command``
 runs ``--search-commands`` whole ``corpusbeam search`` processes, from process start.
 ``tuning`` reports what the build's tuner tried and chose (the manifest's ``recall``) and
-the recall@10 of this run's text queries at the chosen parameters against the scan.
+the recall@10 of this run's text queries at the chosen parameters against the scan;
+``dense_p50_at`` the whole dense query's p50 and that recall at other nprobe / efSearch
+values (the tuner measures recall on indexed vectors, which can flatter it).
 """
 
 from __future__ import annotations
@@ -153,8 +155,26 @@ def measure(out: Path, n_queries: int) -> dict[str, float]:
     _, rows_gt = flat.search(q, 10)
     I_gt = ids[rows_gt]
     got["recall"] = recall_at_k(s.folder.search(xq, 10).I, I_gt, 10)
+    got["sweep"] = sweep(s, xq, I_gt, len(texts))
     s.close()
     return got
+
+
+def sweep(s, xq: np.ndarray, I_gt: np.ndarray, n: int) -> list[dict]:
+    """recall@10 of the text queries and the p50 of a whole dense query (index search
+    and the hits' rows, ``Searcher.hits``) at each nprobe / efSearch value."""
+    from indexes.building.tune import recall_at_k
+
+    name = s.folder.spec.search_param
+    if name is None:
+        return []
+    out = []
+    for v in (4, 16, 64, 128, 256, 512):
+        params = {name: v}
+        recall = recall_at_k(s.folder.search(xq, 10, params=params).I, I_gt, 10)
+        ms = _p50_ms(lambda i, p=params: s.hits(s.folder.search(xq[i : i + 1], 10, params=p)), n)
+        out.append({"params": params, "text_queries_recall": round(recall, 4), "p50_ms": ms})
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -191,6 +211,11 @@ def main(argv: list[str] | None = None) -> None:
          text_queries_recall=round(got["recall"], 4),
          chosen=manifest["search_params"], latency_ms=manifest.get("latency_ms"),
          trials=recall.get("trials"), **common)  # fmt: skip
+    for row in got["sweep"]:
+        emit(BENCH, "dense_p50_at", round(row["p50_ms"], 3), "ms",
+             ratio=round(row["p50_ms"] / base, 3), baseline="exact_scan_p50",
+             params=row["params"], text_queries_recall=row["text_queries_recall"],
+             note="Searcher.hits of IndexFolder.search at these parameters", **common)  # fmt: skip
     if args.search_commands:
         texts = queries(args.chunks, args.search_commands)
         cmd = search_commands(str(out), texts, parallel=1)
