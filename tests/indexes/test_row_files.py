@@ -103,3 +103,18 @@ def test_parts_whose_columns_differ_make_one_file(tmp_path):
     assert rows is not None and RowFile._read(target, "e" * 64, 3) is None  # another version's
     want = pa.concat_tables([a, b], promote_options="permissive").to_pylist()
     assert rows.lookup(np.array([9, 1, 5])) == [want[2], want[0], want[1]]
+
+
+def test_lookups_read_no_part(folder, monkeypatch):
+    """Hits' rows come from the one rows file whatever the part count: no part's Parquet
+    row group is read (the per-hit cost at 10x the parts: benchmarks/query_scale.py)."""
+    opened = open_index(folder)
+    opened.open_all()
+    ids = opened.parts.ids()[::10]
+
+    def refuse(self, *args):
+        raise AssertionError("a part was read")
+
+    monkeypatch.setattr(type(opened.parts), "lookup", refuse)
+    monkeypatch.setattr(type(opened.parts), "_group", refuse)
+    assert [r["id"] for r in opened.lookup(ids)] == ids.tolist()
