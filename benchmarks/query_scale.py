@@ -165,7 +165,7 @@ def sweep(s, xq: np.ndarray, I_gt: np.ndarray, n: int) -> list[dict]:
     and the hits' rows, ``Searcher.hits``) at each nprobe / efSearch value."""
     from indexes.building.tune import recall_at_k
 
-    name = s.folder.spec.search_param
+    name = next(iter(s.manifest.search_params), None)  # nprobe or efSearch, as tuned
     if name is None:
         return []
     out = []
