@@ -99,9 +99,10 @@ class Searcher:
         self.folder.rescore_store()
         self._owns_pool = embedders is None
         self._pool = embedders or EmbedderPool(endpoint=endpoint, credential=credential)
-        # Hits are looked up by id in the parts (their row groups only); the parts' files
-        # are opened now, so a version deleted later keeps answering.
-        self.folder.parts.open_all()
+        # Hits are looked up by id in the version's memory-mapped rows file (derived now
+        # if need be); it and the parts' files are opened now, so a version deleted later
+        # keeps answering.
+        self.folder.open_all()
         self.lexical: LexicalIndex | None = open_lexical(self.path, self.manifest.lexical)
 
     # ---- what this index is --------------------------------------------------------

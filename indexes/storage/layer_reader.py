@@ -249,6 +249,14 @@ class LayeredParts:
             self._filter_tables[key] = self.metadata(key).combine_chunks()
         return self._filter_tables[key]
 
+    def schemas(self) -> list[pa.Schema]:
+        return self.base.schemas() + self.delta.schemas()
+
+    def iter_tables(self) -> Iterator[pa.Table]:
+        """Each part number's live rows (the base's not removed, the delta's), id order."""
+        for b, d in self._numbers():
+            yield self._part_table(b, d, None)
+
     def iter_column(self, column: str) -> Iterator:
         for b, d in self._numbers():
             t = self._part_table(b, d, ["id", column])
