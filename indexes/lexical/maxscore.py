@@ -111,20 +111,21 @@ def _seek(rows, pos, cur, start, end, t, d, block):
 
 @njit
 def _lookup(
-    rows, tf, norm, start, end, idf, order, prefix, ess, pos, cur, w, d, partial, theta, block
+    rows, tf, norm, start, end, idf, prefix, ess, pos, cur, w, at, d, partial, theta, block
 ):
-    """Score candidate ``d`` on the non-essential terms ``order[:ess]`` into ``w``, largest
-    bound first; False as soon as it cannot reach ``theta``."""
+    """Score candidate ``d`` on the non-essential terms ``[0, ess)`` into ``w`` (marking
+    ``at``), largest bound first; False as soon as it cannot reach ``theta``."""
+    nd = norm[d]
     for j in range(ess - 1, -1, -1):
         if partial + prefix[j] < theta:
             return False
-        t = order[j]
-        if cur[t] < d:
-            _seek(rows, pos, cur, start, end, t, d, block)
-        if cur[t] == d:
-            f = tf[pos[t]]
-            w[t] = f / (norm[d] + f) * idf[t]
-            partial += w[t]
+        if cur[j] < d:
+            _seek(rows, pos, cur, start, end, j, d, block)
+        if cur[j] == d:
+            f = tf[pos[j]]
+            w[j] = f / (nd + f) * idf[j]
+            at[j] = d
+            partial += w[j]
     return True
 
 
@@ -142,63 +143,56 @@ def segment_top_k(rows, tf, norm, start, end, idf, ub, mask, ids, hs, hi, fill, 
     ``mask``: rows that may match (empty: all); ``ids``: the rows' chunk ids; ``block``:
     the postings a block (``indexes.lexical.blocks.BLOCK``)."""
     m = start.shape[0]
-    order = np.argsort(ub)
-    prefix = np.empty(m, np.float64)  # bounds of the terms order[0..j]
+    order = np.argsort(ub)  # the terms by bound, ascending: j-th is term order[j]
+    start, end, idf = start[order], end[order], idf[order]
+    prefix = np.empty(m, np.float64)  # bounds of the terms [0, j]
     acc = 0.0
     for j in range(m):
         acc += ub[order[j]] * (1.0 + SLACK)
         prefix[j] = acc
     pos = start.copy()
     cur = np.empty(m, np.int64)
-    for t in range(m):
-        cur[t] = rows[pos[t]] if pos[t] < end[t] else _END
+    for j in range(m):
+        cur[j] = rows[pos[j]] if pos[j] < end[j] else _END
+    rank = np.empty(m, np.int64)  # term t is j = rank[t]
+    rank[order] = np.arange(m)
     w = np.zeros(m, np.float32)
+    at = np.full(m, -1, np.int64)  # the row w[j] is for
     theta = _theta(hs, fill)
     ess = 0
     while ess < m and prefix[ess] < theta:
         ess += 1
     while ess < m:
-        d = _END
-        for j in range(ess, m):
-            d = min(d, cur[order[j]])
+        d = cur[ess]
+        for j in range(ess + 1, m):
+            d = min(d, cur[j])
         if d == _END:
             break
+        nd = norm[d]
         partial = 0.0
         for j in range(ess, m):  # the essential terms at d, their cursors moved on
-            t = order[j]
-            if cur[t] == d:
-                p = pos[t]
+            if cur[j] == d:
+                p = pos[j]
                 f = tf[p]
-                w[t] = f / (norm[d] + f) * idf[t]
-                partial += w[t]
-                pos[t] = p + 1
-                cur[t] = rows[p + 1] if p + 1 < end[t] else _END
-        alive = (mask.shape[0] == 0 or mask[d]) and (ess == 0 or partial + prefix[ess - 1] >= theta)
-        if alive and ess > 0:
-            alive = _lookup(
-                rows,
-                tf,
-                norm,
-                start,
-                end,
-                idf,
-                order,
-                prefix,
-                ess,
-                pos,
-                cur,
-                w,
-                d,
-                partial,
-                theta,
-                block,
-            )
-        if alive:
-            s = 0.0
-            for t in range(m):  # in the exhaustive scorer's order
-                s += w[t]
-            _push(hs, hi, fill, np.float32(s), ids[d])
-            theta = _theta(hs, fill)
-            while ess < m and prefix[ess] < theta:
-                ess += 1
-        w[:] = 0
+                w[j] = f / (nd + f) * idf[j]
+                at[j] = d
+                partial += w[j]
+                pos[j] = p + 1
+                cur[j] = rows[p + 1] if p + 1 < end[j] else _END
+        if ess > 0 and partial + prefix[ess - 1] < theta:
+            continue
+        if mask.shape[0] and not mask[d]:
+            continue
+        if ess > 0 and not _lookup(
+            rows, tf, norm, start, end, idf, prefix, ess, pos, cur, w, at, d, partial, theta, block
+        ):
+            continue
+        s = 0.0
+        for t in range(m):  # in the exhaustive scorer's order
+            j = rank[t]
+            if at[j] == d:
+                s += w[j]
+        _push(hs, hi, fill, np.float32(s), ids[d])
+        theta = _theta(hs, fill)
+        while ess < m and prefix[ess] < theta:
+            ess += 1

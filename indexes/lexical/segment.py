@@ -45,8 +45,9 @@ from pathlib import Path
 import numpy as np
 
 from corpusbeam.errors import ConfigError
-from indexes.lexical.analyzer import TOKENIZER, tokenize
+from indexes.lexical.analyzer import TOKENIZER
 from indexes.lexical.blocks import BLOCK, BLOCK_FILES, avgdl_of, block_maxima
+from indexes.lexical.termids import TermIds
 
 __all__ = [
     "K1",
@@ -147,7 +148,7 @@ def encode_segment(
     if not name or "/" in name or name.startswith("."):
         raise ConfigError("name", name, "a segment name is one plain folder name")
     ids = _check_ids(ids)
-    vocab: dict[str, int] = {}
+    numbers = TermIds()
     blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     lengths: list[np.ndarray] = []
     buf: list[int] = []
@@ -163,9 +164,7 @@ def encode_segment(
         buf, lens = [], []
 
     for text in texts:
-        toks = tokenize(text) if text else []
-        buf.extend(vocab.setdefault(t, len(vocab)) for t in toks)
-        lens.append(len(toks))
+        lens.append(numbers.extend(buf, text))
         n += 1
         if len(lens) >= _BLOCK:
             flush()
@@ -174,8 +173,8 @@ def encode_segment(
         raise ConfigError("texts", n, f"expected one text a chunk id ({len(ids)})")
     if n >= 1 << 31:
         raise ConfigError("texts", n, "at most 2**31 - 1 chunks a lexical segment")
-    hashes = term_hashes(vocab)
-    del vocab
+    hashes = term_hashes(numbers.vocab)
+    del numbers
     order = np.argsort(hashes, kind="stable")
     hashes = hashes[order]
     if hashes.size > 1 and not (hashes[1:] != hashes[:-1]).all():
