@@ -11,16 +11,14 @@ the average length, and never by more than the factor ``A / avgdl0`` (for ``x, d
 maxima times ``max(1, A / avgdl0)`` bound the weights of any reader: exact for one
 segment, a few percent loose when segments' average lengths differ.
 
-``block_maxima`` computes them (compiled with numba: one pass over the postings); the
-writer stores them, and a reader derives them on opening a segment written without them
+``block_maxima`` computes them (numpy, a few million postings at a time); the writer
+stores them, and a reader derives them on opening a segment written without them
 (``SEGMENT_FILES`` of an older version) or with other ``k1``/``b``.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-from indexes.lexical.jit import njit
 
 __all__ = ["BLOCK", "BLOCK_FILES", "avgdl_of", "block_maxima"]
 
@@ -33,22 +31,7 @@ def avgdl_of(count: int, length: int) -> float:
     return length / count if count and length else 1.0
 
 
-@njit
-def _maxima(indptr, rows, tf, norm, blockptr, out):
-    for t in range(indptr.shape[0] - 1):
-        a, e = indptr[t], indptr[t + 1]
-        j = blockptr[t]
-        while a < e:
-            stop = min(a + BLOCK, e)
-            best = np.float32(0.0)
-            for p in range(a, stop):
-                f = tf[p]
-                w = f / (norm[rows[p]] + f)
-                if w > best:
-                    best = w
-            out[j] = best
-            j += 1
-            a = stop
+_CHUNK = 1 << 22  # postings whose weights are computed at a time (16 MiB of float32)
 
 
 def block_maxima(
@@ -63,11 +46,24 @@ def block_maxima(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(blockptr, blockmax)`` of one segment's term-major postings (``indptr``, ``rows``,
     ``tf``) and its rows' ``lengths``, with the average length ``avgdl``."""
-    df = np.diff(np.asarray(indptr, dtype=np.int64))
+    indptr = np.asarray(indptr, dtype=np.int64)
+    df = np.diff(indptr)
+    blocks = -(-df // BLOCK)
     blockptr = np.zeros(df.size + 1, dtype=np.int64)
-    np.cumsum(-(-df // BLOCK), out=blockptr[1:])
+    np.cumsum(blocks, out=blockptr[1:])
     norm = (k1 * ((1 - b) + b * np.asarray(lengths, dtype=np.float64) / avgdl)).astype(np.float32)
     out = np.zeros(int(blockptr[-1]), dtype=np.float32)
-    if out.size:
-        _maxima(np.asarray(indptr, np.int64), rows, tf, norm, blockptr, out)
+    if out.size == 0:
+        return blockptr, out
+    # Each block's first posting: its term's first posting plus 128 times its number.
+    first = np.repeat(indptr[:-1], blocks) + BLOCK * (
+        np.arange(out.size) - np.repeat(blockptr[:-1], blocks)
+    )
+    step = max(1, _CHUNK // BLOCK)
+    for lo in range(0, out.size, step):  # whole blocks at a time: memory stays bounded
+        hi = min(lo + step, out.size)
+        a, e = int(first[lo]), int(first[hi]) if hi < out.size else int(indptr[-1])
+        f = np.asarray(tf[a:e])
+        w = f / (norm[np.asarray(rows[a:e])] + f)
+        out[lo:hi] = np.maximum.reduceat(w, first[lo:hi] - a)
     return blockptr, out

@@ -45,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 
 from corpusbeam.errors import ConfigError, IndexFolderError
+from indexes.lexical import topk
 from indexes.lexical.analyzer import TOKENIZER, tokenize
 from indexes.lexical.read import Segment, in_sorted, mark_live, read_removed
 from indexes.lexical.segment import (
@@ -192,6 +193,8 @@ class LexicalIndex:
     ) -> LexicalResult:
         """The ``k`` best live rows for each query; with ``allowed_ids`` (the ids a filter
         allows) only those rows are ranked."""
+        if self.rows < topk.PRUNE_ROWS:  # small: scoring every posting is as quick
+            return self.search_exhaustive(queries, k, allowed_ids=allowed_ids)
         allowed = _allowed(queries, k, allowed_ids)
         D = np.zeros((len(queries), k), dtype=np.float32)
         I = np.full((len(queries), k), -1, dtype=np.int64)  # noqa: E741

@@ -11,6 +11,7 @@ import shutil
 import numpy as np
 import pytest
 
+from indexes.lexical import topk
 from indexes.lexical.blocks import BLOCK_FILES
 from indexes.lexical.index import build_lexical, encode_segment, lexical_info, open_lexical
 
@@ -29,6 +30,12 @@ def write_segments(folder, parts, removed):
         entries.append(entry)
     np.save(folder / "lexical" / "removed.npy", np.asarray(removed, dtype=np.int64))
     return lexical_info(entries, ["lexical/removed.npy"])
+
+
+@pytest.fixture(autouse=True)
+def prune_every_index(monkeypatch):
+    """Prune at any size (small indexes score every posting by default)."""
+    monkeypatch.setattr(topk, "PRUNE_ROWS", 0)
 
 
 @pytest.fixture(scope="module")
