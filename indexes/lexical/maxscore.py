@@ -130,6 +130,46 @@ def _lookup(
 
 
 @njit
+def _score(w, at, rank, d):
+    """The exact score of row ``d``: its weights summed in the exhaustive scorer's order."""
+    s = 0.0
+    for t in range(rank.shape[0]):
+        j = rank[t]
+        if at[j] == d:
+            s += w[j]
+    return np.float32(s)
+
+
+@njit
+def _last(tf, rows, norm, start, end, idf, prefix, pos, cur, w, at, rank, mask, ids, hs, hi, fill,
+          block):  # fmt: skip
+    """The rest of the loop when only the last term (the largest bound) is essential:
+    its postings one after the other, each looked up in the others if it can reach
+    ``theta``, until ``theta`` leaves no term essential."""
+    m = start.shape[0]
+    j = m - 1
+    below = prefix[j - 1]
+    theta = _theta(hs, fill)
+    p, e, weight = pos[j], end[j], idf[j]
+    while p < e:
+        d = rows[p]
+        f = tf[p]
+        x = f / (norm[d] + f) * weight
+        p += 1
+        if x + below < theta or (mask.shape[0] and not mask[d]):
+            continue
+        w[j] = x
+        at[j] = d
+        if not _lookup(rows, tf, norm, start, end, idf, prefix, j, pos, cur, w, at, d, x, theta,
+                       block):  # fmt: skip
+            continue
+        _push(hs, hi, fill, _score(w, at, rank, d), ids[d])
+        theta = _theta(hs, fill)
+        if prefix[j] < theta:
+            return
+
+
+@njit
 def _theta(hs, fill):
     return hs[0] * _CUT if fill[0] == hs.shape[0] else -1.0
 
@@ -163,6 +203,10 @@ def segment_top_k(rows, tf, norm, start, end, idf, ub, mask, ids, hs, hi, fill, 
     while ess < m and prefix[ess] < theta:
         ess += 1
     while ess < m:
+        if ess == m - 1 and ess > 0:  # one essential term left: a plain scan of its postings
+            _last(tf, rows, norm, start, end, idf, prefix, pos, cur, w, at, rank, mask, ids,
+                  hs, hi, fill, block)  # fmt: skip
+            return
         d = cur[ess]
         for j in range(ess + 1, m):
             d = min(d, cur[j])
@@ -187,12 +231,7 @@ def segment_top_k(rows, tf, norm, start, end, idf, ub, mask, ids, hs, hi, fill, 
             rows, tf, norm, start, end, idf, prefix, ess, pos, cur, w, at, d, partial, theta, block
         ):
             continue
-        s = 0.0
-        for t in range(m):  # in the exhaustive scorer's order
-            j = rank[t]
-            if at[j] == d:
-                s += w[j]
-        _push(hs, hi, fill, np.float32(s), ids[d])
+        _push(hs, hi, fill, _score(w, at, rank, d), ids[d])
         theta = _theta(hs, fill)
         while ess < m and prefix[ess] < theta:
             ess += 1
