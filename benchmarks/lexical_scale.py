@@ -31,8 +31,9 @@ Figures (one JSON line each, ``loadavg_1m`` beside every timing):
   in a child process at concurrency 8 (embedding included: the hash model behind a local
   endpoint in another child process), p50 and p99, hybrid's ratio to dense's.
 
-``bm25_build`` also gives the build's peak anonymous memory above what the process held
-before it (``peak_mib``). ``--no-service`` skips the service figures.
+``bm25_build`` also gives the build's CPU seconds (``cpu_s``) and its peak anonymous
+memory above what the process held before it (``peak_mib``). ``--no-service`` skips
+the service figures.
 
 ``--cache DIR`` keeps the built folder (the 1M build takes several minutes); a cached
 folder whose lexical index has another number of segments (or an older format, such as
@@ -113,15 +114,16 @@ def relex(version: Path, segments: int) -> None:
     shutil.rmtree(version / "lexical", ignore_errors=True)
     before = anon_mib(os.getpid())
     rss = RssSampler(os.getpid(), interval=0.05).start()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     info = build_lexical(version, ids, parts.iter_column("text"), segment_rows=-(-n // segments))
-    took = time.perf_counter() - t0
+    took, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = rss.stop().peak_launcher_anon - before
     lexical = [p for p in sorted((version / "lexical").rglob("*")) if p.is_file()]
     size = sum(p.stat().st_size for p in lexical)
     emit(BENCH, "bm25_build", round(took, 1), "s", bytes=size, bytes_per_chunk=round(size / n, 1),
          postings=info["postings"], terms=info["terms"], segments=segments, n=n,
-         peak_mib=round(peak), loadavg_1m=round(os.getloadavg()[0], 2))  # fmt: skip
+         peak_mib=round(peak), cpu_s=round(cpu, 1),
+         loadavg_1m=round(os.getloadavg()[0], 2))  # fmt: skip
     m = Manifest.from_json((version / "manifest.json").read_text())
     files = {k: v for k, v in m.files.items() if not k.startswith("lexical/")}
     for p in lexical:
@@ -137,9 +139,12 @@ def build(folder: Path, texts: list[str]) -> None:
     n = len(texts)
     scratch = Path(tempfile.mkdtemp(prefix="bm25-"))
     try:
-        t0 = time.perf_counter()
+        before = anon_mib(os.getpid())
+        rss = RssSampler(os.getpid(), interval=0.05).start()
+        t0, c0 = time.perf_counter(), time.process_time()
         info = build_lexical(scratch, np.arange(n, dtype=np.int64), texts)
-        took = time.perf_counter() - t0
+        took, cpu = time.perf_counter() - t0, time.process_time() - c0
+        peak = rss.stop().peak_launcher_anon - before
         size = sum(p.stat().st_size for p in (scratch / "lexical").rglob("*") if p.is_file())
     finally:
         shutil.rmtree(scratch)
@@ -153,6 +158,8 @@ def build(folder: Path, texts: list[str]) -> None:
         postings=info["postings"],
         terms=info["terms"],
         n=n,
+        peak_mib=round(peak),
+        cpu_s=round(cpu, 1),
         loadavg_1m=round(os.getloadavg()[0], 2),
     )
     meta = {
