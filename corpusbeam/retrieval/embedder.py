@@ -40,6 +40,7 @@ from corpusbeam.inference.client import (
 )
 from corpusbeam.inference.client.credentials import Credential, EnvApiKey
 from corpusbeam.inference.protocol import API_VERSION, local_model
+from corpusbeam.retrieval.query_cache import DEFAULT_QUERY_CACHE, QueryCache
 from indexes.storage.manifest import Manifest
 
 __all__ = ["QUERY_RETRY", "EmbedderPool", "QueryEmbedder"]
@@ -50,10 +51,12 @@ QUERY_TIMEOUTS = Timeouts(connect=5.0, read=30.0, write=30.0, pool=30.0)
 
 
 class QueryEmbedder:
-    """Embeds query texts and images through one endpoint (a thin, blocking wrapper)."""
+    """Embeds query texts and images through one endpoint (a thin, blocking wrapper).
+    Text queries go through ``cache`` (``corpusbeam.retrieval.query_cache``) when given."""
 
-    def __init__(self, settings: ClientSettings) -> None:
+    def __init__(self, settings: ClientSettings, cache: QueryCache | None = None) -> None:
         self.settings = settings
+        self.cache = cache
         self._client = EmbeddingsClient(settings)
 
     @property
@@ -62,10 +65,17 @@ class QueryEmbedder:
 
     def embed_texts(self, texts: Sequence[str], *, dimensions: int, encoding: str) -> np.ndarray:
         """(n, width) vectors of ``texts`` as queries, in the encoding's natural dtype."""
-        result = self._client.embed_texts(
-            list(texts), input_type="query", dimensions=dimensions, encoding_format=encoding
-        )
-        return result.vectors
+
+        def embed(batch: list[str]) -> np.ndarray:
+            return self._client.embed_texts(
+                batch, input_type="query", dimensions=dimensions, encoding_format=encoding
+            ).vectors
+
+        if self.cache is None:
+            return embed(list(texts))
+        s = self.settings
+        scope = (s.endpoint, s.api_version, s.deployment, dimensions, encoding)
+        return self.cache.embed(scope, list(texts), embed)
 
     def embed_images(
         self,
@@ -91,8 +101,10 @@ class EmbedderPool:
     """Query embedders by endpoint, shared by every index folder that uses the same one.
 
     ``endpoint``: a URL that overrides every manifest's (with ``credential``, e.g.
-    ``EnvApiKey(var="VAR")``). Thread-safe; ``close()`` closes the clients and stops any local
-    endpoint the pool started.
+    ``EnvApiKey(var="VAR")``). ``query_cache``: text query vectors kept, least recently
+    used dropped (0: none), one cache for every endpoint of the pool (``cache``).
+    Thread-safe; ``close()`` closes the clients and stops any local endpoint the pool
+    started.
     """
 
     def __init__(
@@ -101,12 +113,14 @@ class EmbedderPool:
         endpoint: str | None = None,
         credential: Credential | None = None,
         max_concurrency: int = 32,
+        query_cache: int = DEFAULT_QUERY_CACHE,
     ) -> None:
         if endpoint is not None and not endpoint.startswith(("http://", "https://")):
             raise ConfigError("endpoint", endpoint, "must be an http:// or https:// URL")
         self.endpoint = endpoint
         self._credential = credential
         self._max_concurrency = max_concurrency
+        self.cache = QueryCache(query_cache)
         self._lock = threading.Lock()
         self._embedders: dict[tuple[str, str, str | None, str | None], QueryEmbedder] = {}
         self._local: dict[str, str] = {}  # model -> URL of the endpoint we started
@@ -132,7 +146,7 @@ class EmbedderPool:
                     timeouts=QUERY_TIMEOUTS,
                     max_concurrency=self._max_concurrency,
                 )
-                embedder = self._embedders[key] = QueryEmbedder(settings)
+                embedder = self._embedders[key] = QueryEmbedder(settings, self.cache)
             return embedder
 
     def check(self, manifest: Manifest) -> None:
