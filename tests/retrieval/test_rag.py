@@ -5,6 +5,8 @@ metrics through the service over loopback HTTP."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import numpy as np
 import pytest
@@ -55,7 +57,7 @@ def test_snippets_choose_the_best_window_and_mark_query_terms_not_stopwords():
     marked = [s.text[a:b].lower() for a, b in s.highlights]
     assert {"rabbit", "garden", "eats", "carrots"} <= set(marked)
     assert "the" not in marked and "in" not in marked  # stopwords are never marked
-    assert text[s.start : s.end] == s.text and 0 < s.start and s.end < len(text)
+    assert text[s.start : s.end] == s.text and s.start > 0 and s.end < len(text)
     short = snippet("Rabbits eat the carrot.", "rabbit carrots")
     assert short.text == "Rabbits eat the carrot."  # a short chunk is its own window
     assert [short.text[a:b] for a, b in short.highlights] == ["Rabbits", "carrot"]
@@ -223,3 +225,17 @@ def test_a_repeated_query_is_answered_from_the_cache(service, endpoint):
     after = counts()
     assert mid[1] - before[1] == 1 and mid[2] - before[2] == 1  # a miss, sent to embed
     assert after[0] - mid[0] == 1 and after[2] == mid[2]  # a hit: the endpoint saw nothing
+
+
+def test_corpusbeam_search_pages_groups_and_shows_snippets(float_folder, capsys):
+    from corpusbeam.cli.main import main
+
+    argv = ["search", str(float_folder), QUERY, "-k", "2", "--group", "--snippet", "4", "--json"]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert len(first["groups"]) == 2 and first["groups"][0]["count"] == 2
+    assert all("snippet" in h for h in first["hits"]) and first["next_cursor"]
+    assert main([*argv, "--cursor", first["next_cursor"]]) == 0
+    second = json.loads(capsys.readouterr().out)
+    seen = {g["document_id"] for g in first["groups"]}
+    assert len(second["groups"]) == 2 and not seen & {g["document_id"] for g in second["groups"]}
