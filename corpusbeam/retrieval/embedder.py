@@ -7,8 +7,11 @@ built-in local reference endpoint with that model at its default native dimensio
 
 - an endpoint given explicitly (``endpoint=`` / ``--endpoint``) wins, with the pool's
   credential;
-- ``local://<model>``: the pool starts ``running_endpoint(EndpointConfig(model=...))`` on
-  loopback the first time and keeps it until ``close()``;
+- ``local://<model>``: text queries run the endpoint's model in this process
+  (``corpusbeam.retrieval.local_embedder``, the same vectors without an HTTP round trip);
+  for image queries (or with ``local_in_process=False``) the pool starts
+  ``running_endpoint(EndpointConfig(model=...))`` on loopback the first time and keeps it
+  until ``close()``;
 - otherwise the manifest's URL and ``deployment``, with the pool's credential if it has
   one, else the key in the environment variable the manifest names (``api_key_env``,
   recorded by the index job from ``--api-key-env``): an unset variable is a ConfigError
@@ -103,6 +106,9 @@ class EmbedderPool:
     ``endpoint``: a URL that overrides every manifest's (with ``credential``, e.g.
     ``EnvApiKey(var="VAR")``). ``query_cache``: text query vectors kept, least recently
     used dropped (0: none), one cache for every endpoint of the pool (``cache``).
+    ``local_in_process``: text queries of ``local://`` indexes run the reference model in
+    this process (``corpusbeam.retrieval.local_embedder``: the same vectors, no HTTP);
+    False sends them to a local endpoint on loopback like image queries.
     Thread-safe; ``close()`` closes the clients and stops any local endpoint the pool
     started.
     """
@@ -114,6 +120,7 @@ class EmbedderPool:
         credential: Credential | None = None,
         max_concurrency: int = 32,
         query_cache: int = DEFAULT_QUERY_CACHE,
+        local_in_process: bool = True,
     ) -> None:
         if endpoint is not None and not endpoint.startswith(("http://", "https://")):
             raise ConfigError("endpoint", endpoint, "must be an http:// or https:// URL")
@@ -121,6 +128,7 @@ class EmbedderPool:
         self._credential = credential
         self._max_concurrency = max_concurrency
         self.cache = QueryCache(query_cache)
+        self._in_process = local_in_process
         self._lock = threading.Lock()
         self._embedders: dict[tuple[str, str, str | None, str | None], QueryEmbedder] = {}
         self._local: dict[str, str] = {}  # model -> URL of the endpoint we started
@@ -129,6 +137,23 @@ class EmbedderPool:
 
     def get(self, manifest: Manifest) -> QueryEmbedder:
         """The embedder for the endpoint ``manifest`` was built with (see the module)."""
+        model = local_model(manifest.endpoint)
+        if self.endpoint is None and model is not None and self._in_process:
+            with self._lock:
+                if self._closed:
+                    raise ConfigError("embedders", "closed", "the embedder pool is closed")
+                key = ("in-process", model, None, None)
+                embedder = self._embedders.get(key)
+                if embedder is None:
+                    from corpusbeam.retrieval.local_embedder import LocalQueryEmbedder
+
+                    embedder = LocalQueryEmbedder(model, self.cache, lambda: self._http(manifest))
+                    self._embedders[key] = embedder  # type: ignore[assignment]
+                return embedder
+        return self._http(manifest)
+
+    def _http(self, manifest: Manifest) -> QueryEmbedder:
+        """The client of the endpoint ``manifest`` names (a local one started if needed)."""
         with self._lock:
             if self._closed:
                 raise ConfigError("embedders", "closed", "the embedder pool is closed")

@@ -239,3 +239,21 @@ def test_corpusbeam_search_pages_groups_and_shows_snippets(float_folder, capsys)
     second = json.loads(capsys.readouterr().out)
     seen = {g["document_id"] for g in first["groups"]}
     assert len(second["groups"]) == 2 and not seen & {g["document_id"] for g in second["groups"]}
+
+
+def test_local_queries_embedded_in_process_equal_the_endpoints(float_folder, endpoint):
+    from corpusbeam.inference.errors import PayloadTooLargeError
+    from corpusbeam.retrieval.embedder import EmbedderPool
+    from corpusbeam.retrieval.local_embedder import LocalQueryEmbedder
+
+    with Searcher(float_folder) as here, Searcher(float_folder, endpoint=endpoint.url) as there:
+        assert isinstance(here.embedder(), LocalQueryEmbedder)
+        texts = [QUERY, "owls", "café über naïve"]
+        for encoding in ("float", "int8", "ubinary", "binary"):
+            a = here.embedder().embed_texts(texts, dimensions=64, encoding=encoding)
+            b = there.embedder().embed_texts(texts, dimensions=64, encoding=encoding)
+            assert a.dtype == b.dtype and np.array_equal(a, b), encoding
+        with pytest.raises(PayloadTooLargeError, match="tokens"):
+            here.embed_texts(["word " * 5000])
+    with EmbedderPool(local_in_process=False) as pool, Searcher(float_folder, embedders=pool) as s:
+        assert s.embedder().url.startswith("http://127.0.0.1")
