@@ -11,8 +11,12 @@ its own keep-alive connection):
 - ``new_query_p50``: every query different (nothing cached), the target <= 25 ms;
 - ``repeated_query_p50``: one query over and over (answered from the query-embedding
   cache after the first);
-- ``healthz_p50``: ``GET /healthz`` at the same concurrency, the HTTP floor (baseline);
-  each figure's ``ratio`` is to it;
+- ``healthz_p50``: ``GET /healthz`` at the same concurrency, the HTTP floor;
+- each figure for two services in the same run, alternating ``--rounds`` times:
+  ``embed: in-process`` (the default: ``local://`` text queries run the model in the
+  service's process) and ``embed: local-endpoint`` (``serve --local-endpoint``: through a
+  local endpoint on loopback in the service's process, the path before); an in-process
+  figure's ``ratio`` is to the local-endpoint one of the same round;
 - ``profile_*``: where a new query's time goes, one query at a time in this process
   against the same version (p50 of each step: embedding through the local endpoint,
   dense search at the hybrid depth, lexical search at that depth, the fusion, the hits'
@@ -32,13 +36,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import faiss
+import httpx
 import orjson
 
 from benchmarks._common import emit
-from benchmarks._query_load import serving
+from benchmarks._query_load import _env
 from benchmarks.index_job import TOPICS, write_corpus
 from benchmarks.search_latency import service
 
@@ -68,23 +75,16 @@ def build(root: Path, docs: int) -> Path:
     return out
 
 
-def load(url: str, bodies: list[dict], what: str, floor: float | None, **extra) -> dict:
+def load(url: str, bodies: list[dict]) -> dict:
     stats, answers = service(url, bodies, CONCURRENCY)
     if answers and "took_ms" in answers[0]:
         stats["service_took_ms_p50"] = round(statistics.median(a["took_ms"] for a in answers), 3)
         embeds = [a["embed_ms"] for a in answers if a.get("embed_ms") is not None]
         stats["service_embed_ms_p50"] = round(statistics.median(embeds), 3) if embeds else None
-    ratio = round(stats["p50_ms"] / floor, 2) if floor else None
-    emit(BENCH, what, stats.pop("p50_ms"), "ms", **stats, ratio=ratio,
-         baseline="GET /healthz p50, same run", concurrency=CONCURRENCY, **extra)  # fmt: skip
     return stats
 
 
-def healthz_p50(url: str, n: int) -> float:
-    from concurrent.futures import ThreadPoolExecutor
-
-    import httpx
-
+def healthz_p50(url: str, n: int) -> dict:
     lat: list[float] = []
     with httpx.Client(base_url=url, timeout=30, limits=httpx.Limits(max_connections=8)) as c:
 
@@ -95,7 +95,39 @@ def healthz_p50(url: str, n: int) -> float:
 
         with ThreadPoolExecutor(CONCURRENCY) as pool:
             list(pool.map(one, range(n)))
-    return round(statistics.median(lat) * 1000, 3)
+    return {"p50_ms": round(statistics.median(lat) * 1000, 3),
+            "loadavg_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
+
+
+@contextmanager
+def serving(target: Path, *flags: str):
+    """``corpusbeam serve TARGET FLAGS`` in a child process, ready: its URL."""
+    cmd = [sys.executable, "-m", "corpusbeam", "serve", str(target), "--port", "0",
+           "--log-level", "warning", "--poll-interval", "0", *flags]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=_env())
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        if not line.startswith("corpusbeam search: listening on "):
+            raise SystemExit(f"serve did not start: {line!r}")
+        url = line.rsplit(" ", 1)[1].strip()
+        while httpx.get(f"{url}/readyz", timeout=30).status_code != 200:
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def one_round(target: Path, queries: list[str], requests: int, flags: tuple[str, ...]) -> dict:
+    """healthz, new queries, one repeated query against a fresh ``serve`` with ``flags``."""
+    with serving(target, *flags) as url:
+        return {
+            "healthz_p50": healthz_p50(url, requests),
+            "new_query_p50": load(url, [{"query": q, "k": 10} for q in queries[:requests]]),
+            "repeated_query_p50": load(url, [{"query": queries[-1], "k": 10}] * requests),
+        }
 
 
 def profile(target: Path, queries: list[str], **extra) -> None:
@@ -139,27 +171,33 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--docs", type=int, default=20_000)
     ap.add_argument("--requests", type=int, default=800)
+    ap.add_argument("--rounds", type=int, default=2, help="alternations of the two services")
     ap.add_argument("--cache", help="keep the built index here")
-    ap.add_argument("--quick", action="store_true", help="2,000 documents, 80 requests")
+    ap.add_argument("--quick", action="store_true", help="2,000 documents, 80 requests, 1 round")
     args = ap.parse_args(argv)
     if args.quick:
-        args.docs, args.requests = 2_000, 80
+        args.docs, args.requests, args.rounds = 2_000, 80, 1
     root = Path(args.cache or tempfile.mkdtemp(prefix="service-load-"))
     root.mkdir(parents=True, exist_ok=True)
     target = build(root, args.docs)
-    queries = new_queries(args.docs, 2 * args.requests + 200)
-    extra = {"docs": args.docs, "mode": "hybrid (default)"}
-    started = time.perf_counter()
-    with serving(str(target)) as (url, _pid):
-        emit(BENCH, "serve_ready", round(time.perf_counter() - started, 2), "s", **extra)
-        floor = healthz_p50(url, args.requests)
-        emit(BENCH, "healthz_p50", floor, "ms", concurrency=CONCURRENCY,
-             loadavg_1m=round(os.getloadavg()[0], 2), **extra)  # fmt: skip
-        new = [{"query": q, "k": 10} for q in queries[: args.requests]]
-        load(url, new, "new_query_p50", floor, target_ms=25, **extra)
-        same = [{"query": queries[-1], "k": 10}] * args.requests
-        load(url, same, "repeated_query_p50", floor, **extra)
-    profile(target, queries[args.requests : args.requests + min(200, args.requests)], **extra)
+    variants = {"in-process": (), "local-endpoint": ("--local-endpoint",)}
+    for r in range(args.rounds):
+        got = {}
+        for v, (name, flags) in enumerate(variants.items()):
+            queries = new_queries(args.docs, args.requests + 1, seed=7 + 10 * r + v)
+            got[name] = one_round(target, queries, args.requests, flags)
+        for name in variants:
+            for metric, stats in got[name].items():
+                base = got["local-endpoint"][metric]["p50_ms"]
+                value = stats.pop("p50_ms")
+                extra = {
+                    "ratio": round(value / base, 3),
+                    "baseline": "the same service with --local-endpoint, same round",
+                }
+                emit(BENCH, metric, value, "ms", **stats, embed=name, round=r, docs=args.docs,
+                     concurrency=CONCURRENCY, mode="hybrid (default)",
+                     **(extra if name == "in-process" else {}))  # fmt: skip
+    profile(target, new_queries(args.docs, 200, seed=99), docs=args.docs)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=ServiceConfig.cursor_ttl,
         help="seconds a replaced version stays open for paging cursors",
     )
+    p.add_argument(
+        "--local-endpoint",
+        action="store_true",
+        help="local:// indexes: embed text queries through a local endpoint on loopback "
+        "(default: the same model in this process)",
+    )
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 checks")
     p.add_argument("--log-level", default="info")
     p.set_defaults(run=run)
@@ -88,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         query_cache=args.query_cache,
         keep_versions=args.keep_versions,
         cursor_ttl=args.cursor_ttl,
+        local_in_process=not args.local_endpoint,
     )
     serve(
         args.dirs,

@@ -53,7 +53,9 @@ class ServiceConfig:
     thread, since OpenMP keeps the setting per thread; ``api_key``: required by
     ``/search`` and ``/indexes`` (never shown by ``repr``); ``query_cache``: text query
     vectors kept (0: off); ``keep_versions`` / ``cursor_ttl``: replaced versions kept open
-    for paging cursors, and for how many seconds after their replacement.
+    for paging cursors, and for how many seconds after their replacement;
+    ``local_in_process``: text queries of ``local://`` indexes run the model in this
+    process (False: through a local endpoint on loopback).
     """
 
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
@@ -66,6 +68,7 @@ class ServiceConfig:
     query_cache: int = DEFAULT_QUERY_CACHE
     keep_versions: int = DEFAULT_KEEP_VERSIONS
     cursor_ttl: float = DEFAULT_CURSOR_TTL
+    local_in_process: bool = True
 
     def __post_init__(self) -> None:
         for name in ("max_request_bytes", "max_query_chars", "max_k", "default_k"):

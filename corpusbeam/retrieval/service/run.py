@@ -89,7 +89,12 @@ def serve(
     log_level: str = "info",
 ) -> None:
     """Open the indexes, listen, print the URL, serve until interrupted."""
-    pool = EmbedderPool(endpoint=endpoint, credential=credential, query_cache=config.query_cache)
+    pool = EmbedderPool(
+        endpoint=endpoint,
+        credential=credential,
+        query_cache=config.query_cache,
+        local_in_process=config.local_in_process,
+    )
     with pool:
         indexes = open_live_indexes(
             paths, embedders=pool, names=names, verify=verify, config=config
@@ -122,7 +127,12 @@ def running_service(
 ) -> Iterator[RunningService]:
     """The service on 127.0.0.1 (a free port) in a thread, until the block ends."""
     config = config or ServiceConfig()
-    pool = EmbedderPool(endpoint=endpoint, credential=credential, query_cache=config.query_cache)
+    pool = EmbedderPool(
+        endpoint=endpoint,
+        credential=credential,
+        query_cache=config.query_cache,
+        local_in_process=config.local_in_process,
+    )
     with pool:
         indexes = open_live_indexes(
             paths, embedders=pool, names=names, verify=verify, config=config
