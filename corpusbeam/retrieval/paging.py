@@ -160,3 +160,5 @@ class KeptVersions(Generic[T]):
             if now - since > self.ttl:
                 del self._kept[version]
                 self._why[version] = f"replaced more than {self.ttl:g} s ago"
+        while len(self._why) > 1000:  # reasons for the most recent versions let go
+            self._why.pop(next(iter(self._why)))
