@@ -203,6 +203,13 @@ def test_the_page_shows_the_mode_that_answered_groups_and_pages(browser, service
     wait(d, lambda d: answered() == "mode: hybrid", "mode: hybrid shown")
     for h in hits(d):  # the service's highlights: query terms, never stopwords
         assert not {"in", "the"} & set(h["marks"]), h
+    # The fusion, when an answer carries it (issue 25's fusion branch adds it), is shown too.
+    d.execute_script(
+        "showAnswered({mode: 'hybrid', fusion: {method: 'convex',"
+        " weights: {dense: 0.3, lexical: 0.7}, tuned: true}})"
+    )
+    fusion = d.find_element(By.ID, "answered-fusion").text
+    assert fusion == "fusion: convex (dense 0.30, lexical 0.70), tuned"
     mode.select_by_value("lexical")
     d.find_element(By.ID, "go").click()
     wait(d, lambda d: answered() == "mode: lexical", "mode: lexical shown")
