@@ -36,6 +36,7 @@ from corpusbeam.errors import ConfigError
 __all__ = [
     "DEFAULT_CURSOR_TTL",
     "DEFAULT_KEPT_VERSIONS",
+    "MAX_DEPTH",
     "Cursor",
     "CursorExpiredError",
     "KeptVersions",
@@ -44,6 +45,7 @@ __all__ = [
 
 DEFAULT_KEPT_VERSIONS = 2  # replaced versions kept open for cursors, per index
 DEFAULT_CURSOR_TTL = 600.0  # seconds a replaced version stays open
+MAX_DEPTH = 10_000  # candidates a cursor may ask to rank (the first page asks 10 k, k <= max_k)
 
 T = TypeVar("T")
 
@@ -82,7 +84,7 @@ class Cursor:
             and isinstance(offset, int)
             and isinstance(depth, int)
             and offset > 0
-            and depth > 0
+            and 0 < depth <= MAX_DEPTH  # a cursor is the client's: bound the work it asks
             and isinstance(fp, str)
         )
         if not ok:

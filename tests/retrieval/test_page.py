@@ -194,8 +194,10 @@ def test_the_page_shows_the_mode_that_answered_groups_and_pages(browser, service
     d.get(service.url + "/?q=cats+purr+in+the+sun&k=2")
     wait(d, first_hit_is("animals/cats.md"), "the query from the URL answered")
 
-    def answered() -> str:
-        return d.find_element(By.ID, "answered-mode").text
+    def answered() -> str:  # read in one step: the element is made again by each answer
+        return d.execute_script(
+            "const e = document.getElementById('answered-mode'); return e ? e.textContent : ''"
+        )
 
     # No mode chosen: the select says what the service does by default, and it answers so.
     mode = Select(d.find_element(By.ID, "mode"))
