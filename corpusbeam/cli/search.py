@@ -126,11 +126,23 @@ def run(args: argparse.Namespace) -> int:
                     row.pop("index", None)
         print(json.dumps(out, ensure_ascii=False))
         return 0
+    if page.groups is not None:
+        for rank, g in enumerate(page.groups, 1):
+            print(f"{rank:>3}  {g.score:8.4f}  {g.document_id}  ({g.count} matching chunks)")
+            _print_hits(g.hits, indent="     ")
+    else:
+        _print_hits(hits)
+    if not hits:
+        print("no hits")
+    if paged and page.next_cursor:
+        print(f"next page: --cursor {page.next_cursor}")
+    return 0
+
+
+def _print_hits(hits, indent: str = "") -> None:
     for rank, h in enumerate(hits, 1):
         text = (h.snippet["text"] if h.snippet else h.text or "").replace("\n", " ")
         text = text if len(text) <= 80 else text[:77] + "..."
         ranks = "  " + " ".join(f"{n}#{r}" for n, r in h.ranks.items()) if h.ranks else ""
-        print(f"{rank:>3}  {h.score:8.4f}  {h.document_id}  {h.uri}{ranks}\n     {text}")
-    if not hits:
-        print("no hits")
-    return 0
+        print(f"{indent}{rank:>3}  {h.score:8.4f}  {h.document_id}  {h.uri}{ranks}")
+        print(f"{indent}     {text}")

@@ -37,7 +37,7 @@ from corpusbeam.retrieval.hits import Hit
 from corpusbeam.retrieval.hybrid import HYBRID_DEPTH
 from corpusbeam.retrieval.mmr import candidate_vectors, check_diversity, mmr
 from corpusbeam.retrieval.multi import check_mergeable, common_mode, embed_for, merge_hits
-from corpusbeam.retrieval.paging import Cursor, CursorExpiredError, fingerprint
+from corpusbeam.retrieval.paging import MAX_DEPTH, Cursor, CursorExpiredError, fingerprint
 from corpusbeam.retrieval.searcher import Filter, Searcher
 from corpusbeam.retrieval.snippets import snippet
 
@@ -102,7 +102,7 @@ def search_page(
     mode = common_mode(searchers, mode) if query is not None else "dense"
     versions = {s.name: s.version for s in searchers}
     fp = _fingerprint(query, vector, image, filter, mode, versions, options)
-    offset, depth = 0, max(HYBRID_DEPTH, 10 * options.k)
+    offset, depth = 0, max(options.k, min(MAX_DEPTH, max(HYBRID_DEPTH, 10 * options.k)))
     if options.cursor is not None:
         cursor = Cursor.decode(options.cursor)
         cursor.check(fp)
