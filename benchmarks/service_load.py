@@ -96,8 +96,9 @@ def load(url: str, pid: int, bodies: list[dict]) -> dict:
     return stats
 
 
-def healthz_p50(url: str, n: int) -> dict:
+def healthz_p50(url: str, pid: int, n: int) -> dict:
     lat: list[float] = []
+    cpu = cpu_seconds(pid)
     with httpx.Client(base_url=url, timeout=30, limits=httpx.Limits(max_connections=8)) as c:
 
         def one(_: int) -> None:
@@ -108,6 +109,7 @@ def healthz_p50(url: str, n: int) -> dict:
         with ThreadPoolExecutor(CONCURRENCY) as pool:
             list(pool.map(one, range(n)))
     return {"p50_ms": round(statistics.median(lat) * 1000, 3),
+            "service_cpu_ms_a_request": round((cpu_seconds(pid) - cpu) * 1000 / n, 3),
             "loadavg_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
 
 
@@ -136,7 +138,7 @@ def one_round(target: Path, queries: list[str], requests: int, flags: tuple[str,
     """healthz, new queries, one repeated query against a fresh ``serve`` with ``flags``."""
     with serving(target, *flags) as (url, pid):
         return {
-            "healthz_p50": healthz_p50(url, requests),
+            "healthz_p50": healthz_p50(url, pid, requests),
             "new_query_p50": load(url, pid, [{"query": q, "k": 10} for q in queries[:requests]]),
             "repeated_query_p50": load(url, pid, [{"query": queries[-1], "k": 10}] * requests),
         }
