@@ -14,13 +14,14 @@ document when ``group`` (``corpusbeam.retrieval.grouping``); cut the page at the
 offset (``corpusbeam.retrieval.paging``); add snippets to the page's hits when
 ``snippet`` > 0 (``corpusbeam.retrieval.snippets``).
 
-``depth`` is the number of candidates a ranking is made of when it is grouped,
-diversified or fused (hybrid): ``max(HYBRID_DEPTH, 10 * k)`` for the first page, kept by
-the cursor, so every page is cut from the same ranking; such a ranking pages through
-its ``depth`` candidates. A plain dense or lexical ranking pages up to ``MAX_RANKED``
-hits. Searchers are fixed versions: a cursor naming another version than a searcher's is
-``CursorExpiredError`` (the service finds the pinned versions first:
-``corpusbeam.retrieval.live.LiveIndex.at``).
+``depth`` is the number of candidates a ranking is made of: ``max(HYBRID_DEPTH, 10 * k)``
+for the first page, kept by the cursor, so every page is cut from the same ranking (a
+rescored or graph index's candidates, and a fusion's, depend on how many are asked for);
+such a ranking pages through its ``depth`` candidates, and rows are read for the hits up
+to the page only (all candidates when grouped or diversified). A plain lexical ranking
+(exact top-k: the same at any k) pages up to ``MAX_RANKED`` hits. Searchers are fixed
+versions: a cursor naming another version than a searcher's is ``CursorExpiredError``
+(the service finds the pinned versions first: ``corpusbeam.retrieval.live.LiveIndex.at``).
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def search_page(
                 )
         offset, depth = cursor.offset, cursor.depth
     whole = options.group or options.diversity > 0  # the page needs every candidate
-    limit = depth if whole or mode == "hybrid" else MAX_RANKED
+    # Exact lexical top-k is the same ranking at any k; the others are cut from `depth`.
+    limit = MAX_RANKED if mode == "lexical" and not whole else depth
     n = depth if whole else min(offset + options.k, limit)
     if vectors is None:
         vectors = _embed(searchers, query, vector, image, mode)
@@ -165,17 +167,27 @@ def _embed(searchers, query, vector, image, mode) -> list[np.ndarray | None]:
 
 
 def _ranked(searchers, query, vectors, n, depth, filter, mode) -> list[Hit]:
-    if query is not None:
+    if query is None or mode == "dense":
+        lists = [_dense(s, xq, n, depth, filter) for s, xq in zip(searchers, vectors, strict=True)]
+    else:
         lists = [
             s.search_texts([query], n, filter=filter, mode=mode, vectors=xq, depth=depth)[0]
             for s, xq in zip(searchers, vectors, strict=True)
         ]
-    else:
-        lists = [
-            s.search_vectors(xq, n, filter=filter)[0]
-            for s, xq in zip(searchers, vectors, strict=True)
-        ]
     return merge_hits(lists, n) if len(lists) > 1 else lists[0]
+
+
+def _dense(s: Searcher, xq: np.ndarray, n: int, depth: int, filter: Filter) -> list[Hit]:
+    """The first ``n`` hits of one dense ranking ``depth`` deep (rows of those ``n`` only):
+    a rescored or graph index's candidates depend on k, so every page of a ranking is cut
+    from a search of the same depth."""
+    xq = np.asarray(xq)
+    xq = xq[None, :] if xq.ndim == 1 else xq
+    if xq.dtype.kind == "f" and not np.isfinite(xq).all():
+        raise ConfigError("vector", "NaN/inf", "query vectors must be finite")
+    flt = None if filter is None else dict(filter)
+    res = s.folder.search(xq, max(n, depth), filter=flt, rescore=s.rescore)
+    return s.hits(replace(res, D=res.D[:, :n], I=res.I[:, :n]))[0]
 
 
 def _diversified(searchers: Sequence[Searcher], ranked: list[Hit], diversity: float) -> list[Hit]:

@@ -257,3 +257,17 @@ def test_local_queries_embedded_in_process_equal_the_endpoints(float_folder, end
             here.embed_texts(["word " * 5000])
     with EmbedderPool(local_in_process=False) as pool, Searcher(float_folder, embedders=pool) as s:
         assert s.embedder().url.startswith("http://127.0.0.1")
+
+
+def test_dense_pages_of_a_rescored_folder_are_cut_from_one_ranking(binary_folder):
+    with Searcher(binary_folder) as s:
+        pages, cursor = [], None
+        while True:
+            options = PageOptions(k=6, cursor=cursor)
+            page = search_page([s], QUERY, mode="dense", options=options)
+            pages.append([h.id for h in page.hits])
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        one = [h.id for h in s.search_vectors(s.embed_texts([QUERY]), 100)[0]]
+    assert [i for p in pages for i in p] == one  # 64 chunks: every one once, in order
