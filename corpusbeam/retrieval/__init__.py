@@ -3,6 +3,9 @@
 ``corpusbeam.retrieval.searcher`` (``Searcher``), ``corpusbeam.retrieval.hits`` (``Hit``),
 ``corpusbeam.retrieval.multi`` (``search_all`` over several folders),
 ``corpusbeam.retrieval.hybrid`` (search modes, Reciprocal Rank Fusion),
+``corpusbeam.retrieval.results`` (``search_page``: a page grouped by document, diversified
+(``mmr``), with snippets (``snippets``) and a cursor (``paging``)),
+``corpusbeam.retrieval.query_cache`` (the query-embedding cache),
 ``corpusbeam.retrieval.relevance`` (nDCG, recall, MRR on labelled queries),
 ``corpusbeam.retrieval.embedder`` (which endpoint embeds the queries),
 ``corpusbeam.retrieval.live`` (following ``CURRENT``) and ``corpusbeam.retrieval.service`` (the HTTP

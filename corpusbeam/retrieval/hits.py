@@ -32,7 +32,9 @@ class Hit:
     ``char_start``, ``char_end``, ``content_hash`` and the user's columns); ``index``: the
     name of the folder it came from; ``ranks``: for lexical and hybrid searches, the hit's
     rank (from 1) in each ranking it came from (``{"dense": 3, "lexical": 1}``), and then
-    ``score`` is the BM25 score (lexical) or the fused RRF score (hybrid).
+    ``score`` is the BM25 score (lexical) or the fused RRF score (hybrid); ``snippet``:
+    when asked for, the best window of ``text`` with the query's terms marked
+    (``corpusbeam.retrieval.snippets.Snippet.to_dict``).
     """
 
     id: int
@@ -43,6 +45,7 @@ class Hit:
     metadata: dict[str, Any] = field(default_factory=dict)
     index: str | None = None
     ranks: dict[str, int] | None = None
+    snippet: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of a hit (``corpusbeam search --json`` and ``POST /search``)."""
@@ -58,6 +61,8 @@ class Hit:
             out["index"] = self.index
         if self.ranks is not None:
             out["ranks"] = self.ranks
+        if self.snippet is not None:
+            out["snippet"] = self.snippet
         return out
 
 

@@ -42,6 +42,7 @@ from corpusbeam.inference.client.credentials import Credential
 from corpusbeam.retrieval.embedder import EmbedderPool, QueryEmbedder
 from corpusbeam.retrieval.hits import Hit, hit_scores, make_hit
 from corpusbeam.retrieval.hybrid import HYBRID_DEPTH, RRF_K, check_mode, check_weights, rrf
+from corpusbeam.retrieval.query_cache import DEFAULT_QUERY_CACHE
 from indexes.lexical.index import LexicalIndex, open_lexical
 from indexes.storage.manifest import Manifest
 from indexes.storage.versions import is_url, resolve_index_folder
@@ -66,7 +67,8 @@ class Searcher:
     searchers, in which case ``close()`` leaves the pool open. ``rescore``: None rescores
     when the folder can (float queries, rescoring vectors present), False never.
     ``verify`` checks every file's sha256 on opening (slow for large folders);
-    ``mmap`` memory-maps the index file where the index type allows it.
+    ``mmap`` memory-maps the index file where the index type allows it. ``query_cache``:
+    text query vectors kept by a pool this searcher makes (``corpusbeam.retrieval.query_cache``).
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class Searcher:
         rescore: bool | None = None,
         verify: bool = True,
         mmap: bool = True,
+        query_cache: int = DEFAULT_QUERY_CACHE,
     ) -> None:
         if embedders is not None and endpoint is not None:
             raise ConfigError("endpoint", endpoint, "give endpoint or embedders, not both")
@@ -98,7 +101,9 @@ class Searcher:
         # versions, and a mapping made before that keeps working.
         self.folder.rescore_store()
         self._owns_pool = embedders is None
-        self._pool = embedders or EmbedderPool(endpoint=endpoint, credential=credential)
+        self._pool = embedders or EmbedderPool(
+            endpoint=endpoint, credential=credential, query_cache=query_cache
+        )
         # Hits are looked up by id in the version's memory-mapped rows file (derived now
         # if need be); it and the parts' files are opened now, so a version deleted later
         # keeps answering.
@@ -208,11 +213,13 @@ class Searcher:
         weights: Mapping[str, float] | None = None,
         rrf_k: float = RRF_K,
         vectors: np.ndarray | None = None,
+        depth: int | None = None,
     ) -> list[list[Hit]]:
         """Hits for each text, in order. ``mode``: ``dense``, ``lexical`` or ``hybrid``
         (default: ``default_mode``); ``weights`` and ``rrf_k`` tune the hybrid fusion
         (``corpusbeam.retrieval.hybrid``); ``vectors``: the texts' query vectors when the caller
-        embedded them already."""
+        embedded them already; ``depth``: candidates each ranking gives the fusion (default
+        ``HYBRID_DEPTH``; pages of one ranking keep it, ``corpusbeam.retrieval.paging``)."""
         texts = _texts(texts)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ConfigError("k", k, "must be an integer >= 1")
@@ -223,7 +230,7 @@ class Searcher:
             xq = self.embed_texts(texts) if vectors is None else vectors
             return self.search_vectors(xq, k, filter=filter)
         allowed = None if filter is None else self.folder.allowed_ids(dict(filter))
-        depth = k if mode == "lexical" else max(k, HYBRID_DEPTH)
+        depth = k if mode == "lexical" else max(k, depth or HYBRID_DEPTH)
         assert self.lexical is not None  # resolve_mode checked it
         lex = self.lexical.search(texts, depth, allowed_ids=allowed)
         if mode == "lexical":
