@@ -51,7 +51,7 @@ def describe(r: DryRunResult) -> str:
             f"about {_duration(r.seconds)}"
         )
     if r.cost is not None:
-        add(f"  cost at {r.price_per_million_tokens:g} a million tokens: {r.cost:.6g}")
+        add(f"  cost at {r.price_per_million_tokens:g} a million tokens: {r.cost:.6f}")
     add(f"  calibration: {t['calibration']}")
     if r.read_info:
         add(f"  model {r.model} (limit {r.token_limit} tokens), from the endpoint's /info")
