@@ -23,6 +23,7 @@ from corpusbeam.cli.main import main
 from corpusbeam.exit_codes import ExitCode
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from indexes.storage import versions
+from indexes.storage.objectstore import open_store
 from pipeline.dry_run import dry_run
 from pipeline.dry_run_text import describe
 from pipeline.index_job import IndexJobConfig, run_index_job
@@ -155,15 +156,25 @@ def test_dry_run_on_s3_writes_nothing(s3, tmp_path, endpoint):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "a.md").write_text("one document about herons\n")
+    (corpus / "b.md").write_text("another about otters\n")
     url = s3.url("dry")
     cfg = IndexJobConfig(
         inputs=(str(corpus),), output=url, endpoint=endpoint.url, pipeline_args=s3.pipeline_args()
     )
     before = embedding_requests(endpoint)
-    result = dry_run(cfg)
-    assert result.documents["new"] == 1 and result.chunks["to_embed"] == 1
+    first = dry_run(cfg)
+    assert first.documents["new"] == 2 and first.chunks["to_embed"] == 2
     assert s3.keys("dry") == []  # no lease, no staging, no version
     assert embedding_requests(endpoint) == before
+    run_index_job(cfg)
+    (corpus / "a.md").write_text("one document about herons and egrets\n")
+    stored = list(open_store(url).list())
+    before = embedding_requests(endpoint)
+    second = dry_run(cfg)
+    assert list(open_store(url).list()) == stored
+    assert embedding_requests(endpoint) == before
+    assert second.reuse and second.documents["changed"] == 1
+    assert second.documents["unchanged"] == 1 and second.chunks["to_embed"] == 1
 
 
 def test_dry_run_text_says_what_and_how_sure(story):
