@@ -28,7 +28,8 @@ max_inputs`` at a time); time is at the live run's tokens a second; cost at the 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
@@ -57,6 +58,7 @@ class DryRunResult:
     model: str
     token_limit: int | None
     read_info: bool  # the endpoint's GET /info was read (the only request sent)
+    elapsed_seconds: float  # what the dry run itself took, from its call to its answer
     documents: dict[str, int]  # new, changed, unchanged, deleted, failed
     files: dict[str, int]  # read, not_read_again
     chunks: dict[str, int]  # total, to_embed, reused, checkpointed, deleted, images
@@ -73,6 +75,7 @@ class DryRunResult:
 
 def dry_run(cfg: IndexJobConfig, *, price_per_million_tokens: float | None = None) -> DryRunResult:
     """What ``cfg``'s run would do; nothing sent but ``/info``, nothing written."""
+    started = time.monotonic()
     FileSystems.set_options(PipelineOptions(list(cfg.pipeline_args)))  # as the job's pipeline
     run = read_only_output(cfg)
     report = live_report(run)
@@ -83,14 +86,16 @@ def dry_run(cfg: IndexJobConfig, *, price_per_million_tokens: float | None = Non
         else None
     )
     if unchanged_result(cfg, fingerprint) is not None:
-        return _nothing_to_do(cfg, run.previous, live_prev, report, price_per_million_tokens)
+        result = _nothing_to_do(cfg, run.previous, live_prev, report, price_per_million_tokens)
+        return replace(result, elapsed_seconds=round(time.monotonic() - started, 3))
     with planned(cfg, run, fingerprint) as plan:
         skip = frozenset(plan.skip or {})
         live = live_rows(live_prev, skip)
         same_model = run.previous_manifest and run.previous_manifest.model == plan.model.model
         cal = calibration(report, live_prev, plan.model.budget) if same_model else None
         tally, matched = walk(plan, live, _checkpointed(plan), cal.ratio if cal else None)
-    return _result(plan, live, tally, matched, cal, report, price_per_million_tokens)
+    result = _result(plan, live, tally, matched, cal, report, price_per_million_tokens)
+    return replace(result, elapsed_seconds=round(time.monotonic() - started, 3))
 
 
 def _checkpointed(plan: JobPlan) -> tuple[np.ndarray, np.ndarray]:
@@ -104,14 +109,14 @@ def _checkpointed(plan: JobPlan) -> tuple[np.ndarray, np.ndarray]:
 
 def _result(plan, live, tally, matched, cal, report, price) -> DryRunResult:
     gone_rows = ~matched & ~live.skipped
-    same = np.asarray(tally.same, np.int64)
+    same = np.frombuffer(tally.same, np.int64)
     # every chunk as the live version has it, but some of its live rows are gone
     late = np.isin(same, live.documents[gone_rows])
     documents = dict(tally.documents)
     documents["changed"] += int(late.sum())
     documents["unchanged"] = int((~late).sum()) + np.unique(live.documents[live.skipped]).size
     not_read = live.documents[~live.skipped]
-    documents["deleted"] = int(np.setdiff1d(not_read, np.asarray(tally.seen, np.int64)).size)
+    documents["deleted"] = int(np.setdiff1d(not_read, np.frombuffer(tally.seen, np.int64)).size)
     kept_unread = int(live.skipped.sum())
     tokens = math.ceil(tally.counted * (cal.ratio if cal else 1.0))
     speed = rate(report)
@@ -123,6 +128,7 @@ def _result(plan, live, tally, matched, cal, report, price) -> DryRunResult:
         model=plan.model.model,
         token_limit=plan.model.budget.limit,
         read_info=True,
+        elapsed_seconds=0.0,
         documents=documents,
         files={"read": tally.files_read, "not_read_again": tally.files_skipped},
         chunks={
@@ -173,6 +179,7 @@ def _nothing_to_do(cfg, previous_folder, live_prev, report, price) -> DryRunResu
         model=(report or {}).get("model", {}).get("name") or "",
         token_limit=None,
         read_info=False,
+        elapsed_seconds=0.0,
         documents={
             "new": 0,
             "changed": 0,

@@ -55,4 +55,5 @@ def describe(r: DryRunResult) -> str:
     add(f"  calibration: {t['calibration']}")
     if r.read_info:
         add(f"  model {r.model} (limit {r.token_limit} tokens), from the endpoint's /info")
+    add(f"  the dry run took {r.elapsed_seconds:.1f} s")
     return "\n".join(lines)

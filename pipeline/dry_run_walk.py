@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+from array import array
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,8 +54,9 @@ class Tally:
     checkpointed: int = 0
     counted: int = 0  # this client's count of the tokens to embed
     requests: int = 0
-    seen: list[int] = field(default_factory=list)  # document keys read
-    same: list[int] = field(default_factory=list)  # ... with every chunk as live has it
+    # document keys read, and those with every chunk as live has it: 8 bytes each
+    seen: array = field(default_factory=lambda: array("q"))
+    same: array = field(default_factory=lambda: array("q"))
 
 
 def walk(

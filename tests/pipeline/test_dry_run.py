@@ -22,9 +22,11 @@ import pytest
 from corpusbeam.cli.main import main
 from corpusbeam.exit_codes import ExitCode
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
+from corpusbeam.inference.token_budget import TokenBudget
 from indexes.storage import versions
 from indexes.storage.objectstore import open_store
-from pipeline.dry_run import dry_run
+from pipeline.dry_run import _time_and_cost, dry_run
+from pipeline.dry_run_live import calibration
 from pipeline.dry_run_text import describe
 from pipeline.index_job import IndexJobConfig, run_index_job
 from tests.support.jobs import Records, embedding_requests
@@ -183,3 +185,34 @@ def test_dry_run_text_says_what_and_how_sure(story):
     assert "8 to embed" in text and "calibrated x" in text
     assert f"cost at {PRICE:g} a million tokens" in text
     assert "not calibrated" in describe(story["first_dry"])
+
+
+def _report(prompt_tokens: int, reused: int, **too_long) -> dict:
+    return {
+        "requests": {"prompt_tokens": prompt_tokens, "prompt_patches": 0},
+        "counts": {"embedded": 10, "reused": reused},
+        "too_long": {"mode": "auto", "limit": 512, "tokenizer": False, "ratio": 0.9, **too_long},
+    }
+
+
+def test_calibration_comes_from_the_workers_ratio_when_the_live_run_reused():
+    budget = TokenBudget(512, mode="auto")  # no tokenizer for this name: bytes / 4
+    got = calibration(_report(900, reused=5), None, budget)
+    assert got is not None and got.ratio == 0.9 and "learned" in got.source
+    assert calibration(_report(0, reused=5), None, budget) is None  # no usage measured
+    assert calibration(_report(900, reused=5, mode="estimate"), None, budget) is None
+    assert calibration(_report(900, reused=5, limit=None), None, budget) is None
+    assert calibration(_report(900, reused=5, tokenizer=True), None, budget) is None
+    assert calibration(None, None, budget) is None
+
+
+def test_time_and_cost_arithmetic():
+    got = _time_and_cost(2_500_000, 5_000.0, 0.13)
+    assert got["seconds"] == 500.0 and got["rate_tokens_per_second"] == 5_000.0
+    assert got["cost"] == pytest.approx(0.325)
+    assert _time_and_cost(10, None, None) == {
+        "seconds": None,
+        "rate_tokens_per_second": None,
+        "price_per_million_tokens": None,
+        "cost": None,
+    }
