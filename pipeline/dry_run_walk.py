@@ -156,8 +156,9 @@ class _Comparison:
             if _sorted_pair(self.checkpoints, ids[j], digests[j]):
                 tally.checkpointed += 1
             else:
-                tally.to_embed += 1
-                tally.counted += self.counter.add(items[j])
+                tokens, sent = self.counter.add(items[j])
+                tally.to_embed += sent
+                tally.counted += tokens
 
 
 def _index(item) -> int:
@@ -194,24 +195,26 @@ class _Counter:
         self.image_count = 0
         self.requests = 0
 
-    def add(self, item) -> int:
-        """Count ``item`` (a chunk or an image) as sent; its tokens by this client's count."""
+    def add(self, item) -> tuple[int, int]:
+        """Count ``item`` (a chunk or an image) as sent: (its tokens by this client's
+        count, the inputs it is sent as: the pieces of a chunk cut again, as the run
+        counts them)."""
         if isinstance(item, ImageItem):  # its caption's tokens; the image is counted apart
             self.image_count += 1
-            return self.budget.base(item.text) if item.text else 0
+            return (self.budget.base(item.text) if item.text else 0), 1
         pieces = [item]
         if self.fit is not None and self.fit.usable() is not None and not self.fit.fits(item.text):
             try:
                 pieces = recut(item, self.fit)
-            except TooLongError:
-                return 0
+            except TooLongError:  # fails unsent in the run too
+                return 0, 0
         total = 0
         for piece in pieces:
             self.weights.append(estimate_tokens(piece.text))
             if len(self.weights) >= self.batch:
                 self._pack()
             total += self.budget.base(piece.text)
-        return total
+        return total, len(pieces)
 
     def _pack(self) -> None:
         self.requests += len(pack_requests(self.weights, self.max_inputs, self.max_weight))
