@@ -82,7 +82,7 @@ def _change_sample(root: Path, rng: random.Random) -> None:
     (root / "added.md").write_text("# Lighthouses\n\nA lighthouse marks a dangerous coast.\n")
 
 
-def _text_corpus(root: Path, n: int, topics: int) -> Path:
+def _text_corpus(root: Path, n: int, pages: int) -> Path:
     """Docstring records (JSONL) and pydoc's topic pages (one .txt a topic)."""
     import pydoc_data.topics
 
@@ -94,7 +94,7 @@ def _text_corpus(root: Path, n: int, topics: int) -> Path:
     (root / "docstrings.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     topics = root / "topics"
     topics.mkdir()
-    for name, text in sorted(pydoc_data.topics.topics.items())[:topics]:
+    for name, text in sorted(pydoc_data.topics.topics.items())[:pages]:
         (topics / f"{name}.txt").write_text(text)
     return root
 
