@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--docstrings", type=int, default=600, help="records of the text corpus")
     ap.add_argument("--topics", type=int, default=15, help="pydoc topic pages of the text corpus")
     ap.add_argument("--quick", action="store_true", help="the sample corpus only")
+    ap.add_argument("--counts", default="auto,estimate", help="--token-count modes to run")
+    ap.add_argument("--no-sample", action="store_true", help="the text corpus only")
     ap.add_argument("--append", action="store_true", help=f"append the lines to {RESULTS}")
     args = ap.parse_args(argv)
     lines: list[str] = []
@@ -199,9 +201,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
-            for count in ("auto", "estimate"):
-                corpus = _sample(root / f"sample-{count}")
-                _story("sample", corpus, root / f"out-sample-{count}", _change_sample, count)
+            for count in args.counts.split(","):
+                if not args.no_sample:
+                    corpus = _sample(root / f"sample-{count}")
+                    _story("sample", corpus, root / f"out-sample-{count}", _change_sample, count)
                 if not args.quick:
                     corpus = _text_corpus(root / f"text-{count}", args.docstrings, args.topics)
                     out = root / f"out-text-{count}"
