@@ -185,7 +185,6 @@ class _Counter:
         self.budget: TokenBudget = plan.model.budget
         # A chunk the workers' budget (calibrated as they learn) says is too long is cut
         # again before it is sent: mirrored with a copy of the budget at the live ratio.
-        self.ratio = ratio
         self.fit = copy.copy(self.budget) if ratio else None
         if self.fit is not None:
             self.fit.ratio = ratio
@@ -209,7 +208,6 @@ class _Counter:
                 pieces = recut(item, self.fit)
             except TooLongError:  # fails unsent in the run too
                 return 0, 0
-        pieces = [p for piece in pieces for p in self._as_sent(piece)]
         total = 0
         for piece in pieces:
             self.weights.append(estimate_tokens(piece.text))
@@ -217,19 +215,6 @@ class _Counter:
                 self._pack()
             total += self.budget.base(piece.text)
         return total, len(pieces)
-
-    def _as_sent(self, piece) -> list:
-        """``piece``, or, when its calibrated count is over the model's limit (the
-        endpoint would refuse it), its halves, cut as the run cuts a refused chunk when
-        the refusal teaches its budget nothing (``transforms.embed_worker``)."""
-        limit, base = self.budget.limit, self.budget.base(piece.text)
-        if self.ratio is None or limit is None or base * self.ratio <= limit or base < 2:
-            return [piece]
-        try:
-            halves = recut(piece, self.budget, target=max(1, self.budget.cost(piece.text) // 2))
-        except TooLongError:
-            return []
-        return [p for half in halves for p in self._as_sent(half)]
 
     def _pack(self) -> None:
         self.requests += len(pack_requests(self.weights, self.max_inputs, self.max_weight))
