@@ -7,6 +7,7 @@ nothing slips through unconverted.
 
     CorpusbeamError
     ├── ConfigError              a setting or argument is wrong (field, value, reason)
+    │   └── OutputBusyError      another run holds the output (its lock or lease)
     ├── IndexFolderError         an index folder is missing, damaged or mismatched
     ├── JobError                 a pipeline run failed (the runner's reason, unwrapped)
     ├── CodecError               an embeddings payload cannot be encoded or decoded
@@ -21,7 +22,7 @@ Messages never contain credentials: the classes here are given none.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "CorpusbeamError", "IndexFolderError", "JobError"]
+__all__ = ["ConfigError", "CorpusbeamError", "IndexFolderError", "JobError", "OutputBusyError"]
 
 
 class CorpusbeamError(Exception):
@@ -36,6 +37,12 @@ class ConfigError(CorpusbeamError, ValueError):
         self.value = value
         self.reason = reason
         super().__init__(f"{field}={value!r}: {reason}")
+
+
+class OutputBusyError(ConfigError):
+    """Another run holds the output (a local folder's lock, an object store's live
+    lease): this run changed nothing. The command line exits ``ExitCode.BUSY``, which a
+    scheduler skips rather than alerts on."""
 
 
 class IndexFolderError(CorpusbeamError):

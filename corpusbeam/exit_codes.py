@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     FAILED_INPUTS = 3
     BUDGET_REACHED = 4
     GATE_REJECTED = 5
+    BUSY = 6
     INTERRUPTED = 130
 
 
@@ -40,6 +41,9 @@ MEANING: dict[ExitCode, str] = {
     ExitCode.GATE_REJECTED: "`index`: the new version was built but failed its quality gate "
     "(`--gate-queries`/`--gate-qrels`, `--min-recall`); `CURRENT` did not move, and the "
     "version is kept and marked rejected (`corpusbeam versions`)",
+    ExitCode.BUSY: "`index` and `retry-failures`: another run holds the output (a local "
+    "folder's `.lock`, an object store's unexpired lease); this run changed nothing and the "
+    "other run goes on",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C); a job stopped before it publishes leaves "
     "the live version serving",
 }

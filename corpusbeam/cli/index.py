@@ -10,6 +10,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING
 
 from corpusbeam.errors import ConfigError
+from corpusbeam.exit_codes import ExitCode
 from corpusbeam.inference.protocol import ENCODINGS, INPUT_TYPES
 from indexes.config import AutoLimits
 from indexes.storage import versions
@@ -188,7 +189,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="finished versions pruning keeps, rejected ones included; the live one and "
         "its rollback target are always kept",
     )
-    i.add_argument("--json", action="store_true", help="print the run report as JSON")
+    i.add_argument("--json", action="store_true", help="print the run report (or dry run) as JSON")
+    d = p.add_argument_group("dry run")
+    d.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read and chunk the inputs, compare them with the live version and print what "
+        "a run would embed and cost; sends no embedding request (only the endpoint's "
+        "/info), writes nothing",
+    )
+    d.add_argument(
+        "--price-per-million-tokens",
+        type=float,
+        metavar="PRICE",
+        help="--dry-run: the endpoint's price for a million input tokens, for the cost",
+    )
     _gate_flags(p)
     _progress_flags(p)
     p.set_defaults(run=run, pass_through=True)
@@ -320,7 +335,23 @@ def _print(result: IndexJobResult, as_json: bool) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return _dry_run(_config(args), args)
     return _print(_run_job(_config(args), args), args.json)
+
+
+def _dry_run(cfg: IndexJobConfig, args: argparse.Namespace) -> int:
+    """``--dry-run``: print what the run would do (``pipeline.dry_run``); nothing is sent
+    but the endpoint's /info, nothing written."""
+    from pipeline.dry_run import dry_run  # Beam: loaded only when it runs
+    from pipeline.dry_run_text import describe
+
+    price = args.price_per_million_tokens
+    if price is not None and price < 0:
+        raise ConfigError("price_per_million_tokens", price, "must be zero or more")
+    result = dry_run(cfg, price_per_million_tokens=price)
+    print(json.dumps(result.to_dict(), indent=2, sort_keys=True) if args.json else describe(result))
+    return ExitCode.OK
 
 
 def run_retry(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from corpusbeam.errors import CorpusbeamError
+from corpusbeam.errors import CorpusbeamError, OutputBusyError
 from corpusbeam.exit_codes import ExitCode
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -107,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.pipeline_args = [*extra, *unchecked]
     try:
         return int(args.run(args) or 0)
+    except OutputBusyError as exc:
+        print(f"corpusbeam: busy: {exc}", file=sys.stderr)
+        return ExitCode.BUSY
     except CorpusbeamError as exc:
         print(f"corpusbeam: error: {exc}", file=sys.stderr)
         return ExitCode.ERROR

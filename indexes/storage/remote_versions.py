@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from corpusbeam.errors import ConfigError, IndexFolderError, JobError
+from corpusbeam.errors import ConfigError, IndexFolderError, JobError, OutputBusyError
 from indexes.storage.files import MANIFEST
 from indexes.storage.manifest import Manifest
 from indexes.storage.objectstore import ObjectStore, PreconditionFailed, open_store
@@ -114,7 +114,7 @@ class _Lease:
         held = _parse(data)
         if data is not None and held.get("expires", 0) > self.clock():
             left = held["expires"] - self.clock()
-            raise ConfigError(
+            raise OutputBusyError(
                 "output",
                 self.store.url,
                 f"another run is writing this output (its lease expires in {left:.0f} s)",
@@ -125,7 +125,7 @@ class _Lease:
             else:
                 self.tag = self.store.put(LEASE, self._body(), if_match=tag)
         except PreconditionFailed:
-            raise ConfigError(
+            raise OutputBusyError(
                 "output", self.store.url, "another run took over the expired lease first"
             ) from None
         log.info("took over the expired lease of %s", self.store.url)

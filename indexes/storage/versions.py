@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from corpusbeam.errors import ConfigError, IndexFolderError
+from corpusbeam.errors import IndexFolderError, OutputBusyError
 from indexes.storage.files import MANIFEST
 from indexes.storage.objectstore import is_url, open_store
 
@@ -132,7 +132,7 @@ def acquire_lock(output: str | os.PathLike) -> Iterator[Path]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ConfigError(
+            raise OutputBusyError(
                 "output", os.fspath(out), "another run is writing this output (it holds .lock)"
             ) from None
         handle.seek(0)
