@@ -1,13 +1,17 @@
 """``corpusbeam search``: one query against an index folder (or an index job's DIR).
 
     corpusbeam search DIR "text" [--image PATH] [-k N] [--filter JSON] [--json]
-                      [--mode dense|lexical|hybrid]
+                      [--mode dense|lexical|hybrid] [--fusion rrf|convex]
+                      [--weights dense=W,lexical=W] [--rrf-k K]
 
 A text alone is a text query; ``--image PATH`` alone an image query; both together send
 the image with the text (for joint image-text models). ``--json`` prints
-``{"hits": [{"id", "score", "document_id", "uri", "text", "metadata"}, ...]}`` (plus
-``"ranks"`` for lexical and hybrid searches). ``--mode``: how a text query is searched
-(default hybrid on folders with a lexical index, else dense; ``corpusbeam.retrieval.hybrid``).
+``{"hits": [{"id", "score", "document_id", "uri", "text", "metadata"}, ...], "mode",
+"fusion"}`` (plus ``"ranks"`` for lexical and hybrid searches); ``fusion`` is
+``{"method", "weights", "tuned"}`` for a hybrid search, else null. ``--mode``: how a text
+query is searched (default hybrid on folders with a lexical index, else dense;
+``corpusbeam.retrieval.hybrid``); ``--fusion``, ``--weights``, ``--rrf-k``: how hybrid fuses
+(default: the folder's tuned fusion; ``corpusbeam.retrieval.fusion``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,13 @@ import argparse
 import json
 import logging
 
-from corpusbeam.cli.options import add_endpoint_arguments, credential_from_args
+from corpusbeam.cli.options import (
+    add_endpoint_arguments,
+    add_fusion_arguments,
+    check_fusion_applies,
+    credential_from_args,
+    fusion_from_args,
+)
 from corpusbeam.errors import ConfigError
 from corpusbeam.retrieval.hybrid import MODES
 
@@ -51,6 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="text queries: dense, lexical (BM25) or hybrid (both, fused by RRF); "
         "default hybrid when the folder has a lexical index, else dense",
     )
+    add_fusion_arguments(p)
     p.add_argument("--no-rescore", action="store_true", help="rank by the index alone")
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 checks")
     add_endpoint_arguments(p)
@@ -63,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise ConfigError("k", args.k, "must be at least 1")
     flt = _filter(args.filter)
+    fusion_opts = fusion_from_args(args)
     if not getattr(args, "verbose", False):
         # A local:// index starts its own endpoint: its line a request is not the answer.
         logging.getLogger("corpusbeam.inference.server").setLevel(logging.WARNING)
@@ -78,15 +90,23 @@ def run(args: argparse.Namespace) -> int:
     ) as searcher:
         if args.image is not None:
             image = ImageInput(image=args.image, text=args.text) if args.text else args.image
+            mode = "dense"
+            check_fusion_applies(mode, fusion_opts)
             hits = searcher.search(image=image, k=args.k, filter=flt, mode=args.mode)
         else:
-            hits = searcher.search(args.text, k=args.k, filter=flt, mode=args.mode)
+            mode = searcher.resolve_mode(args.mode)
+            check_fusion_applies(mode, fusion_opts)
+            fusion = searcher.fusion_for(**fusion_opts)
+            hits = searcher.search(args.text, k=args.k, filter=flt, mode=mode, fusion=fusion)
+    answered = fusion.describe() if mode == "hybrid" else None
     if args.json:
         rows = [h.to_dict() for h in hits]
         for row in rows:
             row.pop("index", None)  # one index: the shape the issue asks for
-        print(json.dumps({"hits": rows}, ensure_ascii=False))
+        print(json.dumps({"hits": rows, "mode": mode, "fusion": answered}, ensure_ascii=False))
         return 0
+    if answered is not None:
+        print(f"hybrid: {fusion.label()}")
     for rank, h in enumerate(hits, 1):
         text = (h.text or "").replace("\n", " ")
         text = text if len(text) <= 80 else text[:77] + "..."

@@ -40,8 +40,9 @@ from corpusbeam.errors import ConfigError, IndexFolderError
 from corpusbeam.inference.client import ImageInput
 from corpusbeam.inference.client.credentials import Credential
 from corpusbeam.retrieval.embedder import EmbedderPool, QueryEmbedder
+from corpusbeam.retrieval.fusion import DEFAULT_FUSION, Fusion, read_fusion, resolve_fusion
 from corpusbeam.retrieval.hits import Hit, hit_scores, make_hit
-from corpusbeam.retrieval.hybrid import HYBRID_DEPTH, RRF_K, check_mode, check_weights, rrf
+from corpusbeam.retrieval.hybrid import HYBRID_DEPTH, check_mode
 from indexes.lexical.index import LexicalIndex, open_lexical
 from indexes.storage.manifest import Manifest
 from indexes.storage.versions import is_url, resolve_index_folder
@@ -103,6 +104,8 @@ class Searcher:
         # are opened now, so a version deleted later keeps answering.
         self.folder.parts.open_all()
         self.lexical: LexicalIndex | None = open_lexical(self.path, self.manifest.lexical)
+        # How hybrid searches fuse: tuned for the output (its root's fusion.json) or the default
+        self.fusion: Fusion = read_fusion(self.root) or DEFAULT_FUSION
 
     # ---- what this index is --------------------------------------------------------
 
@@ -162,6 +165,10 @@ class Searcher:
             )
         return mode
 
+    def fusion_for(self, fusion: Fusion | str | None = None, **options: Any) -> Fusion:
+        """The fusion a hybrid query uses (``options``: weights, rrf_k; ``resolve_fusion``)."""
+        return resolve_fusion(self.fusion, fusion, **options)
+
     def embedder(self) -> QueryEmbedder:
         """The query embedder for this index (started on first use for ``local://``)."""
         return self._pool.get(self.manifest)
@@ -205,19 +212,20 @@ class Searcher:
         filter: Filter = None,
         mode: str | None = None,
         weights: Mapping[str, float] | None = None,
-        rrf_k: float = RRF_K,
+        rrf_k: float | None = None,
         vectors: np.ndarray | None = None,
+        fusion: Fusion | str | None = None,
     ) -> list[list[Hit]]:
         """Hits for each text, in order. ``mode``: ``dense``, ``lexical`` or ``hybrid``
-        (default: ``default_mode``); ``weights`` and ``rrf_k`` tune the hybrid fusion
-        (``corpusbeam.retrieval.hybrid``); ``vectors``: the texts' query vectors when the caller
-        embedded them already."""
+        (default: ``default_mode``); ``fusion`` (``rrf``, ``convex`` or a ``Fusion``),
+        ``weights`` and ``rrf_k`` change the hybrid fusion from the folder's
+        (``fusion_for``, ``corpusbeam.retrieval.fusion``); ``vectors``: the texts' query
+        vectors when the caller embedded them already."""
         texts = _texts(texts)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ConfigError("k", k, "must be an integer >= 1")
         mode = self.resolve_mode(mode)
-        if weights is not None:
-            check_weights(weights)
+        fuse = self.fusion_for(fusion, weights=weights, rrf_k=rrf_k)
         if mode == "dense":
             xq = self.embed_texts(texts) if vectors is None else vectors
             return self.search_vectors(xq, k, filter=filter)
@@ -233,17 +241,16 @@ class Searcher:
         xq = self.embed_texts(texts) if vectors is None else vectors
         # the dense ranking's ids only: hits are made for the k fused ones
         flt = None if filter is None else dict(filter)
-        dense = self.folder.search(_checked(xq), depth, filter=flt, rescore=self.rescore).I
-        out = []
-        for q in range(len(texts)):
-            fused = rrf(
-                {"dense": dense[q].tolist(), "lexical": lex.I[q].tolist()},
-                k,
-                rrf_k=rrf_k,
-                weights=weights,
-            )
-            out.append(self._fused(fused))
-        return out
+        dense = self.folder.search(_checked(xq), depth, filter=flt, rescore=self.rescore)
+        dense_scores = hit_scores(dense.D, dense, self.dimensions)
+        rankings = [
+            {
+                "dense": (dense.I[q].tolist(), dense_scores[q].tolist()),
+                "lexical": (lex.I[q].tolist(), lex.D[q].tolist()),
+            }
+            for q in range(len(texts))
+        ]
+        return [self._fused(fuse.fuse(r, k)) for r in rankings]
 
     def _ranked(self, pairs: list[tuple[int, float]], name: str) -> list[Hit]:
         """Hits of one ranking's (id, score) pairs, padding (-1) dropped."""
@@ -281,12 +288,15 @@ class Searcher:
         filter: Filter = None,
         mode: str | None = None,
         weights: Mapping[str, float] | None = None,
+        fusion: Fusion | str | None = None,
     ) -> list[Hit]:
-        """Hits for one query: a text, an image, or a vector (exactly one). ``mode``
-        applies to text queries (see ``search_texts``); images and vectors are dense."""
+        """Hits for one query: a text, an image, or a vector (exactly one). ``mode``,
+        ``fusion`` and ``weights`` apply to text queries (see ``search_texts``); images and
+        vectors are dense."""
         check_one_query(query, image, vector)
         if query is not None:
-            return self.search_texts([query], k, filter=filter, mode=mode, weights=weights)[0]
+            opts = {"mode": mode, "weights": weights, "fusion": fusion}
+            return self.search_texts([query], k, filter=filter, **opts)[0]
         if mode is not None and check_mode(mode) != "dense":
             raise ConfigError("mode", mode, "image and vector queries are searched dense only")
         if image is not None:

@@ -2,7 +2,7 @@
 
 The checks run in a fixed order, so a body with several faults is answered about the
 first: unknown fields, the kind of query (exactly one of query, image, vector), ``k``,
-``filter``, ``index``, ``mode``, then the query itself.
+``filter``, ``index``, ``mode``, ``fusion``, then the query itself.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from corpusbeam.asgi.errors import reject
 from corpusbeam.inference.client.images import sniff_image_format
 from corpusbeam.retrieval.hybrid import MODES
 from corpusbeam.retrieval.service.config import ServiceConfig
+from corpusbeam.retrieval.service.fusion_request import parse_fusion
 
 __all__ = ["Query", "parse_query"]
 
-_BODY_KEYS = frozenset({"query", "image", "vector", "k", "filter", "index", "mode"})
+_BODY_KEYS = frozenset({"query", "image", "vector", "k", "filter", "index", "mode", "fusion"})
 _KINDS = ("query", "image", "vector")
 
 
@@ -36,6 +37,7 @@ class Query:
     filter: dict | None
     index: str | None  # None: every index, hits merged
     mode: str | None = None
+    fusion: dict | None = None  # Searcher.fusion_for keywords: fusion, weights, rrf_k
 
 
 def parse_query(data: dict, config: ServiceConfig, index_names: Collection[str]) -> Query:
@@ -48,6 +50,7 @@ def parse_query(data: dict, config: ServiceConfig, index_names: Collection[str])
     flt = _filter(data)
     index = _index(data, index_names)
     mode = _mode(data, kind)
+    fusion = parse_fusion(data.get("fusion"), mode, kind)
     query = image = vector = None
     if kind == "query":
         query = _text(data["query"], config)
@@ -55,7 +58,7 @@ def parse_query(data: dict, config: ServiceConfig, index_names: Collection[str])
         image = _data_url_bytes(data["image"])
     else:
         vector = _vector(data["vector"])
-    return Query(query, image, vector, k, flt, index, mode)
+    return Query(query, image, vector, k, flt, index, mode, fusion)
 
 
 def _kind(data: dict) -> str:

@@ -25,6 +25,7 @@ from corpusbeam.asgi.body import read_body
 from corpusbeam.asgi.errors import reject
 from corpusbeam.errors import ConfigError, IndexFolderError
 from corpusbeam.inference.errors import BadRequestError, EmbeddingError, PayloadTooLargeError
+from corpusbeam.retrieval.fusion import common_fusion
 from corpusbeam.retrieval.live import LiveIndex
 from corpusbeam.retrieval.multi import check_mergeable, common_mode, embed_for, merge_hits
 from corpusbeam.retrieval.searcher import Searcher
@@ -111,6 +112,7 @@ class SearchService:
         t0 = time.perf_counter()
         embed_s = None
         mode = common_mode(searchers, q.mode) if q.query is not None else "dense"
+        fusion = common_fusion(searchers, mode, q.fusion)
         if q.vector is not None:
             vectors = [q.vector] * len(searchers)
         elif mode == "lexical":
@@ -121,7 +123,9 @@ class SearchService:
         t1 = time.perf_counter()
         if q.query is not None:
             lists = [
-                s.search_texts([q.query], q.k, filter=q.filter, mode=mode, vectors=xq)[0]
+                s.search_texts(
+                    [q.query], q.k, filter=q.filter, mode=mode, vectors=xq, fusion=fusion
+                )[0]
                 for s, xq in zip(searchers, vectors, strict=True)
             ]
         else:
@@ -136,6 +140,7 @@ class SearchService:
             "hits": [h.to_dict() for h in hits],
             "indexes": [{"name": s.name, "version": s.version} for s in searchers],
             "mode": mode,
+            "fusion": None if fusion is None else fusion.describe(),
             "took_ms": round((time.perf_counter() - t0) * 1000, 3),
             "embed_ms": None if embed_s is None else round(embed_s * 1000, 3),
         }
@@ -149,6 +154,8 @@ class SearchService:
             target = "filter" if exc.field == "filter" else exc.field
             if exc.field == "mode":
                 raise reject(400, "invalid_mode", str(exc), target="mode") from None
+            if exc.field in ("fusion", "weights", "rrf_k"):
+                raise reject(400, "invalid_fusion", str(exc), target="fusion") from None
             raise reject(400, "invalid_request", str(exc), target=target) from None
         except PayloadTooLargeError as exc:
             raise reject(413, "query_too_large", f"the embeddings endpoint: {exc}") from None
