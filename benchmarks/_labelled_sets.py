@@ -51,7 +51,8 @@ def _package_texts() -> Iterator[tuple[str, str]]:
         try:
             raw = path.read_bytes()
             raw = gzip.decompress(raw) if path.suffix == ".gz" else raw
-            yield f"doc/{path.relative_to('/usr/share/doc')}", raw.decode("utf-8")
+            name = "_".join(f"doc/{path.relative_to('/usr/share/doc')}".split())
+            yield name, raw.decode("utf-8")
         except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile):
             continue
 
@@ -59,7 +60,8 @@ def _package_texts() -> Iterator[tuple[str, str]]:
 def _cmake_texts() -> Iterator[tuple[str, str]]:
     for help_dir in sorted(Path("/usr/share").glob("cmake-*/Help")):
         for path in sorted(help_dir.rglob("*.rst")):
-            yield f"cmake/{path.relative_to(help_dir)}", path.read_text("utf-8", "replace")
+            name = "_".join(f"cmake/{path.relative_to(help_dir)}".split())  # ids: one word
+            yield name, path.read_text("utf-8", "replace")
 
 
 def _prose(paragraph: str) -> bool:

@@ -222,6 +222,9 @@ def write_run(
         for qid in sorted(rankings):
             last = math.inf
             for rank, (doc, score) in enumerate(rankings[qid], start=1):
+                for name, value in (("query id", qid), ("document_id", doc)):
+                    if not value or any(c.isspace() for c in value):
+                        raise ConfigError(name, value, "a run file's ids cannot hold spaces")
                 score = min(float(score), last - 1e-6 * max(1.0, abs(last)))
                 last = score
                 f.write(f"{qid} Q0 {doc} {rank} {score:.10g} {tag}\n")

@@ -114,6 +114,9 @@ def test_the_run_file_is_trec_format_and_keeps_the_order(tmp_path):
     assert q2[0] > q2[1] > q2[2] and q2[0] - q2[1] < 1e-5  # the tie written just below
     with pytest.raises(ConfigError, match="tag"):
         write_run(path, rankings, tag="two words")
+    with pytest.raises(ConfigError, match=r"'my doc'.*cannot hold spaces"):
+        write_run(path, {"q1": [("my doc", 1.0)]}, tag="t")
+    write_run(path, rankings, tag="corpusbeam-hybrid")
     pytrec_eval = pytest.importorskip("pytrec_eval")  # not a dependency: checked when present
     qrels = {"q2": {"d9": 1, "d3": 2}, "q1": {"d2": 1}}
     run = {q: {ln[2]: float(ln[4]) for ln in lines if ln[0] == q} for q in qrels}
