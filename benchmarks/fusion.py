@@ -80,6 +80,20 @@ def _pytrec_check(searcher, queries, qrels, work: Path, kind: str) -> dict | Non
     return {"pytrec_eval": {m: round(v, 4) for m, v in theirs.items()}, "max_diff": diff}
 
 
+def _warm_up(searcher, attempts: int = 5) -> None:
+    """Start the query endpoint (MiniLM loading) before the timed-out query batches: on a
+    loaded machine its first answer can take longer than a query's 30 s deadline."""
+    from corpusbeam.inference.errors import EmbeddingError
+
+    for attempt in range(attempts):
+        try:
+            searcher.embed_texts(["warm up"])
+            return
+        except EmbeddingError:
+            if attempt == attempts - 1:
+                raise
+
+
 def measure_set(kind: str, args, work: Path) -> dict:
     from corpusbeam.retrieval.fusion import DEFAULT_FUSION, Fusion
     from corpusbeam.retrieval.searcher import Searcher
@@ -95,6 +109,7 @@ def measure_set(kind: str, args, work: Path) -> dict:
     qrels = {q: j for q, j in qrels.items() if set(j) <= indexed}
     queries = {q: t for q, t in queries.items() if q in qrels}
     with Searcher(folder) as searcher:
+        _warm_up(searcher)
         lr = labelled_rankings(searcher, queries, qrels)
         rows = {
             "dense": measure(lr, "dense"),

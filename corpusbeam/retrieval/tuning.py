@@ -30,7 +30,7 @@ __all__ = ["RRF_KS", "LabelledRankings", "grid", "labelled_rankings", "measure",
 
 CONVEX_STEPS = 20  # the dense weight in steps of 1/20
 RRF_KS = (5, 10, 20, 40, 60, 100)
-_BATCH = 64
+_BATCH = 32
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ def parse_query(data: dict, config: ServiceConfig, index_names: Collection[str])
         image = _data_url_bytes(data["image"])
     else:
         vector = _vector(data["vector"])
-    return Query(query, image, vector, k, flt, index, mode, fusion)
+    return Query(query, image, vector, k, flt, index, mode, fusion=fusion)
 
 
 def _kind(data: dict) -> str:
