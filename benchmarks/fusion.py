@@ -172,7 +172,8 @@ def report(result: dict) -> None:
             **extra,
         )
     if result["run_check"] is not None:
-        emit(BENCH, "run_file_vs_pytrec_eval_max_diff", result["run_check"]["max_diff"], "score")
+        diff = result["run_check"]["max_diff"]
+        emit(BENCH, "run_file_vs_pytrec_eval_max_diff", diff, "score", set=kind)
     print(f"\n== {kind}: {result['docs']} docs, {result['queries']} queries", file=sys.stderr)
     for name, values in rows.items():
         print(
