@@ -3,7 +3,9 @@
 ``corpusbeam.retrieval.searcher`` (``Searcher``), ``corpusbeam.retrieval.hits`` (``Hit``),
 ``corpusbeam.retrieval.multi`` (``search_all`` over several folders),
 ``corpusbeam.retrieval.hybrid`` (search modes, Reciprocal Rank Fusion),
-``corpusbeam.retrieval.relevance`` (nDCG, recall, MRR on labelled queries),
+``corpusbeam.retrieval.fusion`` (convex or RRF fusion, the stored tuned choice),
+``corpusbeam.retrieval.relevance`` (nDCG, recall, MRR on labelled queries, run files),
+``corpusbeam.retrieval.tuning`` (choosing the fusion on labelled queries),
 ``corpusbeam.retrieval.embedder`` (which endpoint embeds the queries),
 ``corpusbeam.retrieval.live`` (following ``CURRENT``) and ``corpusbeam.retrieval.service`` (the HTTP
 service). Imports no Beam.
