@@ -178,6 +178,11 @@ def test_tune_stores_the_choice_that_search_serve_and_evaluate_answer_with(
     assert "--weights" in capsys.readouterr().err
     assert main(argv) == 0  # evaluate reads it too
     assert json.loads(capsys.readouterr().out)["fusion"] == best
+    assert main([*argv[:-1], "--tune", "--run", str(run)]) == 0  # the table, for people
+    table = capsys.readouterr().out.splitlines()
+    assert table[5].startswith("hybrid fused by convex (") and table[5].endswith(", tuned")
+    assert table[6].startswith("tuned on 13 queries: ") and str(root / FUSION_FILE) in table[6]
+    assert table[7] == f"run file (hybrid): {run}"
 
     with running_service([root]) as svc, httpx.Client(base_url=svc.url, timeout=30) as http:
         body = http.post("/search", json={"query": "owl mice", "k": 3}).json()
