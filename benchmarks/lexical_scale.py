@@ -18,6 +18,12 @@ Figures (one JSON line each, ``loadavg_1m`` beside every timing):
   writer runs), seconds, with the lexical folder's bytes and postings; ``--segments S``
   builds the folder's lexical index as S segments of consecutive ids (as the id-range
   parts of an index job give), searched as one;
+- ``lexical_index_p50``: ``LexicalIndex.search`` alone (pruned, the default) and
+  ``lexical_exhaustive_p50`` (``search_exhaustive``, every posting scored: the reference
+  it equals), against ``dense_index_p50``: the FAISS index's own search of the same
+  queries' vectors; k = 10, one thread, one query at a time. Each is timed by the wall
+  clock and by the thread's CPU time (``cpu_p50_ms``: what the query costs, less
+  sensitive to a loaded machine); every lexical result is checked equal to exhaustive;
 - ``{dense,lexical,hybrid}_latency``: ``Searcher.search_texts`` of one query at a time
   with precomputed query vectors (embedding not counted), k = 10, one thread (FAISS
   too): p50 and p99, with the ratio of each p50 to dense's;
@@ -25,9 +31,13 @@ Figures (one JSON line each, ``loadavg_1m`` beside every timing):
   in a child process at concurrency 8 (embedding included: the hash model behind a local
   endpoint in another child process), p50 and p99, hybrid's ratio to dense's.
 
+``bm25_build`` also gives the build's CPU seconds (``cpu_s``) and its peak anonymous
+memory above what the process held before it (``peak_mib``). ``--no-service`` skips
+the service figures.
+
 ``--cache DIR`` keeps the built folder (the 1M build takes several minutes); a cached
-folder whose lexical index has another number of segments (or an older format) gets its
-lexical index rebuilt, the vectors kept.
+folder whose lexical index has another number of segments (or an older format, such as
+segments without block maxima) gets its lexical index rebuilt, the vectors kept.
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ import faiss
 import numpy as np
 
 from benchmarks._common import emit
+from benchmarks._rss import RssSampler, anon_mib
 from benchmarks.indexes_scale import dataset
 from benchmarks.relevance_docstrings import docstring_pairs
 from benchmarks.search_latency import _Server, _stats, service
@@ -84,7 +95,9 @@ def texts_for(n: int, words_a_chunk: int, seed: int = 0) -> list[str]:
 def lexical_segments(version: Path) -> int | None:
     """The number of segments of ``version``'s lexical index (None: an older format)."""
     info = json.loads((version / "manifest.json").read_text()).get("lexical") or {}
-    return len(info["segments"]) if "segments" in info else None
+    if "segments" not in info or not all("blocks" in s for s in info["segments"]):
+        return None
+    return len(info["segments"])
 
 
 def relex(version: Path, segments: int) -> None:
@@ -99,13 +112,17 @@ def relex(version: Path, segments: int) -> None:
     ids = parts.ids()
     n = len(ids)
     shutil.rmtree(version / "lexical", ignore_errors=True)
-    t0 = time.perf_counter()
+    before = anon_mib(os.getpid())
+    rss = RssSampler(os.getpid(), interval=0.05).start()
+    t0, c0 = time.perf_counter(), time.process_time()
     info = build_lexical(version, ids, parts.iter_column("text"), segment_rows=-(-n // segments))
-    took = time.perf_counter() - t0
+    took, cpu = time.perf_counter() - t0, time.process_time() - c0
+    peak = rss.stop().peak_launcher_anon - before
     lexical = [p for p in sorted((version / "lexical").rglob("*")) if p.is_file()]
     size = sum(p.stat().st_size for p in lexical)
     emit(BENCH, "bm25_build", round(took, 1), "s", bytes=size, bytes_per_chunk=round(size / n, 1),
          postings=info["postings"], terms=info["terms"], segments=segments, n=n,
+         peak_mib=round(peak), cpu_s=round(cpu, 1),
          loadavg_1m=round(os.getloadavg()[0], 2))  # fmt: skip
     m = Manifest.from_json((version / "manifest.json").read_text())
     files = {k: v for k, v in m.files.items() if not k.startswith("lexical/")}
@@ -122,9 +139,12 @@ def build(folder: Path, texts: list[str]) -> None:
     n = len(texts)
     scratch = Path(tempfile.mkdtemp(prefix="bm25-"))
     try:
-        t0 = time.perf_counter()
+        before = anon_mib(os.getpid())
+        rss = RssSampler(os.getpid(), interval=0.05).start()
+        t0, c0 = time.perf_counter(), time.process_time()
         info = build_lexical(scratch, np.arange(n, dtype=np.int64), texts)
-        took = time.perf_counter() - t0
+        took, cpu = time.perf_counter() - t0, time.process_time() - c0
+        peak = rss.stop().peak_launcher_anon - before
         size = sum(p.stat().st_size for p in (scratch / "lexical").rglob("*") if p.is_file())
     finally:
         shutil.rmtree(scratch)
@@ -138,6 +158,8 @@ def build(folder: Path, texts: list[str]) -> None:
         postings=info["postings"],
         terms=info["terms"],
         n=n,
+        peak_mib=round(peak),
+        cpu_s=round(cpu, 1),
         loadavg_1m=round(os.getloadavg()[0], 2),
     )
     meta = {
@@ -191,6 +213,41 @@ def latencies(folder: Path, queries: list[str], k: int) -> dict[str, dict]:
     return out
 
 
+def _timed(fn, items: list) -> tuple[dict, list]:
+    """p50/p99 of ``fn(item)`` one at a time, by wall clock and by the thread's CPU time."""
+    wall, cpu, out = [], [], []
+    for item in items:
+        w0, c0 = time.perf_counter(), time.thread_time()
+        out.append(fn(item))
+        cpu.append(time.thread_time() - c0)
+        wall.append(time.perf_counter() - w0)
+    stats = _stats(wall, sum(wall))
+    stats["cpu_p50_ms"] = round(float(np.percentile(cpu, 50)) * 1000, 3)
+    stats["cpu_p99_ms"] = round(float(np.percentile(cpu, 99)) * 1000, 3)
+    return stats, out
+
+
+def index_latencies(folder: Path, queries: list[str], k: int) -> dict[str, dict]:
+    """The lexical index (pruned and exhaustive) and the FAISS index alone, one thread."""
+    from corpusbeam.retrieval.searcher import Searcher
+
+    faiss.omp_set_num_threads(1)
+    with Searcher(folder, verify=False) as s:
+        xq = s.embed_texts(queries)
+        lex = s.lexical
+        for q in queries[:20]:  # warm the pages and load the compiled loop
+            lex.search([q], k)
+            lex.search_exhaustive([q], k)
+        rows = list(range(len(queries)))
+        dense, _ = _timed(lambda i: s.folder.search(xq[i : i + 1], k), rows)
+        pruned, got = _timed(lambda q: lex.search([q], k), queries)
+        exhaustive, want = _timed(lambda q: lex.search_exhaustive([q], k), queries)
+    pairs = zip(got, want, strict=True)
+    if not all(np.array_equal(a.I, b.I) and np.array_equal(a.D, b.D) for a, b in pairs):
+        raise SystemExit("pruned lexical search differs from exhaustive scoring")
+    return {"dense_index": dense, "lexical_index": pruned, "lexical_exhaustive": exhaustive}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -200,6 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--segments", type=int, default=1, help="lexical segments (default 1)")
     ap.add_argument("--cache", help="keep the built folder here")
     ap.add_argument("--quick", action="store_true", help="20,000 chunks, 50 queries")
+    ap.add_argument("--no-service", action="store_true", help="skip the service figures")
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.nq = 20_000, 50
@@ -217,6 +275,14 @@ def main(argv: list[str] | None = None) -> None:
     queries = [summaries[i] for i in rng.choice(len(summaries), args.nq, replace=False)]
     common = {"n": args.n, "k": args.k, "words_a_chunk": args.words, "threads": 1}
     common["segments"] = args.segments
+    alone = index_latencies(folder, queries, args.k)
+    for name, stats in alone.items():
+        emit(BENCH, f"{name}_p50", stats["p50_ms"], "ms", p99_ms=stats["p99_ms"],
+             cpu_p50_ms=stats["cpu_p50_ms"], cpu_p99_ms=stats["cpu_p99_ms"],
+             ratio=round(stats["p50_ms"] / alone["dense_index"]["p50_ms"], 2),
+             cpu_ratio=round(stats["cpu_p50_ms"] / alone["dense_index"]["cpu_p50_ms"], 2),
+             baseline="dense_index p50, same run", equal_to_exhaustive=True,
+             loadavg_1m=stats["loadavg_1m"], **common)  # fmt: skip
     lat = latencies(folder, queries, args.k)
     for mode, stats in lat.items():
         emit(
@@ -230,6 +296,8 @@ def main(argv: list[str] | None = None) -> None:
             loadavg_1m=stats["loadavg_1m"],
             **common,
         )
+    if args.no_service:
+        return
     with running_endpoint(EndpointConfig(model="hash", dimensions=D), subprocess=True) as ep:
         server = _Server([folder], ep.url)
         try:

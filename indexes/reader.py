@@ -6,7 +6,9 @@ sha256, the vectors table's schema and the index itself before handing anything 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from pathlib import Path
 
 import faiss
@@ -27,6 +29,7 @@ from indexes.storage.layers import check_overlay, overlay_files
 from indexes.storage.manifest import Manifest, check_expected
 from indexes.storage.part_files import METADATA_SUFFIX, RESCORE_SUFFIX, VECTORS_SUFFIX
 from indexes.storage.part_ranges import PartInfo
+from indexes.storage.row_files import RowFile
 from indexes.storage.tables import vectors_schema
 
 __all__ = ["IndexFolder", "open_index"]
@@ -50,6 +53,8 @@ class IndexFolder:
         )
         self._metadata: pa.Table | None = None
         self._store: RescoreStore | None = None
+        self._rows: RowFile | bool | None = False  # False: not opened yet
+        self._rows_lock = threading.Lock()
 
     def metadata(self) -> pa.Table:
         """Every part's metadata joined (read once), sorted by id: the whole table in
@@ -64,8 +69,29 @@ class IndexFolder:
         return filter_ids(self.parts.filter_table(filter_columns(filter)), filter)
 
     def lookup(self, ids: np.ndarray) -> list[dict]:
-        """The metadata row of each id (in the order given), read from its part's row group."""
+        """The metadata row of each id (in the order given), from the version's
+        memory-mapped rows file (``indexes.storage.row_files``); where there is none, or
+        for an id not in it (an error names the reason), from its part's row group."""
+        rows = self.rows_file()
+        if rows is not None:
+            with contextlib.suppress(IndexFolderError):
+                return rows.lookup(ids)
         return self.parts.lookup(ids)
+
+    def rows_file(self) -> RowFile | None:
+        """The version's rows as one memory-mapped Arrow file, derived on first use."""
+        if self._rows is False:
+            with self._rows_lock:
+                if self._rows is False:
+                    digest = self.manifest.digest or self.manifest.compute_digest()
+                    self._rows = RowFile.open(self.path, self.parts, digest=digest)
+        return self._rows  # type: ignore[return-value]
+
+    def open_all(self) -> None:
+        """Open every file a query reads now, deriving the rows file if need be: an open
+        file outlives its deletion, and no query pays for the derivation."""
+        self.parts.open_all()
+        self.rows_file()
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(ids, vectors in the natural dtype, rescore vectors or None) of every part joined;

@@ -65,6 +65,13 @@ class IndexJobConfig:
     layered: bool = True
     lexical: bool = True  # a BM25 index beside the vectors: a segment a part, by the workers
     lease_seconds: float = 600.0
+    # the quality gate (pipeline.gate): labelled queries in the BEIR layout and the nDCG@10
+    # drop against the live version it allows; and/or a floor on recall against exact search
+    gate_queries: str | None = None
+    gate_qrels: str | None = None
+    gate_max_drop: float = 0.01
+    min_recall: float | None = None
+    keep: int = 3  # finished versions pruning keeps (besides the live one and its rollback target)
     pipeline_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -83,6 +90,9 @@ class IndexJobConfig:
             raise ConfigError("shards", self.shards, 'must be "auto" or a whole number >= 1')
         if self.lease_seconds <= 0:
             raise ConfigError("lease_seconds", self.lease_seconds, "must be positive")
+        from pipeline.gate import check_gate_config
+
+        check_gate_config(self)
         # numpy: loaded when a job is configured, not for --help
         from corpusbeam.inference import codec
         from corpusbeam.inference.derive import EncodingPlan

@@ -27,6 +27,7 @@ from transforms import (
 )
 from transforms.build_index import PART_LIST, BuildIndexShards, read_part_list
 from transforms.previous import PreviousVersion
+from transforms.record_reuse import ReadChangedRecords
 from transforms.reuse import ReuseVectors
 from transforms.thumbnails import WriteThumbnails
 
@@ -67,13 +68,24 @@ def _with_skipped(previous: PreviousVersion | None, skip) -> PreviousVersion | N
     return replace(previous, skipped=tuple(sorted(skip or {})))
 
 
+def _read_documents(p: beam.Pipeline, plan: JobPlan) -> tuple:
+    """(documents, failures, [the kept records' references]): a layered update of record
+    files leaves out the records the live version holds as they are (``plan.records``)."""
+    cfg = plan.config
+    options = {"text_field": cfg.text_field, "id_field": cfg.id_field, "skip": plan.skip}
+    if not plan.records or plan.previous is None:
+        docs, failures = p | "ReadDocuments" >> ReadDocuments(list(cfg.inputs), **options)
+        return docs, failures, []
+    previous = replace(plan.previous, shards=cfg.shards)
+    read = p | "ReadDocuments" >> ReadChangedRecords(list(cfg.inputs), previous=previous, **options)
+    return read.main, read.failures, [read.kept]
+
+
 def build_graph(p: beam.Pipeline, plan: JobPlan, *, staging: str, folder: str) -> None:
     """Add the index job's steps to ``p``: the plan's, writing the parts into ``folder``
     and the run's scratch files under ``staging``."""
     cfg, encoding = plan.config, plan.encodings.index
-    docs, read_failures = p | "ReadDocuments" >> ReadDocuments(
-        list(cfg.inputs), text_field=cfg.text_field, id_field=cfg.id_field, skip=plan.skip
-    )
+    docs, read_failures, kept_records = _read_documents(p, plan)
     chunks, chunk_failures = docs | "Chunk" >> ChunkDocuments(
         max_tokens=cfg.max_tokens, overlap_tokens=cfg.overlap_tokens, budget=plan.model.budget
     )
@@ -85,7 +97,7 @@ def build_graph(p: beam.Pipeline, plan: JobPlan, *, staging: str, folder: str) -
         old_texts, chunks, kept_texts = chunks | "ReuseTexts" >> ReuseVectors(
             previous, encoding=encoding
         )
-        reused, kept = [old_texts], [kept_texts]
+        reused, kept = [old_texts], [kept_texts, *kept_records]
     texts, text_failures = chunks | "EmbedTexts" >> EmbedTexts(
         plan.settings,
         input_type=cfg.input_type,

@@ -15,13 +15,15 @@
    manifest): in its folder for a local output; for an object store on a worker, in a
    second small pipeline with the job's options (``pipeline.finish_remote``), which
    writes the version's files in place and leaves the manifest to the launcher;
-5. write ``failures.parquet`` and ``report.json`` (``pipeline.job.report``; on an
-   object store, the manifest, last) and switch ``CURRENT`` to the new version.
+5. gate it, when asked (``pipeline.gate``: its relevance against the live version's);
+6. write ``failures.parquet`` and ``report.json`` (``pipeline.job.report``; on an
+   object store, the manifest, last) and switch ``CURRENT`` to the new version, unless
+   the gate rejected it (``gate.json``: kept, not made live).
 
-A run that fails or is killed before step 5 ends leaves the live version serving.
+A run that fails or is killed before step 6 ends leaves the live version serving.
 The exit status says how it went (``corpusbeam.exit_codes.ExitCode``): ``OK`` every
 input embedded, ``FAILED_INPUTS`` finished with failed inputs (listed in
-``failures.parquet``); a failed run raises.
+``failures.parquet``), ``GATE_REJECTED`` built but not made live; a failed run raises.
 """
 
 from __future__ import annotations
@@ -44,8 +46,11 @@ from corpusbeam.exit_codes import ExitCode
 from indexes.config import BuildConfig
 from indexes.storage.files import MANIFEST
 from indexes.storage.manifest import Manifest, sanitize_endpoint
+from indexes.storage.version_list import GATE_FILE
 from pipeline.config import IndexJobConfig, runner_name
 from pipeline.finish_remote import FinishTask, finish_on_worker
+from pipeline.gate import GateVerdict
+from pipeline.gate_run import gate_queries, judge
 from pipeline.graph import FAILURE_SCHEMA, build_graph, read_part_list
 from pipeline.job import IndexJobResult
 from pipeline.job.finish import finish_index
@@ -88,6 +93,7 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
     with open_output(cfg) as run:
         with planned(cfg, run, fingerprint) as plan:
             counters, learned = _run_pipeline(plan, run, tracker)
+            labelled = gate_queries(plan, run)  # the quality gate's, while the endpoint is up
         pipeline_seconds = time.monotonic() - started
         tracker.stage("merging")
         run.drop_staging(RUNS)  # the parts are written: nothing reads the run files again
@@ -103,10 +109,15 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
             pipeline_seconds=pipeline_seconds,
             total_seconds=time.monotonic() - started,
         )
+        verdict = judge(plan, run, labelled, manifest)  # None: no gate asked for
         tracker.stage("publishing")
         report = {**job_report(plan, outcome), **tracker.record()}
-        folder = _publish(run, plan, outcome, report, fingerprint)
+        if verdict is not None:
+            report["gate"] = verdict.to_dict()
+        folder = _publish(run, plan, outcome, report, fingerprint, verdict)
     code = ExitCode.FAILED_INPUTS if failures.num_rows else ExitCode.OK
+    if verdict is not None and verdict.rejected:
+        code = ExitCode.GATE_REJECTED
     return IndexJobResult(version=run.name, folder=folder, exit_code=code, report=report)
 
 
@@ -154,19 +165,27 @@ def _failures(plan: JobPlan, run: RunOutput) -> pa.Table:
 
 
 def _publish(
-    run: RunOutput, plan: JobPlan, outcome: JobOutcome, report: dict, fingerprint: dict | None
+    run: RunOutput,
+    plan: JobPlan,
+    outcome: JobOutcome,
+    report: dict,
+    fingerprint: dict | None,
+    verdict: GateVerdict | None,
 ) -> Path | str:
     """Make the version live with its failures and report (and, on an object store, the
-    manifest the worker left to the launcher: written last)."""
+    manifest the worker left to the launcher: written last); a version its gate rejected
+    is kept, marked by its ``gate.json``, and not made live."""
     files = {
         "failures.parquet": _parquet_bytes(outcome.failures),
         "report.json": (json.dumps(report, indent=2, sort_keys=True) + "\n").encode(),
     }
+    if verdict is not None:
+        files[GATE_FILE] = verdict.to_json()
     if run.remote:
         files[MANIFEST] = outcome.manifest.to_json().encode()
     else:
         write_fingerprint(run.local, fingerprint)
-    return run.publish(files)
+    return run.publish(files, make_live=verdict is None or not verdict.rejected)
 
 
 def _finish_local(run: RunOutput, plan: JobPlan) -> tuple[Manifest, dict]:

@@ -10,7 +10,9 @@ of an object-store output), names the new version and yields a ``RunOutput``:
   (``pipeline.finish_remote``), so nothing of it touches the launcher's disk;
 - ``publish(files)``: the version made live with its small files (failures, report):
   written, renamed and ``CURRENT`` replaced locally; written (the manifest last) and
-  ``CURRENT`` switched with a conditional write remotely.
+  ``CURRENT`` switched with a conditional write remotely. ``make_live=False`` (a version
+  its quality gate rejected, ``pipeline.gate``) does all but switch ``CURRENT``. Both
+  then prune to ``--keep`` versions (``indexes.storage.version_list``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from indexes.storage import versions
 from indexes.storage.files import MANIFEST
 from indexes.storage.manifest import Manifest
 from indexes.storage.objectstore import ObjectStore, is_url, open_store, s3_settings_from_args
+from indexes.storage.version_list import prune_remote
 from pipeline.config import IndexJobConfig
 
 __all__ = ["RunOutput", "open_output", "redact_args", "temp_location"]
@@ -105,10 +108,11 @@ class RunOutput:
         except Exception as exc:
             log.warning("could not delete %s/%s yet: %s", self.staging, name, exc)
 
-    def publish(self, files: Mapping[str, bytes]) -> Path | str:
+    def publish(self, files: Mapping[str, bytes], *, make_live: bool = True) -> Path | str:
         """Write ``files`` (small: failures, report; remotely also the manifest, written
-        last) into the version and make it live. Returns its folder (local) or URL."""
-        return self._publish.publish(files)  # type: ignore[union-attr]
+        last) into the version and make it live (unless ``make_live`` is False). Returns
+        its folder (local) or URL."""
+        return self._publish.publish(files, make_live=make_live)  # type: ignore[union-attr]
 
 
 def _remove_staging(staging: str) -> None:
@@ -120,8 +124,9 @@ def _remove_staging(staging: str) -> None:
 
 
 class _LocalPublish:
-    def __init__(self, out: Path, work: Path, name: str, staging: str) -> None:
+    def __init__(self, out: Path, work: Path, name: str, staging: str, keep: int) -> None:
         self.out, self.work, self.name, self.staging = out, work, name, staging
+        self.keep = keep
 
     def drop(self, name: str) -> None:
         folder = Path(self.staging) / name
@@ -130,22 +135,25 @@ class _LocalPublish:
         else:  # --temp_location on an object store, or nothing to delete
             _remove_staging(f"{self.staging.rstrip('/')}/{name}/")
 
-    def publish(self, files: Mapping[str, bytes]) -> Path:
+    def publish(self, files: Mapping[str, bytes], *, make_live: bool = True) -> Path:
         for name, data in files.items():
             (self.work / name).write_bytes(data)
         if Path(self.staging).is_dir():
             shutil.rmtree(self.staging)
         else:
             _remove_staging(self.staging)
-        return versions.publish(self.out, self.work, self.name)
+        return versions.publish(self.out, self.work, self.name, keep=self.keep, make_live=make_live)
 
 
 class _RemotePublish:
     """The launcher's side of an object-store version: small files only. A worker wrote
     the rest in place (``pipeline.finish_remote``); the manifest goes last."""
 
-    def __init__(self, store: ObjectStore, run: RunOutput, tag: str | None, lease) -> None:
+    def __init__(
+        self, store: ObjectStore, run: RunOutput, tag: str | None, lease, keep: int
+    ) -> None:
         self.store, self.run, self.tag, self.lease = store, run, tag, lease
+        self.keep = keep
         self.prefix = f"{remote.VERSIONS}/{run.name}"
 
     def written(self) -> list[str]:
@@ -159,7 +167,7 @@ class _RemotePublish:
         else:
             _remove_staging(folder)
 
-    def publish(self, files: Mapping[str, bytes]) -> str:
+    def publish(self, files: Mapping[str, bytes], *, make_live: bool = True) -> str:
         if MANIFEST not in files:
             raise JobError(f"publishing {self.prefix} needs its {MANIFEST}")
         for name, data in files.items():
@@ -167,13 +175,14 @@ class _RemotePublish:
                 self.store.put(f"{self.prefix}/{name}", data)
         self.lease.check()
         self.store.put(f"{self.prefix}/{MANIFEST}", files[MANIFEST])  # last
-        remote.switch_current(self.store, self.run.name, self.tag)
+        if make_live:
+            remote.switch_current(self.store, self.run.name, self.tag)
         inside = f"{self.store.url}/"
         if self.run.staging.startswith(inside):  # delete what the run listed, by prefix
             self.store.delete_prefix(self.run.staging[len(inside) :].rstrip("/") + "/")
         else:
             _remove_staging(self.run.staging)
-        remote.prune_versions(self.store, live=self.run.name)
+        prune_remote(self.store, keep=self.keep)
         return self.run.folder
 
 
@@ -203,7 +212,7 @@ def open_output(cfg: IndexJobConfig) -> Iterator[RunOutput]:
             previous=str(previous) if previous else None,
             previous_manifest=manifest,
         )
-        run._publish = _LocalPublish(out, work, name, staging)
+        run._publish = _LocalPublish(out, work, name, staging, cfg.keep)
         yield run
 
 
@@ -243,5 +252,5 @@ def _remote_output(cfg: IndexJobConfig) -> Iterator[RunOutput]:
             previous=f"{url}/{remote.VERSIONS}/{live}" if live else None,
             previous_manifest=manifest,
         )
-        run._publish = _RemotePublish(store, run, tag, lease)
+        run._publish = _RemotePublish(store, run, tag, lease, cfg.keep)
         yield run

@@ -26,6 +26,7 @@ __all__ = [
     "FINGERPRINT",
     "carried_failures",
     "input_fingerprint",
+    "same_settings",
     "unchanged_files",
     "unchanged_result",
     "write_fingerprint",
@@ -77,6 +78,19 @@ def unchanged_result(cfg: IndexJobConfig, fingerprint: dict | None) -> tuple[Pat
     if recorded != json.loads(json.dumps(fingerprint)):
         return None
     return live, report
+
+
+def same_settings(live: Path, fingerprint: dict | None) -> bool:
+    """Whether the live version was written with this run's settings and inputs (its
+    fingerprint's settings digest is this run's): its records' rows are what reading
+    them again would give (``transforms.record_reuse``)."""
+    if fingerprint is None or not (live / FINGERPRINT).is_file():
+        return False
+    try:
+        recorded = json.loads((live / FINGERPRINT).read_text())
+    except (OSError, ValueError):
+        return False
+    return recorded.get("settings") == fingerprint["settings"]
 
 
 def unchanged_files(live: Path, fingerprint: dict | None) -> dict:

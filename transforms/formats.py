@@ -9,9 +9,6 @@ reason a person can act on ("not valid UTF-8 at byte 12", "line 3: invalid JSON"
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +25,7 @@ __all__ = [
     "decode_text",
     "html_to_text",
     "parse_documents",
+    "record_document",
 ]
 
 TEXT_EXTENSIONS = frozenset({".txt", ".md", ".markdown", ".rst", ".text"})
@@ -167,54 +165,22 @@ def parse_documents(
 
 
 def _parse_records(data, document_id, uri, ext, fields, max_document_bytes):
-    try:
-        rows = _rows(data, ext)
-        for position, row in rows:
-            source = f"{document_id}#{position}"
-            if isinstance(row, _BadRecord):
-                yield Failure.of(str(row), source_id=source, uri=uri, stage="read")
-                continue
-            if not isinstance(row, dict):
-                yield Failure.of("record is not an object", source_id=source, uri=uri, stage="read")
-                continue
-            yield _record_document(row, source, uri, ext, fields, max_document_bytes)
-    except _InvalidText as exc:
-        yield Failure.of(str(exc), source_id=document_id, uri=uri, stage="read")
-    except (ValueError, OSError) as exc:  # pyarrow's errors derive from these
-        yield Failure.of(
-            f"cannot read {ext.lstrip('.')} file: {exc}",
-            source_id=document_id,
-            uri=uri,
-            stage="read",
-        )
+    """A record file's documents, each with its record's digest (``transforms.records``)."""
+    from transforms.records import record_items
+
+    yield from record_items(
+        data,
+        document_id=document_id,
+        uri=uri,
+        extension=ext,
+        fields=fields,
+        max_document_bytes=max_document_bytes,
+    )
 
 
-def _rows(data: bytes, ext: str) -> Iterator[tuple[str, object]]:
-    if ext in (".jsonl", ".ndjson"):
-        for lineno, line in enumerate(decode_text(data).splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                yield f"L{lineno}", json.loads(line)
-            except ValueError as exc:
-                yield f"L{lineno}", _BadRecord(f"line {lineno}: invalid JSON ({exc})")
-    elif ext == ".csv":
-        reader = csv.DictReader(io.StringIO(decode_text(data), newline=""))
-        for rowno, row in enumerate(reader, start=1):
-            yield f"R{rowno}", row
-    else:
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(io.BytesIO(data))
-        for rowno, row in enumerate(table.to_pylist(), start=1):
-            yield f"R{rowno}", row
-
-
-class _BadRecord(str):
-    """A record that could not be parsed; the string is the reason."""
-
-
-def _record_document(row, source, uri, ext, fields: RecordFields, max_document_bytes):
+def record_document(row, source, uri, ext, fields: RecordFields, max_document_bytes):
+    """The document of one parsed record (``source``: its file's id and position, the
+    document id when the record has no id field), or a failure with the reason."""
     fail = read_failures(source, uri)
 
     text = row.get(fields.text)

@@ -180,7 +180,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="s3:// and gs:// outputs: the run's lease, renewed while it runs; a killed "
         "run's lease expires after this long",
     )
+    i.add_argument(
+        "--keep",
+        type=int,
+        default=IndexJobConfig.keep,
+        metavar="N",
+        help="finished versions pruning keeps, rejected ones included; the live one and "
+        "its rollback target are always kept",
+    )
     i.add_argument("--json", action="store_true", help="print the run report as JSON")
+    _gate_flags(p)
     _progress_flags(p)
     p.set_defaults(run=run, pass_through=True)
 
@@ -195,6 +204,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--json", action="store_true", help="print the run report as JSON")
     _progress_flags(r)
     r.set_defaults(run=run_retry, pass_through=True)
+
+
+def _gate_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "quality gate", "measured before CURRENT moves; a rejected version is kept, not made live"
+    )
+    g.add_argument("--gate-queries", metavar="FILE", help="BEIR queries.jsonl (with --gate-qrels)")
+    g.add_argument("--gate-qrels", metavar="FILE", help="BEIR qrels TSV (with --gate-queries)")
+    g.add_argument(
+        "--gate-max-drop",
+        type=float,
+        default=IndexJobConfig.gate_max_drop,
+        metavar="X",
+        help="reject when nDCG@10 falls below the live version's by more than X",
+    )
+    g.add_argument(
+        "--min-recall",
+        type=float,
+        metavar="X",
+        help="reject when recall@10 against exact search is below X (labels not needed)",
+    )
 
 
 def _progress_flags(p: argparse.ArgumentParser) -> None:
@@ -281,6 +311,11 @@ def _print(result: IndexJobResult, as_json: bool) -> int:
         print(f"  {note}")
     if c["failed"]:
         print(f"  failed inputs: {result.folder}/failures.parquet", file=sys.stderr)
+    if report.get("gate"):
+        from pipeline.gate import gate_lines
+
+        for line in gate_lines(report["gate"]):
+            print(f"  {line}", file=sys.stderr if report["gate"]["status"] != "passed" else None)
     return result.exit_code
 
 

@@ -20,7 +20,18 @@ from corpusbeam.exit_codes import ExitCode
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 # The command modules, in the order ``corpusbeam --help`` lists them.
-COMMANDS = ("sample", "index", "search", "serve", "evaluate", "report", "endpoint", "demo")
+COMMANDS = (
+    "sample",
+    "index",
+    "versions",
+    "rollback",
+    "search",
+    "serve",
+    "evaluate",
+    "report",
+    "endpoint",
+    "demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,6 +3,8 @@
     corpusbeam search DIR "text" [--image PATH] [-k N] [--filter JSON] [--json]
                       [--mode dense|lexical|hybrid] [--fusion rrf|convex]
                       [--weights dense=W,lexical=W] [--rrf-k K]
+                      [--group [--per-document N]] [--diversity X] [--snippet WORDS]
+                      [--cursor C]
 
 A text alone is a text query; ``--image PATH`` alone an image query; both together send
 the image with the text (for joint image-text models). ``--json`` prints
@@ -12,6 +14,10 @@ the image with the text (for joint image-text models). ``--json`` prints
 query is searched (default hybrid on folders with a lexical index, else dense;
 ``corpusbeam.retrieval.hybrid``); ``--fusion``, ``--weights``, ``--rrf-k``: how hybrid fuses
 (default: the folder's tuned fusion; ``corpusbeam.retrieval.fusion``).
+``--group``, ``--diversity``, ``--snippet`` and ``--cursor`` are the page options of
+``corpusbeam.retrieval.results``; with them ``--json`` adds ``"next_cursor"`` (and
+``"groups"`` when grouped), which ``--cursor`` takes for the next page (with the same
+query, mode and fusion).
 """
 
 from __future__ import annotations
@@ -58,10 +64,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--mode",
         choices=MODES,
-        help="text queries: dense, lexical (BM25) or hybrid (both, fused by RRF); "
+        help="text queries: dense, lexical (BM25) or hybrid (both, fused: see --fusion); "
         "default hybrid when the folder has a lexical index, else dense",
     )
     add_fusion_arguments(p)
+    p.add_argument("--group", action="store_true", help="group by document: k documents")
+    p.add_argument(
+        "--per-document", type=int, default=3, help="chunks shown a document (default 3)"
+    )
+    p.add_argument(
+        "--diversity", type=float, default=0.0, help="MMR diversity in [0, 1] (default 0: off)"
+    )
+    p.add_argument(
+        "--snippet", type=int, default=0, metavar="WORDS", help="show a snippet of WORDS words"
+    )
+    p.add_argument("--cursor", help="the next_cursor of a previous --json answer: the next page")
     p.add_argument("--no-rescore", action="store_true", help="rank by the index alone")
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 checks")
     add_endpoint_arguments(p)
@@ -79,8 +96,18 @@ def run(args: argparse.Namespace) -> int:
         # A local:// index starts its own endpoint: its line a request is not the answer.
         logging.getLogger("corpusbeam.inference.server").setLevel(logging.WARNING)
     from corpusbeam.inference.client import ImageInput
+    from corpusbeam.retrieval.results import PageOptions, search_page
     from corpusbeam.retrieval.searcher import Searcher
 
+    options = PageOptions(
+        k=args.k,
+        group=args.group,
+        per_document=args.per_document,
+        diversity=args.diversity,
+        snippet=args.snippet,
+        cursor=args.cursor,
+    )
+    paged = args.group or args.diversity or args.snippet or args.cursor
     with Searcher(
         args.dir,
         endpoint=args.endpoint,
@@ -88,30 +115,59 @@ def run(args: argparse.Namespace) -> int:
         rescore=False if args.no_rescore else None,
         verify=not args.no_verify,
     ) as searcher:
+        image = None
         if args.image is not None:
             image = ImageInput(image=args.image, text=args.text) if args.text else args.image
-            mode = "dense"
-            check_fusion_applies(mode, fusion_opts)
-            hits = searcher.search(image=image, k=args.k, filter=flt, mode=args.mode)
-        else:
-            mode = searcher.resolve_mode(args.mode)
-            check_fusion_applies(mode, fusion_opts)
-            fusion = searcher.fusion_for(**fusion_opts)
-            hits = searcher.search(args.text, k=args.k, filter=flt, mode=mode, fusion=fusion)
-    answered = fusion.describe() if mode == "hybrid" else None
+        if image is not None and args.mode not in (None, "dense"):
+            raise ConfigError("mode", args.mode, "image queries are searched dense only")
+        text = None if image is not None else args.text
+        mode = "dense" if image is not None else searcher.resolve_mode(args.mode)
+        check_fusion_applies(mode, fusion_opts)
+        page = search_page(
+            [searcher],
+            text,
+            image=image,
+            filter=flt,
+            mode=mode,
+            fusion=fusion_opts if mode == "hybrid" else None,
+            options=options,
+        )
+    hits = page.hits
+    answered = None if page.fusion is None else page.fusion.describe()
     if args.json:
         rows = [h.to_dict() for h in hits]
         for row in rows:
             row.pop("index", None)  # one index: the shape the issue asks for
-        print(json.dumps({"hits": rows, "mode": mode, "fusion": answered}, ensure_ascii=False))
+        out: dict = {"hits": rows, "mode": page.mode, "fusion": answered}
+        if paged:
+            out["next_cursor"] = page.next_cursor
+        if page.groups is not None:
+            out["groups"] = [g.to_dict() for g in page.groups]
+            for g in out["groups"]:
+                g.pop("index", None)
+                for row in g["hits"]:
+                    row.pop("index", None)
+        print(json.dumps(out, ensure_ascii=False))
         return 0
-    if answered is not None:
-        print(f"hybrid: {fusion.label()}")
-    for rank, h in enumerate(hits, 1):
-        text = (h.text or "").replace("\n", " ")
-        text = text if len(text) <= 80 else text[:77] + "..."
-        ranks = "  " + " ".join(f"{n}#{r}" for n, r in h.ranks.items()) if h.ranks else ""
-        print(f"{rank:>3}  {h.score:8.4f}  {h.document_id}  {h.uri}{ranks}\n     {text}")
+    if page.fusion is not None:
+        print(f"hybrid: {page.fusion.label()}")
+    if page.groups is not None:
+        for rank, g in enumerate(page.groups, 1):
+            print(f"{rank:>3}  {g.score:8.4f}  {g.document_id}  ({g.count} matching chunks)")
+            _print_hits(g.hits, indent="     ")
+    else:
+        _print_hits(hits)
     if not hits:
         print("no hits")
+    if paged and page.next_cursor:
+        print(f"next page: --cursor {page.next_cursor}")
     return 0
+
+
+def _print_hits(hits, indent: str = "") -> None:
+    for rank, h in enumerate(hits, 1):
+        text = (h.snippet["text"] if h.snippet else h.text or "").replace("\n", " ")
+        text = text if len(text) <= 80 else text[:77] + "..."
+        ranks = "  " + " ".join(f"{n}#{r}" for n, r in h.ranks.items()) if h.ranks else ""
+        print(f"{indent}{rank:>3}  {h.score:8.4f}  {h.document_id}  {h.uri}{ranks}")
+        print(f"{indent}     {text}")

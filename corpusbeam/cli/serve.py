@@ -47,6 +47,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=ServiceConfig.faiss_threads,
         help="FAISS threads a query (default 1: concurrent requests use the cores)",
     )
+    p.add_argument(
+        "--query-cache",
+        type=int,
+        default=ServiceConfig.query_cache,
+        help="text query vectors kept, least recently used dropped (0: off)",
+    )
+    p.add_argument(
+        "--keep-versions",
+        type=int,
+        default=ServiceConfig.keep_versions,
+        help="replaced versions kept open for paging cursors",
+    )
+    p.add_argument(
+        "--cursor-ttl",
+        type=float,
+        default=ServiceConfig.cursor_ttl,
+        help="seconds a replaced version stays open for paging cursors",
+    )
+    p.add_argument(
+        "--local-endpoint",
+        action="store_true",
+        help="local:// indexes: embed text queries through a local endpoint on loopback "
+        "(default: the same model in this process)",
+    )
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 checks")
     p.add_argument("--log-level", default="info")
     p.set_defaults(run=run)
@@ -67,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
         poll_interval=args.poll_interval,
         faiss_threads=args.threads,
         api_key=key,
+        query_cache=args.query_cache,
+        keep_versions=args.keep_versions,
+        cursor_ttl=args.cursor_ttl,
+        local_in_process=not args.local_endpoint,
     )
     serve(
         args.dirs,

@@ -7,8 +7,11 @@ built-in local reference endpoint with that model at its default native dimensio
 
 - an endpoint given explicitly (``endpoint=`` / ``--endpoint``) wins, with the pool's
   credential;
-- ``local://<model>``: the pool starts ``running_endpoint(EndpointConfig(model=...))`` on
-  loopback the first time and keeps it until ``close()``;
+- ``local://<model>``: text queries run the endpoint's model in this process
+  (``corpusbeam.retrieval.local_embedder``, the same vectors without an HTTP round trip);
+  for image queries (or with ``local_in_process=False``) the pool starts
+  ``running_endpoint(EndpointConfig(model=...))`` on loopback the first time and keeps it
+  until ``close()``;
 - otherwise the manifest's URL and ``deployment``, with the pool's credential if it has
   one, else the key in the environment variable the manifest names (``api_key_env``,
   recorded by the index job from ``--api-key-env``): an unset variable is a ConfigError
@@ -40,6 +43,7 @@ from corpusbeam.inference.client import (
 )
 from corpusbeam.inference.client.credentials import Credential, EnvApiKey
 from corpusbeam.inference.protocol import API_VERSION, local_model
+from corpusbeam.retrieval.query_cache import DEFAULT_QUERY_CACHE, QueryCache
 from indexes.storage.manifest import Manifest
 
 __all__ = ["QUERY_RETRY", "EmbedderPool", "QueryEmbedder"]
@@ -50,10 +54,12 @@ QUERY_TIMEOUTS = Timeouts(connect=5.0, read=30.0, write=30.0, pool=30.0)
 
 
 class QueryEmbedder:
-    """Embeds query texts and images through one endpoint (a thin, blocking wrapper)."""
+    """Embeds query texts and images through one endpoint (a thin, blocking wrapper).
+    Text queries go through ``cache`` (``corpusbeam.retrieval.query_cache``) when given."""
 
-    def __init__(self, settings: ClientSettings) -> None:
+    def __init__(self, settings: ClientSettings, cache: QueryCache | None = None) -> None:
         self.settings = settings
+        self.cache = cache
         self._client = EmbeddingsClient(settings)
 
     @property
@@ -62,10 +68,17 @@ class QueryEmbedder:
 
     def embed_texts(self, texts: Sequence[str], *, dimensions: int, encoding: str) -> np.ndarray:
         """(n, width) vectors of ``texts`` as queries, in the encoding's natural dtype."""
-        result = self._client.embed_texts(
-            list(texts), input_type="query", dimensions=dimensions, encoding_format=encoding
-        )
-        return result.vectors
+
+        def embed(batch: list[str]) -> np.ndarray:
+            return self._client.embed_texts(
+                batch, input_type="query", dimensions=dimensions, encoding_format=encoding
+            ).vectors
+
+        if self.cache is None:
+            return embed(list(texts))
+        s = self.settings
+        scope = (s.endpoint, s.api_version, s.deployment, dimensions, encoding)
+        return self.cache.embed(scope, list(texts), embed)
 
     def embed_images(
         self,
@@ -91,8 +104,13 @@ class EmbedderPool:
     """Query embedders by endpoint, shared by every index folder that uses the same one.
 
     ``endpoint``: a URL that overrides every manifest's (with ``credential``, e.g.
-    ``EnvApiKey(var="VAR")``). Thread-safe; ``close()`` closes the clients and stops any local
-    endpoint the pool started.
+    ``EnvApiKey(var="VAR")``). ``query_cache``: text query vectors kept, least recently
+    used dropped (0: none), one cache for every endpoint of the pool (``cache``).
+    ``local_in_process``: text queries of ``local://`` indexes run the reference model in
+    this process (``corpusbeam.retrieval.local_embedder``: the same vectors, no HTTP);
+    False sends them to a local endpoint on loopback like image queries.
+    Thread-safe; ``close()`` closes the clients and stops any local endpoint the pool
+    started.
     """
 
     def __init__(
@@ -101,12 +119,16 @@ class EmbedderPool:
         endpoint: str | None = None,
         credential: Credential | None = None,
         max_concurrency: int = 32,
+        query_cache: int = DEFAULT_QUERY_CACHE,
+        local_in_process: bool = True,
     ) -> None:
         if endpoint is not None and not endpoint.startswith(("http://", "https://")):
             raise ConfigError("endpoint", endpoint, "must be an http:// or https:// URL")
         self.endpoint = endpoint
         self._credential = credential
         self._max_concurrency = max_concurrency
+        self.cache = QueryCache(query_cache)
+        self._in_process = local_in_process
         self._lock = threading.Lock()
         self._embedders: dict[tuple[str, str, str | None, str | None], QueryEmbedder] = {}
         self._local: dict[str, str] = {}  # model -> URL of the endpoint we started
@@ -115,6 +137,23 @@ class EmbedderPool:
 
     def get(self, manifest: Manifest) -> QueryEmbedder:
         """The embedder for the endpoint ``manifest`` was built with (see the module)."""
+        model = local_model(manifest.endpoint)
+        if self.endpoint is None and model is not None and self._in_process:
+            with self._lock:
+                if self._closed:
+                    raise ConfigError("embedders", "closed", "the embedder pool is closed")
+                key = ("in-process", model, None, None)
+                embedder = self._embedders.get(key)
+                if embedder is None:
+                    from corpusbeam.retrieval.local_embedder import LocalQueryEmbedder
+
+                    embedder = LocalQueryEmbedder(model, self.cache, lambda: self._http(manifest))
+                    self._embedders[key] = embedder  # type: ignore[assignment]
+                return embedder
+        return self._http(manifest)
+
+    def _http(self, manifest: Manifest) -> QueryEmbedder:
+        """The client of the endpoint ``manifest`` names (a local one started if needed)."""
         with self._lock:
             if self._closed:
                 raise ConfigError("embedders", "closed", "the embedder pool is closed")
@@ -132,7 +171,7 @@ class EmbedderPool:
                     timeouts=QUERY_TIMEOUTS,
                     max_concurrency=self._max_concurrency,
                 )
-                embedder = self._embedders[key] = QueryEmbedder(settings)
+                embedder = self._embedders[key] = QueryEmbedder(settings, self.cache)
             return embedder
 
     def check(self, manifest: Manifest) -> None:

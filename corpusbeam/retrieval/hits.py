@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 __all__ = ["HIT_FIELDS", "Hit", "hit_scores", "make_hit"]
 
 HIT_FIELDS = ("id", "document_id", "uri", "text")  # metadata columns lifted into a Hit
+# A record's digest, for updates (``indexes.storage.tables.RECORD_DIGEST``): not a hit's.
+_HIDDEN = frozenset({"_record_digest"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,7 +33,8 @@ class Hit:
     name of the folder it came from; ``ranks``: for lexical and hybrid searches, the hit's
     rank (from 1) in each ranking it came from (``{"dense": 3, "lexical": 1}``), and then
     ``score`` is the BM25 score (lexical) or the fused score (hybrid,
-    ``corpusbeam.retrieval.fusion``).
+    ``corpusbeam.retrieval.fusion``); ``snippet``: when asked for, the best window of
+    ``text`` with the query's terms marked (``corpusbeam.retrieval.snippets.Snippet.to_dict``).
     """
 
     id: int
@@ -42,6 +45,7 @@ class Hit:
     metadata: dict[str, Any] = field(default_factory=dict)
     index: str | None = None
     ranks: dict[str, int] | None = None
+    snippet: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of a hit (``corpusbeam search --json`` and ``POST /search``)."""
@@ -57,6 +61,8 @@ class Hit:
             out["index"] = self.index
         if self.ranks is not None:
             out["ranks"] = self.ranks
+        if self.snippet is not None:
+            out["snippet"] = self.snippet
         return out
 
 
@@ -71,7 +77,7 @@ def make_hit(
     row: dict[str, Any], score: float, index: str, ranks: dict[str, int] | None = None
 ) -> Hit:
     """The hit of one metadata ``row``."""
-    meta = {k: v for k, v in row.items() if k not in HIT_FIELDS}
+    meta = {k: v for k, v in row.items() if k not in HIT_FIELDS and k not in _HIDDEN}
     return Hit(
         id=int(row["id"]),
         score=score,

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from corpusbeam.errors import CorpusbeamError
 from corpusbeam.retrieval.embedder import EmbedderPool
+from corpusbeam.retrieval.paging import DEFAULT_CURSOR_TTL, DEFAULT_KEPT_VERSIONS, KeptVersions
 from corpusbeam.retrieval.searcher import Searcher
 from indexes.storage.files import MANIFEST
 from indexes.storage.versions import is_url, read_current
@@ -34,7 +35,9 @@ class LiveIndex:
     """The live ``Searcher`` of one index root, swapped when ``CURRENT`` moves.
 
     ``embedders`` is shared by every version (and usually every index of a service), so
-    a swap opens no new connections and starts no second local endpoint.
+    a swap opens no new connections and starts no second local endpoint. A replaced
+    version stays open for cursors (``at``): the ``keep_versions`` most recent, each for
+    ``cursor_ttl`` seconds (``corpusbeam.retrieval.paging.KeptVersions``).
     """
 
     def __init__(
@@ -46,8 +49,11 @@ class LiveIndex:
         verify: bool = True,
         mmap: bool = True,
         rescore: bool | None = None,
+        keep_versions: int = DEFAULT_KEPT_VERSIONS,
+        cursor_ttl: float = DEFAULT_CURSOR_TTL,
     ) -> None:
         self.root = root.rstrip("/") if is_url(root) else Path(root)
+        self.embedders = embedders
         self._options = {"embedders": embedders, "verify": verify, "mmap": mmap, "rescore": rescore}
         self.current: Searcher = Searcher(self.root, name=name, **self._options)
         self.name = self.current.name
@@ -57,10 +63,19 @@ class LiveIndex:
         self.last_error: str | None = None
         self._failed_version: str | None = None
         self._lock = threading.Lock()  # one refresh at a time
+        self.kept: KeptVersions[Searcher] = KeptVersions(keep_versions, cursor_ttl)
 
     @property
     def version(self) -> str | None:
         return self.current.version
+
+    def at(self, version: str | None) -> Searcher:
+        """The searcher of ``version``: the current one, or a kept one (else
+        ``CursorExpiredError`` saying why it is gone)."""
+        current = self.current
+        if version == current.version:
+            return current
+        return self.kept.get(str(version))
 
     def refresh(self) -> bool:
         """Swap to the version ``CURRENT`` names if it changed; True when swapped."""
@@ -79,7 +94,9 @@ class LiveIndex:
             except CorpusbeamError as exc:
                 self._failed(wanted, exc)
                 return False
-            old, self.current = self.current, searcher  # the swap: one assignment
+            old = self.current
+            self.kept.retire(old.version, old)  # first: a cursor on it never misses it
+            self.current = searcher  # the swap: one assignment
             self.swaps += 1
             self._failed_version = None
             self.last_error = None

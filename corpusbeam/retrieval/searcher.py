@@ -43,6 +43,8 @@ from corpusbeam.retrieval.embedder import EmbedderPool, QueryEmbedder
 from corpusbeam.retrieval.fusion import DEFAULT_FUSION, Fusion, read_fusion, resolve_fusion
 from corpusbeam.retrieval.hits import Hit, hit_scores, make_hit
 from corpusbeam.retrieval.hybrid import HYBRID_DEPTH, check_mode
+from corpusbeam.retrieval.query_cache import DEFAULT_QUERY_CACHE
+from corpusbeam.retrieval.query_input import check_one_query, checked_texts, checked_vectors
 from indexes.lexical.index import LexicalIndex, open_lexical
 from indexes.storage.manifest import Manifest
 from indexes.storage.versions import is_url, resolve_index_folder
@@ -67,7 +69,8 @@ class Searcher:
     searchers, in which case ``close()`` leaves the pool open. ``rescore``: None rescores
     when the folder can (float queries, rescoring vectors present), False never.
     ``verify`` checks every file's sha256 on opening (slow for large folders);
-    ``mmap`` memory-maps the index file where the index type allows it.
+    ``mmap`` memory-maps the index file where the index type allows it. ``query_cache``:
+    text query vectors kept by a pool this searcher makes (``corpusbeam.retrieval.query_cache``).
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class Searcher:
         rescore: bool | None = None,
         verify: bool = True,
         mmap: bool = True,
+        query_cache: int = DEFAULT_QUERY_CACHE,
     ) -> None:
         if embedders is not None and endpoint is not None:
             raise ConfigError("endpoint", endpoint, "give endpoint or embedders, not both")
@@ -99,10 +103,13 @@ class Searcher:
         # versions, and a mapping made before that keeps working.
         self.folder.rescore_store()
         self._owns_pool = embedders is None
-        self._pool = embedders or EmbedderPool(endpoint=endpoint, credential=credential)
-        # Hits are looked up by id in the parts (their row groups only); the parts' files
-        # are opened now, so a version deleted later keeps answering.
-        self.folder.parts.open_all()
+        self._pool = embedders or EmbedderPool(
+            endpoint=endpoint, credential=credential, query_cache=query_cache
+        )
+        # Hits are looked up by id in the version's memory-mapped rows file (derived now
+        # if need be); it and the parts' files are opened now, so a version deleted later
+        # keeps answering.
+        self.folder.open_all()
         self.lexical: LexicalIndex | None = open_lexical(self.path, self.manifest.lexical)
         # How hybrid searches fuse: tuned for the output (its root's fusion.json) or the default
         self.fusion: Fusion = read_fusion(self.root) or DEFAULT_FUSION
@@ -177,7 +184,7 @@ class Searcher:
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Query vectors of ``texts``, as this index searches them."""
-        texts = _texts(texts)
+        texts = checked_texts(texts)
         return self.embedder().embed_texts(
             texts, dimensions=self.dimensions, encoding=self.query_encoding
         )
@@ -198,7 +205,7 @@ class Searcher:
     ) -> list[list[Hit]]:
         """Hits for each row of ``xq``: (nq, d) float queries, or queries in the index's own
         encoding (natural dtype); a single (d,) vector is one query."""
-        xq = _checked(xq)
+        xq = checked_vectors(xq)
         result = self.folder.search(
             xq, k, filter=None if filter is None else dict(filter), rescore=self.rescore
         )
@@ -215,13 +222,16 @@ class Searcher:
         rrf_k: float | None = None,
         vectors: np.ndarray | None = None,
         fusion: Fusion | str | None = None,
+        depth: int | None = None,
     ) -> list[list[Hit]]:
         """Hits for each text, in order. ``mode``: ``dense``, ``lexical`` or ``hybrid``
         (default: ``default_mode``); ``fusion`` (``rrf``, ``convex`` or a ``Fusion``),
         ``weights`` and ``rrf_k`` change the hybrid fusion from the folder's
         (``fusion_for``, ``corpusbeam.retrieval.fusion``); ``vectors``: the texts' query
-        vectors when the caller embedded them already."""
-        texts = _texts(texts)
+        vectors when the caller embedded them already; ``depth``: candidates each ranking
+        gives the fusion (default ``HYBRID_DEPTH``; pages of one ranking keep it,
+        ``corpusbeam.retrieval.paging``)."""
+        texts = checked_texts(texts)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ConfigError("k", k, "must be an integer >= 1")
         mode = self.resolve_mode(mode)
@@ -230,7 +240,7 @@ class Searcher:
             xq = self.embed_texts(texts) if vectors is None else vectors
             return self.search_vectors(xq, k, filter=filter)
         allowed = None if filter is None else self.folder.allowed_ids(dict(filter))
-        depth = k if mode == "lexical" else max(k, HYBRID_DEPTH)
+        depth = k if mode == "lexical" else max(k, depth or HYBRID_DEPTH)
         assert self.lexical is not None  # resolve_mode checked it
         lex = self.lexical.search(texts, depth, allowed_ids=allowed)
         if mode == "lexical":
@@ -241,7 +251,7 @@ class Searcher:
         xq = self.embed_texts(texts) if vectors is None else vectors
         # the dense ranking's ids only: hits are made for the k fused ones
         flt = None if filter is None else dict(filter)
-        dense = self.folder.search(_checked(xq), depth, filter=flt, rescore=self.rescore)
+        dense = self.folder.search(checked_vectors(xq), depth, filter=flt, rescore=self.rescore)
         dense_scores = hit_scores(dense.D, dense, self.dimensions)
         rankings = [
             {
@@ -366,32 +376,3 @@ def _family(encoding: str) -> str:
     from indexes.ann.spec import family_of
 
     return family_of(encoding)
-
-
-def _checked(xq: np.ndarray) -> np.ndarray:
-    """``xq`` as (nq, d) finite query vectors (a (d,) vector is one query)."""
-    xq = np.asarray(xq)
-    if xq.ndim == 1:
-        xq = xq[None, :]
-    if xq.ndim != 2 or xq.shape[0] == 0:
-        raise ConfigError("xq", xq.shape, "expected (nq, d) query vectors")
-    if xq.dtype.kind == "f" and not np.isfinite(xq).all():
-        raise ConfigError("xq", "NaN/inf", "query vectors must be finite")
-    return xq
-
-
-def _texts(texts: Sequence[str]) -> list[str]:
-    if isinstance(texts, str):
-        raise ConfigError("texts", texts[:40], "pass a list of strings, not one string")
-    out = list(texts)
-    for i, t in enumerate(out):
-        if not isinstance(t, str) or not t.strip():
-            raise ConfigError(f"texts[{i}]", t, "must be a non-empty string")
-    return out
-
-
-def check_one_query(query: object, image: object, vector: object) -> None:
-    named = (("query", query), ("image", image), ("vector", vector))
-    given = [n for n, v in named if v is not None]
-    if len(given) != 1:
-        raise ConfigError("query", given or None, "give exactly one of query, image, vector")

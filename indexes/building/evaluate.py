@@ -22,12 +22,25 @@ from corpusbeam.errors import ConfigError
 from indexes.ann.search import RescoreStore
 from indexes.ann.spec import IndexSpec
 from indexes.ann.train import training_sample
-from indexes.building.tune import drop_ids, recall_at_k, reference_neighbours, tune_index
+from indexes.building.tune import (
+    TuneResult,
+    drop_ids,
+    recall_at_k,
+    reference_neighbours,
+    tune_index,
+)
 from indexes.config import BuildConfig
 from indexes.reader import open_index
 from indexes.storage.tables import FolderData
 
-__all__ = ["RESCORE_FACTORS", "evaluate_folder", "trial_records", "tune_build", "tune_measured"]
+__all__ = [
+    "RESCORE_FACTORS",
+    "evaluate_folder",
+    "traded",
+    "trial_records",
+    "tune_build",
+    "tune_measured",
+]
 
 # Candidates a result that tuning tries for a compressed float index, cheapest first.
 RESCORE_FACTORS = (2, 4, 8, 16, 32)
@@ -175,8 +188,30 @@ def tune_measured(
         "rescored": store is not None,
         # Every setting tried, for the recall-vs-latency curve (`corpusbeam report`).
         "trials": trial_records(tuned.trials),
+        "tuning": traded(tuned, config),
     }
     return recall, round(tuned.latency_ms, 4), tuned.params
+
+
+def traded(tuned: TuneResult, config: BuildConfig) -> dict:
+    """What tuning traded: the setting chosen for the target and budget, with the tried
+    setting just cheaper (what saving more would cost in recall) and the one just dearer
+    (what more recall would cost in time), when there are such."""
+    records = trial_records(tuned.trials)
+    at = next((i for i, t in enumerate(records) if t["params"] == tuned.params), None)
+    out = {
+        "target_recall": config.target_recall,
+        "latency_budget_ms": config.latency_budget_ms,
+        "chosen": tuned.params,
+        "recall": round(tuned.recall, 5),
+        "latency_ms": round(tuned.latency_ms, 4),
+        "tried": len(records),
+    }
+    if at is not None and at > 0:
+        out["cheaper"] = records[at - 1]
+    if at is not None and at + 1 < len(records):
+        out["dearer"] = records[at + 1]
+    return out
 
 
 def trial_records(trials: list[dict]) -> list[dict]:

@@ -5,12 +5,15 @@ queries, measuring recall@k against exact search (``IndexFlatIP`` / ``IndexBinar
 over the same vectors) and the latency of one query at a time. It stops at the latency
 budget, at ``target_recall``, or when recall has plateaued (gained less than ``plateau``
 over two steps: the codes, not the search, limit it), then keeps the cheapest value whose
-recall is within ``plateau`` of the best seen (or reaches the target). autofaiss tunes
+recall is within ``plateau`` of the best seen (or reaches the target). Values double, so
+the first that reaches the target may cost up to twice the least that would: the gap to
+the value before it is halved until it is under an eighth (``_refine``). autofaiss tunes
 for latency alone and never measures recall; we record both, with every trial.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -215,6 +218,10 @@ def tune_index(
         # Recall has plateaued (quantisation, not search, limits it): stop widening.
         if len(best_by_value) >= 3 and best_by_value[-1] - best_by_value[-3] < plateau:
             break
+    if spec.search_param is not None and not factors:
+        run = functools.partial(_trial, index, spec, xq, I_gt, k, rescore_factor, kw)
+        trials += _refine(trials, spec.search_param, run, latency_budget_ms, target_recall)
+        trials.sort(key=lambda t: t["params"][spec.search_param])
     best = _pick(trials, latency_budget_ms, target_recall, plateau)
     search_params = {n: v for n, v in best["params"].items() if n != "rescore_factor"}
     set_search_params(index, search_params)
@@ -225,6 +232,40 @@ def tune_index(
         k=k,
         trials=trials if spec.search_param is not None or factors else [],
     )
+
+
+def _trial(index, spec, xq, I_gt, k, rescore_factor, kw, value: int) -> dict:
+    """One trial of ``spec.search_param`` at ``value``."""
+    params = {spec.search_param: value}
+    I, lat = measure(index, spec, xq, k, params=params, rescore_factor=rescore_factor, **kw)  # noqa: E741
+    return {"params": params, "recall": recall_at_k(I, I_gt, k), "latency_ms": lat}
+
+
+def _refine(trials, name: str, run, budget_ms: float, target: float) -> list[dict]:
+    """Trials between the cheapest tried value that reaches ``target`` within the budget
+    and the value tried before it (the doubling steps are coarse: 512 may reach the
+    target where 300 already does), halving the gap while it is over an eighth of the
+    lower value: the least value that reaches the target, to within that."""
+    values = sorted(t["params"][name] for t in trials)
+    ok = [
+        t["params"][name] for t in trials if t["recall"] >= target and t["latency_ms"] <= budget_ms
+    ]
+    if not ok:
+        return []
+    hi = min(ok)
+    below = [v for v in values if v < hi]
+    if not below:
+        return []
+    lo, added = below[-1], []
+    while hi - lo > max(1, lo // 8):
+        mid = (lo + hi) // 2
+        trial = run(mid)
+        added.append(trial)
+        if trial["recall"] >= target and trial["latency_ms"] <= budget_ms:
+            hi = mid
+        else:
+            lo = mid
+    return added
 
 
 def _pick(trials: list[dict], budget_ms: float, target: float, plateau: float) -> dict:

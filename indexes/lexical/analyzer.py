@@ -26,7 +26,7 @@ import re
 import unicodedata
 from functools import lru_cache
 
-__all__ = ["STOPWORDS", "TOKENIZER", "tokenize"]
+__all__ = ["STOPWORDS", "TOKENIZER", "run_tokens", "runs", "tokenize"]
 
 TOKENIZER = "corpusbeam-words-v1"
 
@@ -128,6 +128,16 @@ def _run_tokens(run: str) -> tuple[str, ...]:
         if single != folded:
             tokens.append(single)
     return tuple(tokens)
+
+
+def runs(text: str) -> list[str]:
+    """The runs of ``text`` (words and identifiers) whose ``run_tokens`` make its tokens."""
+    return _RUN.findall(text)
+
+
+def run_tokens(run: str) -> tuple[str, ...]:
+    """The tokens of one run of ``runs``, in order."""
+    return _run_tokens(run)
 
 
 def tokenize(text: str) -> list[str]:

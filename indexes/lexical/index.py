@@ -45,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 
 from corpusbeam.errors import ConfigError, IndexFolderError
+from indexes.lexical import topk
 from indexes.lexical.analyzer import TOKENIZER, tokenize
 from indexes.lexical.read import Segment, in_sorted, mark_live, read_removed
 from indexes.lexical.segment import (
@@ -54,6 +55,7 @@ from indexes.lexical.segment import (
     lexical_info,
     term_hashes,
 )
+from indexes.lexical.topk import allowed_mask, top_k
 
 _BLOCK_ROWS = 1 << 17  # rows whose scores are summed together (1 MiB of float64)
 
@@ -191,15 +193,25 @@ class LexicalIndex:
     ) -> LexicalResult:
         """The ``k`` best live rows for each query; with ``allowed_ids`` (the ids a filter
         allows) only those rows are ranked."""
-        if isinstance(queries, str):
-            raise ConfigError("queries", queries[:40], "pass a list of strings")
-        if k < 1:
-            raise ConfigError("k", k, "must be >= 1")
-        allowed = None
-        if allowed_ids is not None:
-            allowed = np.asarray(allowed_ids, dtype=np.int64)
-            if allowed.size > 1 and not (allowed[1:] > allowed[:-1]).all():
-                allowed = np.unique(allowed)
+        if self.rows < topk.PRUNE_ROWS:  # small: scoring every posting is as quick
+            return self.search_exhaustive(queries, k, allowed_ids=allowed_ids)
+        allowed = _allowed(queries, k, allowed_ids)
+        D = np.zeros((len(queries), k), dtype=np.float32)
+        I = np.full((len(queries), k), -1, dtype=np.int64)  # noqa: E741
+        mask = allowed_mask(self, allowed)
+        for q, query in enumerate(queries):
+            hashes = term_hashes(sorted(set(tokenize(query))))
+            best, ids = top_k(self, hashes, k, mask)
+            D[q, : ids.size] = best
+            I[q, : ids.size] = ids
+        return LexicalResult(D=D, I=I)
+
+    def search_exhaustive(
+        self, queries: Sequence[str], k: int, *, allowed_ids: np.ndarray | None = None
+    ) -> LexicalResult:
+        """``search`` by scoring every posting of every query term (``scores``): the
+        reference the pruned search equals, ids and scores."""
+        allowed = _allowed(queries, k, allowed_ids)
         D = np.zeros((len(queries), k), dtype=np.float32)
         I = np.full((len(queries), k), -1, dtype=np.int64)  # noqa: E741
         for q, query in enumerate(queries):
@@ -219,6 +231,20 @@ class LexicalIndex:
             D[q, : order.size] = best[order]
             I[q, : order.size] = ids[order]
         return LexicalResult(D=D, I=I)
+
+
+def _allowed(queries: Sequence[str], k: int, allowed_ids: np.ndarray | None) -> np.ndarray | None:
+    """The arguments of a search checked; ``allowed_ids`` sorted and unique."""
+    if isinstance(queries, str):
+        raise ConfigError("queries", queries[:40], "pass a list of strings")
+    if k < 1:
+        raise ConfigError("k", k, "must be >= 1")
+    if allowed_ids is None:
+        return None
+    allowed = np.asarray(allowed_ids, dtype=np.int64)
+    if allowed.size > 1 and not (allowed[1:] > allowed[:-1]).all():
+        allowed = np.unique(allowed)
+    return allowed
 
 
 def open_lexical(folder: str | os.PathLike, info: dict | None) -> LexicalIndex | None:

@@ -4,10 +4,12 @@ the removed ids, and which rows are live (``indexes.lexical.index`` documents th
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from corpusbeam.errors import IndexFolderError
+from indexes.lexical.blocks import BLOCK_FILES
 from indexes.lexical.segment import SEGMENT_FILES
 
 __all__ = ["Segment", "in_sorted", "mark_live", "read_removed"]
@@ -33,6 +35,7 @@ class Segment:
     def __init__(self, path: Path, entry: dict) -> None:
         self.path = path
         self.name = entry["name"]
+        self.entry = entry
         files = [_load(path / f, t) for f, t in zip(SEGMENT_FILES, _DTYPES, strict=True)]
         self.ids, self.lengths, self.terms, self.indptr, self.rows, self.tf = files
         n = int(entry["count"])
@@ -43,6 +46,17 @@ class Segment:
         if int(self.indptr[-1]) != self.rows.shape[0]:
             raise IndexFolderError(f"{path}: the segment's postings are inconsistent")
         self.live: np.ndarray | None = None  # a row mask, None when every row is live
+        # Block maxima (indexes.lexical.blocks), absent from segments written before them.
+        self.blockptr: np.ndarray | None = None
+        self.blockmax: np.ndarray | None = None
+        if "blocks" in entry:
+            self.blockptr = _load(path / BLOCK_FILES[0], np.int64)
+            self.blockmax = _load(path / BLOCK_FILES[1], np.float32)
+            if self.blockptr.shape[0] != self.indptr.shape[0]:
+                raise IndexFolderError(f"{path}: the segment's block maxima are inconsistent")
+            if int(self.blockptr[-1]) != self.blockmax.shape[0]:
+                raise IndexFolderError(f"{path}: the segment's block maxima are inconsistent")
+        self.bounds: Any = None  # indexes.lexical.topk.Bounds, set on the first query
 
     def spans(self, hashes: np.ndarray) -> np.ndarray:
         """(len(hashes), 2) int64: the postings span ``[start, end)`` of each of ``hashes``

@@ -10,6 +10,14 @@ as one index). A segment is a folder ``lexical/<name>/`` (``name``: the part it 
     indptr.npy    int64, terms + 1: term t's postings are [indptr[t], indptr[t + 1])
     rows.npy      int32, one a posting: the row, ascending within a term
     tf.npy        float32, one a posting: the term's frequency in that row
+    blockptr.npy  int64, terms + 1: term t's blocks of 128 postings are
+                  [blockptr[t], blockptr[t + 1]) (since the block maxima, Dec 2026)
+    blockmax.npy  float32, one a block: the largest BM25 term weight in the block, for
+                  the segment's own k1, b and average length (``indexes.lexical.blocks``)
+
+The manifest's segment entry records those (``blocks``: ``size``, ``k1``, ``b``,
+``avgdl``); a segment without the entry (written before) is read and its block maxima
+derived the first time a query reads it.
 
 The postings are term-major (CSC) and hold raw term frequencies, not scores: BM25 needs
 the document count, each term's document frequency and the average document length of
@@ -37,7 +45,9 @@ from pathlib import Path
 import numpy as np
 
 from corpusbeam.errors import ConfigError
-from indexes.lexical.analyzer import TOKENIZER, tokenize
+from indexes.lexical.analyzer import TOKENIZER
+from indexes.lexical.blocks import BLOCK, BLOCK_FILES, avgdl_of, block_maxima
+from indexes.lexical.termids import TermIds
 
 __all__ = [
     "K1",
@@ -138,7 +148,7 @@ def encode_segment(
     if not name or "/" in name or name.startswith("."):
         raise ConfigError("name", name, "a segment name is one plain folder name")
     ids = _check_ids(ids)
-    vocab: dict[str, int] = {}
+    numbers = TermIds()
     blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     lengths: list[np.ndarray] = []
     buf: list[int] = []
@@ -154,9 +164,7 @@ def encode_segment(
         buf, lens = [], []
 
     for text in texts:
-        toks = tokenize(text) if text else []
-        buf.extend(vocab.setdefault(t, len(vocab)) for t in toks)
-        lens.append(len(toks))
+        lens.append(numbers.extend(buf, text))
         n += 1
         if len(lens) >= _BLOCK:
             flush()
@@ -165,8 +173,8 @@ def encode_segment(
         raise ConfigError("texts", n, f"expected one text a chunk id ({len(ids)})")
     if n >= 1 << 31:
         raise ConfigError("texts", n, "at most 2**31 - 1 chunks a lexical segment")
-    hashes = term_hashes(vocab)
-    del vocab
+    hashes = term_hashes(numbers.vocab)
+    del numbers
     order = np.argsort(hashes, kind="stable")
     hashes = hashes[order]
     if hashes.size > 1 and not (hashes[1:] != hashes[:-1]).all():
@@ -178,15 +186,20 @@ def encode_segment(
     rows, tf, indptr = _term_major(blocks, int(hashes.size))
     doc_len = np.concatenate(lengths) if lengths else np.zeros(0, np.float32)
     folder = f"{LEXICAL_DIR}/{name}"
+    length = int(doc_len.sum(dtype=np.float64))
+    avgdl = avgdl_of(n, length)
+    maxima = block_maxima(indptr, rows, tf, doc_len, k1=K1, b=B, avgdl=avgdl)
     arrays = dict(zip(SEGMENT_FILES, (ids, doc_len, hashes, indptr, rows, tf), strict=True))
+    arrays.update(zip(BLOCK_FILES, maxima, strict=True))
     files = {f"{folder}/{file}": _npy(x) for file, x in arrays.items()}
     entry = {
         "name": name,
         "dir": folder,
         "count": n,
-        "length": int(doc_len.sum(dtype=np.float64)),
+        "length": length,
         "terms": int(hashes.size),
         "postings": int(rows.size),
+        "blocks": {"size": BLOCK, "k1": K1, "b": B, "avgdl": avgdl},
     }
     return entry, files
 

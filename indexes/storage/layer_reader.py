@@ -135,7 +135,10 @@ class LayeredParts:
             if ids.size > 1 and not (ids[1:] > ids[:-1]).all():
                 raise IndexFolderError(f"{self.folder}: a delta id is also a live base id")
             from_base = order < keep.size
-            row = np.where(from_base, keep[np.minimum(order, max(keep.size - 1, 0))], 0)
+            if keep.size:  # (every base row removed: all rows are the delta's)
+                row = np.where(from_base, keep[np.minimum(order, keep.size - 1)], 0)
+            else:
+                row = np.zeros(order.size, dtype=np.int64)
             row[~from_base] = order[~from_base] - keep.size
             self._order = (ids, from_base, row.astype(np.int64))
         return self._order
@@ -245,6 +248,14 @@ class LayeredParts:
         if key not in self._filter_tables:
             self._filter_tables[key] = self.metadata(key).combine_chunks()
         return self._filter_tables[key]
+
+    def schemas(self) -> list[pa.Schema]:
+        return self.base.schemas() + self.delta.schemas()
+
+    def iter_tables(self) -> Iterator[pa.Table]:
+        """Each part number's live rows (the base's not removed, the delta's), id order."""
+        for b, d in self._numbers():
+            yield self._part_table(b, d, None)
 
     def iter_column(self, column: str) -> Iterator:
         for b, d in self._numbers():

@@ -106,6 +106,15 @@ class Parts:
             return pa.table({"id": pa.array([], type=pa.int64())})
         return pa.concat_tables(tables, promote_options="permissive")
 
+    def schemas(self) -> list[pa.Schema]:
+        """Each part's metadata schema (user columns may differ between parts)."""
+        return [self._file(i).schema_arrow for i in range(len(self.infos))]
+
+    def iter_tables(self) -> Iterator[pa.Table]:
+        """Each part's whole metadata table, in id order (one part in memory at a time)."""
+        for i in range(len(self.infos)):
+            yield self._file(i).read()
+
     def iter_column(self, column: str) -> Iterator:
         """One metadata column's values in id order, streamed part by part and row group by
         row group (None for every row of a part without it): bounded memory."""

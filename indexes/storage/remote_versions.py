@@ -51,7 +51,6 @@ __all__ = [
     "cached_version",
     "clear_unfinished",
     "hold_lease",
-    "prune_versions",
     "read_current",
     "switch_current",
     "upload_folder",
@@ -66,7 +65,6 @@ LEASE = ".lease"
 DEFAULT_LEASE_SECONDS = 600.0
 CACHE_ENV = "CORPUSBEAM_CACHE"
 EXTRA_FILES = ("failures.parquet", "report.json")
-KEEP_VERSIONS = 3
 KEEP_CACHED = 2
 _VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -196,14 +194,6 @@ def clear_unfinished(store: ObjectStore, live: str | None) -> None:
             names[parts[1]] = names.get(parts[1], False) or parts[2] == MANIFEST
     for name, finished in names.items():
         if not finished and name != live:
-            store.delete_prefix(f"{VERSIONS}/{name}/")
-
-
-def prune_versions(store: ObjectStore, live: str, keep: int = KEEP_VERSIONS) -> None:
-    """Keep the newest ``keep`` finished versions (always the live one)."""
-    names = sorted({k.split("/")[1] for k, _ in store.list(f"{VERSIONS}/") if k.count("/") >= 2})
-    for name in names[:-keep]:
-        if name != live:
             store.delete_prefix(f"{VERSIONS}/{name}/")
 
 

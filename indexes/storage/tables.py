@@ -23,6 +23,7 @@ from indexes.storage.ids import chunk_ids
 
 __all__ = [
     "METADATA_COLUMNS",
+    "RECORD_DIGEST",
     "FolderData",
     "column_array",
     "fixed_size_list",
@@ -42,6 +43,10 @@ METADATA_COLUMNS: dict[str, pa.DataType] = {
     "char_end": pa.int64(),
     "content_hash": pa.string(),
 }
+
+# A record's digest (JSONL, CSV, Parquet): a metadata column of each of its rows, so an
+# update can leave out the records the live version holds as they are (transforms.records).
+RECORD_DIGEST = "_record_digest"
 
 _ARROW = {
     np.dtype(np.float32): pa.float32(),

@@ -42,6 +42,7 @@ __all__ = [
     "publish",
     "read_current",
     "resolve_index_folder",
+    "write_current",
 ]
 
 CURRENT = "CURRENT"
@@ -151,18 +152,36 @@ def partial_folder(output: str | os.PathLike, name: str) -> Path:
     return folder
 
 
-def publish(output: str | os.PathLike, partial: Path, name: str) -> Path:
-    """Make a complete version live: rename it into place, then switch CURRENT atomically."""
+def publish(
+    output: str | os.PathLike,
+    partial: Path,
+    name: str,
+    *,
+    keep: int = KEEP_VERSIONS,
+    make_live: bool = True,
+) -> Path:
+    """Make a complete version live: rename it into place, then switch CURRENT atomically.
+    ``make_live=False`` (a version its gate rejected) renames it and leaves CURRENT.
+    Then prunes to ``keep`` versions (``indexes.storage.version_list``)."""
+    from indexes.storage.version_list import prune_local  # it reads this module's names
+
     out = Path(output)
     final = out / VERSIONS / name
     os.replace(partial, final)
+    if make_live:
+        write_current(out, name)
+    prune_local(out, keep=keep)
+    return final
+
+
+def write_current(output: str | os.PathLike, name: str) -> None:
+    """Point ``CURRENT`` at ``name`` atomically (temp file, fsync, rename)."""
+    out = Path(output)
     tmp = out / f".{CURRENT}.{os.getpid()}.tmp"
     tmp.write_text(name + "\n")
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, out / CURRENT)
-    _prune(out, keep=KEEP_VERSIONS, live=name)
-    return final
 
 
 def _clear_partials(out: Path) -> None:
@@ -171,14 +190,3 @@ def _clear_partials(out: Path) -> None:
         for p in versions.iterdir():
             if p.name.endswith(PARTIAL):
                 shutil.rmtree(p, ignore_errors=True)
-
-
-def _prune(out: Path, *, keep: int, live: str) -> None:
-    """Keep the newest ``keep`` complete versions (always the live one)."""
-    done = sorted(
-        (p for p in (out / VERSIONS).iterdir() if p.is_dir() and not p.name.endswith(PARTIAL)),
-        key=lambda p: p.name,
-    )
-    for p in done[:-keep]:
-        if p.name != live:
-            shutil.rmtree(p, ignore_errors=True)

@@ -27,7 +27,7 @@ from pipeline.model_setup import ModelSetup, model_setup
 from pipeline.outputs import RunOutput
 from pipeline.shard_count import auto_shards, same_parts
 from pipeline.training import trains_up_front
-from pipeline.unchanged import unchanged_files
+from pipeline.unchanged import same_settings, unchanged_files
 from transforms.previous import PreviousVersion
 
 __all__ = ["JobPlan", "planned"]
@@ -50,6 +50,8 @@ class JobPlan:
     skip: Mapping[str, list] | None  # a layered update's unchanged files: not read again
     images: bool  # the inputs may hold images (False: the image steps are left out)
     train: bool  # the pipeline trains the index and writes IVF shards
+    # a layered update leaves out the unchanged records of record files (transforms.record_reuse)
+    records: bool = False
 
     @property
     def factory(self) -> str | None:
@@ -79,9 +81,10 @@ def planned(cfg: IndexJobConfig, run: RunOutput, fingerprint: dict | None) -> It
     with _endpoint(cfg, encodings) as (settings, endpoint):
         model = model_setup(settings, cfg)
         previous = _reusable(run, cfg, encodings, endpoint, model.model)
-        skip = None
+        skip, records = None, False
         if previous is not None and previous.layered and "://" not in previous.folder:
             skip = unchanged_files(Path(previous.folder), fingerprint) or None
+            records = same_settings(Path(previous.folder), fingerprint)
         yield JobPlan(
             config=cfg,
             version=run.name,
@@ -94,6 +97,7 @@ def planned(cfg: IndexJobConfig, run: RunOutput, fingerprint: dict | None) -> It
             skip=skip,
             images=_any_images(fingerprint),
             train=_train_up_front(cfg, run, previous),
+            records=records,
         )
 
 

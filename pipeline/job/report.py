@@ -117,6 +117,7 @@ def _counts(counters: Mapping[str, int], failures: pa.Table, manifest: Manifest)
         "embedded": counters.get("inputs_embedded", 0),
         "reused": counters.get("inputs_reused", 0) + counters.get("rows_kept_unread", 0),
         "files_skipped": counters.get("files_skipped", 0),
+        "records_unchanged": counters.get("records_unchanged", 0),
         "deleted": counters.get("chunks_deleted", 0),
         "failed": failures.num_rows,
         "failed_by_stage": by_stage,

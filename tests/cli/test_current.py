@@ -41,6 +41,8 @@ def test_the_library_readers_refuse_it(escaped):
         ["evaluate", "{out}", "--queries", "5"],
         ["retry-failures", "{out}"],
         ["serve", "{out}", "--port", "0"],
+        ["versions", "{out}"],
+        ["rollback", "{out}"],
     ],
     ids=lambda a: a[0],
 )

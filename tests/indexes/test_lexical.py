@@ -259,7 +259,10 @@ def test_the_manifest_entry_round_trips(tmp_path, corpus):
     )  # fmt: skip
     assert set(info) == {"dir", "tokenizer", "k1", "b", "count", "terms", "postings",
                          "segments", "removed"}  # fmt: skip
-    assert set(info["segments"][0]) == {"name", "dir", "count", "length", "terms", "postings"}
+    assert set(info["segments"][0]) == {"name", "dir", "count", "length", "terms", "postings",
+                                        "blocks"}  # fmt: skip
+    avgdl = info["segments"][0]["length"] / 900
+    assert info["segments"][0]["blocks"] == {"size": 128, "k1": 1.5, "b": 0.75, "avgdl": avgdl}
     assert info["segments"][1]["dir"] == "lexical/delta-00000"
     m = small_manifest(dimensions=4, count=2000, lexical=info)
     back = Manifest.from_json(m.to_json()).lexical

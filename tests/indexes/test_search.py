@@ -8,7 +8,9 @@ from corpusbeam.inference import codec
 from indexes.ann.choose import choose_index
 from indexes.ann.search import RescoreStore, index_id_view, search
 from indexes.ann.train import add_vectors, train_index
+from indexes.building.evaluate import traded
 from indexes.building.tune import exact_search, recall_at_k, tune_index
+from indexes.config import BuildConfig
 
 
 def _binary(xb):
@@ -81,6 +83,18 @@ def test_tuning_picks_a_value_and_records_recall(xb, xq):
     assert [t["params"]["nprobe"] for t in tuned.trials] == sorted(
         t["params"]["nprobe"] for t in tuned.trials
     )
+    # The least value that reaches the target: the doubling steps' gap halved until it is
+    # within an eighth of the value below (here 2 fails, 4 reaches, 3 is tried and chosen).
+    chosen = tuned.params["nprobe"]
+    below = [t["params"]["nprobe"] for t in tuned.trials if t["params"]["nprobe"] < chosen]
+    assert tuned.recall >= 0.99 and below and chosen & (chosen - 1)  # not a power of two
+    assert chosen - max(below) <= max(1, max(below) // 8)
+    assert all(t["recall"] < 0.99 for t in tuned.trials if t["params"]["nprobe"] < chosen)
+    # The manifest says what was traded: the chosen value beside the tried ones around it.
+    summary = traded(tuned, BuildConfig(latency_budget_ms=1000))
+    assert summary["chosen"] == tuned.params and summary["target_recall"] == 0.99
+    assert summary["cheaper"]["params"]["nprobe"] == max(below)
+    assert summary["cheaper"]["recall"] < 0.99 <= summary["recall"]
     # A budget nothing meets keeps the cheapest value.
     fast = tune_index(index, spec, xq, I_gt, latency_budget_ms=1e-9)
     assert fast.params == {"nprobe": 1}

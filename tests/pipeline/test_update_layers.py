@@ -78,6 +78,9 @@ def test_layered_tables_read_like_tables_written_in_full(tmp_path, endpoint, enc
     if encoding == "ubinary":
         np.testing.assert_array_equal(a.rescore_rows()[rows], b.rescore_rows()[rows])
     assert list(a.iter_column("text")) == list(b.iter_column("text"))
+    # Rows by id (from the parts' mapped Arrow files, base and delta) are the Parquet rows.
+    assert layered.lookup(ma.column("id").to_numpy()) == ma.to_pylist()
+    assert layered.rows_file() is not None and (run.folder / ".rows").is_dir()
     (row,) = layered.lookup(np.array([chunk_id(moved, 0)]))
     assert row["uri"].endswith(records.files[moved][0])
     gone = next(r for r in sorted(records.deleted) if r not in records.files)

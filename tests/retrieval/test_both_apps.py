@@ -116,7 +116,7 @@ def test_an_unexpected_error_in_the_endpoint_is_a_500_envelope(monkeypatch, capl
 def test_an_unexpected_error_in_the_service_is_a_500_envelope(float_folder, monkeypatch, caplog):
     config = ServiceConfig(poll_interval=0)
     with running_service([float_folder], config=config) as svc:
-        monkeypatch.setattr(Searcher, "search_vectors", _boom)
+        monkeypatch.setattr(Searcher, "hits", _boom)  # every dense answer makes hits
         with httpx.Client(base_url=svc.url, timeout=30) as c:
             with caplog.at_level(logging.ERROR):
                 r = c.post("/search", json={"vector": [0.1] * D, "k": 1})

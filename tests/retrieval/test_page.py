@@ -183,3 +183,74 @@ def test_the_page_and_its_files_are_served_from_the_package_and_data_needs_the_k
         ok = http.get(thumb, params={"document": "images/red-circle.png"}, headers=auth)
         assert ok.status_code == 200 and ok.headers["content-type"] == "image/jpeg"
         assert http.get(thumb, params={"document": "images/red-circle.png"}).status_code == 401
+
+
+def test_the_page_shows_the_mode_that_answered_groups_and_pages(browser, service, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    d = browser
+    d.execute_script("sessionStorage.setItem('corpusbeam-api-key', arguments[0])", KEY)
+    d.get(service.url + "/?q=cats+purr+in+the+sun&k=2")
+    wait(d, first_hit_is("animals/cats.md"), "the query from the URL answered")
+
+    def answered() -> str:  # read in one step: the element is made again by each answer
+        return d.execute_script(
+            "const e = document.getElementById('answered-mode'); return e ? e.textContent : ''"
+        )
+
+    # No mode chosen: the select says what the service does by default, and it answers so.
+    mode = Select(d.find_element(By.ID, "mode"))
+    assert mode.first_selected_option.text == "default (hybrid)"
+    wait(d, lambda d: answered() == "mode: hybrid", "mode: hybrid shown")
+    for h in hits(d):  # the service's highlights: query terms, never stopwords
+        assert not {"in", "the"} & set(h["marks"]), h
+    # The fusion, when an answer carries it (issue 25's fusion branch adds it), is shown too.
+    d.execute_script(
+        "showAnswered({mode: 'hybrid', fusion: {method: 'convex',"
+        " weights: {dense: 0.3, lexical: 0.7}, tuned: true}})"
+    )
+    fusion = d.find_element(By.ID, "answered-fusion").text
+    assert fusion == "fusion: convex (dense 0.30, lexical 0.70), tuned"
+    mode.select_by_value("lexical")
+    d.find_element(By.ID, "go").click()
+    wait(d, lambda d: answered() == "mode: lexical", "mode: lexical shown")
+    assert query_of(d)["mode"] == ["lexical"]
+    mode.select_by_value("")
+    d.find_element(By.ID, "go").click()
+    wait(d, lambda d: answered() == "mode: hybrid", "back to the default")
+
+    # Paging: page 2 holds other hits; previous brings page 1 back.
+    page1 = [h["id"] for h in hits(d)]
+    assert len(page1) == 2
+    d.find_element(By.ID, "next").click()
+    wait(d, lambda d: d.find_element(By.ID, "page-no").text == "page 2", "page 2")
+    page2 = [h["id"] for h in hits(d)]
+    assert len(page2) == 2 and not set(page1) & set(page2)
+    d.save_screenshot(str(tmp_path / "page-2.png"))
+    d.find_element(By.ID, "prev").click()
+    wait(d, lambda d: [h["id"] for h in hits(d)] == page1, "page 1 again")
+
+    # Grouped by document: k documents, each once, with a count of its chunks.
+    d.find_element(By.ID, "group").click()
+    d.find_element(By.ID, "go").click()
+    groups = wait(
+        d,
+        lambda d: d.execute_script(
+            "return [...document.querySelectorAll('li.group')].map(g => "
+            "({doc: g.dataset.document, count: Number(g.dataset.count),"
+            " hits: [...g.querySelectorAll('li.hit')].map(h => h.dataset.document)}))"
+        ),
+        "groups shown",
+    )
+    assert len(groups) == 2 and groups[0]["doc"] != groups[1]["doc"]
+    for g in groups:
+        assert g["count"] >= len(g["hits"]) >= 1 and set(g["hits"]) == {g["doc"]}
+    assert query_of(d)["group"] == ["1"]
+    d.find_element(By.ID, "next").click()
+    wait(d, lambda d: d.find_element(By.ID, "page-no").text == "page 2", "grouped page 2")
+    later = d.execute_script(
+        "return [...document.querySelectorAll('li.group')].map(g => g.dataset.document)"
+    )
+    assert not set(later) & {g["doc"] for g in groups}
+    d.save_screenshot(str(tmp_path / "groups-page-2.png"))

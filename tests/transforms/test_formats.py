@@ -5,10 +5,12 @@ import io
 import pytest
 from PIL import Image
 
+from indexes.storage.tables import RECORD_DIGEST
 from tests.support.images import jpeg, solid_png
 from transforms.elements import Document, Failure
 from transforms.formats import RecordFields, html_to_text, parse_documents
 from transforms.images import ImageLimits, InvalidImage, prepare_image
+from transforms.records import record_digest
 
 
 def parse(data, ext, **kw):
@@ -39,7 +41,8 @@ def test_records_use_configured_fields():
     data = b'{"key": "k1", "body": "text one", "a": 1, "nested": {"x": 1}}\n'
     (doc,) = parse(data, ".jsonl", fields=RecordFields(text="body", id="key"))
     assert doc.document_id == "k1" and doc.text == "text one"
-    assert doc.metadata == {"a": 1, "format": "jsonl"}  # nested values are not metadata
+    # nested values are not metadata; the record's digest is (for updates: records.py)
+    assert doc.metadata == {"a": 1, "format": "jsonl", RECORD_DIGEST: record_digest(data[:-1])}
     (doc,) = parse(b'{"text": "no id"}\n', ".jsonl")
     assert doc.document_id == "f#L1"
 

@@ -8,7 +8,11 @@ Series:
 - ``corpusbeam_search_embed_seconds`` / ``corpusbeam_search_index_seconds`` (histograms):
   embedding the query, and searching + metadata lookup, for answered queries;
 - ``corpusbeam_index_info{index, version}``: 1 for the version each index serves;
-- ``corpusbeam_index_swaps_total{index}`` / ``corpusbeam_index_swap_failures_total{index}``.
+- ``corpusbeam_index_swaps_total{index}`` / ``corpusbeam_index_swap_failures_total{index}``;
+- ``corpusbeam_query_cache_hits_total`` / ``corpusbeam_query_cache_misses_total``: text
+  queries answered from the query-embedding cache, and sent to the endpoint;
+  ``corpusbeam_query_cache_entries``: vectors it holds
+  (``corpusbeam.retrieval.query_cache``).
 """
 
 from __future__ import annotations
@@ -73,4 +77,18 @@ class ServiceMetrics:
         for metric, attr, text in _SWAPS:
             counts = [sample(metric, getattr(live, attr), {"index": live.name}) for live in indexes]
             out += family(metric, "counter", text, counts)
-        return render(out)
+        return render(out + _cache_families(indexes))
+
+
+def _cache_families(indexes: list) -> list:
+    """The query caches of the indexes' embedder pools (one a pool, usually one in all)."""
+    caches = list({id(live.embedders): live.embedders.cache for live in indexes}.values())
+    out = []
+    for name, attr, kind, text in (
+        ("corpusbeam_query_cache_hits_total", "hits", "counter", "Queries embedded from cache."),
+        ("corpusbeam_query_cache_misses_total", "misses", "counter", "Queries sent to embed."),
+        ("corpusbeam_query_cache_entries", "__len__", "gauge", "Query vectors cached."),
+    ):
+        total = sum(len(c) if attr == "__len__" else getattr(c, attr) for c in caches)
+        out += family(name, kind, text, [sample(name, total, {})])
+    return out

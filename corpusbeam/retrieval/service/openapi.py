@@ -42,6 +42,17 @@ def openapi_document(config: Any) -> dict:
                 "description": "lexical and hybrid searches: the hit's rank in each ranking "
                 'it came from, e.g. {"dense": 3, "lexical": 1}',
             },
+            "snippet": {
+                "type": "object",
+                "description": "with snippet > 0: the best window of text (characters "
+                "start:end) and the query terms' [start, end] offsets in it, no stopwords",
+                "properties": {
+                    "text": {"type": "string"},
+                    "start": {"type": "integer"},
+                    "end": {"type": "integer"},
+                    "highlights": {"type": "array", "items": {"type": "array"}},
+                },
+            },
         },
     }
     request = {
@@ -73,6 +84,7 @@ def openapi_document(config: Any) -> dict:
                 "vector queries are dense only.",
             },
             "fusion": _fusion_request(),
+            **_page_properties(),
         },
     }
     error = {
@@ -100,7 +112,12 @@ def openapi_document(config: Any) -> dict:
             "description": "Query-time retrieval over corpusbeam index folders.",
         },
         "components": {
-            "schemas": {"SearchRequest": request, "Hit": hit, "Error": error},
+            "schemas": {
+                "SearchRequest": request,
+                "Hit": hit,
+                "Group": _GROUP,
+                "Error": error,
+            },
             "securitySchemes": {
                 "apiKey": {"type": "apiKey", "in": "header", "name": "api-key"},
                 "bearer": {"type": "http", "scheme": "bearer"},
@@ -141,6 +158,16 @@ def openapi_document(config: Any) -> dict:
                                                 "description": "the fusion that answered a "
                                                 "hybrid search (null for dense and lexical)",
                                             },
+                                            "next_cursor": {
+                                                "type": ["string", "null"],
+                                                "description": "send it with the same "
+                                                "request for the next page; null: the last",
+                                            },
+                                            "groups": {
+                                                "type": "array",
+                                                "description": "with group: the documents",
+                                                "items": {"$ref": "#/components/schemas/Group"},
+                                            },
                                         },
                                     }
                                 }
@@ -149,6 +176,7 @@ def openapi_document(config: Any) -> dict:
                         "400": _error_response("invalid request, filter, k, query or vector"),
                         "401": _error_response("api key missing or wrong"),
                         "404": _error_response("no such index"),
+                        "410": _error_response("the cursor's version is no longer kept"),
                         "413": _error_response(f"body over {config.max_request_bytes} bytes"),
                         "502": _error_response("the embeddings endpoint failed"),
                     },
@@ -226,6 +254,51 @@ def _fusion_answered() -> dict:
             "weights": _WEIGHTS,
             "tuned": {"type": "boolean", "description": "chosen by evaluate --tune"},
             "rrf_k": _RRF_K,
+        },
+    }
+
+
+_GROUP = {
+    "type": "object",
+    "required": ["document_id", "score", "count", "hits"],
+    "properties": {
+        "document_id": {"type": ["string", "null"]},
+        "score": {"type": "number", "description": "its best chunk's score"},
+        "count": {"type": "integer", "description": "its chunks among the candidates ranked"},
+        "hits": {"type": "array", "items": {"$ref": "#/components/schemas/Hit"}},
+        "index": {"type": "string"},
+    },
+}
+
+
+def _page_properties() -> dict:
+    """The request's page options (``corpusbeam.retrieval.results.PageOptions``)."""
+    return {
+        "group": {
+            "type": "boolean",
+            "default": False,
+            "description": "group by document: k documents, each with its best chunks "
+            "(per_document) and a count of its chunks among the candidates",
+        },
+        "per_document": {"type": "integer", "minimum": 1, "default": 3},
+        "diversity": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "default": 0,
+            "description": "MMR over the candidates' vectors: 0 off, towards 1 more diverse",
+        },
+        "snippet": {
+            "type": "integer",
+            "minimum": 0,
+            "default": 0,
+            "description": "words in each hit's snippet, the best window of its text with "
+            "the query terms highlighted (0: none)",
+        },
+        "cursor": {
+            "type": "string",
+            "description": "the previous answer's next_cursor, with the same request: the "
+            "next page, from the versions that answered the first (410 once let go)",
         },
     }
 

@@ -2,7 +2,9 @@
 
 The checks run in a fixed order, so a body with several faults is answered about the
 first: unknown fields, the kind of query (exactly one of query, image, vector), ``k``,
-``filter``, ``index``, ``mode``, ``fusion``, then the query itself.
+``filter``, ``index``, ``mode``, ``fusion``, the page's options (``group``,
+``per_document``, ``diversity``, ``snippet``, ``cursor``:
+``corpusbeam.retrieval.results.PageOptions``), then the query itself.
 """
 
 from __future__ import annotations
@@ -10,19 +12,24 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from corpusbeam.asgi.errors import reject
+from corpusbeam.errors import ConfigError
 from corpusbeam.inference.client.images import sniff_image_format
 from corpusbeam.retrieval.hybrid import MODES
+from corpusbeam.retrieval.results import PageOptions
 from corpusbeam.retrieval.service.config import ServiceConfig
 from corpusbeam.retrieval.service.fusion_request import parse_fusion
 
 __all__ = ["Query", "parse_query"]
 
-_BODY_KEYS = frozenset({"query", "image", "vector", "k", "filter", "index", "mode", "fusion"})
+_PAGE_KEYS = ("group", "per_document", "diversity", "snippet", "cursor")
+_BODY_KEYS = frozenset(
+    {"query", "image", "vector", "k", "filter", "index", "mode", "fusion", *_PAGE_KEYS}
+)
 _KINDS = ("query", "image", "vector")
 
 
@@ -38,6 +45,7 @@ class Query:
     index: str | None  # None: every index, hits merged
     mode: str | None = None
     fusion: dict | None = None  # Searcher.fusion_for keywords: fusion, weights, rrf_k
+    page: PageOptions = field(default_factory=PageOptions)
 
 
 def parse_query(data: dict, config: ServiceConfig, index_names: Collection[str]) -> Query:
@@ -51,6 +59,7 @@ def parse_query(data: dict, config: ServiceConfig, index_names: Collection[str])
     index = _index(data, index_names)
     mode = _mode(data, kind)
     fusion = parse_fusion(data.get("fusion"), mode, kind)
+    page = _page(data, k)
     query = image = vector = None
     if kind == "query":
         query = _text(data["query"], config)
@@ -58,7 +67,16 @@ def parse_query(data: dict, config: ServiceConfig, index_names: Collection[str])
         image = _data_url_bytes(data["image"])
     else:
         vector = _vector(data["vector"])
-    return Query(query, image, vector, k, flt, index, mode, fusion=fusion)
+    return Query(query, image, vector, k, flt, index, mode, fusion=fusion, page=page)
+
+
+def _page(data: dict, k: int) -> PageOptions:
+    given = {name: data[name] for name in _PAGE_KEYS if data.get(name) is not None}
+    try:
+        return PageOptions(k=k, **given)
+    except ConfigError as exc:
+        code = "invalid_cursor" if exc.field == "cursor" else "invalid_request"
+        raise reject(400, code, str(exc), target=exc.field) from None
 
 
 def _kind(data: dict) -> str:

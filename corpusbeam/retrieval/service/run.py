@@ -38,15 +38,24 @@ def open_live_indexes(
     names: Sequence[str] | None = None,
     verify: bool = True,
     mmap: bool = True,
+    config: ServiceConfig | None = None,
 ) -> list[LiveIndex]:
     """One ``LiveIndex`` a path; ``names`` (same length) override the directory names.
     A folder whose endpoint key is missing (its manifest's ``api_key_env`` unset) is a
-    ConfigError here, before the service listens, not on its first query."""
+    ConfigError here, before the service listens, not on its first query. ``config``'s
+    ``keep_versions`` and ``cursor_ttl`` say how long replaced versions stay open."""
     if names and len(names) != len(paths):
         raise ConfigError("names", list(names), f"give one name for each of {len(paths)} indexes")
+    config = config or ServiceConfig()
     indexes = [
         LiveIndex(
-            p, name=names[i] if names else None, embedders=embedders, verify=verify, mmap=mmap
+            p,
+            name=names[i] if names else None,
+            embedders=embedders,
+            verify=verify,
+            mmap=mmap,
+            keep_versions=config.keep_versions,
+            cursor_ttl=config.cursor_ttl,
         )
         for i, p in enumerate(paths)
     ]
@@ -80,8 +89,16 @@ def serve(
     log_level: str = "info",
 ) -> None:
     """Open the indexes, listen, print the URL, serve until interrupted."""
-    with EmbedderPool(endpoint=endpoint, credential=credential) as pool:
-        indexes = open_live_indexes(paths, embedders=pool, names=names, verify=verify)
+    pool = EmbedderPool(
+        endpoint=endpoint,
+        credential=credential,
+        query_cache=config.query_cache,
+        local_in_process=config.local_in_process,
+    )
+    with pool:
+        indexes = open_live_indexes(
+            paths, embedders=pool, names=names, verify=verify, config=config
+        )
         app = create_app(indexes, config)
         sock = bind_socket(host, port)
         print(f"{_READY_LINE}{socket_url(sock)}", flush=True)
@@ -109,8 +126,17 @@ def running_service(
     startup_timeout: float = 60.0,
 ) -> Iterator[RunningService]:
     """The service on 127.0.0.1 (a free port) in a thread, until the block ends."""
-    with EmbedderPool(endpoint=endpoint, credential=credential) as pool:
-        indexes = open_live_indexes(paths, embedders=pool, names=names, verify=verify)
+    config = config or ServiceConfig()
+    pool = EmbedderPool(
+        endpoint=endpoint,
+        credential=credential,
+        query_cache=config.query_cache,
+        local_in_process=config.local_in_process,
+    )
+    with pool:
+        indexes = open_live_indexes(
+            paths, embedders=pool, names=names, verify=verify, config=config
+        )
         app = create_app(indexes, config)
         server = _uvicorn(app, log_level, own_logging=False)
         with uvicorn_in_thread(server, name="corpusbeam-search") as (url, alive):

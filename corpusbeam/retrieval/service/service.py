@@ -27,7 +27,9 @@ from corpusbeam.errors import ConfigError, IndexFolderError
 from corpusbeam.inference.errors import BadRequestError, EmbeddingError, PayloadTooLargeError
 from corpusbeam.retrieval.fusion import common_fusion
 from corpusbeam.retrieval.live import LiveIndex
-from corpusbeam.retrieval.multi import check_mergeable, common_mode, embed_for, merge_hits
+from corpusbeam.retrieval.multi import check_mergeable, common_mode, embed_for
+from corpusbeam.retrieval.paging import Cursor, CursorExpiredError
+from corpusbeam.retrieval.results import search_page
 from corpusbeam.retrieval.searcher import Searcher
 from corpusbeam.retrieval.service.config import ServiceConfig
 from corpusbeam.retrieval.service.metrics import ServiceMetrics
@@ -85,10 +87,18 @@ class SearchService:
     # ---- POST /search ----------------------------------------------------------------
 
     def targets(self, q: Query) -> list[Searcher]:
-        if q.index is not None:
-            searchers = [self.indexes[q.index].current]
+        names = [q.index] if q.index is not None else list(self.indexes)
+        pinned = self._pinned(q)
+        if pinned is None:
+            searchers = [self.indexes[n].current for n in names]
         else:
-            searchers = [live.current for live in self.indexes.values()]
+            try:
+                searchers = [
+                    self.indexes[n].at(pinned.get(n, self.indexes[n].version)) for n in names
+                ]
+            except CursorExpiredError as exc:
+                raise reject(410, "cursor_expired", str(exc), target="cursor") from None
+        if q.index is None:
             try:
                 check_mergeable(searchers)
             except ConfigError as exc:
@@ -104,6 +114,16 @@ class SearchService:
                         target="vector",
                     )
         return searchers
+
+    def _pinned(self, q: Query) -> dict[str, str | None] | None:
+        """The versions a cursor pins (None: no cursor); a cursor is checked again, with
+        the request, by ``search_page``."""
+        if q.page.cursor is None:
+            return None
+        try:
+            return dict(Cursor.decode(q.page.cursor).versions)
+        except ConfigError as exc:
+            raise reject(400, "invalid_cursor", str(exc), target="cursor") from None
 
     def answer(self, q: Query, searchers: list[Searcher]) -> dict:
         """Embed, search, merge (runs in a worker thread)."""
@@ -121,36 +141,42 @@ class SearchService:
             vectors = embed_for(searchers, q.query, image=q.image)
             embed_s = time.perf_counter() - t0
         t1 = time.perf_counter()
-        if q.query is not None:
-            lists = [
-                s.search_texts(
-                    [q.query], q.k, filter=q.filter, mode=mode, vectors=xq, fusion=fusion
-                )[0]
-                for s, xq in zip(searchers, vectors, strict=True)
-            ]
-        else:
-            lists = [
-                s.search_vectors(xq, q.k, filter=q.filter)[0]
-                for s, xq in zip(searchers, vectors, strict=True)
-            ]
-        hits = merge_hits(lists, q.k) if len(lists) > 1 else lists[0]
+        page = search_page(
+            searchers,
+            q.query,
+            vector=q.vector,
+            image=q.image,
+            vectors=vectors,
+            filter=q.filter,
+            mode=q.mode,
+            fusion=fusion,
+            options=q.page,
+        )
         index_s = time.perf_counter() - t1
         self.metrics.timings(embed_s, index_s)
-        return {
-            "hits": [h.to_dict() for h in hits],
+        out = {
+            "hits": [h.to_dict() for h in page.hits],
             "indexes": [{"name": s.name, "version": s.version} for s in searchers],
             "mode": mode,
-            "fusion": None if fusion is None else fusion.describe(),
+            "fusion": None if page.fusion is None else page.fusion.describe(),
+            "next_cursor": page.next_cursor,
             "took_ms": round((time.perf_counter() - t0) * 1000, 3),
             "embed_ms": None if embed_s is None else round(embed_s * 1000, 3),
         }
+        if page.groups is not None:
+            out["groups"] = [g.to_dict() for g in page.groups]
+        return out
 
     async def search(self, request: Request) -> Response:
         q = parse_query(await self.body(request), self.config, self.indexes)
         searchers = self.targets(q)
         try:
             result = await anyio.to_thread.run_sync(self.answer, q, searchers)
+        except CursorExpiredError as exc:
+            raise reject(410, "cursor_expired", str(exc), target="cursor") from None
         except ConfigError as exc:  # a bad filter, an image the endpoint cannot take
+            if exc.field == "cursor":
+                raise reject(400, "invalid_cursor", str(exc), target="cursor") from None
             target = "filter" if exc.field == "filter" else exc.field
             if exc.field == "mode":
                 raise reject(400, "invalid_mode", str(exc), target="mode") from None

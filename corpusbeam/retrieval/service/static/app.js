@@ -3,7 +3,9 @@
 
 const KEY = "corpusbeam-api-key";
 const $ = (id) => document.getElementById(id);
-const state = { indexes: {}, image: null, imageLabel: "" };
+const SNIPPET_WORDS = 40; // a hit's text is shown as its best window of this many words
+// cursors[i]: what asks for page i (null: the first); the service pins the version
+const state = { indexes: {}, image: null, imageLabel: "", cursors: [null], page: 0 };
 
 function headers(json) {
   const h = {};
@@ -62,7 +64,10 @@ function selectedIndexes() {
 
 function buildFilters() {
   const chosen = selectedIndexes();
-  $("mode-label").hidden = !(chosen.length && chosen.every((i) => i.lexical));
+  const lexical = chosen.length && chosen.every((i) => i.lexical);
+  $("mode-label").hidden = !lexical;
+  // No mode sent: the service's default, which is what this option says.
+  $("mode-default").textContent = `default (${lexical ? "hybrid" : "dense"})`;
   const byName = new Map();
   chosen.forEach((info, n) => {
     for (const c of info.columns) {
@@ -129,7 +134,8 @@ function writeUrl(extra) {
   if (extra && extra.like) p.set("like", extra.like);
   p.set("k", $("k").value || "10");
   if ($("index").value) p.set("index", $("index").value);
-  if (!$("mode-label").hidden && $("mode").value !== "dense") p.set("mode", $("mode").value);
+  if (!$("mode-label").hidden && $("mode").value) p.set("mode", $("mode").value);
+  if ($("group").checked) p.set("group", "1");
   for (const el of $("filter-list").querySelectorAll("select, input")) {
     if (el.value === "") continue;
     p.set(el.dataset.side ? `f.${el.dataset.column}.${el.dataset.side}` : `f.${el.dataset.column}`, el.value);
@@ -143,7 +149,8 @@ function readUrl() {
   $("k").value = p.get("k") || "10";
   if (p.has("index") && state.indexes[p.get("index")]) $("index").value = p.get("index");
   buildFilters();
-  if (p.has("mode")) $("mode").value = p.get("mode");
+  $("mode").value = p.get("mode") || "";
+  $("group").checked = p.get("group") === "1";
   for (const el of $("filter-list").querySelectorAll("select, input")) {
     const name = el.dataset.side ? `f.${el.dataset.column}.${el.dataset.side}` : `f.${el.dataset.column}`;
     el.value = p.get(name) || "";
@@ -200,22 +207,32 @@ async function likeImage(index, documentId) {
 
 // ---- searching and the results ----------------------------------------------------
 
-async function search() {
+async function search(page = 0) {
   const body = { k: Number($("k").value) || 10 };
   if (state.image) body.image = state.image;
   else if ($("q").value.trim()) body.query = $("q").value;
   else { showError("Type a query, or choose or paste an image."); return; }
   if ($("index").value) body.index = $("index").value;
-  if (!$("mode-label").hidden && $("mode").value !== "dense" && !state.image) body.mode = $("mode").value;
+  if (!$("mode-label").hidden && $("mode").value && !state.image) body.mode = $("mode").value;
+  if ($("group").checked) body.group = true;
+  if (body.query) body.snippet = SNIPPET_WORDS;
   const filter = filterFromForm();
   if (filter) body.filter = filter;
+  if (page === 0) state.cursors = [null];
+  if (state.cursors[page]) body.cursor = state.cursors[page];
   $("status").textContent = "searching...";
   try {
     const answer = await (await api("/search", body)).json();
     showError("");
+    state.page = page;
+    state.cursors.length = page + 1;
+    state.cursors.push(answer.next_cursor || null);
     const what = state.image ? `image ${state.imageLabel}` : JSON.stringify(body.query);
-    $("status").textContent = `${answer.hits.length} hits for ${what} in ${answer.took_ms.toFixed(1)} ms`;
-    render(answer.hits, body.query || "");
+    const count = answer.groups ? `${answer.groups.length} documents` : `${answer.hits.length} hits`;
+    $("status").textContent = `${count} for ${what} in ${answer.took_ms.toFixed(1)} ms`;
+    showAnswered(answer);
+    render(answer);
+    showPager(answer);
   } catch (e) {
     $("status").textContent = "";
     $("results").innerHTML = "";
@@ -223,71 +240,113 @@ async function search() {
   }
 }
 
-function terms(query) {
-  return [...new Set((query.toLowerCase().match(/[\p{L}\p{N}]{2,}/gu) || []))];
-}
-
-function highlighted(text, query) {
-  const span = document.createElement("div");
-  span.className = "text";
-  const words = terms(query).map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
-  if (!words.length) { span.textContent = text; return span; }
-  const re = new RegExp(`(?<![\\p{L}\\p{N}])(${words.join("|")})(?![\\p{L}\\p{N}])`, "giu");
-  let last = 0;
-  for (const m of text.matchAll(re)) {
-    span.append(text.slice(last, m.index));
-    const mark = document.createElement("mark");
-    mark.textContent = m[0];
-    span.append(mark);
-    last = m.index + m[0].length;
+// What answered: the mode, and the fusion when the service says (hybrid answers).
+function showAnswered(answer) {
+  const box = $("answered");
+  box.innerHTML = "";
+  const mode = document.createElement("span");
+  mode.id = "answered-mode";
+  mode.textContent = `mode: ${answer.mode}`;
+  box.append(mode);
+  const f = answer.fusion;
+  if (f) {
+    const fusion = document.createElement("span");
+    fusion.id = "answered-fusion";
+    const w = Object.entries(f.weights || {}).map(([k, v]) => `${k} ${Number(v).toFixed(2)}`).join(", ");
+    fusion.textContent = `fusion: ${f.method}${w ? ` (${w})` : ""}${f.tuned ? ", tuned" : ""}`;
+    box.append(fusion);
   }
-  span.append(text.slice(last));
-  return span;
 }
 
-function render(hits, query) {
+function showPager(answer) {
+  $("pager").hidden = state.page === 0 && !answer.next_cursor;
+  $("prev").disabled = state.page === 0;
+  $("next").disabled = !answer.next_cursor;
+  $("page-no").textContent = `page ${state.page + 1}`;
+}
+
+// A hit's text: its snippet (the best window) with the service's highlights, which mark
+// the query's terms as the lexical index reads them (never stopwords); else the text.
+function textOf(h) {
+  const div = document.createElement("div");
+  div.className = "text";
+  const sn = h.snippet;
+  if (!sn) { div.textContent = h.text; return div; }
+  if (sn.start > 0) div.append("… ");
+  let last = 0;
+  for (const [a, b] of sn.highlights) {
+    div.append(sn.text.slice(last, a));
+    const mark = document.createElement("mark");
+    mark.textContent = sn.text.slice(a, b);
+    div.append(mark);
+    last = b;
+  }
+  div.append(sn.text.slice(last));
+  if (sn.end < (h.text || "").length) div.append(" …");
+  return div;
+}
+
+function render(answer) {
   const ol = $("results");
   ol.innerHTML = "";
-  for (const h of hits) {
+  if (!answer.groups) { for (const h of answer.hits) ol.append(hitItem(h)); return; }
+  for (const g of answer.groups) {
     const li = document.createElement("li");
-    li.className = "hit";
-    const index = h.index || $("index").value || Object.keys(state.indexes)[0];
-    li.dataset.id = h.id;
-    li.dataset.index = index;
-    li.dataset.document = h.document_id;
-    const md = h.metadata || {};
-    li.dataset.modality = md.modality || "";
-    const isImage = md.modality === "image" && state.indexes[index] && state.indexes[index].thumbnails;
-    if (isImage) {
-      const img = document.createElement("img");
-      img.className = "thumb";
-      img.alt = h.document_id;
-      thumbnailBlob(index, h.document_id).then((b) => { img.src = URL.createObjectURL(b); }).catch(() => { img.alt = "no thumbnail"; });
-      li.append(img);
-    }
-    const body = document.createElement("div");
-    body.className = "body";
+    li.className = "group";
+    li.dataset.document = g.document_id;
+    li.dataset.count = g.count;
     const title = document.createElement("div");
     title.className = "title";
-    const score = document.createElement("span");
-    score.className = "score";
-    score.textContent = Number(h.score).toFixed(4);
-    title.append(score, h.document_id || String(h.id));
-    const meta = document.createElement("div");
-    meta.className = "meta";
-    const extras = Object.entries(md).filter(([k, v]) => v !== null && !["char_start", "char_end", "content_hash"].includes(k));
-    meta.textContent = [h.uri, index, ...extras.map(([k, v]) => `${k}: ${v}`)].filter(Boolean).join(" · ");
-    body.append(title, meta);
-    if (h.text) body.append(highlighted(h.text, query));
-    const more = document.createElement("button");
-    more.type = "button";
-    more.className = "link more";
-    more.textContent = "more like this";
-    more.addEventListener("click", () => moreLikeThis(h, index, isImage));
-    body.append(more);
-    li.append(body);
+    const count = document.createElement("span");
+    count.className = "count";
+    count.textContent = `${g.count} matching chunk${g.count === 1 ? "" : "s"}`;
+    title.append(g.document_id || "(no document id)", count);
+    const inner = document.createElement("ol");
+    for (const h of g.hits) inner.append(hitItem(h));
+    li.append(title, inner);
     ol.append(li);
   }
+}
+
+function hitItem(h) {
+  const li = document.createElement("li");
+  li.className = "hit";
+  const index = h.index || $("index").value || Object.keys(state.indexes)[0];
+  li.dataset.id = h.id;
+  li.dataset.index = index;
+  li.dataset.document = h.document_id;
+  const md = h.metadata || {};
+  li.dataset.modality = md.modality || "";
+  const isImage = md.modality === "image" && state.indexes[index] && state.indexes[index].thumbnails;
+  if (isImage) {
+    const img = document.createElement("img");
+    img.className = "thumb";
+    img.alt = h.document_id;
+    thumbnailBlob(index, h.document_id).then((b) => { img.src = URL.createObjectURL(b); }).catch(() => { img.alt = "no thumbnail"; });
+    li.append(img);
+  }
+  const body = document.createElement("div");
+  body.className = "body";
+  const title = document.createElement("div");
+  title.className = "title";
+  const score = document.createElement("span");
+  score.className = "score";
+  score.textContent = Number(h.score).toFixed(4);
+  title.append(score, h.document_id || String(h.id));
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const extras = Object.entries(md).filter(([k, v]) => v !== null && !["char_start", "char_end", "content_hash"].includes(k));
+  meta.textContent = [h.uri, index, ...extras.map(([k, v]) => `${k}: ${v}`)].filter(Boolean).join(" · ");
+  body.append(title, meta);
+  if (h.text) body.append(textOf(h));
+  const more = document.createElement("button");
+  more.type = "button";
+  more.className = "link more";
+  more.textContent = "more like this";
+  more.addEventListener("click", () => moreLikeThis(h, index, isImage));
+  body.append(more);
+  li.append(body);
+  return li;
 }
 
 async function moreLikeThis(hit, index, isImage) {
@@ -327,6 +386,8 @@ async function start() {
     await search();
   });
   $("clear-image").addEventListener("click", clearImage);
+  $("next").addEventListener("click", () => search(state.page + 1));
+  $("prev").addEventListener("click", () => search(state.page - 1));
   document.addEventListener("paste", async (ev) => {
     const item = [...(ev.clipboardData || {}).items || []].find((i) => i.type.startsWith("image/"));
     if (!item) return;
