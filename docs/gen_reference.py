@@ -152,6 +152,8 @@ def _ref(schema: dict) -> str:
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
         return f"[{name}](#{name.lower()})"
+    if "oneOf" in schema:
+        return " or ".join(_ref(s) for s in schema["oneOf"])
     kind = schema.get("type", "")
     kind = " or ".join(kind) if isinstance(kind, list) else kind
     if kind == "array" and "items" in schema:

@@ -138,6 +138,24 @@ def test_the_query_load_counts_what_users_would_see_fail(float_folder, tmp_path)
 
 
 @pytest.mark.slow
+def test_the_fusion_sets_are_real_text_and_seeded():
+    import re
+
+    from benchmarks._labelled_sets import labelled_triples
+
+    spans = labelled_triples("spans")
+    headings = labelled_triples("headings")
+    assert len(spans) > 1000 and len(headings) > 1000
+    for _, query, body in spans[:200]:
+        words = re.findall(r"[A-Za-z][A-Za-z0-9'_-]*", body)
+        assert 5 <= len(query.split()) <= 12 and set(query.split()) <= set(words)
+    for _, query, body in headings[:200]:
+        assert 3 <= len(query.split()) <= 12 and 20 <= len(body.split()) <= 150
+    assert len({q.lower() for _, q, _ in headings}) == len(headings)  # each heading once
+    assert labelled_triples("spans") == spans  # seeded: the same drops again
+
+
+@pytest.mark.slow
 def test_record_rerun_quick(capsys):
     from benchmarks import record_rerun
 

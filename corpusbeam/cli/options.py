@@ -11,7 +11,13 @@ from corpusbeam.errors import ConfigError
 if TYPE_CHECKING:
     from corpusbeam.inference.client.credentials import EnvApiKey
 
-__all__ = ["add_endpoint_arguments", "credential_from_args"]
+__all__ = [
+    "add_endpoint_arguments",
+    "add_fusion_arguments",
+    "check_fusion_applies",
+    "credential_from_args",
+    "fusion_from_args",
+]
 
 
 def add_endpoint_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,3 +43,30 @@ def credential_from_args(args: argparse.Namespace) -> EnvApiKey | None:
     from corpusbeam.inference.client.credentials import EnvApiKey
 
     return EnvApiKey(var=args.api_key_env)
+
+
+def add_fusion_arguments(p: argparse.ArgumentParser) -> None:
+    """``--fusion rrf|convex --weights dense=W,lexical=W --rrf-k K``: how hybrid fuses."""
+    p.add_argument(
+        "--fusion",
+        choices=("rrf", "convex"),
+        help="hybrid: fuse by convex combination of normalised scores or by RRF (default: "
+        "the folder's tuned fusion, fusion.json, else convex)",
+    )
+    p.add_argument("--weights", metavar="dense=W,lexical=W", help="hybrid: a weight a ranking")
+    p.add_argument("--rrf-k", type=float, metavar="K", help="hybrid with RRF: its k (60)")
+
+
+def fusion_from_args(args: argparse.Namespace) -> dict:
+    """The ``Searcher.fusion_for`` keywords of the fusion flags."""
+    from corpusbeam.retrieval.fusion import parse_weights
+
+    return {"fusion": args.fusion, "weights": parse_weights(args.weights), "rrf_k": args.rrf_k}
+
+
+def check_fusion_applies(mode: str, options: dict) -> None:
+    """ConfigError when a fusion flag was given to a search that fuses nothing."""
+    given = [k for k, v in options.items() if v is not None]
+    if given and mode != "hybrid":
+        flag = "--" + given[0].replace("_", "-")
+        raise ConfigError(flag, options[given[0]], f"applies to hybrid search, not {mode}")

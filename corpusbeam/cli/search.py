@@ -1,17 +1,23 @@
 """``corpusbeam search``: one query against an index folder (or an index job's DIR).
 
     corpusbeam search DIR "text" [--image PATH] [-k N] [--filter JSON] [--json]
-                      [--mode dense|lexical|hybrid] [--group [--per-document N]]
-                      [--diversity X] [--snippet WORDS] [--cursor C]
+                      [--mode dense|lexical|hybrid] [--fusion rrf|convex]
+                      [--weights dense=W,lexical=W] [--rrf-k K]
+                      [--group [--per-document N]] [--diversity X] [--snippet WORDS]
+                      [--cursor C]
 
 A text alone is a text query; ``--image PATH`` alone an image query; both together send
 the image with the text (for joint image-text models). ``--json`` prints
-``{"hits": [{"id", "score", "document_id", "uri", "text", "metadata"}, ...]}`` (plus
-``"ranks"`` for lexical and hybrid searches). ``--mode``: how a text query is searched
-(default hybrid on folders with a lexical index, else dense; ``corpusbeam.retrieval.hybrid``).
+``{"hits": [{"id", "score", "document_id", "uri", "text", "metadata"}, ...], "mode",
+"fusion"}`` (plus ``"ranks"`` for lexical and hybrid searches); ``fusion`` is
+``{"method", "weights", "tuned"}`` for a hybrid search, else null. ``--mode``: how a text
+query is searched (default hybrid on folders with a lexical index, else dense;
+``corpusbeam.retrieval.hybrid``); ``--fusion``, ``--weights``, ``--rrf-k``: how hybrid fuses
+(default: the folder's tuned fusion; ``corpusbeam.retrieval.fusion``).
 ``--group``, ``--diversity``, ``--snippet`` and ``--cursor`` are the page options of
 ``corpusbeam.retrieval.results``; with them ``--json`` adds ``"next_cursor"`` (and
-``"groups"`` when grouped), which ``--cursor`` takes for the next page.
+``"groups"`` when grouped), which ``--cursor`` takes for the next page (with the same
+query, mode and fusion).
 """
 
 from __future__ import annotations
@@ -20,7 +26,13 @@ import argparse
 import json
 import logging
 
-from corpusbeam.cli.options import add_endpoint_arguments, credential_from_args
+from corpusbeam.cli.options import (
+    add_endpoint_arguments,
+    add_fusion_arguments,
+    check_fusion_applies,
+    credential_from_args,
+    fusion_from_args,
+)
 from corpusbeam.errors import ConfigError
 from corpusbeam.retrieval.hybrid import MODES
 
@@ -52,9 +64,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--mode",
         choices=MODES,
-        help="text queries: dense, lexical (BM25) or hybrid (both, fused by RRF); "
+        help="text queries: dense, lexical (BM25) or hybrid (both, fused: see --fusion); "
         "default hybrid when the folder has a lexical index, else dense",
     )
+    add_fusion_arguments(p)
     p.add_argument("--group", action="store_true", help="group by document: k documents")
     p.add_argument(
         "--per-document", type=int, default=3, help="chunks shown a document (default 3)"
@@ -78,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise ConfigError("k", args.k, "must be at least 1")
     flt = _filter(args.filter)
+    fusion_opts = fusion_from_args(args)
     if not getattr(args, "verbose", False):
         # A local:// index starts its own endpoint: its line a request is not the answer.
         logging.getLogger("corpusbeam.inference.server").setLevel(logging.WARNING)
@@ -107,15 +121,24 @@ def run(args: argparse.Namespace) -> int:
         if image is not None and args.mode not in (None, "dense"):
             raise ConfigError("mode", args.mode, "image queries are searched dense only")
         text = None if image is not None else args.text
+        mode = "dense" if image is not None else searcher.resolve_mode(args.mode)
+        check_fusion_applies(mode, fusion_opts)
         page = search_page(
-            [searcher], text, image=image, filter=flt, mode=args.mode, options=options
+            [searcher],
+            text,
+            image=image,
+            filter=flt,
+            mode=mode,
+            fusion=fusion_opts if mode == "hybrid" else None,
+            options=options,
         )
     hits = page.hits
+    answered = None if page.fusion is None else page.fusion.describe()
     if args.json:
         rows = [h.to_dict() for h in hits]
         for row in rows:
             row.pop("index", None)  # one index: the shape the issue asks for
-        out: dict = {"hits": rows}
+        out: dict = {"hits": rows, "mode": page.mode, "fusion": answered}
         if paged:
             out["next_cursor"] = page.next_cursor
         if page.groups is not None:
@@ -126,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
                     row.pop("index", None)
         print(json.dumps(out, ensure_ascii=False))
         return 0
+    if page.fusion is not None:
+        print(f"hybrid: {page.fusion.label()}")
     if page.groups is not None:
         for rank, g in enumerate(page.groups, 1):
             print(f"{rank:>3}  {g.score:8.4f}  {g.document_id}  ({g.count} matching chunks)")

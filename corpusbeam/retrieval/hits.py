@@ -32,9 +32,9 @@ class Hit:
     ``char_start``, ``char_end``, ``content_hash`` and the user's columns); ``index``: the
     name of the folder it came from; ``ranks``: for lexical and hybrid searches, the hit's
     rank (from 1) in each ranking it came from (``{"dense": 3, "lexical": 1}``), and then
-    ``score`` is the BM25 score (lexical) or the fused RRF score (hybrid); ``snippet``:
-    when asked for, the best window of ``text`` with the query's terms marked
-    (``corpusbeam.retrieval.snippets.Snippet.to_dict``).
+    ``score`` is the BM25 score (lexical) or the fused score (hybrid,
+    ``corpusbeam.retrieval.fusion``); ``snippet``: when asked for, the best window of
+    ``text`` with the query's terms marked (``corpusbeam.retrieval.snippets.Snippet.to_dict``).
     """
 
     id: int

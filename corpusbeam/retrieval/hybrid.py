@@ -4,10 +4,11 @@ A text query is searched in one of three modes:
 
 - ``dense``: the query's embedding against the vector index;
 - ``lexical``: BM25 over the chunks' text (``indexes.lexical.index``), no embedding;
-- ``hybrid``: both, each taking its ``depth`` best chunks, fused by Reciprocal Rank Fusion
-  (Cormack, Clarke and Büttcher, SIGIR 2009): a chunk's score is
-  ``sum over rankings m of weight_m / (rrf_k + rank_m)`` (ranks from 1; a ranking the
-  chunk is not in adds nothing), ``rrf_k = 60`` by default.
+- ``hybrid``: both, each taking its ``depth`` best chunks, fused as
+  ``corpusbeam.retrieval.fusion`` says: by a convex combination of normalised scores, or
+  by Reciprocal Rank Fusion (``rrf`` here; Cormack, Clarke and Büttcher, SIGIR 2009): a
+  chunk's score is ``sum over rankings m of weight_m / (rrf_k + rank_m)`` (ranks from 1;
+  a ranking the chunk is not in adds nothing), ``rrf_k = 60`` by default.
 
 Hybrid is the default for text queries on folders that have a lexical index, dense
 otherwise; image and vector queries are dense only. Every fused hit keeps its rank in each

@@ -19,6 +19,7 @@ import numpy as np
 
 from corpusbeam.errors import ConfigError
 from corpusbeam.inference.client import ImageInput
+from corpusbeam.retrieval.fusion import common_fusion
 from corpusbeam.retrieval.hits import Hit
 from corpusbeam.retrieval.hybrid import check_mode
 from corpusbeam.retrieval.searcher import Filter, Searcher, check_one_query
@@ -92,8 +93,9 @@ def search_all(
 ) -> list[Hit]:
     """One query against several index folders, hits merged by score.
 
-    A text query is searched in ``mode`` (``common_mode``); fused (hybrid) scores are
-    rank-based, so they merge across folders like lexical or dense ones do.
+    A text query is searched in ``mode`` (``common_mode``); a hybrid one with one fusion
+    for every folder (``corpusbeam.retrieval.fusion.common_fusion``), whose fused scores
+    merge across folders.
 
     Scores are comparable only between folders with the same ``score_kind`` (model,
     dimensions, cosine or hamming); otherwise ConfigError names the first folder that
@@ -104,9 +106,10 @@ def search_all(
     check_mergeable(searchers)
     if query is not None:
         mode = common_mode(searchers, mode)
+        fusion = common_fusion(searchers, mode)  # one fusion, so fused scores merge
         vectors = [None] * len(searchers) if mode == "lexical" else embed_for(searchers, query)
         lists = [
-            s.search_texts([query], k, filter=filter, mode=mode, vectors=xq)[0]
+            s.search_texts([query], k, filter=filter, mode=mode, vectors=xq, fusion=fusion)[0]
             for s, xq in zip(searchers, vectors, strict=True)
         ]
         return merge_hits(lists, k)

@@ -14,7 +14,7 @@ The service keeps versions that were swapped out for a while (``KeptVersions``: 
 ``max_versions`` most recent, each for ``ttl`` seconds after it was replaced); a cursor
 naming a version no longer kept is ``CursorExpiredError`` (410 ``cursor_expired``),
 saying which version and why. A cursor used with another request (another query, mode,
-filter, grouping or diversity) is a ConfigError (400 ``invalid_cursor``).
+fusion, filter, grouping or diversity) is a ConfigError (400 ``invalid_cursor``).
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class Cursor:
             raise ConfigError(
                 "cursor",
                 self.encode()[:24] + "...",
-                "belongs to another request: send the same query, mode, filter, index, "
+                "belongs to another request: send the same query, mode, fusion, filter, index, "
                 "grouping and diversity as the first page",
             )
 

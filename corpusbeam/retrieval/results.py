@@ -17,6 +17,9 @@ offset (``corpusbeam.retrieval.paging``); add snippets to the page's hits when
 ``depth`` is the number of candidates a ranking is made of: ``max(HYBRID_DEPTH, 10 * k)``
 for the first page, kept by the cursor, so every page is cut from the same ranking (a
 rescored or graph index's candidates, and a fusion's, depend on how many are asked for);
+a hybrid ranking is fused by one fusion for every folder (``fusion``: a method, a ``Fusion``
+or ``Searcher.fusion_for`` keywords; ``corpusbeam.retrieval.fusion.common_fusion``), named
+by the page (``Page.fusion``) and fingerprinted in the cursor, so every page is fused alike;
 such a ranking pages through its ``depth`` candidates, and rows are read for the hits up
 to the page only (all candidates when grouped or diversified). A plain lexical ranking
 (exact top-k: the same at any k) pages up to ``MAX_RANKED`` hits. Searchers are fixed
@@ -27,12 +30,14 @@ versions: a cursor naming another version than a searcher's is ``CursorExpiredEr
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from corpusbeam.errors import ConfigError
+from corpusbeam.retrieval.fusion import Fusion, common_fusion
 from corpusbeam.retrieval.grouping import DEFAULT_PER_DOCUMENT, DocumentGroup, group_by_document
 from corpusbeam.retrieval.hits import Hit
 from corpusbeam.retrieval.hybrid import HYBRID_DEPTH
@@ -76,13 +81,15 @@ class PageOptions:
 @dataclass(frozen=True)
 class Page:
     """One page: ``hits`` (grouped: the groups' hits, in order), ``groups`` (None unless
-    grouped), ``next_cursor`` (None on the last page), the ``mode`` and ``versions``."""
+    grouped), ``next_cursor`` (None on the last page), the ``mode``, ``versions`` and the
+    ``fusion`` of a hybrid page (None otherwise)."""
 
     hits: list[Hit]
     groups: list[DocumentGroup] | None
     next_cursor: str | None
     mode: str
     versions: dict[str, str | None] = field(default_factory=dict)
+    fusion: Fusion | None = None
 
 
 def search_page(
@@ -94,15 +101,20 @@ def search_page(
     vectors: Sequence[np.ndarray | None] | None = None,
     filter: Filter = None,
     mode: str | None = None,
+    fusion: Fusion | str | Mapping[str, Any] | None = None,
     options: PageOptions = PageOptions(),
 ) -> Page:
     """One page of a query's results (see the module). ``vectors``: each searcher's query
-    vector when the caller embedded the query already."""
+    vector when the caller embedded the query already; ``fusion``: a hybrid query's fusion
+    (a method, a ``Fusion`` or ``fusion_for`` keywords; default: the folders')."""
     if len(searchers) > 1:
         check_mergeable(searchers)
     mode = common_mode(searchers, mode) if query is not None else "dense"
+    if not isinstance(fusion, Mapping):
+        fusion = None if fusion is None else {"fusion": fusion}
+    fused = common_fusion(searchers, mode, fusion)  # one fusion for every folder and page
     versions = {s.name: s.version for s in searchers}
-    fp = _fingerprint(query, vector, image, filter, mode, versions, options)
+    fp = _fingerprint(query, vector, image, filter, mode, fused, versions, options)
     offset, depth = 0, max(options.k, min(MAX_DEPTH, max(HYBRID_DEPTH, 10 * options.k)))
     if options.cursor is not None:
         cursor = Cursor.decode(options.cursor)
@@ -119,7 +131,7 @@ def search_page(
     n = depth if whole else min(offset + options.k, limit)
     if vectors is None:
         vectors = _embed(searchers, query, vector, image, mode)
-    ranked = _ranked(searchers, query, vectors, n, depth, filter, mode)
+    ranked = _ranked(searchers, query, vectors, n, depth, filter, mode, fused)
     if options.diversity > 0:
         ranked = _diversified(searchers, ranked, options.diversity)
     groups = None
@@ -137,10 +149,11 @@ def search_page(
         items = [_with_snippets(x, query, options.snippet) for x in items]
     hits = [h for g in items for h in g.hits] if groups is not None else items
     next_cursor = Cursor(versions, end, depth, fp).encode() if more else None
-    return Page(hits, items if groups is not None else None, next_cursor, mode, versions)
+    groups = items if groups is not None else None
+    return Page(hits, groups, next_cursor, mode, versions, fused)
 
 
-def _fingerprint(query, vector, image, filter, mode, versions, options: PageOptions) -> str:
+def _fingerprint(query, vector, image, filter, mode, fusion, versions, options) -> str:
     if isinstance(image, bytes):
         image = hashlib.sha256(image).hexdigest()
     return fingerprint(
@@ -150,6 +163,7 @@ def _fingerprint(query, vector, image, filter, mode, versions, options: PageOpti
             "image": None if image is None else str(image),
             "filter": filter,
             "mode": mode,
+            "fusion": None if fusion is None else fusion.describe(),
             "indexes": sorted(versions),
             "group": options.group,
             "per_document": options.per_document if options.group else None,
@@ -166,12 +180,14 @@ def _embed(searchers, query, vector, image, mode) -> list[np.ndarray | None]:
     return embed_for(searchers, query, image=image)
 
 
-def _ranked(searchers, query, vectors, n, depth, filter, mode) -> list[Hit]:
+def _ranked(searchers, query, vectors, n, depth, filter, mode, fusion) -> list[Hit]:
     if query is None or mode == "dense":
         lists = [_dense(s, xq, n, depth, filter) for s, xq in zip(searchers, vectors, strict=True)]
     else:
         lists = [
-            s.search_texts([query], n, filter=filter, mode=mode, vectors=xq, depth=depth)[0]
+            s.search_texts(
+                [query], n, filter=filter, mode=mode, vectors=xq, depth=depth, fusion=fusion
+            )[0]
             for s, xq in zip(searchers, vectors, strict=True)
         ]
     return merge_hits(lists, n) if len(lists) > 1 else lists[0]

@@ -40,9 +40,11 @@ from corpusbeam.errors import ConfigError, IndexFolderError
 from corpusbeam.inference.client import ImageInput
 from corpusbeam.inference.client.credentials import Credential
 from corpusbeam.retrieval.embedder import EmbedderPool, QueryEmbedder
+from corpusbeam.retrieval.fusion import DEFAULT_FUSION, Fusion, read_fusion, resolve_fusion
 from corpusbeam.retrieval.hits import Hit, hit_scores, make_hit
-from corpusbeam.retrieval.hybrid import HYBRID_DEPTH, RRF_K, check_mode, check_weights, rrf
+from corpusbeam.retrieval.hybrid import HYBRID_DEPTH, check_mode
 from corpusbeam.retrieval.query_cache import DEFAULT_QUERY_CACHE
+from corpusbeam.retrieval.query_input import check_one_query, checked_texts, checked_vectors
 from indexes.lexical.index import LexicalIndex, open_lexical
 from indexes.storage.manifest import Manifest
 from indexes.storage.versions import is_url, resolve_index_folder
@@ -109,6 +111,8 @@ class Searcher:
         # keeps answering.
         self.folder.open_all()
         self.lexical: LexicalIndex | None = open_lexical(self.path, self.manifest.lexical)
+        # How hybrid searches fuse: tuned for the output (its root's fusion.json) or the default
+        self.fusion: Fusion = read_fusion(self.root) or DEFAULT_FUSION
 
     # ---- what this index is --------------------------------------------------------
 
@@ -168,6 +172,10 @@ class Searcher:
             )
         return mode
 
+    def fusion_for(self, fusion: Fusion | str | None = None, **options: Any) -> Fusion:
+        """The fusion a hybrid query uses (``options``: weights, rrf_k; ``resolve_fusion``)."""
+        return resolve_fusion(self.fusion, fusion, **options)
+
     def embedder(self) -> QueryEmbedder:
         """The query embedder for this index (started on first use for ``local://``)."""
         return self._pool.get(self.manifest)
@@ -176,7 +184,7 @@ class Searcher:
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Query vectors of ``texts``, as this index searches them."""
-        texts = _texts(texts)
+        texts = checked_texts(texts)
         return self.embedder().embed_texts(
             texts, dimensions=self.dimensions, encoding=self.query_encoding
         )
@@ -197,7 +205,7 @@ class Searcher:
     ) -> list[list[Hit]]:
         """Hits for each row of ``xq``: (nq, d) float queries, or queries in the index's own
         encoding (natural dtype); a single (d,) vector is one query."""
-        xq = _checked(xq)
+        xq = checked_vectors(xq)
         result = self.folder.search(
             xq, k, filter=None if filter is None else dict(filter), rescore=self.rescore
         )
@@ -211,21 +219,23 @@ class Searcher:
         filter: Filter = None,
         mode: str | None = None,
         weights: Mapping[str, float] | None = None,
-        rrf_k: float = RRF_K,
+        rrf_k: float | None = None,
         vectors: np.ndarray | None = None,
+        fusion: Fusion | str | None = None,
         depth: int | None = None,
     ) -> list[list[Hit]]:
         """Hits for each text, in order. ``mode``: ``dense``, ``lexical`` or ``hybrid``
-        (default: ``default_mode``); ``weights`` and ``rrf_k`` tune the hybrid fusion
-        (``corpusbeam.retrieval.hybrid``); ``vectors``: the texts' query vectors when the caller
-        embedded them already; ``depth``: candidates each ranking gives the fusion (default
-        ``HYBRID_DEPTH``; pages of one ranking keep it, ``corpusbeam.retrieval.paging``)."""
-        texts = _texts(texts)
+        (default: ``default_mode``); ``fusion`` (``rrf``, ``convex`` or a ``Fusion``),
+        ``weights`` and ``rrf_k`` change the hybrid fusion from the folder's
+        (``fusion_for``, ``corpusbeam.retrieval.fusion``); ``vectors``: the texts' query
+        vectors when the caller embedded them already; ``depth``: candidates each ranking
+        gives the fusion (default ``HYBRID_DEPTH``; pages of one ranking keep it,
+        ``corpusbeam.retrieval.paging``)."""
+        texts = checked_texts(texts)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ConfigError("k", k, "must be an integer >= 1")
         mode = self.resolve_mode(mode)
-        if weights is not None:
-            check_weights(weights)
+        fuse = self.fusion_for(fusion, weights=weights, rrf_k=rrf_k)
         if mode == "dense":
             xq = self.embed_texts(texts) if vectors is None else vectors
             return self.search_vectors(xq, k, filter=filter)
@@ -241,17 +251,16 @@ class Searcher:
         xq = self.embed_texts(texts) if vectors is None else vectors
         # the dense ranking's ids only: hits are made for the k fused ones
         flt = None if filter is None else dict(filter)
-        dense = self.folder.search(_checked(xq), depth, filter=flt, rescore=self.rescore).I
-        out = []
-        for q in range(len(texts)):
-            fused = rrf(
-                {"dense": dense[q].tolist(), "lexical": lex.I[q].tolist()},
-                k,
-                rrf_k=rrf_k,
-                weights=weights,
-            )
-            out.append(self._fused(fused))
-        return out
+        dense = self.folder.search(checked_vectors(xq), depth, filter=flt, rescore=self.rescore)
+        dense_scores = hit_scores(dense.D, dense, self.dimensions)
+        rankings = [
+            {
+                "dense": (dense.I[q].tolist(), dense_scores[q].tolist()),
+                "lexical": (lex.I[q].tolist(), lex.D[q].tolist()),
+            }
+            for q in range(len(texts))
+        ]
+        return [self._fused(fuse.fuse(r, k)) for r in rankings]
 
     def _ranked(self, pairs: list[tuple[int, float]], name: str) -> list[Hit]:
         """Hits of one ranking's (id, score) pairs, padding (-1) dropped."""
@@ -289,12 +298,15 @@ class Searcher:
         filter: Filter = None,
         mode: str | None = None,
         weights: Mapping[str, float] | None = None,
+        fusion: Fusion | str | None = None,
     ) -> list[Hit]:
-        """Hits for one query: a text, an image, or a vector (exactly one). ``mode``
-        applies to text queries (see ``search_texts``); images and vectors are dense."""
+        """Hits for one query: a text, an image, or a vector (exactly one). ``mode``,
+        ``fusion`` and ``weights`` apply to text queries (see ``search_texts``); images and
+        vectors are dense."""
         check_one_query(query, image, vector)
         if query is not None:
-            return self.search_texts([query], k, filter=filter, mode=mode, weights=weights)[0]
+            opts = {"mode": mode, "weights": weights, "fusion": fusion}
+            return self.search_texts([query], k, filter=filter, **opts)[0]
         if mode is not None and check_mode(mode) != "dense":
             raise ConfigError("mode", mode, "image and vector queries are searched dense only")
         if image is not None:
@@ -364,32 +376,3 @@ def _family(encoding: str) -> str:
     from indexes.ann.spec import family_of
 
     return family_of(encoding)
-
-
-def _checked(xq: np.ndarray) -> np.ndarray:
-    """``xq`` as (nq, d) finite query vectors (a (d,) vector is one query)."""
-    xq = np.asarray(xq)
-    if xq.ndim == 1:
-        xq = xq[None, :]
-    if xq.ndim != 2 or xq.shape[0] == 0:
-        raise ConfigError("xq", xq.shape, "expected (nq, d) query vectors")
-    if xq.dtype.kind == "f" and not np.isfinite(xq).all():
-        raise ConfigError("xq", "NaN/inf", "query vectors must be finite")
-    return xq
-
-
-def _texts(texts: Sequence[str]) -> list[str]:
-    if isinstance(texts, str):
-        raise ConfigError("texts", texts[:40], "pass a list of strings, not one string")
-    out = list(texts)
-    for i, t in enumerate(out):
-        if not isinstance(t, str) or not t.strip():
-            raise ConfigError(f"texts[{i}]", t, "must be a non-empty string")
-    return out
-
-
-def check_one_query(query: object, image: object, vector: object) -> None:
-    named = (("query", query), ("image", image), ("vector", vector))
-    given = [n for n, v in named if v is not None]
-    if len(given) != 1:
-        raise ConfigError("query", given or None, "give exactly one of query, image, vector")

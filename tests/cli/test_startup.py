@@ -50,7 +50,7 @@ _OUR_LOG = re.compile(
 )
 _OUR_OUTPUT = re.compile(
     r"^(wrote the sample corpus to |version v\S+ -> |  read \d+ documents|  \d+ requests, |"
-    r"  index updated: |  index built in full: |  unchanged, nothing to do: |"
+    r"  index updated: |  index built in full: |  unchanged, nothing to do: |hybrid: |"
     r"\s+\d+\s+-?\d+\.\d{4}  |     \S)"
 )
 

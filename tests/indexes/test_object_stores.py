@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from corpusbeam.errors import ConfigError, IndexFolderError, JobError
+from corpusbeam.retrieval.fusion import FUSION_FILE, Fusion, read_fusion, write_fusion
 from indexes.storage import remote_versions as remote
 from indexes.storage.objectstore import PreconditionFailed, open_store
 from tests.support.stores import BUCKET
@@ -151,3 +152,14 @@ def test_readers_downloading_one_version_at_once_keep_the_first_complete_copy(
     assert not errors
     assert not any(seen_missing)
     assert not [p for p in remote.cache_folder(url, fresh).iterdir() if p.name.startswith(".")]
+
+
+def test_a_tuned_fusion_is_kept_at_the_outputs_root(store):
+    """``evaluate --tune`` on an s3:// or gs:// output writes its choice beside CURRENT,
+    where every reader of the output finds it."""
+    url = store.url("fused")
+    assert read_fusion(url) is None
+    chosen = Fusion(method="rrf", rrf_k=20)
+    assert write_fusion(url, chosen, {"queries": 3}) == f"{url}/{FUSION_FILE}"
+    assert store.keys("fused") == [FUSION_FILE]
+    assert read_fusion(url) == Fusion(method="rrf", rrf_k=20, tuned=True)

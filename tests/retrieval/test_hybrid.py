@@ -82,12 +82,12 @@ def test_rrf_matches_a_hand_computation():
         rrf({"dense": [1]}, 1, weights={"sparse": 1.0})
 
 
-def test_hybrid_scores_are_rrf_of_the_two_rankings(notes_folder):
+def test_hybrid_scores_by_rrf_are_rrf_of_the_two_rankings(notes_folder):
     query = "the owl eats mice"
     with Searcher(notes_folder) as s:
         dense = s.search(query, k=100, mode="dense")
         lexical = s.search(query, k=100, mode="lexical")
-        hybrid = s.search(query, k=8, mode="hybrid")
+        hybrid = s.search(query, k=8, mode="hybrid", fusion="rrf")
     rank_d = {h.id: r for r, h in enumerate(dense, 1)}
     rank_l = {h.id: r for r, h in enumerate(lexical, 1)}
     for h in hybrid:

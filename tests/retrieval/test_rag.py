@@ -204,6 +204,24 @@ def test_grouped_answers_through_the_service(service):
     assert bad.status_code == 400 and bad.json()["error"]["target"] == "diversity"
 
 
+def test_pages_keep_the_requests_fusion_and_a_cursor_refuses_another(service):
+    _, http, _ = service
+    body = {"query": QUERY, "k": 3, "group": True, "fusion": {"method": "rrf", "rrf_k": 20}}
+    first = http.post("/search", json=body).json()
+    want = {"method": "rrf", "weights": {"dense": 1.0, "lexical": 1.0}, "tuned": False}
+    assert first["mode"] == "hybrid" and first["fusion"] == {**want, "rrf_k": 20}
+    nxt = http.post("/search", json={**body, "cursor": first["next_cursor"]})
+    assert nxt.status_code == 200, nxt.text
+    assert nxt.json()["fusion"] == first["fusion"] and len(nxt.json()["groups"]) == 3
+    # The same cursor with another fusion (or the folder's, by leaving it out) is refused.
+    for fusion in ("convex", {"method": "rrf", "rrf_k": 60}, None):
+        other = {**body, "fusion": fusion, "cursor": first["next_cursor"]}
+        r = http.post("/search", json=other)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_cursor", fusion
+    dense = http.post("/search", json={"query": QUERY, "k": 3, "mode": "dense", "group": True})
+    assert dense.json()["fusion"] is None
+
+
 def test_a_repeated_query_is_answered_from_the_cache(service, endpoint):
     _, http, _ = service
 
@@ -235,6 +253,7 @@ def test_corpusbeam_search_pages_groups_and_shows_snippets(float_folder, capsys)
     first = json.loads(capsys.readouterr().out)
     assert len(first["groups"]) == 2 and first["groups"][0]["count"] == 2
     assert all("snippet" in h for h in first["hits"]) and first["next_cursor"]
+    assert first["mode"] == "hybrid" and first["fusion"]["method"] == "convex"
     assert main([*argv, "--cursor", first["next_cursor"]]) == 0
     second = json.loads(capsys.readouterr().out)
     seen = {g["document_id"] for g in first["groups"]}

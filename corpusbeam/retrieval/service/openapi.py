@@ -79,10 +79,11 @@ def openapi_document(config: Any) -> dict:
                 "type": "string",
                 "enum": ["dense", "lexical", "hybrid"],
                 "description": "how a text query is searched: the vector index, BM25 over "
-                "the chunks' text, or both fused by Reciprocal Rank Fusion (k = 60); default "
+                "the chunks' text, or both fused (see fusion); default "
                 "hybrid when every index searched has a lexical index, else dense. Image and "
                 "vector queries are dense only.",
             },
+            "fusion": _fusion_request(),
             **_page_properties(),
         },
     }
@@ -152,6 +153,11 @@ def openapi_document(config: Any) -> dict:
                                             "took_ms": {"type": "number"},
                                             "embed_ms": {"type": ["number", "null"]},
                                             "mode": {"type": "string"},
+                                            "fusion": {
+                                                "oneOf": [_fusion_answered(), {"type": "null"}],
+                                                "description": "the fusion that answered a "
+                                                "hybrid search (null for dense and lexical)",
+                                            },
                                             "next_cursor": {
                                                 "type": ["string", "null"],
                                                 "description": "send it with the same "
@@ -205,6 +211,49 @@ def openapi_document(config: Any) -> dict:
                 }
             },
             **page_openapi_paths(),
+        },
+    }
+
+
+_WEIGHTS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "dense": {"type": "number", "minimum": 0},
+        "lexical": {"type": "number", "minimum": 0},
+    },
+    "description": "a weight a ranking (at least one > 0)",
+}
+_METHOD = {"type": "string", "enum": ["rrf", "convex"]}
+_RRF_K = {"type": "number", "exclusiveMinimum": 0, "description": "RRF's k (60)"}
+
+
+def _fusion_request() -> dict:
+    return {
+        "description": "hybrid only: how the dense and lexical rankings are fused, a method "
+        "(convex: a convex combination of min-max normalised scores; rrf: Reciprocal Rank "
+        "Fusion) or an object with its weights. Default: the index's tuned fusion "
+        "(corpusbeam evaluate --tune), else convex with dense 0.3, lexical 0.7.",
+        "oneOf": [
+            _METHOD,
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"method": _METHOD, "weights": _WEIGHTS, "rrf_k": _RRF_K},
+            },
+        ],
+    }
+
+
+def _fusion_answered() -> dict:
+    return {
+        "type": "object",
+        "required": ["method", "weights", "tuned"],
+        "properties": {
+            "method": _METHOD,
+            "weights": _WEIGHTS,
+            "tuned": {"type": "boolean", "description": "chosen by evaluate --tune"},
+            "rrf_k": _RRF_K,
         },
     }
 

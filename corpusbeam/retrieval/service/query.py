@@ -2,9 +2,9 @@
 
 The checks run in a fixed order, so a body with several faults is answered about the
 first: unknown fields, the kind of query (exactly one of query, image, vector), ``k``,
-``filter``, ``index``, ``mode``, the page's options (``group``, ``per_document``,
-``diversity``, ``snippet``, ``cursor``: ``corpusbeam.retrieval.results.PageOptions``),
-then the query itself.
+``filter``, ``index``, ``mode``, ``fusion``, the page's options (``group``,
+``per_document``, ``diversity``, ``snippet``, ``cursor``:
+``corpusbeam.retrieval.results.PageOptions``), then the query itself.
 """
 
 from __future__ import annotations
@@ -22,11 +22,14 @@ from corpusbeam.inference.client.images import sniff_image_format
 from corpusbeam.retrieval.hybrid import MODES
 from corpusbeam.retrieval.results import PageOptions
 from corpusbeam.retrieval.service.config import ServiceConfig
+from corpusbeam.retrieval.service.fusion_request import parse_fusion
 
 __all__ = ["Query", "parse_query"]
 
 _PAGE_KEYS = ("group", "per_document", "diversity", "snippet", "cursor")
-_BODY_KEYS = frozenset({"query", "image", "vector", "k", "filter", "index", "mode", *_PAGE_KEYS})
+_BODY_KEYS = frozenset(
+    {"query", "image", "vector", "k", "filter", "index", "mode", "fusion", *_PAGE_KEYS}
+)
 _KINDS = ("query", "image", "vector")
 
 
@@ -41,6 +44,7 @@ class Query:
     filter: dict | None
     index: str | None  # None: every index, hits merged
     mode: str | None = None
+    fusion: dict | None = None  # Searcher.fusion_for keywords: fusion, weights, rrf_k
     page: PageOptions = field(default_factory=PageOptions)
 
 
@@ -54,6 +58,7 @@ def parse_query(data: dict, config: ServiceConfig, index_names: Collection[str])
     flt = _filter(data)
     index = _index(data, index_names)
     mode = _mode(data, kind)
+    fusion = parse_fusion(data.get("fusion"), mode, kind)
     page = _page(data, k)
     query = image = vector = None
     if kind == "query":
@@ -62,7 +67,7 @@ def parse_query(data: dict, config: ServiceConfig, index_names: Collection[str])
         image = _data_url_bytes(data["image"])
     else:
         vector = _vector(data["vector"])
-    return Query(query, image, vector, k, flt, index, mode, page)
+    return Query(query, image, vector, k, flt, index, mode, fusion=fusion, page=page)
 
 
 def _page(data: dict, k: int) -> PageOptions:

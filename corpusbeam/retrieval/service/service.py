@@ -25,6 +25,7 @@ from corpusbeam.asgi.body import read_body
 from corpusbeam.asgi.errors import reject
 from corpusbeam.errors import ConfigError, IndexFolderError
 from corpusbeam.inference.errors import BadRequestError, EmbeddingError, PayloadTooLargeError
+from corpusbeam.retrieval.fusion import common_fusion
 from corpusbeam.retrieval.live import LiveIndex
 from corpusbeam.retrieval.multi import check_mergeable, common_mode, embed_for
 from corpusbeam.retrieval.paging import Cursor, CursorExpiredError
@@ -131,6 +132,7 @@ class SearchService:
         t0 = time.perf_counter()
         embed_s = None
         mode = common_mode(searchers, q.mode) if q.query is not None else "dense"
+        fusion = common_fusion(searchers, mode, q.fusion)
         if q.vector is not None:
             vectors = [q.vector] * len(searchers)
         elif mode == "lexical":
@@ -147,6 +149,7 @@ class SearchService:
             vectors=vectors,
             filter=q.filter,
             mode=q.mode,
+            fusion=fusion,
             options=q.page,
         )
         index_s = time.perf_counter() - t1
@@ -155,6 +158,7 @@ class SearchService:
             "hits": [h.to_dict() for h in page.hits],
             "indexes": [{"name": s.name, "version": s.version} for s in searchers],
             "mode": mode,
+            "fusion": None if page.fusion is None else page.fusion.describe(),
             "next_cursor": page.next_cursor,
             "took_ms": round((time.perf_counter() - t0) * 1000, 3),
             "embed_ms": None if embed_s is None else round(embed_s * 1000, 3),
@@ -176,6 +180,8 @@ class SearchService:
             target = "filter" if exc.field == "filter" else exc.field
             if exc.field == "mode":
                 raise reject(400, "invalid_mode", str(exc), target="mode") from None
+            if exc.field in ("fusion", "weights", "rrf_k"):
+                raise reject(400, "invalid_fusion", str(exc), target="fusion") from None
             raise reject(400, "invalid_request", str(exc), target=target) from None
         except PayloadTooLargeError as exc:
             raise reject(413, "query_too_large", f"the embeddings endpoint: {exc}") from None
