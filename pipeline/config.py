@@ -65,6 +65,12 @@ class IndexJobConfig:
     layered: bool = True
     lexical: bool = True  # a BM25 index beside the vectors: a segment a part, by the workers
     lease_seconds: float = 600.0
+    # embedded batches persisted under <output>/checkpoints/ and taken from there by the
+    # next run with the same settings (transforms.checkpoints); unconsumed ones expire
+    resume: bool = True
+    checkpoint_max_age_days: float = 7.0
+    # stop embedding before the run would pass this many tokens (transforms.token_cap)
+    max_embed_tokens: int | None = None
     pipeline_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -81,6 +87,18 @@ class IndexJobConfig:
             isinstance(self.shards, bool) or not isinstance(self.shards, int) or self.shards < 1
         ):
             raise ConfigError("shards", self.shards, 'must be "auto" or a whole number >= 1')
+        if self.max_embed_tokens is not None and (
+            isinstance(self.max_embed_tokens, bool)
+            or not isinstance(self.max_embed_tokens, int)
+            or self.max_embed_tokens < 1
+        ):
+            raise ConfigError(
+                "max_embed_tokens", self.max_embed_tokens, "must be a whole number >= 1"
+            )
+        if self.checkpoint_max_age_days <= 0:
+            raise ConfigError(
+                "checkpoint_max_age_days", self.checkpoint_max_age_days, "must be positive"
+            )
         if self.lease_seconds <= 0:
             raise ConfigError("lease_seconds", self.lease_seconds, "must be positive")
         # numpy: loaded when a job is configured, not for --help

@@ -27,8 +27,10 @@ from transforms import (
 )
 from transforms.build_index import PART_LIST, BuildIndexShards, read_part_list
 from transforms.previous import PreviousVersion
+from transforms.resume import ResumeFromCheckpoints
 from transforms.reuse import ReuseVectors
 from transforms.thumbnails import WriteThumbnails
+from transforms.token_cap import TokenCap
 
 __all__ = [
     "FAILURE_SCHEMA",
@@ -67,10 +69,15 @@ def _with_skipped(previous: PreviousVersion | None, skip) -> PreviousVersion | N
     return replace(previous, skipped=tuple(sorted(skip or {})))
 
 
-def build_graph(p: beam.Pipeline, plan: JobPlan, *, staging: str, folder: str) -> None:
+def build_graph(
+    p: beam.Pipeline, plan: JobPlan, *, staging: str, folder: str, checkpoints: str | None = None
+) -> None:
     """Add the index job's steps to ``p``: the plan's, writing the parts into ``folder``
-    and the run's scratch files under ``staging``."""
+    and the run's scratch files under ``staging``; embedded batches persisted under
+    ``checkpoints`` and what they hold taken from there (``transforms.resume``)."""
     cfg, encoding = plan.config, plan.encodings.index
+    cap = TokenCap(cfg.max_embed_tokens, staging) if cfg.max_embed_tokens else None
+    embed = {"checkpoints": checkpoints, "cap": cap}
     docs, read_failures = p | "ReadDocuments" >> ReadDocuments(
         list(cfg.inputs), text_field=cfg.text_field, id_field=cfg.id_field, skip=plan.skip
     )
@@ -86,11 +93,15 @@ def build_graph(p: beam.Pipeline, plan: JobPlan, *, staging: str, folder: str) -
             previous, encoding=encoding
         )
         reused, kept = [old_texts], [kept_texts]
+    if checkpoints:
+        resumed, chunks = chunks | "ResumeTexts" >> ResumeFromCheckpoints(checkpoints)
+        reused.append(resumed)
     texts, text_failures = chunks | "EmbedTexts" >> EmbedTexts(
         plan.settings,
         input_type=cfg.input_type,
         encodings=plan.encodings,
         budget=plan.model.budget,
+        **embed,
     )
     embedded = [texts]
     failures.append(text_failures)
@@ -106,8 +117,11 @@ def build_graph(p: beam.Pipeline, plan: JobPlan, *, staging: str, folder: str) -
             )
             reused.append(old_images)
             kept.append(kept_images)
+        if checkpoints:
+            resumed_images, images = images | "ResumeImages" >> ResumeFromCheckpoints(checkpoints)
+            reused.append(resumed_images)
         pictures, picture_failures = images | "EmbedImages" >> EmbedImages(
-            plan.settings, input_type=cfg.input_type, encodings=plan.encodings
+            plan.settings, input_type=cfg.input_type, encodings=plan.encodings, **embed
         )
         embedded.append(pictures)
         failures += [image_failures, picture_failures, thumbnail_failures]

@@ -48,6 +48,7 @@ from pipeline.config import IndexJobConfig, runner_name
 from pipeline.finish_remote import FinishTask, finish_on_worker
 from pipeline.graph import FAILURE_SCHEMA, build_graph, read_part_list
 from pipeline.job import IndexJobResult
+from pipeline.job import resume as resuming
 from pipeline.job.finish import finish_index
 from pipeline.job.plan import JobPlan, planned
 from pipeline.job.report import JobOutcome, job_report, read_metrics
@@ -87,8 +88,13 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
         return _unchanged(*same, time.monotonic() - started)
     with open_output(cfg) as run:
         with planned(cfg, run, fingerprint) as plan:
-            counters, learned = _run_pipeline(plan, run, tracker)
+            checkpoints = resuming.prepare(plan, run.root)
+            counters, learned = _run_pipeline(plan, run, tracker, checkpoints)
         pipeline_seconds = time.monotonic() - started
+        if counters.get("inputs_over_budget"):  # capped: publish nothing, resume next time
+            return resuming.budget_reached(
+                plan, counters, seconds=pipeline_seconds, extra=tracker.record()
+            )
         tracker.stage("merging")
         run.drop_staging(RUNS)  # the parts are written: nothing reads the run files again
         failures = _failures(plan, run)
@@ -106,25 +112,34 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
         tracker.stage("publishing")
         report = {**job_report(plan, outcome), **tracker.record()}
         folder = _publish(run, plan, outcome, report, fingerprint)
+        resuming.clear_published(plan, run.root)
     code = ExitCode.FAILED_INPUTS if failures.num_rows else ExitCode.OK
     return IndexJobResult(version=run.name, folder=folder, exit_code=code, report=report)
 
 
 def _run_pipeline(
-    plan: JobPlan, run: RunOutput, tracker: ProgressTracker
+    plan: JobPlan, run: RunOutput, tracker: ProgressTracker, checkpoints: str | None
 ) -> tuple[dict[str, int], dict]:
-    """Run the Beam pipeline (``pipeline.graph``); its counters and learned token budget."""
+    """Run the Beam pipeline (``pipeline.graph``); its counters and learned token budget.
+    A worker process lost under a bundle: run again, what it embedded taken from the
+    checkpoints (``pipeline.job.resume``)."""
     tracker.matchers(MATCHERS if plan.images else 1)
     args = plan.config.pipeline_args
-    p = beam.Pipeline(options=PipelineOptions(list(args)))
-    build_graph(p, plan, staging=run.staging, folder=run.folder)
-    log.info("running the pipeline (%s)", runner_name(args))
-    tracker.stage(None)  # read off the workers' counts
-    try:
-        result = p.run()
-        result.wait_until_finish()
-    except Exception as exc:
-        raise JobError(f"the pipeline failed: {_reason(exc)}") from exc
+    for attempt in range(resuming.RETRIES + 1):
+        p = beam.Pipeline(options=PipelineOptions(list(args)))
+        build_graph(p, plan, staging=run.staging, folder=run.folder, checkpoints=checkpoints)
+        log.info("running the pipeline (%s)", runner_name(args))
+        tracker.stage(None)  # read off the workers' counts
+        try:
+            result = p.run()
+            result.wait_until_finish()
+            break
+        except Exception as exc:
+            if attempt < resuming.RETRIES and resuming.worker_lost(exc):
+                log.warning("a worker process was lost (%s): running again", _reason(exc))
+                resuming.clear_attempt(run.staging)
+                continue
+            raise JobError(f"the pipeline failed: {_reason(exc)}") from exc
     counters, learned = read_metrics(result)
     if plan.previous:  # the live version's rows neither matched nor kept unread are gone
         counters["chunks_deleted"] = (

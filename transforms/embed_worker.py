@@ -43,10 +43,12 @@ from corpusbeam.inference.client.timing import timed_transport
 from corpusbeam.inference.derive import EncodingPlan, derive_vectors
 from corpusbeam.inference.token_budget import TokenBudget, length_refusal
 from transforms import counters as progress
+from transforms.checkpoints import write_batch
 from transforms.elements import NAMESPACE, Chunk, Embedded
 from transforms.embed_outputs import embed_failure, embedded_from
 from transforms.read import FAILURES
 from transforms.recut import TooLongError, recut
+from transforms.token_cap import TokenCap, estimate_batch, ledger
 
 __all__ = ["EmbedFn", "check_picklable"]
 
@@ -110,8 +112,15 @@ class EmbedFn(beam.DoFn):
         modality: str,
         encodings: EncodingPlan,
         budget: TokenBudget | None = None,
+        *,
+        checkpoints: str | None = None,
+        cap: TokenCap | None = None,
     ) -> None:
         self._settings = check_picklable(settings)
+        self._checkpoints = checkpoints  # where each embedded batch is persisted
+        self._cap = cap
+        self._over = progress.counter("inputs_over_budget")
+        self._estimated = progress.counter("tokens_estimated")
         self._modality = modality
         self._encodings = encodings
         self._budget = budget if modality == "text" else None
@@ -129,6 +138,7 @@ class EmbedFn(beam.DoFn):
     def setup(self) -> None:
         settings, budget = self._settings, self._budget
         self._handle = self._shared.acquire(lambda: _ClientHandle(settings, budget))
+        self._ledger = ledger(self._cap) if self._cap is not None else None
         progress.watch("in_flight", self._handle.in_flight)
 
     def teardown(self) -> None:
@@ -153,13 +163,30 @@ class EmbedFn(beam.DoFn):
         if self._modality == "image":
             origins = list(batch)
             inputs = [ImageInput(image=item.data, text=item.text) for item in batch]
-            future = client.submit_images(inputs, errors="collect")
         else:
             batch, origins = yield from self._fit(batch, timestamp, window)
+        estimate = self._admit(batch, origins)
+        if estimate is None:  # over the run's token cap: left for the next run
+            return
+        if self._modality == "image":
+            future = client.submit_images(inputs, errors="collect")
+        else:
             future = client.submit_texts([item.text for item in batch], errors="collect")
-        self._pending.append((batch, origins, future, time.monotonic(), timestamp, window))
+        pending = (batch, origins, future, time.monotonic(), timestamp, window, estimate)
+        self._pending.append(pending)
         while self._pending and (len(self._pending) > _MAX_PENDING or self._pending[0][2].done()):
             yield from self._emit(*self._pending.popleft())
+
+    def _admit(self, batch: list, origins: list) -> int | None:
+        """The batch's estimated tokens, or None when the run's cap leaves no room."""
+        if self._ledger is None or not batch:
+            return 0
+        estimate = estimate_batch(batch, self._handle.budget if self._handle else None)
+        if not self._ledger.admit(estimate):
+            self._over.inc(len({id(o) for o in origins}))
+            return None
+        self._estimated.inc(estimate)
+        return estimate
 
     def _fit(self, batch: list, timestamp, window):
         """(items to send, the chunk each came from): chunks the budget says are too
@@ -191,11 +218,27 @@ class EmbedFn(beam.DoFn):
 
     def _report(self) -> None:
         assert self._handle is not None
-        for name, delta in self._handle.deltas().items():
+        deltas = self._handle.deltas()
+        for name, delta in deltas.items():
             if delta:
                 self._counters[name].inc(delta)
+        if self._ledger is not None:
+            self._ledger.settle(0, deltas["prompt_tokens"])
 
-    def _emit(self, batch, origins, future, started, timestamp, window) -> Iterator:
+    def _emit(self, *pending) -> Iterator:
+        """A finished batch's outputs; then its estimate released from the token cap and
+        its vectors persisted as a checkpoint (``transforms.checkpoints``)."""
+        done = []
+        for out in self._outputs(*pending[:-1]):
+            if isinstance(out, WindowedValue) and isinstance(out.value, Embedded):
+                done.append(out.value)
+            yield out
+        if self._ledger is not None:
+            self._ledger.settle(pending[-1], 0)
+        if self._checkpoints is not None and done:
+            write_batch(self._checkpoints, done)
+
+    def _outputs(self, batch, origins, future, started, timestamp, window) -> Iterator:
         result = future.result()  # raises what no input can fix (401, 404, a bad parameter)
         self._latency.update(int((time.monotonic() - started) * 1000))
         self._report()

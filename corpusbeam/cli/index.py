@@ -180,6 +180,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="s3:// and gs:// outputs: the run's lease, renewed while it runs; a killed "
         "run's lease expires after this long",
     )
+    _resume_flags(p)
     i.add_argument("--json", action="store_true", help="print the run report as JSON")
     _progress_flags(p)
     p.set_defaults(run=run, pass_through=True)
@@ -195,6 +196,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--json", action="store_true", help="print the run report as JSON")
     _progress_flags(r)
     r.set_defaults(run=run_retry, pass_through=True)
+
+
+def _resume_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("resume and cost")
+    g.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="neither persist embedded batches as checkpoints nor take vectors from a "
+        "killed or capped run's checkpoints",
+    )
+    g.add_argument(
+        "--checkpoint-max-age",
+        dest="checkpoint_max_age_days",
+        type=float,
+        metavar="DAYS",
+        default=IndexJobConfig.checkpoint_max_age_days,
+        help="checkpoints no published version consumed are deleted after this many days",
+    )
+    g.add_argument(
+        "--max-embed-tokens",
+        type=int,
+        metavar="N",
+        help="stop embedding before the run would pass N tokens (as the endpoint counts "
+        "them); exits 4, publishes nothing, and the next run goes on from the checkpoints",
+    )
 
 
 def _progress_flags(p: argparse.ArgumentParser) -> None:
@@ -246,6 +273,14 @@ def _print(result: IndexJobResult, as_json: bool) -> int:
     report = result.report
     if as_json:
         print(json.dumps(report, indent=2, sort_keys=True))
+        return result.exit_code
+    budget = report.get("budget") or {}
+    if budget.get("reached"):
+        print(
+            f"token budget reached: {budget['tokens_used']} of {budget['max_embed_tokens']} "
+            f"tokens used; {budget['inputs_over_budget']} inputs left for the next run, "
+            "nothing published (the live version still serves)"
+        )
         return result.exit_code
     c, r, s = report["counts"], report["requests"], report["seconds"]
     print(f"version {result.version} -> {result.folder}")
