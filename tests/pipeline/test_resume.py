@@ -10,6 +10,7 @@ finds the checkpoints. Inputs are counted where the endpoint answered them. A ba
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,7 @@ def clean(tmp_path_factory, corpus, switch):
     switch.reset()
     result = run_index_job(job(corpus, out, endpoint=switch.url, **SMALL))
     assert result.exit_code == ExitCode.OK
+    CLEAN_TOKENS["tokens"] = result.report["requests"]["prompt_tokens"]
     return ids_and_vectors(out), switch.reset()
 
 
@@ -102,18 +104,87 @@ def test_a_published_version_clears_its_checkpoints(killed_and_resumed):
     assert not list((out / CHECKPOINTS).glob("*/*.npy"))
 
 
-def test_the_reader_counts_what_is_checkpointed(tmp_path, corpus, switch):
-    from pipeline.job.resume import checkpoint_digest
-
-    cfg = job(corpus, tmp_path, endpoint=switch.url, **SMALL)
+@pytest.fixture(scope="module")
+def leftover(tmp_path_factory, corpus, switch):
+    """A killed run's output: its checkpoints, the inputs it got back."""
+    out = tmp_path_factory.mktemp("leftover")
     switch.fail_after = 2
     with pytest.raises(JobError):
-        run_index_job(cfg)
+        run_index_job(job(corpus, out, endpoint=switch.url, **SMALL))
     switch.fail_after = None
     _, answered = switch.reset()
-    [folder] = (tmp_path / CHECKPOINTS).iterdir()
-    digest = checkpoint_digest(cfg, model="corpusbeam-hash-32", endpoint=switch.url)
-    ids, digests = read_checkpointed(checkpoint_location(str(tmp_path), folder.name))
-    assert answered - BATCH <= ids.size <= answered and ids.size == digests.size
-    assert np.all(np.diff(ids) >= 0)
-    assert isinstance(digest, str) and len(digest) == 16
+    return out, answered
+
+
+def test_the_reader_counts_what_is_checkpointed(leftover, switch):
+    from pipeline.job.resume import checkpoint_digest
+
+    out, answered = leftover
+    cfg = job(out, out, endpoint=switch.url, **SMALL)
+    digest = checkpoint_digest(cfg, model="corpusbeam-hash", endpoint=switch.url)
+    [folder] = (out / CHECKPOINTS).iterdir()
+    assert folder.name == digest  # the job's folder is the digest a dry run computes
+    ids, digests = read_checkpointed(checkpoint_location(str(out), digest))
+    assert answered - BATCH <= ids.size <= answered and ids.size == digests.size > 0
+    assert np.all(np.diff(ids) > 0)
+
+
+def test_other_settings_and_no_resume_embed_everything(leftover, corpus, switch):
+    out, _ = leftover
+    before = sorted(p.name for p in (out / CHECKPOINTS).rglob("*.npy"))
+    other = run_index_job(job(corpus, out, endpoint=switch.url, **SMALL, max_tokens=400))
+    assert switch.reset()[1] == DOCS and other.report["counts"]["resumed"] == 0
+    # Another digest's checkpoints are neither read nor cleared.
+    assert sorted(p.name for p in (out / CHECKPOINTS).rglob("*.npy")) == before
+    # The same settings as the checkpoints' (the live version not reused either).
+    cfg = job(corpus, out, endpoint=switch.url, **SMALL, resume=False, reuse=False)
+    fresh = run_index_job(cfg)
+    assert switch.reset()[1] == DOCS and fresh.report["counts"]["resumed"] == 0
+
+
+def test_checkpoints_expire_after_their_age(tmp_path):
+    from transforms.checkpoints import expire, write_batch
+    from transforms.elements import Embedded
+
+    e = Embedded(
+        document_id="a", chunk_index=0, uri="a", modality="text", text="t", start=0, end=1,
+        content_hash="h", vector=np.ones(4, np.float32),
+    )  # fmt: skip
+    location = checkpoint_location(str(tmp_path), "0123456789abcdef")
+    write_batch(location, [e])
+    assert expire(str(tmp_path), 7.0) == 0
+    assert read_checkpointed(location)[0].size == 1
+    assert expire(str(tmp_path), 7.0, now=time.time() + 8 * 86400) == 1
+    assert read_checkpointed(location)[0].size == 0 and not list(Path(location).iterdir())
+
+
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory, corpus, switch, clean):
+    """A run capped at a third of a clean run's tokens, then the run after it."""
+    out = tmp_path_factory.mktemp("capped")
+    cap = CLEAN_TOKENS["tokens"] // 3
+    first = run_index_job(job(corpus, out, endpoint=switch.url, **SMALL, max_embed_tokens=cap))
+    first_inputs = switch.reset()[1]
+    assert versions.read_current(out) is None  # nothing published
+    assert list((out / CHECKPOINTS).glob("*/*.keys.npy"))
+    second = run_index_job(job(corpus, out, endpoint=switch.url, **SMALL))
+    return out, cap, first, first_inputs, second, switch.reset()[1]
+
+
+CLEAN_TOKENS: dict[str, int] = {}
+
+
+def test_the_token_cap_stops_within_a_batch_and_the_next_run_goes_on(capped):
+    out, cap, first, first_inputs, second, second_inputs = capped
+    assert first.exit_code == ExitCode.BUDGET_REACHED == 4
+    budget = first.report["budget"]
+    batch_tokens = CLEAN_TOKENS["tokens"] / DOCS * BATCH * 1.5
+    assert budget["reached"] and budget["max_embed_tokens"] == cap
+    assert 0 < budget["tokens_used"] <= cap + batch_tokens
+    assert budget["tokens_estimated"] > 0 and budget["inputs_over_budget"] > 0
+    assert first_inputs < DOCS
+    # The next run embeds only what the capped one did not: nothing twice.
+    assert second.exit_code == ExitCode.OK
+    assert second_inputs == DOCS - first_inputs
+    assert second.report["counts"]["resumed"] == first_inputs
+    assert second.report["budget"]["max_embed_tokens"] is None
