@@ -284,9 +284,13 @@ def _read_any(path: str) -> bytes:
 
 def _reason(exc: BaseException) -> str:
     """The innermost error's own words: runners wrap a DoFn's error in their own."""
-    seen = exc
-    while seen.__cause__ is not None or seen.__context__ is not None:
-        seen = seen.__cause__ or seen.__context__
+    seen, visited = exc, {id(exc)}
+    while (seen.__cause__ or seen.__context__) is not None:
+        inner = seen.__cause__ or seen.__context__
+        if id(inner) in visited:  # a chain that loops (gRPC's errors can)
+            break
+        seen = inner
+        visited.add(id(seen))
     text = str(seen) or type(seen).__name__
     if isinstance(seen, CorpusbeamError):
         return text

@@ -115,9 +115,11 @@ def worker_lost(exc: BaseException) -> bool:
     """Whether a pipeline failed because a worker process died (not because of a DoFn's
     own error, which a new attempt would meet again)."""
     seen: BaseException | None = exc
-    while seen is not None:
+    visited: set[int] = set()
+    while seen is not None and id(seen) not in visited:  # gRPC's chains can loop
         if any(m in str(seen) for m in WORKER_LOST):
             return True
+        visited.add(id(seen))
         seen = seen.__cause__ or seen.__context__
     return False
 

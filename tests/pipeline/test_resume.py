@@ -31,15 +31,17 @@ BATCH = 8  # max_concurrency 2 x max_inputs 4
 SMALL = {"max_inputs": 4, "max_concurrency": 2, "shards": 2}
 
 
-def write_corpus(folder: Path, n: int = DOCS) -> Path:
+def write_corpus(folder: Path, n: int = DOCS, files: int = 1) -> Path:
+    """``n`` one-chunk records with ids, in ``files`` JSONL files."""
     folder.mkdir(parents=True, exist_ok=True)
-    lines = [
-        json.dumps(
-            {"id": f"d{i}", "text": f"Document {i} on the {i % 7} river and {i * 13} hills."}
-        )
-        for i in range(n)
-    ]
-    (folder / "docs.jsonl").write_text("\n".join(lines) + "\n")
+    for f in range(files):
+        lines = [
+            json.dumps(
+                {"id": f"d{i}", "text": f"Document {i} on the {i % 7} river, {i * 13} hills."}
+            )
+            for i in range(f, n, files)
+        ]
+        (folder / f"docs{f}.jsonl").write_text("\n".join(lines) + "\n")
     return folder
 
 

@@ -14,6 +14,7 @@ import contextlib
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 
 import httpx
@@ -31,6 +32,7 @@ class KillSwitch:
         self.fail_after: int | None = None
         self.requests = 0  # embedding requests received
         self.inputs = 0  # inputs the endpoint answered (200)
+        self.seen: Counter[str] = Counter()  # how often each input text was answered
         self._lock = threading.Lock()
 
     def reset(self) -> tuple[int, int]:
@@ -38,6 +40,7 @@ class KillSwitch:
         with self._lock:
             out = (self.requests, self.inputs)
             self.requests = self.inputs = 0
+            self.seen = Counter()
             return out
 
     async def __call__(self, scope, receive, send) -> None:
@@ -68,7 +71,9 @@ class KillSwitch:
             r = await client.request(scope["method"], url, content=body, headers=fwd)
         if embeds and r.status_code == 200:
             with self._lock:
-                self.inputs += len(json.loads(body)["input"])
+                texts = json.loads(body)["input"]
+                self.inputs += len(texts)
+                self.seen.update(t for t in texts if isinstance(t, str))
         headers = [(b"content-type", r.headers.get("content-type", "application/json").encode())]
         await send({"type": "http.response.start", "status": r.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": r.content})
