@@ -69,6 +69,15 @@ def _with_skipped(previous: PreviousVersion | None, skip) -> PreviousVersion | N
     return replace(previous, skipped=tuple(sorted(skip or {})))
 
 
+def _resume(items, checkpoints: str | None, reused: list, label: str):
+    """``items`` less those the checkpoints hold, which join ``reused``."""
+    if not checkpoints:
+        return items
+    resumed, items = items | label >> ResumeFromCheckpoints(checkpoints)
+    reused.append(resumed)
+    return items
+
+
 def build_graph(
     p: beam.Pipeline, plan: JobPlan, *, staging: str, folder: str, checkpoints: str | None = None
 ) -> None:
@@ -93,9 +102,7 @@ def build_graph(
             previous, encoding=encoding
         )
         reused, kept = [old_texts], [kept_texts]
-    if checkpoints:
-        resumed, chunks = chunks | "ResumeTexts" >> ResumeFromCheckpoints(checkpoints)
-        reused.append(resumed)
+    chunks = _resume(chunks, checkpoints, reused, "ResumeTexts")
     texts, text_failures = chunks | "EmbedTexts" >> EmbedTexts(
         plan.settings,
         input_type=cfg.input_type,
@@ -117,9 +124,7 @@ def build_graph(
             )
             reused.append(old_images)
             kept.append(kept_images)
-        if checkpoints:
-            resumed_images, images = images | "ResumeImages" >> ResumeFromCheckpoints(checkpoints)
-            reused.append(resumed_images)
+        images = _resume(images, checkpoints, reused, "ResumeImages")
         pictures, picture_failures = images | "EmbedImages" >> EmbedImages(
             plan.settings, input_type=cfg.input_type, encodings=plan.encodings, **embed
         )

@@ -9,7 +9,6 @@ finds the checkpoints. Inputs are counted where the endpoint answered them. A ba
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -19,36 +18,14 @@ import pytest
 from corpusbeam.errors import JobError
 from corpusbeam.exit_codes import ExitCode
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
-from indexes.reader import open_index
 from indexes.storage import versions
 from pipeline.index_job import run_index_job
 from tests.support.jobs import job
 from tests.support.kill_switch import kill_switch
+from tests.support.resume import BATCH, SMALL, ids_and_vectors, write_corpus
 from transforms.checkpoints import CHECKPOINTS, checkpoint_location, read_checkpointed
 
 DOCS = 64
-BATCH = 8  # max_concurrency 2 x max_inputs 4
-SMALL = {"max_inputs": 4, "max_concurrency": 2, "shards": 2}
-
-
-def write_corpus(folder: Path, n: int = DOCS, files: int = 1) -> Path:
-    """``n`` one-chunk records with ids, in ``files`` JSONL files."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for f in range(files):
-        lines = [
-            json.dumps(
-                {"id": f"d{i}", "text": f"Document {i} on the {i % 7} river, {i * 13} hills."}
-            )
-            for i in range(f, n, files)
-        ]
-        (folder / f"docs{f}.jsonl").write_text("\n".join(lines) + "\n")
-    return folder
-
-
-def ids_and_vectors(output: Path) -> tuple[np.ndarray, np.ndarray]:
-    ids, xb, _ = open_index(versions.resolve_index_folder(output)).vectors()
-    order = np.argsort(ids)
-    return ids[order], xb[order]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +36,7 @@ def switch():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    return write_corpus(tmp_path_factory.mktemp("resume-corpus"))
+    return write_corpus(tmp_path_factory.mktemp("resume-corpus"), DOCS)
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +154,7 @@ CLEAN_TOKENS: dict[str, int] = {}
 
 
 def test_the_token_cap_stops_within_a_batch_and_the_next_run_goes_on(capped):
-    out, cap, first, first_inputs, second, second_inputs = capped
+    _, cap, first, first_inputs, second, second_inputs = capped
     assert first.exit_code == ExitCode.BUDGET_REACHED == 4
     budget = first.report["budget"]
     batch_tokens = CLEAN_TOKENS["tokens"] / DOCS * BATCH * 1.5

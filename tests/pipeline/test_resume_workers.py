@@ -23,9 +23,9 @@ from corpusbeam.errors import JobError
 from corpusbeam.exit_codes import ExitCode
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from pipeline.index_job import run_index_job
-from tests.pipeline.test_resume import BATCH, SMALL, ids_and_vectors, write_corpus
 from tests.support.jobs import job
 from tests.support.kill_switch import kill_switch
+from tests.support.resume import BATCH, SMALL, ids_and_vectors, write_corpus
 
 DOCS = 96
 FILES = 4  # the workers share the files

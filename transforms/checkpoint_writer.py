@@ -1,0 +1,44 @@
+"""Persisting an answered request as a checkpoint, off the client's thread.
+
+``EmbedFn`` (``transforms.embed_worker``) submits each request's worth of a batch on its
+own when checkpoints are on and calls ``persist`` from the request future's callback, on
+the client's event-loop thread: the vectors are derived as the index stores them and the
+write (``transforms.checkpoints.write_batch``) goes to a writer thread of the process, so
+neither the client nor the Beam thread waits on a file system, and a run killed right
+after an answer has usually persisted it.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from corpusbeam.inference.derive import EncodingPlan, derive_vectors
+from transforms.checkpoints import write_batch
+from transforms.embed_outputs import embedded_from
+
+__all__ = ["persist"]
+
+_WRITER: list[ThreadPoolExecutor] = []
+
+
+def _writer() -> ThreadPoolExecutor:
+    if not _WRITER:
+        _WRITER.append(ThreadPoolExecutor(1, thread_name_prefix="corpusbeam-checkpoints"))
+    return _WRITER[0]
+
+
+def persist(
+    location: str, items: list, future, encodings: EncodingPlan, modality: str
+) -> Future | None:
+    """Queue the write of an answered request's vectors (its failed inputs left out);
+    the write's future, or None when there is nothing to write."""
+    if future.cancelled() or future.exception() is not None:
+        return None
+    result = future.result()
+    vectors, rescore = derive_vectors(result.vectors, encodings.index, encodings.wire)
+    done = [
+        embedded_from(item, vectors[i], modality, rescore=None if rescore is None else rescore[i])
+        for i, item in enumerate(items)
+        if i not in result.failures
+    ]
+    return _writer().submit(write_batch, location, done) if done else None
