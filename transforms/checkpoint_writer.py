@@ -3,7 +3,7 @@
 ``EmbedFn`` (``transforms.embed_worker``) submits each request's worth of a batch on its
 own when checkpoints are on and calls ``persist`` from the request future's callback, on
 the client's event-loop thread: the vectors are derived as the index stores them and the
-write (``transforms.checkpoints.write_batch``) goes to a writer thread of the process, so
+write (``transforms.checkpoints.write_batch``) goes to the process's writer threads, so
 neither the client nor the Beam thread waits on a file system, and a run killed right
 after an answer has usually persisted it.
 """
@@ -19,11 +19,14 @@ from transforms.embed_outputs import embedded_from
 __all__ = ["persist"]
 
 _WRITER: list[ThreadPoolExecutor] = []
+# Writes at once a process: an object store's put of a small file takes a few round trips
+# (Beam's S3 writer: a multipart upload), so one thread falls behind the endpoint.
+WRITERS = 8
 
 
 def _writer() -> ThreadPoolExecutor:
     if not _WRITER:
-        _WRITER.append(ThreadPoolExecutor(1, thread_name_prefix="corpusbeam-checkpoints"))
+        _WRITER.append(ThreadPoolExecutor(WRITERS, thread_name_prefix="corpusbeam-checkpoints"))
     return _WRITER[0]
 
 
