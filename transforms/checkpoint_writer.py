@@ -5,11 +5,13 @@ own when checkpoints are on and calls ``persist`` from the request future's call
 the client's event-loop thread: the vectors are derived as the index stores them and the
 write (``transforms.checkpoints.write_batch``) goes to the process's writer threads, so
 neither the client nor the Beam thread waits on a file system, and a run killed right
-after an answer has usually persisted it.
+after an answer has usually persisted it. Answers that wait for a writer are written
+together, as one batch (``_drain``).
 """
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from corpusbeam.inference.derive import EncodingPlan, derive_vectors
@@ -44,4 +46,32 @@ def persist(
         for i, item in enumerate(items)
         if i not in result.failures
     ]
-    return _writer().submit(write_batch, location, done) if done else None
+    if not done:
+        return None
+    written: Future = Future()
+    with _LOCK:
+        _PENDING.setdefault(location, []).append((done, written))
+    _writer().submit(_drain, location)
+    return written
+
+
+_PENDING: dict[str, list[tuple[list, Future]]] = {}  # answers not yet taken by a writer
+_LOCK = threading.Lock()
+
+
+def _drain(location: str) -> None:
+    """Write every answer waiting for ``location`` as one batch: when the store is slower
+    than the endpoint, answers queue up and each write takes all of them, so the writes
+    keep pace (fewer, larger files) instead of falling behind."""
+    with _LOCK:
+        waiting = _PENDING.pop(location, [])
+    if not waiting:
+        return
+    try:
+        write_batch(location, [e for done, _ in waiting for e in done])
+    except Exception as exc:
+        for _, written in waiting:
+            written.set_exception(exc)
+        return
+    for _, written in waiting:
+        written.set_result(None)
