@@ -23,7 +23,7 @@ __all__ = ["persist"]
 _WRITER: list[ThreadPoolExecutor] = []
 # Writes at once a process: an object store's put of a small file takes a few round trips
 # (Beam's S3 writer: a multipart upload), so one thread falls behind the endpoint.
-WRITERS = 8
+WRITERS = 2
 
 
 def _writer() -> ThreadPoolExecutor:
