@@ -47,9 +47,14 @@ def corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory, corpus, switch):
     out = tmp_path_factory.mktemp("clean")
-    assert run_index_job(job(corpus, out, endpoint=switch.url, **SMALL)).exit_code == ExitCode.OK
+    result = run_index_job(job(corpus, out, endpoint=switch.url, **SMALL))
+    assert result.exit_code == ExitCode.OK
+    TOKENS["clean"] = result.report["requests"]["prompt_tokens"]
     switch.reset()
     return ids_and_vectors(out)
+
+
+TOKENS: dict[str, int] = {}
 
 
 def _sdk_workers() -> list[int]:
@@ -148,3 +153,19 @@ def test_a_killed_worker_process_is_run_again_from_the_checkpoints(tmp_path, cor
     seen = switch.seen
     assert len(seen) == DOCS and max(seen.values()) <= 2
     assert result.report["counts"]["resumed"] > 0  # the second attempt took checkpoints
+
+
+def test_two_workers_share_the_token_cap(tmp_path, corpus, switch, clean):
+    cap = TOKENS["clean"] // 2
+    cfg = job(corpus, tmp_path, runner="multiprocess", endpoint=switch.url, **SMALL)
+    cfg = type(cfg)(**{**cfg.__dict__, "max_embed_tokens": cap})
+    switch.reset()
+    result = run_index_job(cfg)
+    assert result.exit_code == ExitCode.BUDGET_REACHED
+    budget = result.report["budget"]
+    per_request = TOKENS["clean"] / DOCS * SMALL["max_inputs"] * 1.5
+    # Each process checks every ledger before a request: at most one request over, each.
+    assert budget["tokens_used"] <= cap + WORKERS * per_request
+    assert budget["reached"] and switch.reset()[1] < DOCS
+    ledgers = list(tmp_path.glob("versions/*-staging.partial/budget/*.json"))
+    assert len(ledgers) == WORKERS  # both processes embedded, each with its ledger
