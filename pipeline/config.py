@@ -71,6 +71,10 @@ class IndexJobConfig:
     checkpoint_max_age_days: float = 7.0
     # stop embedding before the run would pass this many tokens (transforms.token_cap)
     max_embed_tokens: int | None = None
+    # serve the job's progress at http://HOST:PORT/metrics while it runs (None: off; 0: a
+    # free port, logged) (pipeline.job.metrics_server)
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     pipeline_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -95,6 +99,14 @@ class IndexJobConfig:
             raise ConfigError(
                 "max_embed_tokens", self.max_embed_tokens, "must be a whole number >= 1"
             )
+        if self.metrics_port is not None and (
+            isinstance(self.metrics_port, bool)
+            or not isinstance(self.metrics_port, int)
+            or not 0 <= self.metrics_port <= 65535
+        ):
+            raise ConfigError("metrics_port", self.metrics_port, "must be a port, 0 to 65535")
+        if not self.metrics_host:
+            raise ConfigError("metrics_host", self.metrics_host, "give a host to listen on")
         if self.checkpoint_max_age_days <= 0:
             raise ConfigError(
                 "checkpoint_max_age_days", self.checkpoint_max_age_days, "must be positive"

@@ -50,6 +50,7 @@ from pipeline.graph import FAILURE_SCHEMA, build_graph, read_part_list
 from pipeline.job import IndexJobResult
 from pipeline.job import resume as resuming
 from pipeline.job.finish import finish_index
+from pipeline.job.metrics_server import serving
 from pipeline.job.plan import JobPlan, planned
 from pipeline.job.report import JobOutcome, job_report, read_metrics
 from pipeline.job.tracking import MATCHERS, ProgressTracker, Snapshot, tracking
@@ -74,7 +75,15 @@ def run_index_job(
 ) -> IndexJobResult:
     """Run the whole job; raises CorpusbeamError for a failed run. ``on_progress`` gets a
     ``pipeline.job.tracking.Snapshot`` four times a second while it runs."""
-    with tracking(len(cfg.inputs), on_progress) as tracker:
+    with (
+        tracking(len(cfg.inputs), on_progress) as tracker,
+        serving(
+            tracker,
+            host=cfg.metrics_host,
+            port=cfg.metrics_port,
+            max_embed_tokens=cfg.max_embed_tokens,
+        ),
+    ):
         return _run(cfg, tracker)
 
 

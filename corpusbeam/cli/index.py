@@ -240,6 +240,19 @@ def _progress_flags(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="seconds between progress log lines",
     )
+    g.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve the run's progress at http://HOST:PORT/metrics (Prometheus text) while "
+        "it runs; 0 picks a free port and logs the address (default: off)",
+    )
+    g.add_argument(
+        "--metrics-host",
+        default=IndexJobConfig.metrics_host,
+        metavar="HOST",
+        help="the address /metrics listens on (0.0.0.0 in a container)",
+    )
 
 
 def _run_job(cfg: IndexJobConfig, args: argparse.Namespace) -> IndexJobResult:
@@ -334,4 +347,5 @@ def run_retry(args: argparse.Namespace) -> int:
     job["pipeline_args"] = tuple(getattr(args, "pipeline_args", ())) or recorded
     job["output"] = args.dir
     job["reuse"] = True
+    job["metrics_port"], job["metrics_host"] = args.metrics_port, args.metrics_host
     return _print(_run_job(IndexJobConfig(**job), args), args.json)
