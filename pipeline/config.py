@@ -72,6 +72,16 @@ class IndexJobConfig:
     gate_max_drop: float = 0.01
     min_recall: float | None = None
     keep: int = 3  # finished versions pruning keeps (besides the live one and its rollback target)
+    # embedded batches persisted under <output>/checkpoints/ and taken from there by the
+    # next run with the same settings (transforms.checkpoints); unconsumed ones expire
+    resume: bool = True
+    checkpoint_max_age_days: float = 7.0
+    # stop embedding before the run would pass this many tokens (transforms.token_cap)
+    max_embed_tokens: int | None = None
+    # serve the job's progress at http://HOST:PORT/metrics while it runs (None: off; 0: a
+    # free port, logged) (pipeline.job.metrics_server)
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     pipeline_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -88,6 +98,26 @@ class IndexJobConfig:
             isinstance(self.shards, bool) or not isinstance(self.shards, int) or self.shards < 1
         ):
             raise ConfigError("shards", self.shards, 'must be "auto" or a whole number >= 1')
+        if self.max_embed_tokens is not None and (
+            isinstance(self.max_embed_tokens, bool)
+            or not isinstance(self.max_embed_tokens, int)
+            or self.max_embed_tokens < 1
+        ):
+            raise ConfigError(
+                "max_embed_tokens", self.max_embed_tokens, "must be a whole number >= 1"
+            )
+        if self.metrics_port is not None and (
+            isinstance(self.metrics_port, bool)
+            or not isinstance(self.metrics_port, int)
+            or not 0 <= self.metrics_port <= 65535
+        ):
+            raise ConfigError("metrics_port", self.metrics_port, "must be a port, 0 to 65535")
+        if not self.metrics_host:
+            raise ConfigError("metrics_host", self.metrics_host, "give a host to listen on")
+        if self.checkpoint_max_age_days <= 0:
+            raise ConfigError(
+                "checkpoint_max_age_days", self.checkpoint_max_age_days, "must be positive"
+            )
         if self.lease_seconds <= 0:
             raise ConfigError("lease_seconds", self.lease_seconds, "must be positive")
         from pipeline.gate import check_gate_config

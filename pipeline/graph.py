@@ -28,8 +28,10 @@ from transforms import (
 from transforms.build_index import PART_LIST, BuildIndexShards, read_part_list
 from transforms.previous import PreviousVersion
 from transforms.record_reuse import ReadChangedRecords
+from transforms.resume import ResumeFromCheckpoints
 from transforms.reuse import ReuseVectors
 from transforms.thumbnails import WriteThumbnails
+from transforms.token_cap import TokenCap
 
 __all__ = [
     "FAILURE_SCHEMA",
@@ -81,10 +83,24 @@ def _read_documents(p: beam.Pipeline, plan: JobPlan) -> tuple:
     return read.main, read.failures, [read.kept]
 
 
-def build_graph(p: beam.Pipeline, plan: JobPlan, *, staging: str, folder: str) -> None:
+def _resume(items, checkpoints: str | None, reused: list, label: str):
+    """``items`` less those the checkpoints hold, which join ``reused``."""
+    if not checkpoints:
+        return items
+    resumed, items = items | label >> ResumeFromCheckpoints(checkpoints)
+    reused.append(resumed)
+    return items
+
+
+def build_graph(
+    p: beam.Pipeline, plan: JobPlan, *, staging: str, folder: str, checkpoints: str | None = None
+) -> None:
     """Add the index job's steps to ``p``: the plan's, writing the parts into ``folder``
-    and the run's scratch files under ``staging``."""
+    and the run's scratch files under ``staging``; embedded batches persisted under
+    ``checkpoints`` and what they hold taken from there (``transforms.resume``)."""
     cfg, encoding = plan.config, plan.encodings.index
+    cap = TokenCap(cfg.max_embed_tokens, staging) if cfg.max_embed_tokens else None
+    embed = {"checkpoints": checkpoints, "cap": cap}
     docs, read_failures, kept_records = _read_documents(p, plan)
     chunks, chunk_failures = docs | "Chunk" >> ChunkDocuments(
         max_tokens=cfg.max_tokens, overlap_tokens=cfg.overlap_tokens, budget=plan.model.budget
@@ -98,11 +114,13 @@ def build_graph(p: beam.Pipeline, plan: JobPlan, *, staging: str, folder: str) -
             previous, encoding=encoding
         )
         reused, kept = [old_texts], [kept_texts, *kept_records]
+    chunks = _resume(chunks, checkpoints, reused, "ResumeTexts")
     texts, text_failures = chunks | "EmbedTexts" >> EmbedTexts(
         plan.settings,
         input_type=cfg.input_type,
         encodings=plan.encodings,
         budget=plan.model.budget,
+        **embed,
     )
     embedded = [texts]
     failures.append(text_failures)
@@ -118,8 +136,9 @@ def build_graph(p: beam.Pipeline, plan: JobPlan, *, staging: str, folder: str) -
             )
             reused.append(old_images)
             kept.append(kept_images)
+        images = _resume(images, checkpoints, reused, "ResumeImages")
         pictures, picture_failures = images | "EmbedImages" >> EmbedImages(
-            plan.settings, input_type=cfg.input_type, encodings=plan.encodings
+            plan.settings, input_type=cfg.input_type, encodings=plan.encodings, **embed
         )
         embedded.append(pictures)
         failures += [image_failures, picture_failures, thumbnail_failures]

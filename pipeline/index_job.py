@@ -53,7 +53,9 @@ from pipeline.gate import GateVerdict
 from pipeline.gate_run import gate_queries, judge
 from pipeline.graph import FAILURE_SCHEMA, build_graph, read_part_list
 from pipeline.job import IndexJobResult
+from pipeline.job import resume as resuming
 from pipeline.job.finish import finish_index
+from pipeline.job.metrics_server import serving
 from pipeline.job.plan import JobPlan, planned
 from pipeline.job.report import JobOutcome, job_report, read_metrics
 from pipeline.job.tracking import MATCHERS, ProgressTracker, Snapshot, tracking
@@ -78,7 +80,15 @@ def run_index_job(
 ) -> IndexJobResult:
     """Run the whole job; raises CorpusbeamError for a failed run. ``on_progress`` gets a
     ``pipeline.job.tracking.Snapshot`` four times a second while it runs."""
-    with tracking(len(cfg.inputs), on_progress) as tracker:
+    with (
+        tracking(len(cfg.inputs), on_progress) as tracker,
+        serving(
+            tracker,
+            host=cfg.metrics_host,
+            port=cfg.metrics_port,
+            max_embed_tokens=cfg.max_embed_tokens,
+        ),
+    ):
         return _run(cfg, tracker)
 
 
@@ -92,9 +102,14 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
         return _unchanged(*same, time.monotonic() - started)
     with open_output(cfg) as run:
         with planned(cfg, run, fingerprint) as plan:
-            counters, learned = _run_pipeline(plan, run, tracker)
+            checkpoints = resuming.prepare(plan, run.root)
+            counters, learned = _run_pipeline(plan, run, tracker, checkpoints)
             labelled = gate_queries(plan, run)  # the quality gate's, while the endpoint is up
         pipeline_seconds = time.monotonic() - started
+        if counters.get("inputs_over_budget"):  # capped: publish nothing, resume next time
+            return resuming.budget_reached(
+                plan, counters, seconds=pipeline_seconds, extra=tracker.record()
+            )
         tracker.stage("merging")
         run.drop_staging(RUNS)  # the parts are written: nothing reads the run files again
         failures = _failures(plan, run)
@@ -115,6 +130,8 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
         if verdict is not None:
             report["gate"] = verdict.to_dict()
         folder = _publish(run, plan, outcome, report, fingerprint, verdict)
+        # a rejected version consumed them too: its vectors are not to be taken again
+        resuming.clear_published(plan, run.root)
     code = ExitCode.FAILED_INPUTS if failures.num_rows else ExitCode.OK
     if verdict is not None and verdict.rejected:
         code = ExitCode.GATE_REJECTED
@@ -122,20 +139,28 @@ def _run(cfg: IndexJobConfig, tracker: ProgressTracker) -> IndexJobResult:
 
 
 def _run_pipeline(
-    plan: JobPlan, run: RunOutput, tracker: ProgressTracker
+    plan: JobPlan, run: RunOutput, tracker: ProgressTracker, checkpoints: str | None
 ) -> tuple[dict[str, int], dict]:
-    """Run the Beam pipeline (``pipeline.graph``); its counters and learned token budget."""
+    """Run the Beam pipeline (``pipeline.graph``); its counters and learned token budget.
+    A worker process lost under a bundle: run again, what it embedded taken from the
+    checkpoints (``pipeline.job.resume``)."""
     tracker.matchers(MATCHERS if plan.images else 1)
     args = plan.config.pipeline_args
-    p = beam.Pipeline(options=PipelineOptions(list(args)))
-    build_graph(p, plan, staging=run.staging, folder=run.folder)
-    log.info("running the pipeline (%s)", runner_name(args))
-    tracker.stage(None)  # read off the workers' counts
-    try:
-        result = p.run()
-        result.wait_until_finish()
-    except Exception as exc:
-        raise JobError(f"the pipeline failed: {_reason(exc)}") from exc
+    for attempt in range(resuming.RETRIES + 1):
+        p = beam.Pipeline(options=PipelineOptions(list(args)))
+        build_graph(p, plan, staging=run.staging, folder=run.folder, checkpoints=checkpoints)
+        log.info("running the pipeline (%s)", runner_name(args))
+        tracker.stage(None)  # read off the workers' counts
+        try:
+            result = p.run()
+            result.wait_until_finish()
+            break
+        except Exception as exc:
+            if attempt < resuming.RETRIES and resuming.worker_lost(exc):
+                log.warning("a worker process was lost (%s): running again", _reason(exc))
+                resuming.clear_attempt(run.staging)
+                continue
+            raise JobError(f"the pipeline failed: {_reason(exc)}") from exc
     counters, learned = read_metrics(result)
     if plan.previous:  # the live version's rows neither matched nor kept unread are gone
         counters["chunks_deleted"] = (
@@ -288,9 +313,13 @@ def _read_any(path: str) -> bytes:
 
 def _reason(exc: BaseException) -> str:
     """The innermost error's own words: runners wrap a DoFn's error in their own."""
-    seen = exc
-    while seen.__cause__ is not None or seen.__context__ is not None:
-        seen = seen.__cause__ or seen.__context__
+    seen, visited = exc, {id(exc)}
+    while (seen.__cause__ or seen.__context__) is not None:
+        inner = seen.__cause__ or seen.__context__
+        if id(inner) in visited:  # a chain that loops (gRPC's errors can)
+            break
+        seen = inner
+        visited.add(id(seen))
     text = str(seen) or type(seen).__name__
     if isinstance(seen, CorpusbeamError):
         return text

@@ -25,6 +25,7 @@ from corpusbeam.inference.derive import EncodingPlan
 from corpusbeam.inference.token_budget import TokenBudget
 from transforms.embed_worker import EmbedFn, check_picklable
 from transforms.read import FAILURES, Outputs
+from transforms.token_cap import TokenCap
 
 __all__ = ["EmbedImages", "EmbedTexts"]
 
@@ -40,8 +41,11 @@ class _Embed(beam.PTransform):
         batch_size: int | None = None,
         encodings: EncodingPlan | None = None,
         budget: TokenBudget | None = None,
+        checkpoints: str | None = None,
+        cap: TokenCap | None = None,
     ) -> None:
         super().__init__()
+        self._checkpoints, self._cap = checkpoints, cap
         if input_type is not None:
             settings = replace(settings, input_type=input_type)
         self._settings = check_picklable(settings)
@@ -68,7 +72,14 @@ class _Embed(beam.PTransform):
             >> BatchElements(min_batch_size=self._batch_size, max_batch_size=self._batch_size)
             | "Embed"
             >> beam.ParDo(
-                EmbedFn(self._settings, self._modality, self._encodings, self._budget)
+                EmbedFn(
+                    self._settings,
+                    self._modality,
+                    self._encodings,
+                    self._budget,
+                    checkpoints=self._checkpoints,
+                    cap=self._cap,
+                )
             ).with_outputs(FAILURES, main="embedded")
         )
         return Outputs(out.embedded, out.failures)
@@ -84,10 +95,12 @@ class EmbedTexts(_Embed):
     is declared failed. ``encodings`` is the index's encoding and the wire's (default:
     the settings' wire encoding for both; see ``corpusbeam.inference.derive``);
     ``budget`` keeps chunks under the model's input limit, cutting them again before
-    sending or after a refusal. Metrics in namespace
+    sending or after a refusal. ``checkpoints``: a folder where each embedded batch is
+    persisted (``transforms.checkpoints``); ``cap``: the run's token cap, shared by every
+    worker process (``transforms.token_cap``). Metrics in namespace
     ``corpusbeam``: requests, retries, throttled (429s), splits, prompt_tokens,
     length_refusals, chunks_cut_before_sending, chunks_cut_after_refusal,
-    inputs_embedded, inputs_failed, batch_latency_ms.
+    inputs_embedded, inputs_failed, inputs_over_budget, tokens_estimated, batch_latency_ms.
     """
 
 

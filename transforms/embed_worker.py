@@ -43,10 +43,12 @@ from corpusbeam.inference.client.timing import timed_transport
 from corpusbeam.inference.derive import EncodingPlan, derive_vectors
 from corpusbeam.inference.token_budget import TokenBudget, length_refusal
 from transforms import counters as progress
+from transforms.checkpoint_writer import persist
 from transforms.elements import NAMESPACE, Chunk, Embedded
 from transforms.embed_outputs import embed_failure, embedded_from
 from transforms.read import FAILURES
 from transforms.recut import TooLongError, recut
+from transforms.token_cap import TokenCap, estimate_batch, ledger
 
 __all__ = ["EmbedFn", "check_picklable"]
 
@@ -110,8 +112,15 @@ class EmbedFn(beam.DoFn):
         modality: str,
         encodings: EncodingPlan,
         budget: TokenBudget | None = None,
+        *,
+        checkpoints: str | None = None,
+        cap: TokenCap | None = None,
     ) -> None:
         self._settings = check_picklable(settings)
+        self._checkpoints = checkpoints  # where each embedded batch is persisted
+        self._cap = cap
+        self._over = progress.counter("inputs_over_budget")
+        self._estimated = progress.counter("tokens_estimated")
         self._modality = modality
         self._encodings = encodings
         self._budget = budget if modality == "text" else None
@@ -129,6 +138,7 @@ class EmbedFn(beam.DoFn):
     def setup(self) -> None:
         settings, budget = self._settings, self._budget
         self._handle = self._shared.acquire(lambda: _ClientHandle(settings, budget))
+        self._ledger = ledger(self._cap) if self._cap is not None else None
         progress.watch("in_flight", self._handle.in_flight)
 
     def teardown(self) -> None:
@@ -136,6 +146,7 @@ class EmbedFn(beam.DoFn):
 
     def start_bundle(self) -> None:
         self._pending: collections.deque = collections.deque()
+        self._writes: list = []  # checkpoint writes under way
 
     def process(
         self, batch: list, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam
@@ -144,22 +155,64 @@ class EmbedFn(beam.DoFn):
 
         At most ``_MAX_PENDING`` batches are outstanding, so the client always has the
         next batch's requests queued while this one's are in flight: no idle gap between
-        batches while Beam hands over outputs and gathers inputs.
+        batches while Beam hands over outputs and gathers inputs. With checkpoints a batch
+        is submitted a request's worth at a time (``_slices``), each persisted when done.
         """
         if not batch:  # BatchElements can emit an empty batch; nothing to do
             return
         assert self._handle is not None
+        if self._modality == "text":
+            batch, origins = yield from self._fit(batch, timestamp, window)
+        else:
+            origins = list(batch)
+        parts = self._slices(batch, origins)
+        for part, part_origins in parts:
+            estimate = self._admit(part, part_origins)
+            if estimate is None:  # over the run's token cap: left for the next run
+                continue
+            future = self._submit(part)
+            pending = (part, part_origins, future, time.monotonic(), timestamp, window, estimate)
+            self._pending.append(pending)
+        most = _MAX_PENDING * len(parts)
+        while self._pending and (len(self._pending) > most or self._pending[0][2].done()):
+            yield from self._emit(*self._pending.popleft())
+
+    def _slices(self, batch: list, origins: list) -> list[tuple[list, list]]:
+        """The batch as it is submitted: whole; with checkpoints, a request's worth at a
+        time, so each request's vectors are persisted as soon as it is answered."""
+        if self._checkpoints is None:
+            return [(batch, origins)]
+        s = self._settings
+        size = max(1, s.max_images if self._modality == "image" else s.max_inputs)
+        return [(batch[i : i + size], origins[i : i + size]) for i in range(0, len(batch), size)]
+
+    def _submit(self, items: list):
         client = self._handle.client
         if self._modality == "image":
-            origins = list(batch)
-            inputs = [ImageInput(image=item.data, text=item.text) for item in batch]
+            inputs = [ImageInput(image=item.data, text=item.text) for item in items]
             future = client.submit_images(inputs, errors="collect")
         else:
-            batch, origins = yield from self._fit(batch, timestamp, window)
-            future = client.submit_texts([item.text for item in batch], errors="collect")
-        self._pending.append((batch, origins, future, time.monotonic(), timestamp, window))
-        while self._pending and (len(self._pending) > _MAX_PENDING or self._pending[0][2].done()):
-            yield from self._emit(*self._pending.popleft())
+            future = client.submit_texts([item.text for item in items], errors="collect")
+        if self._checkpoints is not None:  # persisted the moment it is answered
+            future.add_done_callback(lambda f: self._persist(items, f))
+        return future
+
+    def _persist(self, items: list, future) -> None:
+        """On the client's thread: an answered request's vectors to the writer."""
+        write = persist(self._checkpoints, items, future, self._encodings, self._modality)
+        if write is not None:
+            self._writes.append(write)
+
+    def _admit(self, batch: list, origins: list) -> int | None:
+        """The batch's estimated tokens, or None when the run's cap leaves no room."""
+        if self._ledger is None or not batch:
+            return 0
+        estimate = estimate_batch(batch, self._handle.budget if self._handle else None)
+        if not self._ledger.admit(estimate):
+            self._over.inc(len({id(o) for o in origins}))
+            return None
+        self._estimated.inc(estimate)
+        return estimate
 
     def _fit(self, batch: list, timestamp, window):
         """(items to send, the chunk each came from): chunks the budget says are too
@@ -188,14 +241,27 @@ class EmbedFn(beam.DoFn):
     def finish_bundle(self) -> Iterator:
         while self._pending:
             yield from self._emit(*self._pending.popleft())
+        for write in self._writes:
+            write.result()  # a checkpoint that cannot be written fails the bundle
+        self._writes = []
 
     def _report(self) -> None:
         assert self._handle is not None
-        for name, delta in self._handle.deltas().items():
+        deltas = self._handle.deltas()
+        for name, delta in deltas.items():
             if delta:
                 self._counters[name].inc(delta)
+        if self._ledger is not None:
+            self._ledger.settle(0, deltas["prompt_tokens"])
 
-    def _emit(self, batch, origins, future, started, timestamp, window) -> Iterator:
+    def _emit(self, *pending) -> Iterator:
+        """A finished batch's outputs; then its estimate released from the token cap (its
+        vectors were persisted when it was answered: ``_persist``)."""
+        yield from self._outputs(*pending[:-1])
+        if self._ledger is not None:
+            self._ledger.settle(pending[-1], 0)
+
+    def _outputs(self, batch, origins, future, started, timestamp, window) -> Iterator:
         result = future.result()  # raises what no input can fix (401, 404, a bad parameter)
         self._latency.update(int((time.monotonic() - started) * 1000))
         self._report()

@@ -205,6 +205,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="--dry-run: the endpoint's price for a million input tokens, for the cost",
     )
     _gate_flags(p)
+    _resume_flags(p)
     _progress_flags(p)
     p.set_defaults(run=run, pass_through=True)
 
@@ -242,6 +243,32 @@ def _gate_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _resume_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("resume and cost")
+    g.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="neither persist embedded batches as checkpoints nor take vectors from a "
+        "killed or capped run's checkpoints",
+    )
+    g.add_argument(
+        "--checkpoint-max-age",
+        dest="checkpoint_max_age_days",
+        type=float,
+        metavar="DAYS",
+        default=IndexJobConfig.checkpoint_max_age_days,
+        help="checkpoints no published version consumed are deleted after this many days",
+    )
+    g.add_argument(
+        "--max-embed-tokens",
+        type=int,
+        metavar="N",
+        help="stop embedding before the run would pass N tokens (as the endpoint counts "
+        "them); exits 4, publishes nothing, and the next run goes on from the checkpoints",
+    )
+
+
 def _progress_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("progress")
     g.add_argument(
@@ -257,6 +284,19 @@ def _progress_flags(p: argparse.ArgumentParser) -> None:
         default=10.0,
         metavar="SECONDS",
         help="seconds between progress log lines",
+    )
+    g.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve the run's progress at http://HOST:PORT/metrics (Prometheus text) while "
+        "it runs; 0 picks a free port and logs the address (default: off)",
+    )
+    g.add_argument(
+        "--metrics-host",
+        default=IndexJobConfig.metrics_host,
+        metavar="HOST",
+        help="the address /metrics listens on (0.0.0.0 in a container)",
     )
 
 
@@ -291,6 +331,14 @@ def _print(result: IndexJobResult, as_json: bool) -> int:
     report = result.report
     if as_json:
         print(json.dumps(report, indent=2, sort_keys=True))
+        return result.exit_code
+    budget = report.get("budget") or {}
+    if budget.get("reached"):
+        print(
+            f"token budget reached: {budget['tokens_used']} of {budget['max_embed_tokens']} "
+            f"tokens used; {budget['inputs_over_budget']} inputs left for the next run, "
+            "nothing published (the live version still serves)"
+        )
         return result.exit_code
     c, r, s = report["counts"], report["requests"], report["seconds"]
     print(f"version {result.version} -> {result.folder}")
@@ -365,4 +413,5 @@ def run_retry(args: argparse.Namespace) -> int:
     job["pipeline_args"] = tuple(getattr(args, "pipeline_args", ())) or recorded
     job["output"] = args.dir
     job["reuse"] = True
+    job["metrics_port"], job["metrics_host"] = args.metrics_port, args.metrics_host
     return _print(_run_job(IndexJobConfig(**job), args), args.json)

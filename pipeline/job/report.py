@@ -18,7 +18,7 @@ from indexes.storage.manifest import Manifest
 from pipeline.job.plan import JobPlan
 from pipeline.outputs import redact_args
 
-__all__ = ["JobOutcome", "job_report", "read_metrics"]
+__all__ = ["JobOutcome", "budget_section", "job_report", "job_section", "read_metrics"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,7 +61,7 @@ def job_report(plan: JobPlan, outcome: JobOutcome) -> dict:
         "version": plan.version,
         "previous_version": plan.live_version,
         "reused_from": plan.live_version if plan.previous else None,
-        "job": _job(plan),
+        "job": job_section(plan),
         "model": plan.model.info.to_dict(),
         "counts": _counts(counters, outcome.failures, manifest),
         "requests": {
@@ -79,6 +79,7 @@ def job_report(plan: JobPlan, outcome: JobOutcome) -> dict:
             "cut_before_sending": counters.get("chunks_cut_before_sending", 0),
             "cut_after_refusal": counters.get("chunks_cut_after_refusal", 0),
         },
+        "budget": budget_section(plan.config, counters),
         "seconds": {
             "pipeline": round(outcome.pipeline_seconds, 3),
             "merge_and_publish": round(outcome.total_seconds - outcome.pipeline_seconds, 3),
@@ -98,7 +99,20 @@ def job_report(plan: JobPlan, outcome: JobOutcome) -> dict:
     }
 
 
-def _job(plan: JobPlan) -> dict:
+def budget_section(cfg, counters: Mapping[str, int]) -> dict:
+    """Tokens the run used (the endpoint's ``usage``), estimated before sending (the
+    batches ``--max-embed-tokens`` admitted) and its cap; whether the cap stopped it."""
+    over = counters.get("inputs_over_budget", 0)
+    return {
+        "max_embed_tokens": cfg.max_embed_tokens,
+        "tokens_used": counters.get("prompt_tokens", 0),
+        "tokens_estimated": counters.get("tokens_estimated", 0),
+        "reached": bool(over),
+        "inputs_over_budget": over,
+    }
+
+
+def job_section(plan: JobPlan) -> dict:
     """The options the run resolved to, its Beam options' credentials redacted."""
     job = asdict(plan.config)
     job["inputs"] = list(plan.config.inputs)
@@ -116,6 +130,7 @@ def _counts(counters: Mapping[str, int], failures: pa.Table, manifest: Manifest)
         "chunks": counters.get("chunks", 0),
         "embedded": counters.get("inputs_embedded", 0),
         "reused": counters.get("inputs_reused", 0) + counters.get("rows_kept_unread", 0),
+        "resumed": counters.get("inputs_resumed", 0),
         "files_skipped": counters.get("files_skipped", 0),
         "records_unchanged": counters.get("records_unchanged", 0),
         "deleted": counters.get("chunks_deleted", 0),

@@ -211,6 +211,9 @@ _SERIES = (
     "requests",
     "retries",
     "throttled",
+    "prompt_tokens",
+    "tokens_estimated",
+    "inputs_resumed",
 )
 
 
