@@ -100,11 +100,17 @@ def dry_run(cfg: IndexJobConfig, *, price_per_million_tokens: float | None = Non
 
 def _checkpointed(plan: JobPlan) -> tuple[np.ndarray, np.ndarray]:
     """(ids, content-hash digests as ``transforms.reuse.hash_digest``), sorted by id, of the
-    chunks a killed run with these settings embedded and the next run reuses; none yet.
-    Wired at integration to ``transforms.checkpoints.read_checkpointed`` at
-    ``checkpoint_location(output, settings_digest(...))``."""
-    empty = np.empty(0, np.int64)
-    return empty, empty
+    chunks a killed or capped run with these settings embedded and the next run takes from
+    its checkpoints (``transforms.checkpoints``); none with ``--no-resume``."""
+    if not plan.config.resume:
+        empty = np.empty(0, np.int64)
+        return empty, empty
+    from pipeline.job.resume import checkpoint_digest
+    from transforms.checkpoints import checkpoint_location, read_checkpointed
+
+    FileSystems.set_options(PipelineOptions(list(plan.config.pipeline_args)))  # s3://, gs://
+    digest = checkpoint_digest(plan.config, model=plan.model.model, endpoint=plan.endpoint)
+    return read_checkpointed(checkpoint_location(plan.config.output.rstrip("/"), digest))
 
 
 def _result(plan, live, tally, matched, cal, report, price) -> DryRunResult:

@@ -9,6 +9,7 @@ import sys
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
+import corpusbeam.cli.job_flags as job_flags
 from corpusbeam.errors import ConfigError
 from corpusbeam.exit_codes import ExitCode
 from corpusbeam.inference.protocol import ENCODINGS, INPUT_TYPES
@@ -190,22 +191,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "its rollback target are always kept",
     )
     i.add_argument("--json", action="store_true", help="print the run report (or dry run) as JSON")
-    d = p.add_argument_group("dry run")
-    d.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="read and chunk the inputs, compare them with the live version and print what "
-        "a run would embed and cost; sends no embedding request (only the endpoint's "
-        "/info), writes nothing",
-    )
-    d.add_argument(
-        "--price-per-million-tokens",
-        type=float,
-        metavar="PRICE",
-        help="--dry-run: the endpoint's price for a million input tokens, for the cost",
-    )
-    _gate_flags(p)
-    _resume_flags(p)
+    job_flags.dry_run_flags(p)
+    job_flags.gate_flags(p)
+    job_flags.resume_flags(p)
     _progress_flags(p)
     p.set_defaults(run=run, pass_through=True)
 
@@ -220,53 +208,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--json", action="store_true", help="print the run report as JSON")
     _progress_flags(r)
     r.set_defaults(run=run_retry, pass_through=True)
-
-
-def _gate_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group(
-        "quality gate", "measured before CURRENT moves; a rejected version is kept, not made live"
-    )
-    g.add_argument("--gate-queries", metavar="FILE", help="BEIR queries.jsonl (with --gate-qrels)")
-    g.add_argument("--gate-qrels", metavar="FILE", help="BEIR qrels TSV (with --gate-queries)")
-    g.add_argument(
-        "--gate-max-drop",
-        type=float,
-        default=IndexJobConfig.gate_max_drop,
-        metavar="X",
-        help="reject when nDCG@10 falls below the live version's by more than X",
-    )
-    g.add_argument(
-        "--min-recall",
-        type=float,
-        metavar="X",
-        help="reject when recall@10 against exact search is below X (labels not needed)",
-    )
-
-
-def _resume_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("resume and cost")
-    g.add_argument(
-        "--no-resume",
-        dest="resume",
-        action="store_false",
-        help="neither persist embedded batches as checkpoints nor take vectors from a "
-        "killed or capped run's checkpoints",
-    )
-    g.add_argument(
-        "--checkpoint-max-age",
-        dest="checkpoint_max_age_days",
-        type=float,
-        metavar="DAYS",
-        default=IndexJobConfig.checkpoint_max_age_days,
-        help="checkpoints no published version consumed are deleted after this many days",
-    )
-    g.add_argument(
-        "--max-embed-tokens",
-        type=int,
-        metavar="N",
-        help="stop embedding before the run would pass N tokens (as the endpoint counts "
-        "them); exits 4, publishes nothing, and the next run goes on from the checkpoints",
-    )
 
 
 def _progress_flags(p: argparse.ArgumentParser) -> None:

@@ -19,6 +19,7 @@ from corpusbeam.errors import JobError
 from corpusbeam.exit_codes import ExitCode
 from corpusbeam.inference.server import EndpointConfig, running_endpoint
 from indexes.storage import versions
+from pipeline.dry_run import dry_run
 from pipeline.index_job import run_index_job
 from tests.support.jobs import job
 from tests.support.kill_switch import kill_switch
@@ -146,8 +147,15 @@ def capped(tmp_path_factory, corpus, switch, clean):
     first_inputs = switch.reset()[1]
     assert versions.read_current(out) is None  # nothing published
     assert list((out / CHECKPOINTS).glob("*/*.keys.npy"))
+    # A dry run now counts what the next run takes from the checkpoints, sending nothing.
+    planned = dry_run(job(corpus, out, endpoint=switch.url, **SMALL))
+    assert switch.reset()[1] == 0
     second = run_index_job(job(corpus, out, endpoint=switch.url, **SMALL))
+    DRY["chunks"] = planned.chunks
     return out, cap, first, first_inputs, second, switch.reset()[1]
+
+
+DRY: dict[str, dict] = {}
 
 
 CLEAN_TOKENS: dict[str, int] = {}
@@ -167,3 +175,6 @@ def test_the_token_cap_stops_within_a_batch_and_the_next_run_goes_on(capped):
     assert second_inputs == DOCS - first_inputs
     assert second.report["counts"]["resumed"] == first_inputs
     assert second.report["budget"]["max_embed_tokens"] is None
+    # The dry run between them saw the checkpoints as the second run took them.
+    assert DRY["chunks"]["checkpointed"] == first_inputs
+    assert DRY["chunks"]["to_embed"] == second_inputs
