@@ -153,15 +153,3 @@ def test_the_fusion_sets_are_real_text_and_seeded():
         assert 3 <= len(query.split()) <= 12 and 20 <= len(body.split()) <= 150
     assert len({q.lower() for _, q, _ in headings}) == len(headings)  # each heading once
     assert labelled_triples("spans") == spans  # seeded: the same drops again
-
-
-@pytest.mark.slow
-def test_record_rerun_quick(capsys):
-    from benchmarks import record_rerun
-
-    record_rerun.main(["--quick"])
-    records = {r["metric"]: r for r in _records(capsys)}
-    assert records["one_file_edited_found"]["value"] == 1
-    assert records["many_files_edited_found"]["value"] == 1
-    counts = records["one_file_rerun_ratio"]["counts"]
-    assert counts["records_unchanged"] > 0.9 * counts["indexed"] and counts["embedded"] < 40

@@ -53,8 +53,12 @@ def _manifest(path):
     data = json.loads((path / "manifest.json").read_text())
     for volatile in ("created", "latency_ms", "digest", "files", "layout", "index_files"):
         data.pop(volatile)
-    for trial in (data.get("recall") or {}).get("trials", []):
-        trial.pop("latency_ms")  # measured: differs run to run
+    recall = data.get("recall") or {}
+    tuning = recall.get("tuning") or {}
+    # measured: differs run to run
+    for trial in [*recall.get("trials", []), tuning, tuning.get("cheaper"), tuning.get("dearer")]:
+        if trial:
+            trial.pop("latency_ms", None)
     return data
 
 

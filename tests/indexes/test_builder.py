@@ -16,7 +16,7 @@ from tests.support.indexes import build, metadata_rows
 
 def test_layout_and_manifest(float_folder, xb):
     names = sorted(p.relative_to(float_folder).as_posix() for p in float_folder.rglob("*"))
-    segment = ["ids", "indptr", "lengths", "rows", "terms", "tf"]
+    segment = ["blockmax", "blockptr", "ids", "indptr", "lengths", "rows", "terms", "tf"]
     lexical = ["lexical", "lexical/seg-00000", *(f"lexical/seg-00000/{f}.npy" for f in segment)]
     assert names == [
         "index.faiss",
