@@ -13,14 +13,11 @@ import logging
 
 from apache_beam.io.filesystems import FileSystems
 
-from corpusbeam.errors import CorpusbeamError
 from indexes.storage import remote_versions as remote
 from indexes.storage import versions
-from indexes.storage.files import MANIFEST
-from indexes.storage.manifest import Manifest
 from indexes.storage.objectstore import is_url, open_store, s3_settings_from_args
 from pipeline.config import IndexJobConfig
-from pipeline.outputs import RunOutput, _local_manifest
+from pipeline.outputs import RunOutput, local_manifest, remote_manifest
 
 __all__ = ["DRY_RUN", "live_report", "read_only_output"]
 
@@ -40,18 +37,12 @@ def read_only_output(cfg: IndexJobConfig) -> RunOutput:
             staging="",
             local=None,
             previous=str(live) if live else None,
-            previous_manifest=_local_manifest(live),
+            previous_manifest=local_manifest(live),
         )
     url = cfg.output.rstrip("/")
     store = open_store(url, s3_settings_from_args(cfg.pipeline_args))
     live, _ = remote.read_current(store)
-    manifest = None
-    if live is not None:
-        try:
-            data = store.read(f"{remote.VERSIONS}/{live}/{MANIFEST}")
-            manifest = Manifest.from_json(data.decode())
-        except CorpusbeamError as exc:
-            log.warning("the live version %s cannot be read: %s", live, exc)
+    manifest = remote_manifest(store, live)
     return RunOutput(
         root=url,
         name=DRY_RUN,

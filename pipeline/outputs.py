@@ -35,7 +35,14 @@ from indexes.storage.objectstore import ObjectStore, is_url, open_store, s3_sett
 from indexes.storage.version_list import prune_remote
 from pipeline.config import IndexJobConfig
 
-__all__ = ["RunOutput", "open_output", "redact_args", "temp_location"]
+__all__ = [
+    "RunOutput",
+    "local_manifest",
+    "open_output",
+    "redact_args",
+    "remote_manifest",
+    "temp_location",
+]
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +209,7 @@ def open_output(cfg: IndexJobConfig) -> Iterator[RunOutput]:
             staging = f"{temp.rstrip('/')}/corpusbeam-{name}"
         else:
             staging = str(versions.partial_folder(out, f"{name}-staging"))
-        manifest = _local_manifest(previous)
+        manifest = local_manifest(previous)
         run = RunOutput(
             root=str(out),
             name=name,
@@ -216,7 +223,19 @@ def open_output(cfg: IndexJobConfig) -> Iterator[RunOutput]:
         yield run
 
 
-def _local_manifest(previous: Path | None) -> Manifest | None:
+def remote_manifest(store: ObjectStore, live: str | None) -> Manifest | None:
+    """The live version's manifest on an object store (None: none, or unreadable)."""
+    if live is None:
+        return None
+    try:
+        return Manifest.from_json(store.read(f"{remote.VERSIONS}/{live}/{MANIFEST}").decode())
+    except CorpusbeamError as exc:
+        log.warning("the live version %s cannot be read: %s", live, exc)
+        return None
+
+
+def local_manifest(previous: Path | None) -> Manifest | None:
+    """The live version's manifest in a local output (None: none, or unreadable)."""
     if previous is None:
         return None
     try:
@@ -236,13 +255,7 @@ def _remote_output(cfg: IndexJobConfig) -> Iterator[RunOutput]:
         name = versions.new_version_name()
         temp = temp_location(cfg.pipeline_args)
         staging = f"{temp.rstrip('/')}/corpusbeam-{name}" if temp else f"{url}/staging/{name}"
-        manifest = None
-        if live is not None:
-            try:
-                data = store.read(f"{remote.VERSIONS}/{live}/{MANIFEST}")
-                manifest = Manifest.from_json(data.decode())
-            except CorpusbeamError as exc:
-                log.warning("the live version %s cannot be read: %s", live, exc)
+        manifest = remote_manifest(store, live)
         run = RunOutput(
             root=url,
             name=name,

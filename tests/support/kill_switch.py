@@ -21,6 +21,7 @@ import httpx
 import uvicorn
 
 from corpusbeam.asgi.serving import uvicorn_in_thread
+from tests.support.scripted_endpoint import request_body
 
 __all__ = ["KillSwitch", "kill_switch"]
 
@@ -46,12 +47,7 @@ class KillSwitch:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await request_body(receive)
         embeds = scope["path"].endswith("embeddings")
         refused = False
         if embeds:

@@ -21,6 +21,16 @@ import uvicorn
 from corpusbeam.asgi.serving import uvicorn_in_thread
 
 
+async def request_body(receive) -> bytes:
+    """An ASGI request's whole body (its ``http.request`` messages joined)."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 @dataclass
 class Answer:
     status: int
@@ -37,12 +47,7 @@ class ScriptedEndpoint:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await request_body(receive)
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         payload = json.loads(body) if body else None
         self.requests.append({"path": scope["path"], "headers": headers, "body": payload})

@@ -89,12 +89,7 @@ def serve(
     log_level: str = "info",
 ) -> None:
     """Open the indexes, listen, print the URL, serve until interrupted."""
-    pool = EmbedderPool(
-        endpoint=endpoint,
-        credential=credential,
-        query_cache=config.query_cache,
-        local_in_process=config.local_in_process,
-    )
+    pool = _embedders(config, endpoint, credential)
     with pool:
         indexes = open_live_indexes(
             paths, embedders=pool, names=names, verify=verify, config=config
@@ -103,6 +98,18 @@ def serve(
         sock = bind_socket(host, port)
         print(f"{_READY_LINE}{socket_url(sock)}", flush=True)
         _uvicorn(app, log_level, own_logging=True).run(sockets=[sock])
+
+
+def _embedders(
+    config: ServiceConfig, endpoint: str | None, credential: Credential | None
+) -> EmbedderPool:
+    """The query embedders of a service with ``config`` (its cache, in-process or not)."""
+    return EmbedderPool(
+        endpoint=endpoint,
+        credential=credential,
+        query_cache=config.query_cache,
+        local_in_process=config.local_in_process,
+    )
 
 
 @dataclass(frozen=True)
@@ -127,12 +134,7 @@ def running_service(
 ) -> Iterator[RunningService]:
     """The service on 127.0.0.1 (a free port) in a thread, until the block ends."""
     config = config or ServiceConfig()
-    pool = EmbedderPool(
-        endpoint=endpoint,
-        credential=credential,
-        query_cache=config.query_cache,
-        local_in_process=config.local_in_process,
-    )
+    pool = _embedders(config, endpoint, credential)
     with pool:
         indexes = open_live_indexes(
             paths, embedders=pool, names=names, verify=verify, config=config
