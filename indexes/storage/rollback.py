@@ -19,7 +19,6 @@ run's, unfinished: it cannot be served, even with ``force``), a rejected version
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -77,13 +76,10 @@ def _locked(out: Path) -> Iterator[None]:
     folders: a rollback leaves a killed run's work for the next run to resume."""
     if not out.is_dir():
         raise ConfigError("dir", os.fspath(out), "no such folder")
-    with open(out / local.LOCK, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(
-                "dir", os.fspath(out), "a run is writing this output (it holds .lock); try later"
-            ) from None
+    busy = ConfigError(
+        "dir", os.fspath(out), "a run is writing this output (it holds .lock); try later"
+    )
+    with local.held_lock(out, busy):
         yield
 
 

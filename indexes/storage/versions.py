@@ -28,6 +28,7 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from corpusbeam.errors import IndexFolderError, OutputBusyError
 from indexes.storage.files import MANIFEST
@@ -119,30 +120,34 @@ def resolve_index_folder(path: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
-def acquire_lock(output: str | os.PathLike) -> Iterator[Path]:
-    """Hold the output's lock for a run; a second run fails at once with a clear error.
-
-    The lock is an ``flock`` on ``OUTPUT/.lock``: the operating system releases it when
-    the process dies, so a killed run never leaves the output locked.
-    """
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    handle = open(out / LOCK, "a+")  # noqa: SIM115 - held for the with-block's lifetime
-    try:
+def held_lock(out: Path, busy: Exception) -> Iterator[IO[str]]:
+    """``OUT/.lock`` held with ``flock`` until the block ends (the operating system
+    releases it when the process dies); ``busy`` is raised at once while another process
+    holds it."""
+    with open(out / LOCK, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise OutputBusyError(
-                "output", os.fspath(out), "another run is writing this output (it holds .lock)"
-            ) from None
+            raise busy from None
+        yield handle
+
+
+@contextlib.contextmanager
+def acquire_lock(output: str | os.PathLike) -> Iterator[Path]:
+    """Hold the output's lock for a run (``held_lock``); a second run fails at once with
+    a clear error, and a killed run never leaves the output locked."""
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    busy = OutputBusyError(
+        "output", os.fspath(out), "another run is writing this output (it holds .lock)"
+    )
+    with held_lock(out, busy) as handle:
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         _clear_partials(out)
         yield out
-    finally:
-        handle.close()
 
 
 def partial_folder(output: str | os.PathLike, name: str) -> Path:
