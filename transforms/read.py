@@ -195,19 +195,23 @@ class _ReadDocumentsFn(beam.DoFn):
         except OSError as exc:
             yield _failure(exc, rel, meta.path, "read")
             return
-        for item in parse_documents(
-            data,
-            document_id=rel,
-            uri=meta.path,
-            extension=ext,
-            fields=self._fields,
-            max_document_bytes=self._max_document_bytes,
-        ):
+        for item in self._parsed(data, rel, meta.path, ext):
             if isinstance(item, Failure):
                 yield beam.pvalue.TaggedOutput(FAILURES, item)
             else:
                 self._read.inc()
                 yield item
+
+    def _parsed(self, data: bytes, rel: str, uri: str, ext: str) -> Iterator:
+        """One file's documents and failures (``transforms.record_reuse`` leaves some out)."""
+        return parse_documents(
+            data,
+            document_id=rel,
+            uri=uri,
+            extension=ext,
+            fields=self._fields,
+            max_document_bytes=self._max_document_bytes,
+        )
 
     def display_data(self) -> dict:
         return {

@@ -34,19 +34,14 @@ from indexes.storage.part_files import METADATA_SUFFIX
 from indexes.storage.part_ranges import part_of
 from indexes.storage.tables import RECORD_DIGEST
 from transforms import counters as progress
-from transforms.elements import Failure
 from transforms.formats import RECORD_EXTENSIONS
 from transforms.part_layers import read_removed
 from transforms.previous import PreviousVersion
 from transforms.read import (
     FAILURES,
     ReadDocuments,
-    _extension,
-    _failure,
     _MatchFn,
-    _read_bytes,
     _ReadDocumentsFn,
-    _TooLarge,
 )
 from transforms.records import KeptRecords, LiveRecords, Records, record_items
 
@@ -173,39 +168,25 @@ class _ReadKeepingFn(_ReadDocumentsFn):
     def start_bundle(self) -> None:
         self._kept: list[int] = []
 
-    def process(self, element) -> Iterator:
-        meta, rel = element
-        ext = _extension(meta.path)
+    def _parsed(self, data: bytes, rel: str, uri: str, ext: str) -> Iterator:
         if ext not in RECORD_EXTENSIONS:
-            yield from super().process(element)
-            return
-        self._files.inc()
-        try:
-            data = _read_bytes(meta, self._max_file_bytes)
-        except _TooLarge as exc:  # worded as ReadDocuments words it
-            yield _failure(f"{exc} (max_document_bytes)", rel, meta.path, "read")
-            return
-        except OSError as exc:
-            yield _failure(exc, rel, meta.path, "read")
+            yield from super()._parsed(data, rel, uri, ext)
             return
         kept: list[int] = []
         unchanged = 0
         for item in record_items(
             data,
             document_id=rel,
-            uri=meta.path,
+            uri=uri,
             extension=ext,
             fields=self._fields,
             max_document_bytes=self._max_document_bytes,
-            live=self._live.get(meta.path),
+            live=self._live.get(uri),
         ):
             if isinstance(item, KeptRecords):
                 kept += item.ids
                 unchanged += item.records
-            elif isinstance(item, Failure):
-                yield beam.pvalue.TaggedOutput(FAILURES, item)
             else:
-                self._read.inc()
                 yield item
         self._unchanged.inc(unchanged)  # once a file: a counter costs more than a record
         self._kept_rows.inc(len(kept))
